@@ -1,0 +1,56 @@
+# crossguard developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+CARGO_TARGET_DIR ?= $(HOME)/.cache/crossguard-target
+export CARGO_TARGET_DIR
+
+VENV := $(REPO)/.venv
+TOOLS_BIN := $(REPO)/.tools/bin
+# Extra arguments for cargo test, e.g. `make test CARGO_TEST_ARGS='-- e2e'`.
+CARGO_TEST_ARGS ?=
+
+.PHONY: tools build crds test verify demo bench clean-demo
+
+## tools: python venv with moto (.venv) and kubectl + helm (.tools/bin)
+tools:
+	"$(REPO)/tests/harness/install-tools.sh"
+
+## build: all binaries (operator, fake-apiserver)
+build:
+	cargo build --workspace --bins
+
+## crds: regenerate crds/*.yaml and charts/crossguard/crds/*.yaml from the Rust types
+crds:
+	cargo run --quiet -- crdgen
+
+## test: every test; they find python via CROSSGUARD_VENV, kubectl/helm via PATH
+test: tools
+	CROSSGUARD_VENV="$(VENV)" PATH="$(TOOLS_BIN):$$PATH" cargo test --workspace $(CARGO_TEST_ARGS)
+
+## verify: formatting, lints, then the tests (which include the CRD-in-sync check)
+verify:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory test
+
+## demo: the whole flow against the local harness (fake API server + moto)
+demo: tools build
+	PATH="$(TOOLS_BIN):$$PATH" "$(REPO)/scripts/demo.sh"
+
+## bench: every benchmark (release build); figures go to BENCHMARKS.md by hand
+bench: tools
+	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis
+
+## clean-demo: stop anything a demo left running and remove .demo/
+clean-demo:
+	@for f in "$(REPO)"/.demo/*.pid; do \
+	  [[ -f $$f ]] || continue; \
+	  pid=$$(cat "$$f"); \
+	  if [[ -n $$pid ]] && grep -qaE 'crossguard|moto_shim|fake-apiserver' "/proc/$$pid/cmdline" 2>/dev/null; then \
+	    kill "$$pid" || true; \
+	  fi; \
+	done
+	rm -rf "$(REPO)/.demo"

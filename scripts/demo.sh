@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# The whole crossguard flow on a laptop, with no cluster and no AWS:
+#   fake API server (management cluster) + moto (AWS, one seeded customer account)
+#   -> CRDs and example CRs applied with kubectl -> the operator binary
+#   -> wait until CustomerAccount and ManagedCluster are Ready -> show them.
+# Everything it starts is stopped on exit; logs and state stay in <repo>/.demo/.
+# Run via `make demo` (builds first), or directly after `make tools build`.
+#
+#   scripts/demo.sh            run the demo, exit 0 if both resources became Ready
+#   DEMO_KEEP=1 scripts/demo.sh  same, then keep everything running until Ctrl-C
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/crossguard-target}
+venv=${CROSSGUARD_VENV:-$repo/.venv}
+export PATH="$repo/.tools/bin:$PATH"
+demo=$repo/.demo
+namespace=acme
+ready_timeout=${DEMO_READY_TIMEOUT:-90}
+
+if [[ -t 1 ]]; then
+  say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
+else
+  say() { printf 'demo: %s\n' "$*"; }
+fi
+fail() {
+  echo "demo: FAILED: $*" >&2
+  for log in operator fake-apiserver moto; do
+    if [[ -s $demo/$log.log ]]; then
+      echo "----- last lines of .demo/$log.log -----" >&2
+      tail -n "$([[ $log == operator ]] && echo 60 || echo 20)" "$demo/$log.log" >&2
+    fi
+  done
+  exit 1
+}
+
+# --- prerequisites -------------------------------------------------------------
+fake_apiserver=$CARGO_TARGET_DIR/debug/fake-apiserver
+operator=$CARGO_TARGET_DIR/debug/crossguard
+python=$venv/bin/python
+[[ -x $fake_apiserver ]] || fail "$fake_apiserver not built (run: make build)"
+[[ -x $operator ]] || fail "$operator not built (run: make build)"
+[[ -x $python ]] || fail "$python missing (run: make tools)"
+[[ -x $repo/.tools/bin/kubectl ]] || fail "$repo/.tools/bin/kubectl missing (run: make tools)"
+[[ -d $repo/crds ]] || fail "no crds/ directory (run: make crds)"
+[[ -f $repo/examples/customeraccount.yaml && -f $repo/examples/managedcluster.yaml ]] \
+  || fail "examples/customeraccount.yaml and examples/managedcluster.yaml are needed"
+
+# --- a fresh .demo/ ------------------------------------------------------------
+for f in "$demo"/*.pid; do # leftovers of a demo that was killed hard
+  [[ -f $f ]] || continue
+  pid=$(cat "$f")
+  # only if that pid still runs one of ours (pids get reused)
+  if [[ -n $pid ]] && grep -qaE 'crossguard|moto_shim|fake-apiserver' "/proc/$pid/cmdline" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+  fi
+done
+rm -rf "$demo"
+mkdir -p "$demo"
+kubeconfig=$demo/kubeconfig
+kc() { kubectl --kubeconfig "$kubeconfig" "$@"; }
+
+pids=()
+fake_apiserver_pid='' moto_pid='' operator_pid=''
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -f "$demo"/*.pid
+  ((${#pids[@]})) && say "stopped everything it started (logs in .demo/)"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD... : runs CMD in the background, output to .demo/NAME.log
+start() {
+  local name=$1; shift
+  "$@" >"$demo/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  echo "$pid" >"$demo/$name.pid"
+  eval "${name//-/_}_pid=$pid"
+}
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# --- fake API server -----------------------------------------------------------
+start fake-apiserver "$fake_apiserver" --listen 127.0.0.1:0 --kubeconfig "$kubeconfig"
+api_url=
+for _ in $(seq 300); do
+  alive "$fake_apiserver_pid" || fail "fake-apiserver exited early"
+  line=$(grep -m1 -i 'listening on' "$demo/fake-apiserver.log" 2>/dev/null || true)
+  if [[ -n $line && -s $kubeconfig ]]; then
+    api_url=$(sed -E 's/.*[Ll]istening on[: ]*//; s/[[:space:]].*//' <<<"$line")
+    break
+  fi
+  sleep 0.1
+done
+[[ -n $api_url ]] || fail "fake-apiserver did not say 'listening on' within 30s"
+say "fake API server at $api_url (kubeconfig .demo/kubeconfig)"
+
+# --- moto ----------------------------------------------------------------------
+start moto "$python" "$repo/tests/harness/moto_shim.py" --port 0 --port-file "$demo/moto.port" --exit-with-parent
+for _ in $(seq 300); do
+  alive "$moto_pid" || fail "moto shim exited early"
+  [[ -s $demo/moto.port ]] && break
+  sleep 0.1
+done
+[[ -s $demo/moto.port ]] || fail "moto shim did not start within 30s"
+moto_port=$(cat "$demo/moto.port")
+moto_url=http://127.0.0.1:$moto_port
+say "moto at $moto_url"
+
+if ! "$python" "$repo/tests/harness/seed.py" --endpoint "$moto_url" >"$demo/seed.json" 2>"$demo/seed.log"; then
+  cat "$demo/seed.log" >&2
+  fail "seeding moto failed"
+fi
+summary=$("$python" -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+ngs = ", ".join("%s (%d nodes)" % (n, len(g["instances"])) for n, g in s["nodegroups"].items())
+print("account %s, role %s, cluster %s: %s" % (s["account_id"], s["role_arn"], s["cluster"], ngs))
+' "$demo/seed.json") || fail "seed.py printed no usable summary"
+say "seeded $summary"
+
+# --- the customer's EKS cluster ------------------------------------------------
+# moto's EKS endpoints are not real servers, so a second fake API server plays the
+# customer's cluster: one Node per seeded instance plus examples/customer-cluster/.
+"$python" - "$demo/seed.json" "$repo/examples/customer-cluster/workloads.yaml" >"$demo/customer-seed.json" <<'PY' \
+  || fail "could not build the customer cluster's objects"
+import json, sys
+seed = json.load(open(sys.argv[1]))
+docs = [sys.argv[2]]
+items, nodes = [], []
+for ng, group in seed["nodegroups"].items():
+    for iid in group["instances"]:
+        name = "ip-%s.ec2.internal" % iid
+        nodes.append(name)
+        items.append({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "node.kubernetes.io/instance-type": group["instance_type"],
+                "eks.amazonaws.com/nodegroup": ng,
+                "topology.kubernetes.io/region": seed["region"],
+                "topology.kubernetes.io/zone": seed["region"] + "a",
+                "kubernetes.io/hostname": name}},
+            "spec": {"providerID": "aws:///%sa/%s" % (seed["region"], iid)},
+            "status": {"allocatable": {"cpu": "1930m", "memory": "7Gi", "pods": "29"}}})
+items.append({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+    "metadata": {"name": "web-5d4f", "namespace": "shop", "uid": "demo-rs-web",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "demo-dep-web", "controller": True}]},
+    "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}})
+for i, node in enumerate(nodes):
+    if i < 3:
+        items.append({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-5d4f-%d" % i, "namespace": "shop", "labels": {"app": "web"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f", "uid": "demo-rs-web", "controller": True}]},
+            "spec": {"nodeName": node, "containers": [{"name": "web", "image": "nginx:1.27",
+                "env": [{"name": "DB_PASSWORD", "value": "demo-planted-secret"}],
+                "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}}}]},
+            "status": {"phase": "Running"}})
+    items.append({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "node-agent-%d" % i, "namespace": "kube-system",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "node-agent", "uid": "demo-ds", "controller": True}]},
+        "spec": {"nodeName": node, "containers": [{"name": "agent", "image": "agent:1",
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}]},
+        "status": {"phase": "Running"}})
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+PY
+start customer-cluster "$fake_apiserver" --listen 127.0.0.1:0 \
+  --seed "$repo/examples/customer-cluster/workloads.yaml" --seed "$demo/customer-seed.json" --request-log "$demo/customer-requests.jsonl"
+customer_url=
+for _ in $(seq 300); do
+  alive "$customer_cluster_pid" || fail "the customer cluster's fake-apiserver exited early"
+  line=$(grep -m1 -i 'listening on' "$demo/customer-cluster.log" 2>/dev/null || true)
+  if [[ -n $line ]]; then customer_url=$(sed -E 's/.*[Ll]istening on[: ]*//; s/[[:space:]].*//' <<<"$line"); break; fi
+  sleep 0.1
+done
+[[ -n $customer_url ]] || fail "the customer cluster's fake-apiserver did not start"
+say "customer cluster at $customer_url"
+
+# --- CRDs and example resources ------------------------------------------------
+kc apply --validate=false -f "$repo/crds/" >"$demo/kubectl.log" 2>&1 \
+  || { cat "$demo/kubectl.log" >&2; fail "kubectl apply -f crds/ failed"; }
+kc apply --validate=false -f - >>"$demo/kubectl.log" 2>&1 <<EOF || { cat "$demo/kubectl.log" >&2; fail "creating namespace $namespace failed"; }
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $namespace
+EOF
+applied=
+for _ in $(seq 30); do # the new resource types may take a moment to be served
+  if kc apply --validate=false -f "$repo/examples/" >>"$demo/kubectl.log" 2>&1; then applied=1; break; fi
+  sleep 0.5
+done
+[[ -n $applied ]] || { tail -n 20 "$demo/kubectl.log" >&2; fail "kubectl apply -f examples/ failed"; }
+kc patch managedcluster acme-prod -n "$namespace" --type merge \
+  -p "{\"spec\":{\"apiEndpoint\":{\"url\":\"$customer_url\"}}}" >>"$demo/kubectl.log" 2>&1 \
+  || { tail -n 5 "$demo/kubectl.log" >&2; fail "pointing acme-prod at the customer cluster failed"; }
+say "applied crds/ and examples/ (acme-prod reads the customer cluster at $customer_url)"
+
+# --- the operator --------------------------------------------------------------
+(
+  cd "$demo"
+  export KUBECONFIG=$kubeconfig AWS_ENDPOINT_URL=$moto_url AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing RUST_LOG=${RUST_LOG:-info} \
+    CROSSGUARD_STORE_URL="file://$demo/store"
+  unset AWS_SESSION_TOKEN AWS_PROFILE
+  exec "$operator" run --http-addr 127.0.0.1:0
+) >"$demo/operator.log" 2>&1 &
+operator_pid=$!
+pids+=("$operator_pid")
+echo "$operator_pid" >"$demo/operator.pid"
+say "operator started (log .demo/operator.log); waiting up to ${ready_timeout}s for Ready"
+
+deadline=$((SECONDS + ready_timeout))
+ready=
+while ((SECONDS < deadline)); do
+  alive "$operator_pid" || fail "the operator exited"
+  if kc wait --for=condition=Ready --timeout=5s customeraccounts/acme managedclusters/acme-prod \
+    -n "$namespace" >"$demo/wait.log" 2>&1; then
+    ready=1
+    break
+  fi
+  sleep 1
+done
+if [[ -z $ready ]]; then
+  cat "$demo/wait.log" >&2 || true
+  kc get customeraccounts,managedclusters -n "$namespace" -o yaml >"$demo/resources.yaml" 2>&1 || true
+  fail "CustomerAccount/acme and ManagedCluster/acme-prod not Ready within ${ready_timeout}s (see .demo/resources.yaml)"
+fi
+
+say "both resources are Ready"
+echo
+kc get customeraccounts,managedclusters -n "$namespace"
+echo
+kc describe managedcluster acme-prod -n "$namespace"
+echo
+report=$(kc get managedcluster acme-prod -n "$namespace" -o jsonpath='{.status.reportRef}')
+say "stored report: $report"
+say "what is stored for the tenant:"
+(cd "$demo/store" && find . -type f | sort | sed 's#^\./#  #')
+if grep -rq demo-planted-secret "$demo/store"; then
+  fail "a planted workload secret reached the store"
+fi
+say "the planted workload secret (demo-planted-secret) appears nowhere in the store"
+if grep -q '"/api/v1/secrets\|/secrets"\|/configmaps' "$demo/customer-requests.jsonl"; then
+  fail "crossguard read Secrets or ConfigMaps of the customer cluster"
+fi
+say "requests to the customer cluster: $(wc -l <"$demo/customer-requests.jsonl") lists, none of Secrets or ConfigMaps"
+
+if [[ ${DEMO_KEEP:-} == 1 ]]; then
+  echo
+  say "still running; try: kubectl --kubeconfig .demo/kubeconfig get managedclusters -A -w   (Ctrl-C to stop)"
+  wait "$operator_pid" || true
+fi

@@ -1,0 +1,179 @@
+//! Savings analysis: a pure function from a sanitized cluster snapshot, the AWS
+//! inventory and a price table to a [`Report`] — what the cluster costs, what it could
+//! cost, and why.
+//!
+//! The steps, each in its own module with its algorithm documented there:
+//! [`model`] reduces the snapshot to integers and interned constraints;
+//! [`consolidation`] removes nodes whose pods fit elsewhere; [`rightsizing`] looks for a
+//! cheaper instance type per nodegroup; [`spot`] finds replicated stateless workloads;
+//! [`report`] puts the money on it. [`dump`] turns a `kubectl get -o json` dump into a
+//! snapshot for offline runs and [`synthetic`] generates realistic clusters for tests
+//! and benchmarks.
+
+mod consolidation;
+pub mod dump;
+mod model;
+pub mod prices;
+pub mod quantity;
+pub mod report;
+mod rightsizing;
+mod selectors;
+mod spot;
+pub mod synthetic;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use dump::{AnalyzeInputError, DumpError, snapshot_from_documents, snapshot_from_dump};
+pub use prices::{InstanceCatalog, InstanceTypeInfo, PriceError, PriceTable};
+pub use report::{Category, Recommendation, Report, Summary};
+
+use crate::aws::{Instance, Nodegroup};
+use crate::cluster::snapshot::ClusterSnapshot;
+
+/// The AWS side of the analysis input: what EKS, Auto Scaling and EC2 said about the
+/// cluster. Empty for offline runs (nodes then speak for themselves through labels).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AwsInventory {
+    /// Region of the cluster; empty to take it from node labels or the settings.
+    pub region: String,
+    /// Managed nodegroups (their `min_size` bounds consolidation).
+    pub nodegroups: Vec<Nodegroup>,
+    /// EC2 instances of the cluster, matched to nodes through `spec.providerID`.
+    pub instances: Vec<Instance>,
+}
+
+/// Knobs of the analysis; every field has a sensible default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AnalysisSettings {
+    /// Fraction of each destination node's allocatable CPU and memory kept free (0.1 = 10%).
+    pub headroom: f64,
+    /// Region used when neither the inventory nor the node labels name one.
+    pub region: String,
+    /// Estimated spot discount per instance family (0.6 = 60% below on-demand).
+    pub spot_discount: BTreeMap<String, f64>,
+    /// Estimated spot discount for families not listed.
+    pub default_spot_discount: f64,
+    /// Minimum right-sizing saving, as a fraction of the nodegroup's cost.
+    pub min_rightsizing_saving: f64,
+    /// Hours in a billing month.
+    pub hours_per_month: f64,
+    /// How many recommendations the report's top list keeps.
+    pub top_recommendations: usize,
+    /// How many node names a recommendation lists (the rest are counted).
+    pub max_listed_nodes: usize,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        // Typical observed spot discounts by family; estimates, labelled as such.
+        let spot_discount = [
+            ("m5", 0.60),
+            ("m6i", 0.60),
+            ("m6g", 0.55),
+            ("m7i", 0.55),
+            ("m7g", 0.50),
+            ("c5", 0.60),
+            ("c6i", 0.60),
+            ("c6g", 0.55),
+            ("c7g", 0.50),
+            ("r5", 0.65),
+            ("r6i", 0.60),
+            ("r6g", 0.55),
+            ("t3", 0.65),
+            ("t3a", 0.65),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        AnalysisSettings {
+            headroom: 0.10,
+            region: "us-east-1".to_string(),
+            spot_discount,
+            default_spot_discount: 0.50,
+            min_rightsizing_saving: 0.05,
+            hours_per_month: 730.0,
+            top_recommendations: 10,
+            max_listed_nodes: 20,
+        }
+    }
+}
+
+impl AnalysisSettings {
+    /// The spot discount estimate for an instance family, clamped to [0, 0.95].
+    pub fn spot_discount_for(&self, family: &str) -> f64 {
+        self.spot_discount
+            .get(family)
+            .copied()
+            .unwrap_or(self.default_spot_discount)
+            .clamp(0.0, 0.95)
+    }
+}
+
+/// Analyse one cluster. Pure and deterministic: the same inputs give the same report.
+pub fn analyze(
+    snapshot: &ClusterSnapshot,
+    aws: &AwsInventory,
+    prices: &PriceTable,
+    settings: &AnalysisSettings,
+) -> Report {
+    analyze_timed(snapshot, aws, prices, settings).0
+}
+
+/// Wall-clock time of each analysis step (for metrics and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimings {
+    /// Building the compact model from the snapshot.
+    pub model: std::time::Duration,
+    /// Consolidation (all candidate orders).
+    pub consolidation: std::time::Duration,
+    /// Right-sizing.
+    pub rightsizing: std::time::Duration,
+    /// Spot candidates.
+    pub spot: std::time::Duration,
+    /// Assembling the report.
+    pub report: std::time::Duration,
+    /// Pods the consolidation looked at (bound, unfinished).
+    pub pods: usize,
+}
+
+/// [`analyze`], also returning how long each step took. The report does not depend on
+/// the timings.
+pub fn analyze_timed(
+    snapshot: &ClusterSnapshot,
+    aws: &AwsInventory,
+    prices: &PriceTable,
+    settings: &AnalysisSettings,
+) -> (Report, StepTimings) {
+    let mut t = StepTimings::default();
+    let clock = std::time::Instant::now();
+    let model = model::build(snapshot, aws, prices, settings);
+    t.model = clock.elapsed();
+    t.pods = model.pods.len();
+    let clock = std::time::Instant::now();
+    let outcome = consolidation::consolidate(&model, settings.headroom);
+    t.consolidation = clock.elapsed();
+    let clock = std::time::Instant::now();
+    let rightsizing = rightsizing::rightsize(&model, &outcome, prices, settings);
+    t.rightsizing = clock.elapsed();
+    let clock = std::time::Instant::now();
+    let spot = spot::spot_candidates(&model, &outcome, settings);
+    t.spot = clock.elapsed();
+    let clock = std::time::Instant::now();
+    let report = report::build(
+        snapshot,
+        &model,
+        &outcome,
+        &rightsizing,
+        &spot,
+        prices,
+        settings,
+    );
+    t.report = clock.elapsed();
+    (report, t)
+}

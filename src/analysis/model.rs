@@ -1,0 +1,1000 @@
+//! The compact model the recommendations work on, built once from the snapshot.
+//!
+//! Each node and pod is reduced to what scheduling needs: integer requests, a role (does
+//! it stay, move, or pin its node) and an interned *scheduling signature* (nodeSelector,
+//! required node affinity, tolerations and any "stay in this zone" restriction). Nodes
+//! are grouped into *classes* that look the same to every signature in the cluster (equal
+//! values for every label key some signature mentions, equal hard taints), so the
+//! label/taint predicates are evaluated once per (signature, class), not per (pod, node).
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Taint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::prices::{PriceTable, family};
+use super::quantity::{parse_count, parse_cpu_millis, parse_memory_bytes};
+use super::selectors::{
+    NAME_FIELD, Req, Tol, is_hard_taint, label_selector_matches, tolerates_all,
+};
+use super::{AnalysisSettings, AwsInventory};
+use crate::cluster::snapshot::ClusterSnapshot;
+
+/// Label with the EKS managed nodegroup of a node.
+pub const LABEL_NODEGROUP: &str = "eks.amazonaws.com/nodegroup";
+/// Label with the instance type of a node.
+pub const LABEL_INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
+const LABEL_INSTANCE_TYPE_BETA: &str = "beta.kubernetes.io/instance-type";
+/// Label with the availability zone of a node.
+pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+const LABEL_REGION: &str = "topology.kubernetes.io/region";
+const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
+const LABEL_EKS_CAPACITY: &str = "eks.amazonaws.com/capacityType";
+const LABEL_KARPENTER_CAPACITY: &str = "karpenter.sh/capacity-type";
+const LABEL_KARPENTER_POOL: &str = "karpenter.sh/nodepool";
+const ANN_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+const ANN_DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
+const ANN_SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+const ANN_MIRROR: &str = "kubernetes.io/config.mirror";
+/// Name used for nodes that belong to no nodegroup we can see.
+pub const NO_NODEGROUP: &str = "(no nodegroup)";
+
+/// CPU (millicores), memory (bytes) and pod slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Res {
+    pub cpu: i64,
+    pub mem: i64,
+    pub pods: i64,
+}
+
+impl Res {
+    pub fn add(&mut self, o: Res) {
+        self.cpu += o.cpu;
+        self.mem += o.mem;
+        self.pods += o.pods;
+    }
+    pub fn sub(&mut self, o: Res) {
+        self.cpu -= o.cpu;
+        self.mem -= o.mem;
+        self.pods -= o.pods;
+    }
+    #[cfg(test)]
+    pub fn fits_in(&self, free: Res) -> bool {
+        self.cpu <= free.cpu && self.mem <= free.mem && self.pods <= free.pods
+    }
+}
+
+/// Why a pod cannot be moved by consolidation (and so pins its node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PinReason {
+    /// No controller would recreate it.
+    NoController,
+    /// hostPath or memory-backed emptyDir volume (named).
+    LocalStorage(String),
+    /// An annotation asks not to evict it.
+    DoNotEvict(&'static str),
+    /// A PodDisruptionBudget (index) allows no disruption.
+    Pdb(u32),
+    /// Required pod affinity on the hostname: it must stay next to another pod.
+    HostAffinity,
+    /// Its nodeSelector or node affinity names its node (hostname or metadata.name).
+    NodeName,
+}
+
+/// What consolidation does with a pod when its node goes away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Runs on every (matching) node; goes away with the node.
+    DaemonSet,
+    /// Static (mirror) pod; bound to the node.
+    Static,
+    /// Can be rescheduled elsewhere.
+    Movable,
+    /// Must not be moved; its node cannot be removed.
+    Pinned(PinReason),
+}
+
+/// Namespaces a pod-affinity term looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Namespaces<'a> {
+    List(Vec<&'a str>),
+    All,
+}
+
+/// A required "not on the same host as pods matching …" term (hostname anti-affinity, or
+/// a hostname topology spread treated conservatively as one).
+#[derive(Debug, Clone)]
+pub(crate) struct HostTerm<'a> {
+    pub namespaces: Namespaces<'a>,
+    pub selector: Option<&'a LabelSelector>,
+}
+
+impl HostTerm<'_> {
+    pub fn matches(&self, pod: &PodM<'_>) -> bool {
+        let ns_ok = match &self.namespaces {
+            Namespaces::All => true,
+            Namespaces::List(l) => l.contains(&pod.namespace),
+        };
+        ns_ok && label_selector_matches(self.selector, pod.labels)
+    }
+}
+
+/// Interned node constraints of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Sig {
+    node_selector: Vec<(String, String)>,
+    /// Required node affinity: OR of terms, each an AND of requirements.
+    terms: Option<Vec<Vec<Req>>>,
+    /// Extra ANDed requirements (stay in the current zone/domain).
+    extra: Vec<Req>,
+    tolerations: Vec<Tol>,
+}
+
+impl Sig {
+    /// Does a node with these labels and taints satisfy the signature?
+    pub fn allows<'l>(&self, label: impl Fn(&str) -> Option<&'l str>, taints: &[Taint]) -> bool {
+        self.node_selector
+            .iter()
+            .all(|(k, v)| label(k) == Some(v.as_str()))
+            && self.extra.iter().all(|r| r.matches(label(&r.key)))
+            && self.terms.as_ref().is_none_or(|terms| {
+                terms
+                    .iter()
+                    .any(|t| t.iter().all(|r| r.matches(label(&r.key))))
+            })
+            && tolerates_all(&self.tolerations, taints)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.node_selector
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(self.extra.iter().map(|r| r.key.as_str()))
+            .chain(
+                self.terms
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .map(|r| r.key.as_str()),
+            )
+    }
+
+    /// True when the signature names the instance type (right-sizing would break it).
+    pub fn mentions_instance_type(&self) -> bool {
+        self.keys()
+            .any(|k| k == LABEL_INSTANCE_TYPE || k == LABEL_INSTANCE_TYPE_BETA)
+    }
+}
+
+/// One node, reduced.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeM<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub taints: &'a [Taint],
+    pub nodegroup: String,
+    pub instance_type: Option<String>,
+    pub region: String,
+    pub alloc: Res,
+    /// Hourly price; `None` when the type or its price is unknown.
+    pub hourly: Option<f64>,
+    pub spot: bool,
+    /// Ready and not cordoned: may receive pods.
+    pub destination_ok: bool,
+    /// Node-level reason it must not be removed.
+    pub pin: Option<&'static str>,
+    pub class: u32,
+}
+
+impl<'a> NodeM<'a> {
+    pub fn label(&self, key: &str) -> Option<&'a str> {
+        if key == NAME_FIELD {
+            return Some(self.name);
+        }
+        self.labels.get(key).map(String::as_str)
+    }
+}
+
+/// One pod bound to a node in the snapshot and not finished, reduced.
+#[derive(Debug, Clone)]
+pub(crate) struct PodM<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub node: u32,
+    pub req: Res,
+    pub role: Role,
+    pub sig: u32,
+    pub host_terms: Vec<HostTerm<'a>>,
+    /// Index into [`Model::deployments`] when a Deployment owns it (via its ReplicaSet).
+    pub deployment: Option<u32>,
+}
+
+/// A Deployment with what spot eligibility needs.
+#[derive(Debug, Clone)]
+pub(crate) struct DeploymentM<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub replicas: i32,
+    pub has_pvc: bool,
+    /// A PDB covering its pods allows no disruption.
+    pub pdb_forbids: bool,
+}
+
+impl DeploymentM<'_> {
+    /// Replicated, stateless and disruptable: a spot candidate.
+    pub fn spot_eligible(&self) -> bool {
+        self.replicas >= 2 && !self.has_pvc && !self.pdb_forbids
+    }
+}
+
+/// A PodDisruptionBudget, reduced.
+#[derive(Debug, Clone)]
+pub(crate) struct PdbM<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub forbids: bool,
+}
+
+/// The whole reduced cluster.
+#[derive(Debug)]
+pub(crate) struct Model<'a> {
+    pub nodes: Vec<NodeM<'a>>,
+    pub pods: Vec<PodM<'a>>,
+    pub node_pods: Vec<Vec<u32>>,
+    pub sigs: Vec<Sig>,
+    pub n_classes: usize,
+    /// `allowed[sig * n_classes + class]`.
+    allowed: Vec<bool>,
+    pub deployments: Vec<DeploymentM<'a>>,
+    pub pdbs: Vec<PdbM<'a>>,
+    /// Min size per nodegroup name, from the AWS inventory.
+    pub min_size: HashMap<String, i64>,
+    /// Pods not bound to a known node (pending, or on a node missing from the snapshot).
+    pub unbound_pods: usize,
+}
+
+impl Model<'_> {
+    /// May a pod with signature `sig` run on nodes of `class`?
+    pub fn allowed(&self, sig: u32, class: u32) -> bool {
+        self.allowed[sig as usize * self.n_classes + class as usize]
+    }
+}
+
+fn quantity<F: Fn(&str) -> Option<i64>>(
+    map: Option<&BTreeMap<String, Quantity>>,
+    key: &str,
+    parse: F,
+) -> Option<i64> {
+    map.and_then(|m| m.get(key)).and_then(|q| parse(&q.0))
+}
+
+/// The effective request of a pod as the scheduler computes it: max(app containers +
+/// sidecars, each init container + the sidecars started before it), plus overhead;
+/// pod-level `resources.requests` win where set.
+pub(crate) fn pod_requests(spec: &PodSpec) -> (i64, i64) {
+    let req = |c: &k8s_openapi::api::core::v1::Container| {
+        let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        (
+            quantity(r, "cpu", parse_cpu_millis).unwrap_or(0),
+            quantity(r, "memory", parse_memory_bytes).unwrap_or(0),
+        )
+    };
+    let (mut cpu, mut mem) = spec
+        .containers
+        .iter()
+        .map(req)
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (mut side_cpu, mut side_mem, mut init_cpu, mut init_mem) = (0, 0, 0, 0);
+    for c in spec.init_containers.iter().flatten() {
+        let (c_cpu, c_mem) = req(c);
+        let (this_cpu, this_mem) = if c.restart_policy.as_deref() == Some("Always") {
+            side_cpu += c_cpu;
+            side_mem += c_mem;
+            (side_cpu, side_mem)
+        } else {
+            (c_cpu + side_cpu, c_mem + side_mem)
+        };
+        init_cpu = init_cpu.max(this_cpu);
+        init_mem = init_mem.max(this_mem);
+    }
+    cpu = (cpu + side_cpu).max(init_cpu);
+    mem = (mem + side_mem).max(init_mem);
+    let pod_level = spec.resources.as_ref().and_then(|r| r.requests.as_ref());
+    if let Some(c) = quantity(pod_level, "cpu", parse_cpu_millis) {
+        cpu = c;
+    }
+    if let Some(m) = quantity(pod_level, "memory", parse_memory_bytes) {
+        mem = m;
+    }
+    let overhead = spec.overhead.as_ref();
+    cpu += quantity(overhead, "cpu", parse_cpu_millis).unwrap_or(0);
+    mem += quantity(overhead, "memory", parse_memory_bytes).unwrap_or(0);
+    (cpu, mem)
+}
+
+fn node_alloc(node: &Node) -> Res {
+    let status = node.status.as_ref();
+    let alloc = status.and_then(|s| s.allocatable.as_ref());
+    let cap = status.and_then(|s| s.capacity.as_ref());
+    let get = |key: &str, parse: fn(&str) -> Option<i64>| {
+        quantity(alloc, key, parse).or_else(|| quantity(cap, key, parse))
+    };
+    Res {
+        cpu: get("cpu", parse_cpu_millis).unwrap_or(0),
+        mem: get("memory", parse_memory_bytes).unwrap_or(0),
+        pods: get("pods", parse_count).unwrap_or(110),
+    }
+}
+
+fn node_ready(node: &Node) -> bool {
+    match node.status.as_ref().and_then(|s| s.conditions.as_ref()) {
+        // A dump without conditions says nothing against the node.
+        None => true,
+        Some(conds) => conds
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .is_none_or(|c| c.status == "True"),
+    }
+}
+
+/// The EC2 instance id in a providerID such as `aws:///us-east-1a/i-0123456789abcdef0`.
+pub(crate) fn instance_id(provider_id: &str) -> Option<&str> {
+    provider_id
+        .rsplit('/')
+        .next()
+        .filter(|s| s.starts_with("i-"))
+}
+
+/// Is this PDB's budget exhausted, or does its spec allow no voluntary disruption?
+/// The status (kept by the disruption controller) is authoritative when present;
+/// otherwise the spec is resolved against the `matching` pods of the snapshot, treating
+/// them as healthy. Percentages round up as the disruption controller does.
+fn pdb_forbids(pdb: &k8s_openapi::api::policy::v1::PodDisruptionBudget, matching: i64) -> bool {
+    if let Some(status) = &pdb.status
+        && status.expected_pods > 0
+    {
+        return status.disruptions_allowed <= 0;
+    }
+    let spec = pdb.spec.as_ref();
+    let resolve = |v: &IntOrString| -> i64 {
+        match v {
+            IntOrString::Int(i) => i64::from(*i),
+            IntOrString::String(s) => {
+                let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(100);
+                (pct * matching + 99) / 100
+            }
+        }
+    };
+    if let Some(max) = spec.and_then(|s| s.max_unavailable.as_ref()) {
+        return resolve(max) <= 0;
+    }
+    let min = spec
+        .and_then(|s| s.min_available.as_ref())
+        .map(resolve)
+        .unwrap_or(1);
+    matching - min <= 0
+}
+
+fn has_pvc(spec: Option<&PodSpec>) -> bool {
+    spec.and_then(|s| s.volumes.as_ref()).is_some_and(|v| {
+        v.iter()
+            .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
+    })
+}
+
+/// Why a pod's volumes pin it to its node, if they do. hostPath and memory-backed
+/// emptyDir hold node-local state that eviction destroys. A disk-backed emptyDir is
+/// scratch space by contract (it is lost on any reschedule) and does not pin, as in
+/// Karpenter. PVCs do not pin, but EBS volumes are zonal, so such pods stay in their zone.
+fn local_storage(spec: &PodSpec) -> Option<String> {
+    spec.volumes.iter().flatten().find_map(|v| {
+        if v.host_path.is_some() {
+            Some(format!("hostPath volume {}", v.name))
+        } else if v
+            .empty_dir
+            .as_ref()
+            .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
+        {
+            Some(format!("memory-backed emptyDir {}", v.name))
+        } else {
+            None
+        }
+    })
+}
+
+fn namespaces<'a>(
+    own: &'a str,
+    list: Option<&'a Vec<String>>,
+    ns_selector: Option<&LabelSelector>,
+) -> Namespaces<'a> {
+    // Any namespaceSelector (even one we cannot evaluate: namespaces are not in the
+    // snapshot) is treated as "all namespaces", which can only add conflicts.
+    if ns_selector.is_some() {
+        return Namespaces::All;
+    }
+    match list {
+        Some(l) if !l.is_empty() => Namespaces::List(l.iter().map(String::as_str).collect()),
+        _ => Namespaces::List(vec![own]),
+    }
+}
+
+/// A required constraint on a non-hostname topology domain (zone…): every pod it
+/// selects, and its owner, is kept inside its current domain, which leaves the
+/// per-domain counts it constrains unchanged.
+struct DomainTerm<'a> {
+    key: &'a str,
+    namespaces: Namespaces<'a>,
+    selector: Option<&'a LabelSelector>,
+}
+
+/// Build the model. Deterministic: everything is indexed in snapshot order.
+pub(crate) fn build<'a>(
+    snap: &'a ClusterSnapshot,
+    aws: &'a AwsInventory,
+    prices: &PriceTable,
+    settings: &AnalysisSettings,
+) -> Model<'a> {
+    static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    let instances: HashMap<&str, &crate::aws::Instance> =
+        aws.instances.iter().map(|i| (i.id.as_str(), i)).collect();
+    let min_size: HashMap<String, i64> = aws
+        .nodegroups
+        .iter()
+        .filter_map(|g| g.min_size.map(|m| (g.name.clone(), i64::from(m))))
+        .collect();
+
+    // Nodes.
+    let mut nodes = Vec::with_capacity(snap.nodes.len());
+    let mut node_index: HashMap<&str, u32> = HashMap::with_capacity(snap.nodes.len());
+    for node in &snap.nodes {
+        let Some(name) = node.metadata.name.as_deref() else {
+            continue;
+        };
+        let labels = node.metadata.labels.as_ref().unwrap_or(&EMPTY_LABELS);
+        let spec = node.spec.as_ref();
+        let instance = spec
+            .and_then(|s| s.provider_id.as_deref())
+            .and_then(instance_id)
+            .and_then(|id| instances.get(id).copied());
+        let instance_type = labels
+            .get(LABEL_INSTANCE_TYPE)
+            .or_else(|| labels.get(LABEL_INSTANCE_TYPE_BETA))
+            .cloned()
+            .or_else(|| instance.and_then(|i| i.instance_type.clone()));
+        let nodegroup = labels
+            .get(LABEL_NODEGROUP)
+            .cloned()
+            .or_else(|| instance.and_then(|i| i.tags.get("eks:nodegroup-name").cloned()))
+            .or_else(|| {
+                labels
+                    .get(LABEL_KARPENTER_POOL)
+                    .map(|p| format!("nodepool/{p}"))
+            })
+            .unwrap_or_else(|| NO_NODEGROUP.to_string());
+        let region = if !aws.region.is_empty() {
+            aws.region.clone()
+        } else {
+            labels
+                .get(LABEL_REGION)
+                .cloned()
+                .unwrap_or_else(|| settings.region.clone())
+        };
+        let spot = labels.get(LABEL_EKS_CAPACITY).is_some_and(|v| v == "SPOT")
+            || labels
+                .get(LABEL_KARPENTER_CAPACITY)
+                .is_some_and(|v| v == "spot");
+        let hourly = instance_type.as_deref().and_then(|t| {
+            let on_demand = prices.on_demand_hourly(&region, t)?;
+            Some(if spot {
+                on_demand * (1.0 - settings.spot_discount_for(family(t)))
+            } else {
+                on_demand
+            })
+        });
+        let annotations = node.metadata.annotations.as_ref();
+        let pin = if annotations
+            .and_then(|a| a.get(ANN_SCALE_DOWN_DISABLED))
+            .is_some_and(|v| v == "true")
+        {
+            Some("annotated cluster-autoscaler.kubernetes.io/scale-down-disabled=true")
+        } else if annotations
+            .and_then(|a| a.get(ANN_DO_NOT_DISRUPT))
+            .is_some_and(|v| v == "true")
+        {
+            Some("annotated karpenter.sh/do-not-disrupt=true")
+        } else {
+            None
+        };
+        node_index.insert(name, nodes.len() as u32);
+        nodes.push(NodeM {
+            name,
+            labels,
+            taints: spec.and_then(|s| s.taints.as_deref()).unwrap_or_default(),
+            nodegroup,
+            instance_type,
+            region,
+            alloc: node_alloc(node),
+            hourly,
+            spot,
+            destination_ok: node_ready(node)
+                && !spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            pin,
+            class: 0,
+        });
+    }
+
+    // Owners: ReplicaSet uid -> Deployment index.
+    let mut deployments = Vec::with_capacity(snap.deployments.len());
+    let mut deployment_by_uid: HashMap<&str, u32> = HashMap::new();
+    for d in &snap.deployments {
+        let spec = d.spec.as_ref();
+        if let Some(uid) = d.metadata.uid.as_deref() {
+            deployment_by_uid.insert(uid, deployments.len() as u32);
+        }
+        deployments.push(DeploymentM {
+            namespace: d.metadata.namespace.as_deref().unwrap_or("default"),
+            name: d.metadata.name.as_deref().unwrap_or(""),
+            replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+            has_pvc: has_pvc(spec.and_then(|s| s.template.spec.as_ref())),
+            pdb_forbids: false,
+        });
+    }
+    let deployment_by_name: HashMap<(&str, &str), u32> = deployments
+        .iter()
+        .enumerate()
+        .map(|(i, d)| ((d.namespace, d.name), i as u32))
+        .collect();
+    let mut rs_to_deployment: HashMap<&str, u32> = HashMap::new();
+    for rs in &snap.replica_sets {
+        let Some(uid) = rs.metadata.uid.as_deref() else {
+            continue;
+        };
+        let ns = rs.metadata.namespace.as_deref().unwrap_or("default");
+        if let Some(owner) = rs
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            && owner.kind == "Deployment"
+            && let Some(&d) = deployment_by_uid
+                .get(owner.uid.as_str())
+                .or_else(|| deployment_by_name.get(&(ns, owner.name.as_str())))
+        {
+            rs_to_deployment.insert(uid, d);
+        }
+    }
+
+    // PDBs by namespace.
+    let mut pdbs_by_ns: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (i, p) in snap.pod_disruption_budgets.iter().enumerate() {
+        pdbs_by_ns
+            .entry(p.metadata.namespace.as_deref().unwrap_or("default"))
+            .or_default()
+            .push(i as u32);
+    }
+
+    // Pass 1 over pods: requests, role, PDB membership, host terms, domain terms.
+    struct Pending<'a> {
+        pod: &'a Pod,
+        pdbs: Vec<u32>,
+        host_affinity: bool,
+        no_controller: bool,
+        local: Option<String>,
+        do_not_evict: Option<&'static str>,
+        safe_to_evict: bool,
+    }
+    let mut pods: Vec<PodM<'a>> = Vec::with_capacity(snap.pods.len());
+    let mut pending: Vec<Pending<'a>> = Vec::with_capacity(snap.pods.len());
+    let mut pdb_matching = vec![0i64; snap.pod_disruption_budgets.len()];
+    let mut pdb_cache: HashMap<(&str, &BTreeMap<String, String>), Vec<u32>> = HashMap::new();
+    let mut domain_terms: Vec<DomainTerm<'a>> = Vec::new();
+    let mut domain_owner: Vec<(u32, &'a str)> = Vec::new();
+    let mut unbound_pods = 0;
+    for pod in &snap.pods {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded") | Some("Failed")) {
+            continue;
+        }
+        let Some(spec) = pod.spec.as_ref() else {
+            continue;
+        };
+        let Some(&node) = spec.node_name.as_deref().and_then(|n| node_index.get(n)) else {
+            unbound_pods += 1;
+            continue;
+        };
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&EMPTY_LABELS);
+        let annotations = pod.metadata.annotations.as_ref();
+        let (cpu, mem) = pod_requests(spec);
+        let controller = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true));
+        let is_mirror = annotations.is_some_and(|a| a.contains_key(ANN_MIRROR));
+        let role = match controller.map(|o| o.kind.as_str()) {
+            Some("DaemonSet") => Role::DaemonSet,
+            Some("Node") => Role::Static,
+            _ if is_mirror => Role::Static,
+            _ => Role::Movable,
+        };
+        let deployment = controller
+            .filter(|o| o.kind == "ReplicaSet")
+            .and_then(|o| rs_to_deployment.get(o.uid.as_str()).copied());
+        let pod_idx = pods.len() as u32;
+
+        let mut p = Pending {
+            pod,
+            pdbs: Vec::new(),
+            host_affinity: false,
+            no_controller: controller.is_none(),
+            local: local_storage(spec),
+            do_not_evict: None,
+            safe_to_evict: false,
+        };
+        if let Some(a) = annotations {
+            if a.get(ANN_SAFE_TO_EVICT).is_some_and(|v| v == "false") {
+                p.do_not_evict = Some("cluster-autoscaler.kubernetes.io/safe-to-evict=false");
+            } else if a.get(ANN_DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
+                p.do_not_evict = Some("karpenter.sh/do-not-disrupt=true");
+            }
+            p.safe_to_evict = a.get(ANN_SAFE_TO_EVICT).is_some_and(|v| v == "true");
+        }
+        let mut host_terms = Vec::new();
+        if role == Role::Movable {
+            if let Some(candidates) = pdbs_by_ns.get(namespace) {
+                let matched = pdb_cache.entry((namespace, labels)).or_insert_with(|| {
+                    candidates
+                        .iter()
+                        .copied()
+                        .filter(|&i| {
+                            let sel = snap.pod_disruption_budgets[i as usize]
+                                .spec
+                                .as_ref()
+                                .and_then(|s| s.selector.as_ref());
+                            label_selector_matches(sel, labels)
+                        })
+                        .collect()
+                });
+                for &i in matched.iter() {
+                    pdb_matching[i as usize] += 1;
+                }
+                p.pdbs = matched.clone();
+            }
+            let affinity = spec.affinity.as_ref();
+            for term in affinity
+                .and_then(|a| a.pod_anti_affinity.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .into_iter()
+                .flatten()
+            {
+                let ns = namespaces(
+                    namespace,
+                    term.namespaces.as_ref(),
+                    term.namespace_selector.as_ref(),
+                );
+                if term.topology_key == LABEL_HOSTNAME {
+                    host_terms.push(HostTerm {
+                        namespaces: ns,
+                        selector: term.label_selector.as_ref(),
+                    });
+                } else {
+                    domain_terms.push(DomainTerm {
+                        key: &term.topology_key,
+                        namespaces: ns,
+                        selector: term.label_selector.as_ref(),
+                    });
+                    domain_owner.push((pod_idx, &term.topology_key));
+                }
+            }
+            for term in affinity
+                .and_then(|a| a.pod_affinity.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .into_iter()
+                .flatten()
+            {
+                if term.topology_key == LABEL_HOSTNAME {
+                    p.host_affinity = true;
+                } else {
+                    domain_owner.push((pod_idx, &term.topology_key));
+                }
+            }
+            for c in spec.topology_spread_constraints.iter().flatten() {
+                if c.when_unsatisfiable != "DoNotSchedule" {
+                    continue;
+                }
+                let ns = Namespaces::List(vec![namespace]);
+                if c.topology_key == LABEL_HOSTNAME {
+                    // One matching pod per host keeps any hostname skew ≤ 1 ≤ maxSkew.
+                    host_terms.push(HostTerm {
+                        namespaces: ns,
+                        selector: c.label_selector.as_ref(),
+                    });
+                } else {
+                    domain_terms.push(DomainTerm {
+                        key: &c.topology_key,
+                        namespaces: ns,
+                        selector: c.label_selector.as_ref(),
+                    });
+                    domain_owner.push((pod_idx, &c.topology_key));
+                }
+            }
+            if has_pvc(Some(spec)) {
+                domain_owner.push((pod_idx, LABEL_ZONE));
+            }
+        }
+        pods.push(PodM {
+            namespace,
+            name: pod.metadata.name.as_deref().unwrap_or(""),
+            labels,
+            node,
+            req: Res { cpu, mem, pods: 1 },
+            role,
+            sig: 0,
+            host_terms,
+            deployment,
+        });
+        pending.push(p);
+    }
+
+    // PDB verdicts, then pod pins.
+    let pdbs: Vec<PdbM<'a>> = snap
+        .pod_disruption_budgets
+        .iter()
+        .zip(&pdb_matching)
+        .map(|(p, &m)| PdbM {
+            namespace: p.metadata.namespace.as_deref().unwrap_or("default"),
+            name: p.metadata.name.as_deref().unwrap_or(""),
+            forbids: pdb_forbids(p, m),
+        })
+        .collect();
+    for (pod, p) in pods.iter_mut().zip(&pending) {
+        if pod.role != Role::Movable {
+            continue;
+        }
+        let forbidding = p.pdbs.iter().copied().find(|&i| pdbs[i as usize].forbids);
+        if let Some(d) = pod.deployment
+            && forbidding.is_some()
+        {
+            deployments[d as usize].pdb_forbids = true;
+        }
+        pod.role = if let Some(a) = p.do_not_evict {
+            Role::Pinned(PinReason::DoNotEvict(a))
+        } else if p.no_controller && !p.safe_to_evict {
+            Role::Pinned(PinReason::NoController)
+        } else if let (Some(l), false) = (&p.local, p.safe_to_evict) {
+            Role::Pinned(PinReason::LocalStorage(l.clone()))
+        } else if p.host_affinity {
+            Role::Pinned(PinReason::HostAffinity)
+        } else if let Some(i) = forbidding {
+            Role::Pinned(PinReason::Pdb(i))
+        } else {
+            Role::Movable
+        };
+    }
+    // A Deployment whose template a forbidding PDB selects is not spot-eligible even
+    // when none of its pods is running right now.
+    for (d, dep) in snap.deployments.iter().zip(deployments.iter_mut()) {
+        let template_labels = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref());
+        if let Some(labels) = template_labels
+            && let Some(cands) = pdbs_by_ns.get(dep.namespace)
+            && cands.iter().any(|&i| {
+                pdbs[i as usize].forbids
+                    && label_selector_matches(
+                        snap.pod_disruption_budgets[i as usize]
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.selector.as_ref()),
+                        labels,
+                    )
+            })
+        {
+            dep.pdb_forbids = true;
+        }
+    }
+
+    // Domain locks: pods selected by a domain term, and the term owners, stay in their domain.
+    let mut extra: Vec<Vec<Req>> = vec![Vec::new(); pods.len()];
+    let lock =
+        |extra: &mut Vec<Vec<Req>>, pods: &[PodM<'_>], nodes: &[NodeM<'_>], i: usize, key: &str| {
+            let value = nodes[pods[i].node as usize].label(key);
+            let r = match value {
+                Some(v) => Req {
+                    key: key.to_string(),
+                    op: super::selectors::Op::In,
+                    values: vec![v.to_string()],
+                },
+                None => Req {
+                    key: key.to_string(),
+                    op: super::selectors::Op::DoesNotExist,
+                    values: vec![],
+                },
+            };
+            if !extra[i].contains(&r) {
+                extra[i].push(r);
+            }
+        };
+    for &(i, key) in &domain_owner {
+        lock(&mut extra, &pods, &nodes, i as usize, key);
+    }
+    if !domain_terms.is_empty() {
+        let mut seen: HashMap<(String, String, String), ()> = HashMap::new();
+        for t in &domain_terms {
+            let id = (
+                t.key.to_string(),
+                format!("{:?}", t.namespaces),
+                t.selector
+                    .map(|s| serde_json::to_string(s).unwrap_or_default())
+                    .unwrap_or_default(),
+            );
+            if seen.insert(id, ()).is_some() {
+                continue;
+            }
+            for i in 0..pods.len() {
+                let p = &pods[i];
+                let ns_ok = match &t.namespaces {
+                    Namespaces::All => true,
+                    Namespaces::List(l) => l.contains(&p.namespace),
+                };
+                if p.role == Role::Movable && ns_ok && label_selector_matches(t.selector, p.labels)
+                {
+                    lock(&mut extra, &pods, &nodes, i, t.key);
+                }
+            }
+        }
+    }
+
+    // Pass 2: intern signatures.
+    let mut sigs: Vec<Sig> = Vec::new();
+    let mut sig_index: HashMap<Sig, u32> = HashMap::new();
+    for ((pod, p), mut extra) in pods.iter_mut().zip(&pending).zip(extra) {
+        if matches!(pod.role, Role::DaemonSet | Role::Static) {
+            // They never move; real DaemonSet pods carry a per-node matchFields affinity
+            // that would otherwise split every node into its own class.
+            let next = sigs.len() as u32;
+            pod.sig = *sig_index.entry(Sig::default()).or_insert_with_key(|s| {
+                sigs.push(s.clone());
+                next
+            });
+            continue;
+        }
+        let spec = p.pod.spec.as_ref().expect("pods without spec were skipped");
+        let mut node_selector: Vec<(String, String)> = spec
+            .node_selector
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        node_selector.sort();
+        let terms = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .map(|sel| {
+                sel.node_selector_terms
+                    .iter()
+                    .filter_map(|t| {
+                        // An empty term matches nothing; a term with a bad operator too.
+                        let exprs = t
+                            .match_expressions
+                            .iter()
+                            .flatten()
+                            .map(|r| Req::from_api(r, false));
+                        let fields = t
+                            .match_fields
+                            .iter()
+                            .flatten()
+                            .map(|r| Req::from_api(r, true));
+                        let reqs: Option<Vec<Req>> = exprs.chain(fields).collect();
+                        reqs.filter(|r| !r.is_empty())
+                    })
+                    .collect::<Vec<_>>()
+            });
+        let mut tolerations: Vec<Tol> = spec
+            .tolerations
+            .iter()
+            .flatten()
+            .map(Tol::from_api)
+            .collect();
+        tolerations.sort();
+        tolerations.dedup();
+        extra.sort();
+        let sig = Sig {
+            node_selector,
+            terms,
+            extra,
+            tolerations,
+        };
+        if pod.role == Role::Movable && sig.keys().any(|k| k == LABEL_HOSTNAME || k == NAME_FIELD) {
+            // Selecting one node by name: it can only run where it is.
+            pod.role = Role::Pinned(PinReason::NodeName);
+        }
+        let next = sigs.len() as u32;
+        pod.sig = *sig_index.entry(sig).or_insert_with_key(|s| {
+            sigs.push(s.clone());
+            next
+        });
+    }
+
+    // Node classes over the label keys any movable pod's signature mentions, plus hard
+    // taints. (Pods that do not move never query classes.)
+    let mut used = vec![false; sigs.len()];
+    for p in &pods {
+        if p.role == Role::Movable {
+            used[p.sig as usize] = true;
+        }
+    }
+    let mut keys: Vec<&str> = sigs
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| **u)
+        .flat_map(|(s, _)| s.keys())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // (label values for `keys`, hard taints as (key, value, effect)) -> class id.
+    type ClassKey<'k> = (
+        Vec<Option<&'k str>>,
+        Vec<(&'k str, Option<&'k str>, &'k str)>,
+    );
+    let mut class_index: HashMap<ClassKey<'_>, u32> = HashMap::new();
+    let mut representatives: Vec<u32> = Vec::new();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let values: Vec<Option<&str>> = keys.iter().map(|k| node.label(k)).collect();
+        let taints: Vec<(&str, Option<&str>, &str)> = node
+            .taints
+            .iter()
+            .filter(|t| is_hard_taint(t))
+            .map(|t| (t.key.as_str(), t.value.as_deref(), t.effect.as_str()))
+            .collect();
+        let next = representatives.len() as u32;
+        node.class = *class_index.entry((values, taints)).or_insert_with(|| {
+            representatives.push(i as u32);
+            next
+        });
+    }
+    let n_classes = representatives.len().max(1);
+    let mut allowed = vec![false; sigs.len() * n_classes];
+    for (s, sig) in sigs.iter().enumerate() {
+        for (c, &rep) in representatives.iter().enumerate() {
+            let node = &nodes[rep as usize];
+            allowed[s * n_classes + c] = sig.allows(|k| node.label(k), node.taints);
+        }
+    }
+
+    let mut node_pods = vec![Vec::new(); nodes.len()];
+    for (i, p) in pods.iter().enumerate() {
+        node_pods[p.node as usize].push(i as u32);
+    }
+    Model {
+        nodes,
+        pods,
+        node_pods,
+        sigs,
+        n_classes,
+        allowed,
+        deployments,
+        pdbs,
+        min_size,
+        unbound_pods,
+    }
+}

@@ -1,0 +1,845 @@
+//! The analysis report (stored in full) and its [`Summary`] (for status).
+//!
+//! Savings are attributed in order so that nothing is counted twice: consolidation
+//! removes nodes; right-sizing prices the *remaining* nodes of a group on a cheaper type;
+//! spot discounts the part of the (right-sized) group cost that spot-eligible workloads
+//! account for. Nodes of unknown price are counted, listed and left out of every sum.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::AnalysisSettings;
+use super::consolidation::{Blocker, Outcome};
+use super::model::{Model, PinReason, Role};
+use super::prices::{PriceTable, family};
+use super::rightsizing::{RightSizing, fmt_cpu};
+use super::spot::SpotCandidate;
+use crate::cluster::snapshot::ClusterSnapshot;
+
+/// Kind of recommendation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum Category {
+    /// Remove nodes whose pods fit elsewhere.
+    Consolidation,
+    /// Use a cheaper instance type.
+    RightSizing,
+    /// Run replicated stateless workloads on spot capacity (estimate).
+    Spot,
+}
+
+impl Category {
+    fn label(self) -> &'static str {
+        match self {
+            Category::Consolidation => "consolidation",
+            Category::RightSizing => "right-sizing",
+            Category::Spot => "spot (estimate)",
+        }
+    }
+}
+
+/// One recommendation, with its saving and the reasoning behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommendation {
+    /// What kind of change.
+    pub category: Category,
+    /// The nodegroup it applies to.
+    pub nodegroup: String,
+    /// Monthly saving in the report currency.
+    pub monthly_saving: f64,
+    /// One line: what to do.
+    pub summary: String,
+    /// Why, step by step, in words a customer's engineer can check.
+    pub reasoning: Vec<String>,
+    /// True when the saving rests on an estimate (spot discount).
+    pub estimate: bool,
+    /// Nodes concerned (at most `maxListedNodes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// How many more nodes are concerned but not listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more_nodes: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Monthly savings by category.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Savings {
+    /// From removing nodes.
+    pub consolidation: f64,
+    /// From cheaper instance types.
+    pub rightsizing: f64,
+    /// From spot (estimate).
+    pub spot: f64,
+    /// Sum of the above.
+    pub total: f64,
+}
+
+/// Requested versus allocatable resources over a set of nodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Utilization {
+    /// Nodes counted.
+    pub nodes: usize,
+    /// Sum of pod CPU requests, millicores.
+    pub cpu_requested_millis: i64,
+    /// Sum of allocatable CPU, millicores.
+    pub cpu_allocatable_millis: i64,
+    /// Sum of pod memory requests, bytes.
+    pub memory_requested_bytes: i64,
+    /// Sum of allocatable memory, bytes.
+    pub memory_allocatable_bytes: i64,
+    /// Requested / allocatable CPU, percent.
+    pub cpu_percent: f64,
+    /// Requested / allocatable memory, percent.
+    pub memory_percent: f64,
+}
+
+impl Utilization {
+    fn finish(mut self) -> Self {
+        let pct = |a: i64, b: i64| {
+            if b > 0 {
+                round2(a as f64 * 100.0 / b as f64)
+            } else {
+                0.0
+            }
+        };
+        self.cpu_percent = pct(self.cpu_requested_millis, self.cpu_allocatable_millis);
+        self.memory_percent = pct(self.memory_requested_bytes, self.memory_allocatable_bytes);
+        self
+    }
+}
+
+/// A node whose cost is unknown (its type or its price is missing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnpricedNode {
+    /// Node name.
+    pub node: String,
+    /// Its instance type, if known at all.
+    pub instance_type: Option<String>,
+}
+
+/// A node consolidation would remove.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovableNode {
+    /// Node name.
+    pub node: String,
+    /// Its nodegroup.
+    pub nodegroup: String,
+    /// Its instance type.
+    pub instance_type: Option<String>,
+    /// What it costs per month.
+    pub monthly_cost: f64,
+    /// Pods that move off it.
+    pub pods_moved: usize,
+}
+
+/// Per-nodegroup view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodegroupReport {
+    /// Nodegroup name (or `nodepool/…`, or "(no nodegroup)").
+    pub name: String,
+    /// Instance types of its nodes.
+    pub instance_types: Vec<String>,
+    /// Node count.
+    pub nodes: usize,
+    /// Nodes of unknown cost.
+    pub unpriced_nodes: usize,
+    /// Monthly cost of its priced nodes.
+    pub monthly_cost: f64,
+    /// Utilization now.
+    pub utilization: Utilization,
+    /// Nodes consolidation removes.
+    pub removable_nodes: usize,
+    /// Why the others stay: reason → node count.
+    pub kept_because: BTreeMap<String, usize>,
+}
+
+/// Consolidation details for automation and audit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsolidationDetail {
+    /// Every node to remove, in the order it was found removable.
+    pub removable_nodes: Vec<RemovableNode>,
+    /// Pods that move.
+    pub pods_moved: usize,
+    /// Pods that would have no node after the moves (always 0: removal is all or nothing
+    /// per node; reported as a check).
+    pub pods_unplaced: usize,
+}
+
+/// Object counts of the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    /// Nodes.
+    pub nodes: usize,
+    /// Running or pending pods bound to a node of the snapshot.
+    pub pods: usize,
+    /// Pods not bound to a known node (pending).
+    pub unbound_pods: usize,
+    /// DaemonSet and static pods (stay with their node).
+    pub node_bound_pods: usize,
+    /// Pods that pin their node.
+    pub pinned_pods: usize,
+    /// Pods consolidation may move.
+    pub movable_pods: usize,
+}
+
+/// The full analysis report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// When the analysed snapshot was taken.
+    pub snapshot_taken_at: String,
+    /// Region(s) priced.
+    pub regions: Vec<String>,
+    /// Currency of every amount.
+    pub currency: String,
+    /// Hours per month used to turn hourly prices into monthly ones.
+    pub hours_per_month: f64,
+    /// Where the prices come from.
+    pub prices_source: String,
+    /// What the priced nodes cost per month now.
+    pub current_monthly_cost: f64,
+    /// What they would cost after every recommendation.
+    pub optimized_monthly_cost: f64,
+    /// Savings by category.
+    pub savings: Savings,
+    /// Nodes of unknown cost (not in any sum).
+    pub unpriced_nodes: usize,
+    /// Some of them, for the reader.
+    pub unpriced_examples: Vec<UnpricedNode>,
+    /// Utilization now.
+    pub utilization: Utilization,
+    /// Utilization after consolidation.
+    pub utilization_after_consolidation: Utilization,
+    /// Object counts.
+    pub counts: Counts,
+    /// Per nodegroup.
+    pub nodegroups: Vec<NodegroupReport>,
+    /// Top recommendations, largest saving first.
+    pub recommendations: Vec<Recommendation>,
+    /// Consolidation details.
+    pub consolidation: ConsolidationDetail,
+    /// Caveats the reader must know (estimates, price source).
+    pub notes: Vec<String>,
+}
+
+/// What status carries: small and bounded at any cluster size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Monthly cost, e.g. "$1234.56" (priced nodes).
+    pub monthly_cost: String,
+    /// Monthly savings, e.g. "$456.78".
+    pub monthly_savings: String,
+    /// Savings as a share of cost, e.g. "37.0%".
+    pub savings_percent: String,
+    /// Nodes analysed.
+    pub nodes: u32,
+    /// Nodes of unknown cost.
+    pub unpriced_nodes: u32,
+    /// The largest recommendation, one line, at most 200 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_recommendation: Option<String>,
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// "$1234.56".
+pub fn money(x: f64) -> String {
+    format!("${x:.2}")
+}
+
+impl Report {
+    /// The status-sized summary of this report.
+    pub fn summary(&self) -> Summary {
+        let pct = if self.current_monthly_cost > 0.0 {
+            self.savings.total * 100.0 / self.current_monthly_cost
+        } else {
+            0.0
+        };
+        Summary {
+            monthly_cost: money(self.current_monthly_cost),
+            monthly_savings: money(self.savings.total),
+            savings_percent: format!("{pct:.1}%"),
+            nodes: u32::try_from(self.counts.nodes).unwrap_or(u32::MAX),
+            unpriced_nodes: u32::try_from(self.unpriced_nodes).unwrap_or(u32::MAX),
+            top_recommendation: self.recommendations.first().map(|r| {
+                let line = format!("{} ({}/mo)", r.summary, money(r.monthly_saving));
+                if line.chars().count() > 200 {
+                    line.chars().take(199).chain(['…']).collect()
+                } else {
+                    line
+                }
+            }),
+        }
+    }
+
+    /// A readable multi-line summary for terminals.
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let pct = if self.current_monthly_cost > 0.0 {
+            self.savings.total * 100.0 / self.current_monthly_cost
+        } else {
+            0.0
+        };
+        let _ = writeln!(s, "crossguard savings analysis");
+        let _ = writeln!(
+            s,
+            "  snapshot:        {}",
+            if self.snapshot_taken_at.is_empty() {
+                "(time unknown)"
+            } else {
+                &self.snapshot_taken_at
+            }
+        );
+        let _ = writeln!(s, "  region(s):       {}", self.regions.join(", "));
+        let _ = writeln!(
+            s,
+            "  nodes / pods:    {} / {} ({} movable, {} pinned, {} DaemonSet/static, {} unscheduled)",
+            self.counts.nodes,
+            self.counts.pods,
+            self.counts.movable_pods,
+            self.counts.pinned_pods,
+            self.counts.node_bound_pods,
+            self.counts.unbound_pods
+        );
+        let _ = writeln!(s);
+        let unpriced = if self.unpriced_nodes > 0 {
+            format!(" + {} node(s) of UNKNOWN cost", self.unpriced_nodes)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  current cost:    {}/month{unpriced}",
+            money(self.current_monthly_cost)
+        );
+        let _ = writeln!(
+            s,
+            "  optimized cost:  {}/month",
+            money(self.optimized_monthly_cost)
+        );
+        let _ = writeln!(
+            s,
+            "  savings:         {}/month ({pct:.1}%)",
+            money(self.savings.total)
+        );
+        let _ = writeln!(
+            s,
+            "    consolidation    {}",
+            money(self.savings.consolidation)
+        );
+        let _ = writeln!(
+            s,
+            "    right-sizing     {}",
+            money(self.savings.rightsizing)
+        );
+        let _ = writeln!(s, "    spot (estimate)  {}", money(self.savings.spot));
+        let _ = writeln!(s);
+        let _ = writeln!(s, "  utilization (requested / allocatable):");
+        let (u, a) = (&self.utilization, &self.utilization_after_consolidation);
+        let _ = writeln!(
+            s,
+            "    CPU     {:5.1}%  -> {:5.1}% after consolidation",
+            u.cpu_percent, a.cpu_percent
+        );
+        let _ = writeln!(
+            s,
+            "    memory  {:5.1}%  -> {:5.1}% after consolidation",
+            u.memory_percent, a.memory_percent
+        );
+        if !self.unpriced_examples.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "  nodes of unknown cost (not in any total):");
+            for n in &self.unpriced_examples {
+                let _ = writeln!(
+                    s,
+                    "    {} ({})",
+                    n.node,
+                    n.instance_type
+                        .as_deref()
+                        .unwrap_or("instance type unknown")
+                );
+            }
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "  {:<28} {:<22} {:>6} {:>12} {:>6} {:>6} {:>9}",
+            "NODEGROUP", "TYPES", "NODES", "COST/MO", "CPU", "MEM", "REMOVABLE"
+        );
+        for g in &self.nodegroups {
+            let mut types = g.instance_types.join(",");
+            if types.len() > 22 {
+                types.truncate(21);
+                types.push('…');
+            }
+            let _ = writeln!(
+                s,
+                "  {:<28} {:<22} {:>6} {:>12} {:>5.1}% {:>5.1}% {:>9}",
+                g.name,
+                types,
+                g.nodes,
+                money(g.monthly_cost),
+                g.utilization.cpu_percent,
+                g.utilization.memory_percent,
+                g.removable_nodes
+            );
+        }
+        let _ = writeln!(s);
+        if self.recommendations.is_empty() {
+            let _ = writeln!(s, "  no recommendations: the cluster is already tight.");
+        } else {
+            let _ = writeln!(s, "  top recommendations:");
+        }
+        for (i, r) in self.recommendations.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "  {}. [{}] {}: {} — saves {}/month",
+                i + 1,
+                r.category.label(),
+                r.nodegroup,
+                r.summary,
+                money(r.monthly_saving)
+            );
+            for line in &r.reasoning {
+                let _ = writeln!(s, "       - {line}");
+            }
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "  notes:");
+        for n in &self.notes {
+            let _ = writeln!(s, "    - {n}");
+        }
+        s
+    }
+}
+
+fn pin_text(model: &Model<'_>, reason: &PinReason) -> String {
+    match reason {
+        PinReason::NoController => "pod without a controller".into(),
+        PinReason::LocalStorage(what) => format!("pod with local storage ({what})"),
+        PinReason::DoNotEvict(a) => format!("pod annotated {a}"),
+        PinReason::Pdb(i) => {
+            let p = &model.pdbs[*i as usize];
+            format!(
+                "PodDisruptionBudget {}/{} allows no disruption",
+                p.namespace, p.name
+            )
+        }
+        PinReason::HostAffinity => "pod with required pod affinity on the hostname".into(),
+        PinReason::NodeName => "pod that selects its node by name".into(),
+    }
+}
+
+/// Short reason category for counting, and a detailed example.
+fn blocker_text(model: &Model<'_>, b: &Blocker) -> (String, String) {
+    match b {
+        Blocker::NodePinned(a) => ("node annotation".into(), format!("node {a}")),
+        Blocker::UnknownPrice => ("unknown price".into(), "its price is unknown".into()),
+        Blocker::MinSize(m) => (
+            "nodegroup minSize".into(),
+            format!("the nodegroup is at its minSize {m}"),
+        ),
+        Blocker::PodPinned(p) => {
+            let pod = &model.pods[*p as usize];
+            let Role::Pinned(reason) = &pod.role else {
+                unreachable!("pinned blocker names a pinned pod")
+            };
+            let kind = match reason {
+                PinReason::NoController => "pod without controller",
+                PinReason::LocalStorage(_) => "local storage",
+                PinReason::DoNotEvict(_) => "do-not-evict annotation",
+                PinReason::Pdb(_) => "PodDisruptionBudget",
+                PinReason::HostAffinity => "pod affinity",
+                PinReason::NodeName => "node-name selector",
+            };
+            (
+                kind.into(),
+                format!(
+                    "{}/{}: {}",
+                    pod.namespace,
+                    pod.name,
+                    pin_text(model, reason)
+                ),
+            )
+        }
+        Blocker::NoRoom(p) => {
+            let pod = &model.pods[*p as usize];
+            (
+                "pods do not fit elsewhere".into(),
+                format!(
+                    "{}/{} ({} CPU, {} memory) fits on no other node its constraints allow",
+                    pod.namespace,
+                    pod.name,
+                    fmt_cpu(pod.req.cpu),
+                    super::rightsizing::fmt_mem(pod.req.mem)
+                ),
+            )
+        }
+    }
+}
+
+fn utilization(
+    model: &Model<'_>,
+    nodes: impl Iterator<Item = usize>,
+    pods_on: &[Vec<u32>],
+) -> Utilization {
+    let mut u = Utilization::default();
+    for n in nodes {
+        let node = &model.nodes[n];
+        u.nodes += 1;
+        u.cpu_allocatable_millis += node.alloc.cpu;
+        u.memory_allocatable_bytes += node.alloc.mem;
+        for &p in &pods_on[n] {
+            u.cpu_requested_millis += model.pods[p as usize].req.cpu;
+            u.memory_requested_bytes += model.pods[p as usize].req.mem;
+        }
+    }
+    u.finish()
+}
+
+fn list_nodes(names: Vec<String>, max: usize) -> (Vec<String>, usize) {
+    let more = names.len().saturating_sub(max);
+    (names.into_iter().take(max).collect(), more)
+}
+
+/// Assemble the report from the steps' results.
+pub(crate) fn build(
+    snap: &ClusterSnapshot,
+    model: &Model<'_>,
+    outcome: &Outcome,
+    rightsizing: &[RightSizing],
+    spot: &[SpotCandidate],
+    prices: &PriceTable,
+    settings: &AnalysisSettings,
+) -> Report {
+    let h = settings.hours_per_month;
+    let n = model.nodes.len();
+
+    // Pods per node before and after.
+    let before = &model.node_pods;
+    let mut after: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (p, &node) in outcome.node_of_pod.iter().enumerate() {
+        if !outcome.is_removed[node as usize] {
+            after[node as usize].push(p as u32);
+        }
+    }
+    let pods_unplaced = outcome
+        .node_of_pod
+        .iter()
+        .enumerate()
+        .filter(|&(p, &node)| {
+            outcome.is_removed[node as usize]
+                && !matches!(model.pods[p].role, Role::DaemonSet | Role::Static)
+        })
+        .count();
+
+    let mut counts = Counts {
+        nodes: n,
+        pods: model.pods.len(),
+        unbound_pods: model.unbound_pods,
+        ..Counts::default()
+    };
+    for p in &model.pods {
+        match p.role {
+            Role::DaemonSet | Role::Static => counts.node_bound_pods += 1,
+            Role::Pinned(_) => counts.pinned_pods += 1,
+            Role::Movable => counts.movable_pods += 1,
+        }
+    }
+
+    let current_hourly: f64 = model.nodes.iter().filter_map(|nd| nd.hourly).sum();
+    let unpriced: Vec<usize> = (0..n)
+        .filter(|&i| model.nodes[i].hourly.is_none())
+        .collect();
+
+    // Consolidation per nodegroup.
+    let mut moved_from: Vec<usize> = vec![0; n];
+    for &(p, _) in &outcome.moves {
+        moved_from[model.pods[p as usize].node as usize] += 1;
+    }
+    let removable: Vec<RemovableNode> = outcome
+        .removed
+        .iter()
+        .map(|&i| {
+            let nd = &model.nodes[i as usize];
+            RemovableNode {
+                node: nd.name.to_string(),
+                nodegroup: nd.nodegroup.clone(),
+                instance_type: nd.instance_type.clone(),
+                monthly_cost: round2(nd.hourly.unwrap_or(0.0) * h),
+                pods_moved: moved_from[i as usize],
+            }
+        })
+        .collect();
+
+    let mut group_nodes: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, nd) in model.nodes.iter().enumerate() {
+        group_nodes
+            .entry(nd.nodegroup.as_str())
+            .or_default()
+            .push(i);
+    }
+    let mut blocked_by_node: Vec<Option<&Blocker>> = vec![None; n];
+    for (i, b) in &outcome.blocked {
+        blocked_by_node[*i as usize] = Some(b);
+    }
+
+    let mut recs: Vec<Recommendation> = Vec::new();
+    let mut nodegroups = Vec::new();
+    let mut savings = Savings::default();
+    let rs_by_group: BTreeMap<&str, &RightSizing> = rightsizing
+        .iter()
+        .map(|r| (r.nodegroup.as_str(), r))
+        .collect();
+    for (&group, nodes) in &group_nodes {
+        let mut types: Vec<String> = nodes
+            .iter()
+            .filter_map(|&i| model.nodes[i].instance_type.clone())
+            .collect();
+        types.sort();
+        types.dedup();
+        let removed: Vec<usize> = nodes
+            .iter()
+            .copied()
+            .filter(|&i| outcome.is_removed[i])
+            .collect();
+        let mut kept_because: BTreeMap<String, usize> = BTreeMap::new();
+        let mut examples: BTreeMap<String, String> = BTreeMap::new();
+        for &i in nodes {
+            if let Some(b) = blocked_by_node[i] {
+                let (kind, example) = blocker_text(model, b);
+                *kept_because.entry(kind.clone()).or_default() += 1;
+                examples.entry(kind).or_insert(example);
+            }
+        }
+        let group_hourly: f64 = nodes.iter().filter_map(|&i| model.nodes[i].hourly).sum();
+        let util = utilization(model, nodes.iter().copied(), before);
+        if !removed.is_empty() {
+            let saving_hourly: f64 = removed.iter().filter_map(|&i| model.nodes[i].hourly).sum();
+            let pods_moved: usize = removed.iter().map(|&i| moved_from[i]).sum();
+            let util_after = utilization(
+                model,
+                nodes.iter().copied().filter(|&i| !outcome.is_removed[i]),
+                &after,
+            );
+            let mut reasoning = vec![
+                format!(
+                    "{} of {} node(s) can be emptied: their {} movable pod(s) fit on the remaining nodes with {:.0}% headroom, honouring requests (CPU, memory, pods per node), nodeSelector, required node affinity, taints/tolerations, hostname anti-affinity and zone locks.",
+                    removed.len(),
+                    nodes.len(),
+                    pods_moved,
+                    settings.headroom * 100.0
+                ),
+                format!(
+                    "Requested/allocatable in this group goes from {:.1}% to {:.1}% CPU and {:.1}% to {:.1}% memory; DaemonSet pods leave with their nodes.",
+                    util.cpu_percent,
+                    util_after.cpu_percent,
+                    util.memory_percent,
+                    util_after.memory_percent
+                ),
+            ];
+            for (kind, count) in &kept_because {
+                reasoning.push(format!(
+                    "{count} node(s) stay because of {kind}, e.g. {}.",
+                    examples[kind]
+                ));
+            }
+            let (listed, more) = list_nodes(
+                removed
+                    .iter()
+                    .map(|&i| model.nodes[i].name.to_string())
+                    .collect(),
+                settings.max_listed_nodes,
+            );
+            let saving = saving_hourly * h;
+            savings.consolidation += saving;
+            recs.push(Recommendation {
+                category: Category::Consolidation,
+                nodegroup: group.to_string(),
+                monthly_saving: round2(saving),
+                summary: format!(
+                    "remove {} of {} node(s) ({})",
+                    removed.len(),
+                    nodes.len(),
+                    types.join(", ")
+                ),
+                reasoning,
+                estimate: false,
+                nodes: listed,
+                more_nodes: more,
+            });
+        }
+        let mut group_after_hourly: f64 = nodes
+            .iter()
+            .filter(|&&i| !outcome.is_removed[i])
+            .filter_map(|&i| model.nodes[i].hourly)
+            .sum();
+        let mut group_family = types.first().map(|t| family(t).to_string());
+        if let Some(r) = rs_by_group.get(group) {
+            let saving = (r.from_hourly - r.to_hourly) * h;
+            savings.rightsizing += saving;
+            group_after_hourly = r.to_hourly;
+            group_family = Some(family(&r.to_type).to_string());
+            recs.push(Recommendation {
+                category: Category::RightSizing,
+                nodegroup: group.to_string(),
+                monthly_saving: round2(saving),
+                summary: format!(
+                    "switch {} × {} to {} × {}",
+                    r.from_nodes,
+                    r.from_types.join("/"),
+                    r.to_nodes,
+                    r.to_type
+                ),
+                reasoning: r.reasoning.clone(),
+                estimate: false,
+                nodes: Vec::new(),
+                more_nodes: 0,
+            });
+        }
+        if let Some(c) = spot.iter().find(|c| c.nodegroup == group) {
+            let fam = group_family.clone().unwrap_or_else(|| c.family.clone());
+            let discount = settings.spot_discount_for(&fam);
+            let saving = group_after_hourly * c.share * discount * h;
+            if saving > 0.0 {
+                savings.spot += saving;
+                let (shown, more) = list_nodes(c.deployments.clone(), 5);
+                let deps = if more > 0 {
+                    format!("{} and {more} more", shown.join(", "))
+                } else {
+                    shown.join(", ")
+                };
+                let summary = if c.whole_group {
+                    "run this nodegroup on spot capacity".to_string()
+                } else {
+                    format!(
+                        "move {} Deployment(s) to a spot nodegroup",
+                        c.deployments.len()
+                    )
+                };
+                recs.push(Recommendation {
+                    category: Category::Spot,
+                    nodegroup: group.to_string(),
+                    monthly_saving: round2(saving),
+                    summary,
+                    reasoning: vec![
+                        format!(
+                            "{} pod(s) of {} Deployment(s) ({deps}) have ≥ 2 replicas, no PersistentVolumeClaims and no PodDisruptionBudget that forbids disruption.",
+                            c.eligible_pods,
+                            c.deployments.len()
+                        ),
+                        format!(
+                            "They account for {:.0}% of the group's cost (by dominant resource share); at an ESTIMATED {:.0}% spot discount for {fam} that is the saving shown. No spot price feed is used: check current spot prices and interruption rates before acting.",
+                            c.share * 100.0,
+                            discount * 100.0
+                        ),
+                    ],
+                    estimate: true,
+                    nodes: Vec::new(),
+                    more_nodes: 0,
+                });
+            }
+        }
+        nodegroups.push(NodegroupReport {
+            name: group.to_string(),
+            instance_types: types,
+            nodes: nodes.len(),
+            unpriced_nodes: nodes
+                .iter()
+                .filter(|&&i| model.nodes[i].hourly.is_none())
+                .count(),
+            monthly_cost: round2(group_hourly * h),
+            utilization: util,
+            removable_nodes: removed.len(),
+            kept_because,
+        });
+    }
+    recs.sort_by(|a, b| {
+        b.monthly_saving
+            .total_cmp(&a.monthly_saving)
+            .then(a.category.cmp(&b.category))
+            .then(a.nodegroup.cmp(&b.nodegroup))
+    });
+    recs.truncate(settings.top_recommendations);
+
+    savings.total = savings.consolidation + savings.rightsizing + savings.spot;
+    let current = current_hourly * h;
+    let savings = Savings {
+        consolidation: round2(savings.consolidation),
+        rightsizing: round2(savings.rightsizing),
+        spot: round2(savings.spot),
+        total: round2(savings.total),
+    };
+    let mut regions: Vec<String> = model.nodes.iter().map(|nd| nd.region.clone()).collect();
+    regions.sort();
+    regions.dedup();
+
+    let mut notes = vec![
+        format!("Prices: {}.", prices.provenance()),
+        "Spot savings are estimates from a configurable per-family discount; no spot price feed is used.".to_string(),
+        "Consolidation packs resource requests, not observed usage, as the scheduler does.".to_string(),
+    ];
+    if model.nodes.iter().any(|nd| nd.spot && nd.hourly.is_some()) {
+        notes.push(
+            "Nodes already on spot are priced at on-demand minus the estimated spot discount."
+                .to_string(),
+        );
+    }
+    if !unpriced.is_empty() {
+        notes.push(format!(
+            "{} node(s) have an unknown instance type or price; their cost is unknown and excluded from every total (add them to a prices file).",
+            unpriced.len()
+        ));
+    }
+
+    Report {
+        snapshot_taken_at: snap.taken_at.clone(),
+        regions,
+        currency: prices.currency.clone(),
+        hours_per_month: h,
+        prices_source: prices.provenance(),
+        current_monthly_cost: round2(current),
+        optimized_monthly_cost: round2(current - savings.total).max(0.0),
+        savings,
+        unpriced_nodes: unpriced.len(),
+        unpriced_examples: unpriced
+            .iter()
+            .take(settings.max_listed_nodes)
+            .map(|&i| UnpricedNode {
+                node: model.nodes[i].name.to_string(),
+                instance_type: model.nodes[i].instance_type.clone(),
+            })
+            .collect(),
+        utilization: utilization(model, 0..n, before),
+        utilization_after_consolidation: utilization(
+            model,
+            (0..n).filter(|&i| !outcome.is_removed[i]),
+            &after,
+        ),
+        counts,
+        nodegroups,
+        recommendations: recs,
+        consolidation: ConsolidationDetail {
+            pods_moved: outcome.moves.len(),
+            pods_unplaced,
+            removable_nodes: removable,
+        },
+        notes,
+    }
+}

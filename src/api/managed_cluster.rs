@@ -1,0 +1,308 @@
+//! `ManagedCluster`: one EKS cluster in a CustomerAccount of the same namespace.
+
+// kube's printcolumn(...) repeats `type_ = ...` by design; the lint misreads it.
+#![allow(clippy::duplicated_attributes)]
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, Mode};
+
+/// An EKS cluster crossguard observes (and, when allowed, optimises) in a customer's account.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "crossguard.dev",
+    version = "v1alpha1",
+    kind = "ManagedCluster",
+    doc = "An EKS cluster in a CustomerAccount of the same namespace that crossguard inventories and analyses.",
+    plural = "managedclusters",
+    shortname = "mc",
+    category = "crossguard",
+    namespaced,
+    status = "ManagedClusterStatus",
+    printcolumn(
+        name = "Account",
+        type_ = "string",
+        json_path = ".spec.accountRef.name"
+    ),
+    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterName"),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(
+        name = "Nodes",
+        type_ = "integer",
+        json_path = ".status.inventory.instances"
+    ),
+    printcolumn(name = "Cost/Mo", type_ = "string", json_path = ".status.monthlyCost"),
+    printcolumn(
+        name = "Savings/Mo",
+        type_ = "string",
+        json_path = ".status.potentialSavings"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedClusterSpec {
+    /// The CustomerAccount (in this namespace) whose role reaches the cluster.
+    pub account_ref: AccountRef,
+
+    /// AWS region of the cluster; must be one of the account's regions.
+    #[schemars(pattern(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$"))]
+    pub region: String,
+
+    /// Name of the EKS cluster.
+    #[schemars(pattern(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$"))]
+    pub cluster_name: String,
+
+    /// ReadOnly (default) or Automated; may not exceed the CustomerAccount's mode.
+    #[serde(default)]
+    pub mode: Mode,
+
+    /// How often the cluster is inventoried and analysed, between 1m and 24h (default 15m).
+    #[serde(default = "default_analysis_interval")]
+    #[schemars(pattern(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "duration(self) >= duration('1m') && duration(self) <= duration('24h')",
+            "message": "analysisInterval must be between 1m and 24h"
+        }
+    ]))]
+    pub analysis_interval: String,
+
+    /// What automation may do when mode is Automated.
+    #[serde(default)]
+    pub automation: Automation,
+
+    /// Override the cluster's Kubernetes API endpoint (default: from EKS DescribeCluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_endpoint: Option<ApiEndpoint>,
+
+    /// Extra rules for stripping sensitive data from workloads before analysis.
+    #[serde(default)]
+    pub sanitizer: SanitizerSettings,
+}
+
+/// Reference to a CustomerAccount. Accounts are never shared across namespaces.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRef {
+    /// Name of the CustomerAccount.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Must be empty or this ManagedCluster's own namespace; any other value is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Automation settings; all actions are bounded by the disruption budget.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Automation {
+    /// Only plan and record actions, never execute them (default true).
+    #[serde(default = "default_true")]
+    pub dry_run: bool,
+
+    /// Upper bounds on how much a single run may disrupt.
+    #[serde(default)]
+    pub disruption_budget: DisruptionBudget,
+
+    /// How long a node drain may take before it is abandoned and the node uncordoned (default 10m).
+    #[serde(default = "default_drain_timeout")]
+    #[schemars(pattern(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    pub drain_timeout: String,
+}
+
+/// Bounds on automated disruption.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.maxNodesPerRun <= self.maxNodesPerHour",
+        "message": "maxNodesPerRun may not exceed maxNodesPerHour"
+    }
+]))]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudget {
+    /// Most nodes removed in one run (default 1).
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_nodes_per_run: u32,
+    /// Most nodes removed in any hour (default 3).
+    #[serde(default = "default_three")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_nodes_per_hour: u32,
+    /// Nodes younger than this are never removed (default 1h).
+    #[serde(default = "default_min_node_age")]
+    #[schemars(pattern(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    pub min_node_age: String,
+}
+
+/// A Kubernetes API endpoint with the CA that signs its certificate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiEndpoint {
+    /// URL of the API server, e.g. https://ABCD.gr7.us-east-1.eks.amazonaws.com.
+    #[schemars(pattern(r"^https?://[^\s/]+(:[0-9]+)?/?$"))]
+    pub url: String,
+    /// Base64-encoded PEM CA bundle; empty means the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+}
+
+/// Additional sanitizer rules on top of the built-in ones.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SanitizerSettings {
+    /// Extra case-insensitive substrings; env vars whose names contain one are redacted.
+    #[serde(default)]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 128)))]
+    pub extra_sensitive_names: Vec<String>,
+}
+
+/// What crossguard last observed about the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedClusterStatus {
+    /// Ready, AccountResolved and InventoryCollected conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+
+    /// The mode in force: the lower of this cluster's and its account's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_mode: Option<Mode>,
+
+    /// What crossguard found in the account for this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+
+    /// Current monthly cost estimate, e.g. "$1234.56".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_cost: Option<String>,
+
+    /// Monthly saving the latest analysis found, e.g. "$321.00".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub potential_savings: Option<String>,
+
+    /// When the latest inventory/analysis finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_at: Option<String>,
+
+    /// Where the latest stored report lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_ref: Option<String>,
+
+    /// The latest actions taken or planned (newest first, at most 20).
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub recent_actions: Vec<ActionRecord>,
+
+    /// The latest actions the tag guard refused (newest first, at most 20).
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub refusals: Vec<RefusalRecord>,
+
+    /// The metadata.generation the status was computed from.
+    #[serde(default)]
+    pub observed_generation: i64,
+}
+
+/// Counts of what belongs to the cluster in the customer's account.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    /// EKS Kubernetes version of the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// EKS cluster status, e.g. ACTIVE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_status: Option<String>,
+    /// Managed nodegroups of the cluster.
+    pub nodegroups: u32,
+    /// Nodegroups that carry both crossguard management tags for this cluster.
+    pub managed_nodegroups: u32,
+    /// Auto Scaling groups behind the cluster's nodegroups.
+    pub auto_scaling_groups: u32,
+    /// Auto Scaling groups that carry both management tags.
+    pub managed_auto_scaling_groups: u32,
+    /// Running EC2 instances of the cluster.
+    pub instances: u32,
+    /// Instances that carry both management tags.
+    pub managed_instances: u32,
+}
+
+/// One action crossguard took or planned.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionRecord {
+    /// When (RFC 3339).
+    pub time: String,
+    /// What, e.g. ScaleInNodegroup.
+    pub action: String,
+    /// The resource acted on.
+    pub target: String,
+    /// Planned, Succeeded or Failed.
+    pub outcome: String,
+    /// True when it was only planned (dry run).
+    pub dry_run: bool,
+}
+
+/// One action the tag guard refused.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusalRecord {
+    /// When (RFC 3339).
+    pub time: String,
+    /// The refused action.
+    pub action: String,
+    /// The resource it would have touched.
+    pub target: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl Default for Automation {
+    fn default() -> Self {
+        Automation {
+            dry_run: true,
+            disruption_budget: DisruptionBudget::default(),
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+impl Default for DisruptionBudget {
+    fn default() -> Self {
+        DisruptionBudget {
+            max_nodes_per_run: default_one(),
+            max_nodes_per_hour: default_three(),
+            min_node_age: default_min_node_age(),
+        }
+    }
+}
+
+fn default_analysis_interval() -> String {
+    "15m".to_string()
+}
+fn default_drain_timeout() -> String {
+    "10m".to_string()
+}
+fn default_min_node_age() -> String {
+    "1h".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_one() -> u32 {
+    1
+}
+fn default_three() -> u32 {
+    3
+}

@@ -1,0 +1,414 @@
+//! Spec validation done again in the reconciler: the API server's schema checks can be
+//! bypassed (older CRD, a server without CEL, direct etcd writes), so every rule that
+//! matters is enforced here too, with messages a customer's engineer can act on.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::{CustomerAccount, ManagedCluster};
+
+static ACCOUNT_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9]{12}$").expect("static regex"));
+static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:aws(-cn|-us-gov)?:iam::([0-9]{12}):role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+        .expect("static regex")
+});
+static REGION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$").expect("static regex")
+});
+static CLUSTER_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$").expect("static regex"));
+
+/// Session lengths STS accepts for role chaining and that we allow.
+pub const MIN_SESSION: Duration = Duration::from_secs(15 * 60);
+/// Sessions never last longer than one hour.
+pub const MAX_SESSION: Duration = Duration::from_secs(60 * 60);
+
+/// The parts of a CustomerAccount spec the reconciler needs, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidAccount {
+    /// Requested session length, within [MIN_SESSION, MAX_SESSION].
+    pub session_duration: Duration,
+}
+
+/// The parts of a ManagedCluster spec the reconciler needs, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidCluster {
+    /// How often to inventory and analyse.
+    pub analysis_interval: Duration,
+}
+
+/// Parse a Kubernetes/Go style duration such as "1h", "15m" or "1h30m".
+pub fn parse_duration(field: &str, value: &str) -> Result<Duration, String> {
+    let parsed: kube::core::Duration = value
+        .parse()
+        .map_err(|_| format!("{field}: \"{value}\" is not a duration such as 15m or 1h"))?;
+    if parsed.is_negative() {
+        return Err(format!("{field}: \"{value}\" must not be negative"));
+    }
+    Ok(parsed.into())
+}
+
+fn cel_messages<T>(obj: &T) -> Vec<String>
+where
+    T: kube::CustomResourceExt + serde::Serialize,
+{
+    match kube::core::cel::validate_cel(obj) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .into_vec()
+            .into_iter()
+            .map(|e| {
+                if e.field_path.is_empty() {
+                    e.message
+                } else {
+                    format!("{}: {}", e.field_path, e.message)
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Check a CustomerAccount's spec; on failure every problem is listed.
+pub fn customer_account(ca: &CustomerAccount) -> Result<ValidAccount, Vec<String>> {
+    let spec = &ca.spec;
+    let mut errors = Vec::new();
+    if !ACCOUNT_ID.is_match(&spec.account_id) {
+        errors.push(format!(
+            "spec.accountId: \"{}\" is not a 12-digit AWS account id",
+            spec.account_id
+        ));
+    }
+    match ROLE_ARN.captures(&spec.role_arn) {
+        None => errors.push(format!(
+            "spec.roleArn: \"{}\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+            spec.role_arn
+        )),
+        Some(c) if c.get(2).map(|m| m.as_str()) != Some(spec.account_id.as_str()) => errors.push(format!(
+            "spec.roleArn: the role is in account {} but spec.accountId is {}; the role must be in the customer's account",
+            c.get(2).map(|m| m.as_str()).unwrap_or_default(),
+            spec.account_id
+        )),
+        Some(_) => {}
+    }
+    if spec.regions.is_empty() {
+        errors.push("spec.regions: list at least one AWS region".to_string());
+    }
+    for r in spec.regions.iter().filter(|r| !REGION.is_match(r)) {
+        errors.push(format!(
+            "spec.regions: \"{r}\" is not an AWS region name such as us-east-1"
+        ));
+    }
+    if !(1..=3650).contains(&spec.data_retention_days) {
+        errors.push("spec.dataRetentionDays: must be between 1 and 3650".to_string());
+    }
+    let audit = &spec.access_key_audit;
+    if audit.warn_days.iter().any(|d| *d >= audit.disable_day) {
+        errors.push(
+            "spec.accessKeyAudit: every warnDays entry must be smaller than disableDay".to_string(),
+        );
+    }
+    let session_duration = match parse_duration("spec.sessionDuration", &spec.session_duration) {
+        Ok(d) if (MIN_SESSION..=MAX_SESSION).contains(&d) => Some(d),
+        Ok(_) => {
+            errors.push(format!(
+                "spec.sessionDuration: \"{}\" must be between 15m and 1h",
+                spec.session_duration
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    // The schema's CEL rules are evaluated too, so reconciler and API server never disagree.
+    for message in cel_messages(ca) {
+        if !errors
+            .iter()
+            .any(|e| e.ends_with(&message) || message.ends_with(e.as_str()))
+        {
+            errors.push(message);
+        }
+    }
+    match session_duration {
+        Some(session_duration) if errors.is_empty() => Ok(ValidAccount { session_duration }),
+        _ => Err(dedup(errors)),
+    }
+}
+
+/// Check a ManagedCluster's spec on its own (the account reference is resolved separately).
+pub fn managed_cluster(mc: &ManagedCluster) -> Result<ValidCluster, Vec<String>> {
+    let spec = &mc.spec;
+    let mut errors = Vec::new();
+    if spec.account_ref.name.is_empty() {
+        errors.push("spec.accountRef.name: name the CustomerAccount in this namespace".to_string());
+    }
+    if !REGION.is_match(&spec.region) {
+        errors.push(format!(
+            "spec.region: \"{}\" is not an AWS region name such as us-east-1",
+            spec.region
+        ));
+    }
+    if !CLUSTER_NAME.is_match(&spec.cluster_name) {
+        errors.push(format!(
+            "spec.clusterName: \"{}\" is not a valid EKS cluster name",
+            spec.cluster_name
+        ));
+    }
+    let budget = &spec.automation.disruption_budget;
+    if budget.max_nodes_per_run > budget.max_nodes_per_hour {
+        errors.push(
+            "spec.automation.disruptionBudget: maxNodesPerRun may not exceed maxNodesPerHour"
+                .to_string(),
+        );
+    }
+    for (field, value) in [
+        (
+            "spec.automation.drainTimeout",
+            &spec.automation.drain_timeout,
+        ),
+        (
+            "spec.automation.disruptionBudget.minNodeAge",
+            &budget.min_node_age,
+        ),
+    ] {
+        if let Err(e) = parse_duration(field, value) {
+            errors.push(e);
+        }
+    }
+    let interval = match parse_duration("spec.analysisInterval", &spec.analysis_interval) {
+        Ok(d) if (Duration::from_secs(60)..=Duration::from_secs(24 * 3600)).contains(&d) => Some(d),
+        Ok(_) => {
+            errors.push(format!(
+                "spec.analysisInterval: \"{}\" must be between 1m and 24h",
+                spec.analysis_interval
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    for message in cel_messages(mc) {
+        if !errors
+            .iter()
+            .any(|e| e.ends_with(&message) || message.ends_with(e.as_str()))
+        {
+            errors.push(message);
+        }
+    }
+    match interval {
+        Some(analysis_interval) if errors.is_empty() => Ok(ValidCluster { analysis_interval }),
+        _ => Err(dedup(errors)),
+    }
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|e| seen.insert(e.clone()));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AccountRef, CustomerAccountSpec, ManagedClusterSpec};
+
+    type SpecEdit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    type ClusterEdit = Box<dyn FnOnce(&mut ManagedClusterSpec)>;
+
+    fn account(mutate: impl FnOnce(&mut serde_json::Value)) -> CustomerAccount {
+        let mut spec = serde_json::json!({
+            "accountId": "111122223333",
+            "roleArn": "arn:aws:iam::111122223333:role/crossguard-access",
+            "regions": ["us-east-1"],
+        });
+        mutate(&mut spec);
+        let spec: CustomerAccountSpec = serde_json::from_value(spec).expect("spec parses");
+        CustomerAccount::new("acme", spec)
+    }
+
+    fn cluster(mutate: impl FnOnce(&mut ManagedClusterSpec)) -> ManagedCluster {
+        let mut spec: ManagedClusterSpec = serde_json::from_value(serde_json::json!({
+            "accountRef": {"name": "acme"},
+            "region": "us-east-1",
+            "clusterName": "prod",
+        }))
+        .expect("spec parses");
+        mutate(&mut spec);
+        ManagedCluster::new("prod", spec)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_one_hour() {
+        let ok = customer_account(&account(|_| {})).expect("valid");
+        assert_eq!(ok.session_duration, MAX_SESSION);
+        let ok = managed_cluster(&cluster(|_| {})).expect("valid");
+        assert_eq!(ok.analysis_interval, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn rejects_role_in_another_account_with_both_accounts_named() {
+        let errs = customer_account(&account(|s| {
+            s["roleArn"] = "arn:aws:iam::999988887777:role/x".into()
+        }))
+        .expect_err("must be rejected");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("999988887777") && e.contains("111122223333")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn table_of_bad_account_specs() {
+        let cases: Vec<(&str, SpecEdit)> = vec![
+            (
+                "spec.accountId",
+                Box::new(|s| s["accountId"] = "12345".into()),
+            ),
+            (
+                "spec.roleArn",
+                Box::new(|s| s["roleArn"] = "arn:aws:iam::111122223333:user/bob".into()),
+            ),
+            (
+                "spec.regions",
+                Box::new(|s| s["regions"] = serde_json::json!([])),
+            ),
+            (
+                "spec.regions",
+                Box::new(|s| s["regions"] = serde_json::json!(["Mars-1"])),
+            ),
+            (
+                "spec.sessionDuration",
+                Box::new(|s| s["sessionDuration"] = "2h".into()),
+            ),
+            (
+                "spec.sessionDuration",
+                Box::new(|s| s["sessionDuration"] = "10m".into()),
+            ),
+            (
+                "spec.sessionDuration",
+                Box::new(|s| s["sessionDuration"] = "soon".into()),
+            ),
+            (
+                "spec.dataRetentionDays",
+                Box::new(|s| s["dataRetentionDays"] = 0.into()),
+            ),
+            (
+                "spec.accessKeyAudit",
+                Box::new(|s| {
+                    s["accessKeyAudit"] = serde_json::json!({"warnDays": [95], "disableDay": 91})
+                }),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let errs = customer_account(&account(mutate)).expect_err(field);
+            assert!(
+                errs.iter().any(|e| e.starts_with(field)),
+                "{field}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_duration_bounds_are_inclusive() {
+        for d in ["15m", "30m", "1h", "45m30s"] {
+            assert!(
+                customer_account(&account(|s| s["sessionDuration"] = d.into())).is_ok(),
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
+    fn table_of_bad_cluster_specs() {
+        let cases: Vec<(&str, ClusterEdit)> = vec![
+            ("spec.region", Box::new(|s| s.region = "nowhere".into())),
+            (
+                "spec.clusterName",
+                Box::new(|s| s.cluster_name = "-bad name".into()),
+            ),
+            (
+                "spec.analysisInterval",
+                Box::new(|s| s.analysis_interval = "10s".into()),
+            ),
+            (
+                "spec.analysisInterval",
+                Box::new(|s| s.analysis_interval = "48h".into()),
+            ),
+            (
+                "spec.automation.drainTimeout",
+                Box::new(|s| s.automation.drain_timeout = "x".into()),
+            ),
+            (
+                "spec.automation.disruptionBudget",
+                Box::new(|s| {
+                    s.automation.disruption_budget.max_nodes_per_run = 5;
+                    s.automation.disruption_budget.max_nodes_per_hour = 2;
+                }),
+            ),
+            (
+                "spec.accountRef.name",
+                Box::new(|s| {
+                    s.account_ref = AccountRef {
+                        name: String::new(),
+                        namespace: None,
+                    }
+                }),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let errs = managed_cluster(&cluster(mutate)).expect_err(field);
+            assert!(
+                errs.iter().any(|e| e.starts_with(field)),
+                "{field}: {errs:?}"
+            );
+        }
+    }
+
+    /// The CEL rules in the generated schema must agree with the reconciler: each rule is
+    /// evaluated here by a real CEL engine against accepted and rejected objects.
+    #[test]
+    fn schema_cel_rules_accept_good_and_reject_bad_objects() {
+        assert!(kube::core::cel::validate_cel(&account(|_| {})).is_ok());
+        let bad_role = account(|s| s["roleArn"] = "arn:aws:iam::999988887777:role/x".into());
+        let errs = kube::core::cel::validate_cel(&bad_role)
+            .expect_err("CEL must reject")
+            .into_vec();
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("roleArn must be an IAM role")),
+            "{errs:?}"
+        );
+        let long = account(|s| s["sessionDuration"] = "2h".into());
+        let errs = kube::core::cel::validate_cel(&long)
+            .expect_err("CEL must reject")
+            .into_vec();
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("between 15m and 1h")),
+            "{errs:?}"
+        );
+        let warn = account(|s| {
+            s["accessKeyAudit"] = serde_json::json!({"warnDays": [95], "disableDay": 91})
+        });
+        assert!(kube::core::cel::validate_cel(&warn).is_err());
+        let fast = cluster(|s| s.analysis_interval = "5s".into());
+        let errs = kube::core::cel::validate_cel(&fast)
+            .expect_err("CEL must reject")
+            .into_vec();
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("between 1m and 24h")),
+            "{errs:?}"
+        );
+        let budget = cluster(|s| s.automation.disruption_budget.max_nodes_per_run = 9);
+        assert!(kube::core::cel::validate_cel(&budget).is_err());
+        assert!(kube::core::cel::validate_cel(&cluster(|_| {})).is_ok());
+    }
+}

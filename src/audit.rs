@@ -1,0 +1,227 @@
+//! The audit trail: one record for every AWS and Kubernetes call made on a customer's
+//! behalf, appended to the tenant's audit log in the store (JSON lines) and counted in
+//! metrics. Records carry names, outcomes and request ids, never credentials or payloads.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::credentials::Clock;
+use crate::metrics::Metrics;
+use crate::store::{Kind, Store, StoreError};
+
+/// One call made on a customer's behalf.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// When the call finished (RFC 3339).
+    pub time: String,
+    /// The CustomerAccount's UID.
+    pub tenant: String,
+    /// The customer's AWS account id.
+    pub account_id: String,
+    /// Namespace of the CustomerAccount / ManagedCluster.
+    pub namespace: String,
+    /// The ManagedCluster, when the call was for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// e.g. sts, eks, ec2, autoscaling, kubernetes.
+    pub service: String,
+    /// e.g. DescribeCluster, list.
+    pub operation: String,
+    /// What the call was about (role ARN, cluster, nodegroup, resource kind…).
+    pub target: String,
+    /// success, or the error category.
+    pub outcome: String,
+    /// AWS request id, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Whether the call changes anything.
+    pub mutating: bool,
+    /// Whether it was only planned (dry run).
+    pub dry_run: bool,
+}
+
+/// Receives every call an AWS adapter or the cluster reader makes.
+pub trait CallObserver: Send + Sync {
+    /// One call finished.
+    fn call(
+        &self,
+        service: &str,
+        operation: &str,
+        target: &str,
+        outcome: &str,
+        request_id: Option<&str>,
+        mutating: bool,
+    );
+}
+
+/// An observer that keeps nothing (for calls outside any tenant's reconcile, e.g. tests).
+pub struct NoAudit;
+
+impl CallObserver for NoAudit {
+    fn call(&self, _: &str, _: &str, _: &str, _: &str, _: Option<&str>, _: bool) {}
+}
+
+/// Who the calls are made for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tenant {
+    /// CustomerAccount UID (the store prefix).
+    pub uid: String,
+    /// AWS account id.
+    pub account_id: String,
+    /// Namespace.
+    pub namespace: String,
+    /// ManagedCluster name, if any.
+    pub cluster: Option<String>,
+}
+
+/// Records collected during one reconcile, flushed to the store at its end.
+pub struct AuditTrail {
+    tenant: Tenant,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    dry_run: bool,
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+impl AuditTrail {
+    /// A trail for `tenant`.
+    pub fn new(tenant: Tenant, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(AuditTrail {
+            tenant,
+            clock,
+            metrics,
+            dry_run: false,
+            records: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The records so far.
+    pub fn records(&self) -> Vec<AuditRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Append the collected records to the tenant's audit log and clear them; returns the
+    /// key written, or None when there was nothing to write.
+    pub async fn flush(&self, store: &Store) -> Result<Option<String>, StoreError> {
+        let records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        for r in &records {
+            serde_json::to_writer(&mut body, r).expect("audit records always serialize");
+            body.push(b'\n');
+        }
+        let scope = self.tenant.cluster.as_deref().unwrap_or("_account");
+        match store
+            .put(
+                &self.tenant.uid,
+                Kind::Audit,
+                &self.tenant.namespace,
+                scope,
+                self.clock.now(),
+                body,
+            )
+            .await
+        {
+            Ok(key) => Ok(Some(key)),
+            Err(e) => {
+                // Keep them for the next flush rather than losing them.
+                self.records
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .splice(0..0, records);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl CallObserver for AuditTrail {
+    fn call(
+        &self,
+        service: &str,
+        operation: &str,
+        target: &str,
+        outcome: &str,
+        request_id: Option<&str>,
+        mutating: bool,
+    ) {
+        self.metrics.audit_record(service, outcome);
+        let record = AuditRecord {
+            time: self.clock.now().to_string(),
+            tenant: self.tenant.uid.clone(),
+            account_id: self.tenant.account_id.clone(),
+            namespace: self.tenant.namespace.clone(),
+            cluster: self.tenant.cluster.clone(),
+            service: service.to_string(),
+            operation: operation.to_string(),
+            target: target.to_string(),
+            outcome: outcome.to_string(),
+            request_id: request_id.map(str::to_string),
+            mutating,
+            dry_run: self.dry_run,
+        };
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::SystemClock;
+    use crate::store::S3Options;
+
+    fn trail() -> Arc<AuditTrail> {
+        AuditTrail::new(
+            Tenant {
+                uid: "uid-a".into(),
+                account_id: "111122223333".into(),
+                namespace: "ns".into(),
+                cluster: Some("prod".into()),
+            },
+            Arc::new(SystemClock),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    #[tokio::test]
+    async fn records_are_flushed_as_json_lines_under_the_tenant() {
+        let store = Store::open("memory://", &S3Options::default()).unwrap();
+        let t = trail();
+        t.call(
+            "eks",
+            "DescribeCluster",
+            "prod",
+            "success",
+            Some("req-1"),
+            false,
+        );
+        t.call("kubernetes", "list", "pods", "success", None, false);
+        let key = t.flush(&store).await.unwrap().expect("written");
+        assert!(key.starts_with("tenants/uid-a/audit/ns/prod/"), "{key}");
+        let text = String::from_utf8(store.get(&key).await.unwrap()).unwrap();
+        let lines: Vec<AuditRecord> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].operation, "DescribeCluster");
+        assert_eq!(lines[0].request_id.as_deref(), Some("req-1"));
+        assert_eq!(lines[1].service, "kubernetes");
+        assert!(t.records().is_empty());
+        assert_eq!(
+            t.flush(&store).await.unwrap(),
+            None,
+            "nothing new, nothing written"
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! AWS behind narrow traits: one trait per service, only the calls crossguard makes,
+//! returning our own domain types with pagination done inside. Only start-up code builds
+//! SDK clients (see [`sdk`]); tests can substitute any implementation.
+
+pub mod sdk;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use regex::Regex;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Tag that marks a resource as managed by crossguard.
+pub const TAG_MANAGED: &str = "crossguard.dev/managed";
+/// Tag that names the one cluster a managed resource belongs to.
+pub const TAG_CLUSTER: &str = "crossguard.dev/cluster";
+
+/// Temporary credentials of an assumed-role session. The secret parts live in `secrecy`
+/// types: they are zeroed when dropped and never printed by `Debug`.
+pub struct SessionCredentials {
+    /// Access key id (ASIA…); not a secret by itself, but never logged either.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: SecretString,
+    /// The session token.
+    pub session_token: SecretString,
+    /// When STS says the credentials stop working (AWS's clock).
+    pub expiration: jiff::Timestamp,
+    /// How long they are valid from the moment they were received. Refresh decisions use
+    /// this with the local clock, so a skew between our clock and AWS's does not matter.
+    pub lifetime: std::time::Duration,
+}
+
+impl std::fmt::Debug for SessionCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCredentials")
+            .field("access_key_id", &"[redacted]")
+            .field("secret_access_key", &"[redacted]")
+            .field("session_token", &"[redacted]")
+            .field("expiration", &self.expiration)
+            .field("lifetime", &self.lifetime)
+            .finish()
+    }
+}
+
+impl SessionCredentials {
+    /// The secret key, for handing to an SDK credentials provider only.
+    pub fn secret_access_key(&self) -> &str {
+        self.secret_access_key.expose_secret()
+    }
+    /// The session token, for handing to an SDK credentials provider only.
+    pub fn session_token(&self) -> &str {
+        self.session_token.expose_secret()
+    }
+}
+
+/// Parameters of one sts:AssumeRole call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssumeRoleRequest {
+    /// The customer's role.
+    pub role_arn: String,
+    /// The per-account ExternalId crossguard generated (confused-deputy defence).
+    pub external_id: String,
+    /// Identifies tenant and purpose in the customer's CloudTrail.
+    pub session_name: String,
+    /// Names the operator in the customer's CloudTrail (sts:SourceIdentity).
+    pub source_identity: String,
+    /// Session length in seconds (900–3600).
+    pub duration_seconds: i32,
+}
+
+/// Who a set of credentials belongs to, per sts:GetCallerIdentity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The account the credentials act in.
+    pub account: String,
+    /// The (assumed-role) ARN.
+    pub arn: String,
+}
+
+/// An EKS cluster as DescribeCluster reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EksCluster {
+    /// Cluster name.
+    pub name: String,
+    /// e.g. ACTIVE.
+    pub status: Option<String>,
+    /// Kubernetes version, e.g. 1.34.
+    pub version: Option<String>,
+    /// API server URL.
+    pub endpoint: Option<String>,
+    /// Base64 PEM CA bundle of the API server.
+    pub certificate_authority: Option<String>,
+    /// Resource tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A managed nodegroup as DescribeNodegroup reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Nodegroup {
+    /// Nodegroup name.
+    pub name: String,
+    /// The cluster it belongs to.
+    pub cluster_name: String,
+    /// e.g. ACTIVE.
+    pub status: Option<String>,
+    /// Resource tags.
+    pub tags: BTreeMap<String, String>,
+    /// Auto Scaling groups EKS created for it.
+    pub auto_scaling_groups: Vec<String>,
+    /// Scaling config: min, max, desired.
+    pub min_size: Option<i32>,
+    /// Scaling config max.
+    pub max_size: Option<i32>,
+    /// Scaling config desired.
+    pub desired_size: Option<i32>,
+    /// Instance types the nodegroup launches.
+    pub instance_types: Vec<String>,
+}
+
+/// An Auto Scaling group as DescribeAutoScalingGroups reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AutoScalingGroup {
+    /// Group name.
+    pub name: String,
+    /// Group tags.
+    pub tags: BTreeMap<String, String>,
+    /// Minimum size.
+    pub min_size: i32,
+    /// Maximum size.
+    pub max_size: i32,
+    /// Desired capacity.
+    pub desired_capacity: i32,
+    /// Instances in the group.
+    pub instance_ids: Vec<String>,
+}
+
+/// An EC2 instance as DescribeInstances reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Instance {
+    /// Instance id.
+    pub id: String,
+    /// e.g. m5.large.
+    pub instance_type: Option<String>,
+    /// e.g. running.
+    pub state: Option<String>,
+    /// Instance tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The shape of an instance type as DescribeInstanceTypes reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InstanceTypeShape {
+    /// e.g. m5.large.
+    pub name: String,
+    /// Default vCPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Kubernetes architecture name: amd64 or arm64.
+    pub architecture: String,
+    /// Pods per node with the EKS VPC CNI defaults: ENIs x (IPv4 per ENI - 1) + 2.
+    pub max_pods: Option<u32>,
+}
+
+/// True when `tags` carry both management tags for `cluster`.
+pub fn is_managed_for(tags: &BTreeMap<String, String>, cluster: &str) -> bool {
+    tags.get(TAG_MANAGED).map(String::as_str) == Some("true")
+        && tags.get(TAG_CLUSTER).map(String::as_str) == Some(cluster)
+}
+
+/// What kind of failure an AWS call had; decides the condition reason and retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsErrorKind {
+    /// The caller is not allowed (IAM, trust policy, ExternalId).
+    AccessDenied,
+    /// Credentials are invalid or expired.
+    InvalidCredentials,
+    /// The named resource does not exist.
+    NotFound,
+    /// AWS asked us to slow down.
+    Throttled,
+    /// AWS or the network failed; retry later.
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+impl AwsErrorKind {
+    /// Stable label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AwsErrorKind::AccessDenied => "access_denied",
+            AwsErrorKind::InvalidCredentials => "invalid_credentials",
+            AwsErrorKind::NotFound => "not_found",
+            AwsErrorKind::Throttled => "throttled",
+            AwsErrorKind::Unavailable => "unavailable",
+            AwsErrorKind::Other => "other",
+        }
+    }
+
+    /// Worth retrying soon without any change by a human.
+    pub fn is_transient(self) -> bool {
+        matches!(self, AwsErrorKind::Throttled | AwsErrorKind::Unavailable)
+    }
+}
+
+/// A failed AWS call, with a message already scrubbed of anything credential-like.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{service}:{operation} failed ({}): {message}", code.as_deref().unwrap_or(kind.as_str()))]
+pub struct AwsError {
+    /// e.g. sts.
+    pub service: &'static str,
+    /// e.g. AssumeRole.
+    pub operation: &'static str,
+    /// Classification.
+    pub kind: AwsErrorKind,
+    /// AWS error code, e.g. AccessDenied.
+    pub code: Option<String>,
+    /// Scrubbed, bounded message.
+    pub message: String,
+    /// AWS request id, when there was one.
+    pub request_id: Option<String>,
+}
+
+impl AwsError {
+    /// Build an error, classifying it by code and HTTP status and scrubbing the message.
+    pub fn new(
+        service: &'static str,
+        operation: &'static str,
+        code: Option<String>,
+        message: Option<String>,
+        http_status: Option<u16>,
+        request_id: Option<String>,
+    ) -> Self {
+        let kind = classify(code.as_deref(), http_status);
+        AwsError {
+            service,
+            operation,
+            kind,
+            code,
+            message: scrub(message.as_deref().unwrap_or("")),
+            request_id,
+        }
+    }
+}
+
+fn classify(code: Option<&str>, http_status: Option<u16>) -> AwsErrorKind {
+    match code.unwrap_or("") {
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "UnauthorizedException"
+        | "AuthFailure"
+        | "RegionDisabledException" => AwsErrorKind::AccessDenied,
+        "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "SignatureDoesNotMatch"
+        | "InvalidAccessKeyId"
+        | "UnrecognizedClientException" => AwsErrorKind::InvalidCredentials,
+        "NoSuchEntity" | "ResourceNotFoundException" | "NotFoundException" => {
+            AwsErrorKind::NotFound
+        }
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled"
+        | "SlowDown" => AwsErrorKind::Throttled,
+        "ServiceUnavailable" | "InternalFailure" | "InternalError" | "ServerException"
+        | "ServiceFailure" => AwsErrorKind::Unavailable,
+        _ => match http_status {
+            Some(429) => AwsErrorKind::Throttled,
+            Some(s) if s >= 500 => AwsErrorKind::Unavailable,
+            Some(403) => AwsErrorKind::AccessDenied,
+            Some(404) => AwsErrorKind::NotFound,
+            None => AwsErrorKind::Unavailable,
+            _ => AwsErrorKind::Other,
+        },
+    }
+}
+
+static CREDENTIAL_LIKE: LazyLock<Regex> = LazyLock::new(|| {
+    // Access key ids, and any long base64-ish run (secret keys are 40, tokens hundreds of chars).
+    Regex::new(r"(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}|[A-Za-z0-9+/=_-]{32,}").expect("static regex")
+});
+
+/// Remove anything that could be a credential from a message and bound its length, so it
+/// is safe for logs, status and Events.
+pub fn scrub(message: &str) -> String {
+    let cleaned = CREDENTIAL_LIKE.replace_all(message, "[redacted]");
+    let mut out: String = cleaned
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    if cleaned.chars().count() > 300 {
+        out.push('…');
+    }
+    out
+}
+
+/// sts:AssumeRole with the operator's own identity.
+#[async_trait]
+pub trait Sts: Send + Sync {
+    /// Assume a customer role.
+    async fn assume_role(&self, req: &AssumeRoleRequest) -> Result<SessionCredentials, AwsError>;
+}
+
+/// sts:GetCallerIdentity with a customer session.
+#[async_trait]
+pub trait Identity: Send + Sync {
+    /// Who the session is.
+    async fn caller_identity(&self) -> Result<CallerIdentity, AwsError>;
+}
+
+/// The EKS calls crossguard makes.
+#[async_trait]
+pub trait Eks: Send + Sync {
+    /// eks:DescribeCluster.
+    async fn describe_cluster(&self, name: &str) -> Result<EksCluster, AwsError>;
+    /// eks:ListNodegroups (all pages).
+    async fn list_nodegroups(&self, cluster: &str) -> Result<Vec<String>, AwsError>;
+    /// eks:DescribeNodegroup.
+    async fn describe_nodegroup(
+        &self,
+        cluster: &str,
+        nodegroup: &str,
+    ) -> Result<Nodegroup, AwsError>;
+}
+
+/// The Auto Scaling calls crossguard makes.
+#[async_trait]
+pub trait AutoScaling: Send + Sync {
+    /// autoscaling:DescribeAutoScalingGroups for the named groups (all pages).
+    async fn describe_groups(&self, names: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError>;
+}
+
+/// The EC2 calls crossguard makes.
+#[async_trait]
+pub trait Ec2: Send + Sync {
+    /// ec2:DescribeInstances of the cluster's instances (tag `kubernetes.io/cluster/<name>`), all pages.
+    async fn describe_cluster_instances(&self, cluster: &str) -> Result<Vec<Instance>, AwsError>;
+    /// ec2:DescribeInstanceTypes for the named types (all pages).
+    async fn describe_instance_types(
+        &self,
+        types: &[String],
+    ) -> Result<Vec<InstanceTypeShape>, AwsError>;
+}
+
+/// Clients that act inside one customer's account with one session, in one region.
+#[derive(Clone)]
+pub struct CustomerClients {
+    /// sts:GetCallerIdentity.
+    pub identity: Arc<dyn Identity>,
+    /// EKS.
+    pub eks: Arc<dyn Eks>,
+    /// Auto Scaling.
+    pub autoscaling: Arc<dyn AutoScaling>,
+    /// EC2.
+    pub ec2: Arc<dyn Ec2>,
+}
+
+/// Builds AWS clients; the only place SDK clients are created.
+pub trait ClientFactory: Send + Sync {
+    /// STS with the operator's own identity.
+    fn operator_sts(&self) -> Arc<dyn Sts>;
+    /// Clients acting with a customer session in `region`; every call they make is
+    /// reported to `observer` (the audit trail).
+    fn customer(
+        &self,
+        credentials: &SessionCredentials,
+        region: &str,
+        observer: Arc<dyn crate::audit::CallObserver>,
+    ) -> CustomerClients;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_keys_and_tokens_and_bounds_length() {
+        let msg = "denied for ASIAABCDEFGHIJKLMNOP with secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY token=IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ";
+        let out = scrub(msg);
+        assert!(!out.contains("ASIAABCDEFGHIJKLMNOP"));
+        assert!(!out.contains("wJalrXUtnFEMI"));
+        assert!(!out.contains("IQoJb3JpZ2lu"));
+        assert!(out.starts_with("denied for [redacted]"));
+        assert!(scrub(&"word ".repeat(200)).chars().count() <= 301);
+    }
+
+    #[test]
+    fn classification_by_code_then_status() {
+        assert_eq!(
+            classify(Some("AccessDenied"), Some(403)),
+            AwsErrorKind::AccessDenied
+        );
+        assert_eq!(
+            classify(Some("NoSuchEntity"), Some(404)),
+            AwsErrorKind::NotFound
+        );
+        assert_eq!(
+            classify(Some("Throttling"), Some(400)),
+            AwsErrorKind::Throttled
+        );
+        assert_eq!(
+            classify(Some("Weird"), Some(503)),
+            AwsErrorKind::Unavailable
+        );
+        assert_eq!(classify(None, None), AwsErrorKind::Unavailable);
+        assert!(
+            AwsErrorKind::Throttled.is_transient() && !AwsErrorKind::AccessDenied.is_transient()
+        );
+    }
+
+    #[test]
+    fn managed_requires_both_tags_for_this_cluster() {
+        let tags = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(is_managed_for(
+            &tags(&[(TAG_MANAGED, "true"), (TAG_CLUSTER, "prod")]),
+            "prod"
+        ));
+        assert!(!is_managed_for(
+            &tags(&[(TAG_MANAGED, "true"), (TAG_CLUSTER, "dev")]),
+            "prod"
+        ));
+        assert!(!is_managed_for(&tags(&[(TAG_CLUSTER, "prod")]), "prod"));
+        assert!(!is_managed_for(
+            &tags(&[(TAG_MANAGED, "True"), (TAG_CLUSTER, "prod")]),
+            "prod"
+        ));
+    }
+
+    #[test]
+    fn debug_of_credentials_shows_no_secret() {
+        let c = SessionCredentials {
+            access_key_id: "ASIACANARYKEYID00000".into(),
+            secret_access_key: SecretString::from("canary-secret".to_string()),
+            session_token: SecretString::from("canary-token".to_string()),
+            expiration: jiff::Timestamp::UNIX_EPOCH,
+            lifetime: std::time::Duration::from_secs(3600),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("canary") && !shown.contains("ASIACANARY"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,570 @@
+//! The AWS SDK adapters behind the narrow traits. Configuration follows the SDK's standard
+//! chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, IRSA / Pod Identity, …): pointing the operator at
+//! an emulator needs no custom flags.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::RequestId;
+use secrecy::SecretString;
+
+use super::{
+    AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, CallerIdentity, ClientFactory,
+    CustomerClients, Ec2, Eks, EksCluster, Identity, Instance, InstanceTypeShape, Nodegroup,
+    SessionCredentials, Sts,
+};
+use crate::audit::CallObserver;
+use crate::metrics::Metrics;
+
+/// Builds SDK clients from one shared SDK configuration.
+pub struct SdkFactory {
+    config: SdkConfig,
+    metrics: Arc<Metrics>,
+}
+
+/// Long-lived keys for the operator's own identity: the legacy, less safe alternative to
+/// IRSA / Pod Identity. Held only inside the SDK's credentials provider.
+pub struct StaticKeys {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: SecretString,
+}
+
+impl SdkFactory {
+    /// Load the standard AWS configuration from the environment (IRSA, Pod Identity,
+    /// `AWS_*` variables, …), optionally with static keys for the operator's own identity.
+    pub async fn from_env(metrics: Arc<Metrics>, static_keys: Option<StaticKeys>) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(keys) = static_keys {
+            use secrecy::ExposeSecret;
+            loader = loader.credentials_provider(Credentials::new(
+                keys.access_key_id,
+                keys.secret_access_key.expose_secret().to_string(),
+                None,
+                None,
+                "crossguard-static-keys",
+            ));
+        }
+        SdkFactory {
+            config: loader.load().await,
+            metrics,
+        }
+    }
+
+    /// Use an already built SDK configuration (tests point it at the emulator).
+    pub fn from_config(config: SdkConfig, metrics: Arc<Metrics>) -> Self {
+        SdkFactory { config, metrics }
+    }
+}
+
+impl ClientFactory for SdkFactory {
+    fn operator_sts(&self) -> Arc<dyn Sts> {
+        Arc::new(SdkSts {
+            client: aws_sdk_sts::Client::new(&self.config),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    fn customer(
+        &self,
+        credentials: &SessionCredentials,
+        region: &str,
+        observer: Arc<dyn CallObserver>,
+    ) -> CustomerClients {
+        let expiry =
+            UNIX_EPOCH + Duration::from_secs(credentials.expiration.as_second().max(0) as u64);
+        let provider = SharedCredentialsProvider::new(Credentials::new(
+            credentials.access_key_id.clone(),
+            credentials.secret_access_key().to_string(),
+            Some(credentials.session_token().to_string()),
+            Some(expiry),
+            "crossguard-session",
+        ));
+        let config = self
+            .config
+            .to_builder()
+            .credentials_provider(provider)
+            .region(Region::new(region.to_string()))
+            .build();
+        let calls = Calls {
+            metrics: self.metrics.clone(),
+            observer,
+        };
+        CustomerClients {
+            identity: Arc::new(SdkIdentity {
+                client: aws_sdk_sts::Client::new(&config),
+                calls: calls.clone(),
+            }),
+            eks: Arc::new(SdkEks {
+                client: aws_sdk_eks::Client::new(&config),
+                calls: calls.clone(),
+            }),
+            autoscaling: Arc::new(SdkAutoScaling {
+                client: aws_sdk_autoscaling::Client::new(&config),
+                calls: calls.clone(),
+            }),
+            ec2: Arc::new(SdkEc2 {
+                client: aws_sdk_ec2::Client::new(&config),
+                calls,
+            }),
+        }
+    }
+}
+
+/// Turn an SDK error into our scrubbed error type.
+fn sdk_error<E: ProvideErrorMetadata>(
+    service: &'static str,
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> AwsError {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let request_id = err.request_id().map(str::to_string);
+    let (code, message) = match &err {
+        SdkError::ServiceError(_) => (
+            err.code().map(str::to_string),
+            err.message().map(str::to_string),
+        ),
+        SdkError::TimeoutError(_) => (None, Some("request timed out".to_string())),
+        SdkError::DispatchFailure(_) => {
+            (None, Some("could not reach the AWS endpoint".to_string()))
+        }
+        SdkError::ResponseError(_) => (None, Some("unreadable response from AWS".to_string())),
+        _ => (
+            err.code().map(str::to_string),
+            Some("request could not be built".to_string()),
+        ),
+    };
+    AwsError::new(service, operation, code, message, status, request_id)
+}
+
+/// Where every customer call is reported: metrics, and the audit trail of the reconcile
+/// that made it.
+#[derive(Clone)]
+struct Calls {
+    metrics: Arc<Metrics>,
+    observer: Arc<dyn CallObserver>,
+}
+
+impl Calls {
+    /// Record the outcome of a call and pass the result through.
+    fn observe<T: RequestId>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        target: &str,
+        r: Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        let (outcome, request_id) = match &r {
+            Ok(out) => ("success", out.request_id().map(str::to_string)),
+            Err(e) => (e.kind.as_str(), e.request_id.clone()),
+        };
+        self.metrics.aws_call(service, operation, outcome);
+        self.observer.call(
+            service,
+            operation,
+            target,
+            outcome,
+            request_id.as_deref(),
+            false,
+        );
+        r
+    }
+}
+
+/// Count an operator-identity call (no tenant audit: the broker records AssumeRole itself).
+fn observe_operator<T>(
+    metrics: &Metrics,
+    service: &'static str,
+    operation: &'static str,
+    r: Result<T, AwsError>,
+) -> Result<T, AwsError> {
+    let outcome = match &r {
+        Ok(_) => "success",
+        Err(e) => e.kind.as_str(),
+    };
+    metrics.aws_call(service, operation, outcome);
+    r
+}
+
+fn to_timestamp(dt: &aws_sdk_sts::primitives::DateTime) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(dt.secs()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+struct SdkSts {
+    client: aws_sdk_sts::Client,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl Sts for SdkSts {
+    async fn assume_role(&self, req: &AssumeRoleRequest) -> Result<SessionCredentials, AwsError> {
+        let result = self
+            .client
+            .assume_role()
+            .role_arn(&req.role_arn)
+            .external_id(&req.external_id)
+            .role_session_name(&req.session_name)
+            .source_identity(&req.source_identity)
+            .duration_seconds(req.duration_seconds)
+            .send()
+            .await
+            .map_err(|e| sdk_error("sts", "AssumeRole", e))
+            .and_then(|out| {
+                let c = out.credentials.ok_or_else(|| {
+                    AwsError::new(
+                        "sts",
+                        "AssumeRole",
+                        None,
+                        Some("no credentials in response".into()),
+                        None,
+                        None,
+                    )
+                })?;
+                let expiration = to_timestamp(&c.expiration);
+                let remaining = expiration.as_second() - jiff::Timestamp::now().as_second();
+                Ok(SessionCredentials {
+                    lifetime: Duration::from_secs(remaining.clamp(0, 12 * 3600) as u64),
+                    expiration,
+                    access_key_id: c.access_key_id,
+                    secret_access_key: SecretString::from(c.secret_access_key),
+                    session_token: SecretString::from(c.session_token),
+                })
+            });
+        observe_operator(&self.metrics, "sts", "AssumeRole", result)
+    }
+}
+
+struct SdkIdentity {
+    client: aws_sdk_sts::Client,
+    calls: Calls,
+}
+
+#[async_trait]
+impl Identity for SdkIdentity {
+    async fn caller_identity(&self) -> Result<CallerIdentity, AwsError> {
+        let out = self
+            .client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| sdk_error("sts", "GetCallerIdentity", e));
+        let out = self
+            .calls
+            .observe("sts", "GetCallerIdentity", "caller", out)?;
+        Ok(CallerIdentity {
+            account: out.account.unwrap_or_default(),
+            arn: out.arn.unwrap_or_default(),
+        })
+    }
+}
+
+struct SdkEks {
+    client: aws_sdk_eks::Client,
+    calls: Calls,
+}
+
+fn tag_map(tags: Option<std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
+    tags.unwrap_or_default().into_iter().collect()
+}
+
+#[async_trait]
+impl Eks for SdkEks {
+    async fn describe_cluster(&self, name: &str) -> Result<EksCluster, AwsError> {
+        let out = self
+            .client
+            .describe_cluster()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("eks", "DescribeCluster", e));
+        let out = self.calls.observe("eks", "DescribeCluster", name, out)?;
+        let c = out.cluster.ok_or_else(|| {
+            AwsError::new(
+                "eks",
+                "DescribeCluster",
+                None,
+                Some("no cluster in response".into()),
+                None,
+                None,
+            )
+        })?;
+        Ok(EksCluster {
+            name: c.name.unwrap_or_else(|| name.to_string()),
+            status: c.status.map(|s| s.as_str().to_string()),
+            version: c.version,
+            endpoint: c.endpoint,
+            certificate_authority: c.certificate_authority.and_then(|ca| ca.data),
+            tags: tag_map(c.tags),
+        })
+    }
+
+    async fn list_nodegroups(&self, cluster: &str) -> Result<Vec<String>, AwsError> {
+        let mut names = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_nodegroups()
+                .cluster_name(cluster)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("eks", "ListNodegroups", e));
+            let page = self.calls.observe("eks", "ListNodegroups", cluster, page)?;
+            names.extend(page.nodegroups.unwrap_or_default());
+            match page.next_token {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => return Ok(names),
+            }
+        }
+    }
+
+    async fn describe_nodegroup(
+        &self,
+        cluster: &str,
+        nodegroup: &str,
+    ) -> Result<Nodegroup, AwsError> {
+        let out = self
+            .client
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(nodegroup)
+            .send()
+            .await
+            .map_err(|e| sdk_error("eks", "DescribeNodegroup", e));
+        let out = self.calls.observe(
+            "eks",
+            "DescribeNodegroup",
+            &format!("{cluster}/{nodegroup}"),
+            out,
+        )?;
+        let result: Result<Nodegroup, AwsError> = (|| {
+            let ng = out.nodegroup.ok_or_else(|| {
+                AwsError::new(
+                    "eks",
+                    "DescribeNodegroup",
+                    None,
+                    Some("no nodegroup in response".into()),
+                    None,
+                    None,
+                )
+            })?;
+            let scaling = ng.scaling_config;
+            Ok(Nodegroup {
+                name: ng.nodegroup_name.unwrap_or_else(|| nodegroup.to_string()),
+                cluster_name: ng.cluster_name.unwrap_or_else(|| cluster.to_string()),
+                status: ng.status.map(|s| s.as_str().to_string()),
+                tags: tag_map(ng.tags),
+                auto_scaling_groups: ng
+                    .resources
+                    .and_then(|r| r.auto_scaling_groups)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|g| g.name)
+                    .collect(),
+                min_size: scaling.as_ref().and_then(|s| s.min_size),
+                max_size: scaling.as_ref().and_then(|s| s.max_size),
+                desired_size: scaling.as_ref().and_then(|s| s.desired_size),
+                instance_types: ng.instance_types.unwrap_or_default(),
+            })
+        })();
+        result
+    }
+}
+
+struct SdkAutoScaling {
+    client: aws_sdk_autoscaling::Client,
+    calls: Calls,
+}
+
+#[async_trait]
+impl AutoScaling for SdkAutoScaling {
+    async fn describe_groups(&self, names: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError> {
+        let mut groups = Vec::new();
+        if names.is_empty() {
+            return Ok(groups);
+        }
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(names.to_vec()))
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("autoscaling", "DescribeAutoScalingGroups", e));
+            let page = self.calls.observe(
+                "autoscaling",
+                "DescribeAutoScalingGroups",
+                &names.join(","),
+                page,
+            )?;
+            for g in page.auto_scaling_groups.unwrap_or_default() {
+                groups.push(AutoScalingGroup {
+                    name: g.auto_scaling_group_name.unwrap_or_default(),
+                    tags: g
+                        .tags
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                        .collect(),
+                    min_size: g.min_size.unwrap_or_default(),
+                    max_size: g.max_size.unwrap_or_default(),
+                    desired_capacity: g.desired_capacity.unwrap_or_default(),
+                    instance_ids: g
+                        .instances
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|i| i.instance_id)
+                        .collect(),
+                });
+            }
+            match page.next_token {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => return Ok(groups),
+            }
+        }
+    }
+}
+
+struct SdkEc2 {
+    client: aws_sdk_ec2::Client,
+    calls: Calls,
+}
+
+#[async_trait]
+impl Ec2 for SdkEc2 {
+    async fn describe_cluster_instances(&self, cluster: &str) -> Result<Vec<Instance>, AwsError> {
+        use aws_sdk_ec2::types::Filter;
+        let mut instances = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("tag-key")
+                        .values(format!("kubernetes.io/cluster/{cluster}"))
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("pending")
+                        .values("running")
+                        .values("stopping")
+                        .values("stopped")
+                        .build(),
+                )
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("ec2", "DescribeInstances", e));
+            let page = self.calls.observe(
+                "ec2",
+                "DescribeInstances",
+                &format!("tag-key=kubernetes.io/cluster/{cluster}"),
+                page,
+            )?;
+            for reservation in page.reservations.unwrap_or_default() {
+                for i in reservation.instances.unwrap_or_default() {
+                    instances.push(Instance {
+                        id: i.instance_id.unwrap_or_default(),
+                        instance_type: i.instance_type.map(|t| t.as_str().to_string()),
+                        state: i.state.and_then(|s| s.name).map(|n| n.as_str().to_string()),
+                        tags: i
+                            .tags
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                            .collect(),
+                    });
+                }
+            }
+            match page.next_token {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => return Ok(instances),
+            }
+        }
+    }
+
+    async fn describe_instance_types(
+        &self,
+        types: &[String],
+    ) -> Result<Vec<InstanceTypeShape>, AwsError> {
+        use aws_sdk_ec2::types::InstanceType;
+        let mut shapes = Vec::new();
+        if types.is_empty() {
+            return Ok(shapes);
+        }
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_instance_types()
+                .set_instance_types(Some(
+                    types
+                        .iter()
+                        .map(|t| InstanceType::from(t.as_str()))
+                        .collect(),
+                ))
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("ec2", "DescribeInstanceTypes", e));
+            let page =
+                self.calls
+                    .observe("ec2", "DescribeInstanceTypes", &types.join(","), page)?;
+            for t in page.instance_types.unwrap_or_default() {
+                let Some(name) = t.instance_type.map(|n| n.as_str().to_string()) else {
+                    continue;
+                };
+                let architecture = match t
+                    .processor_info
+                    .and_then(|p| p.supported_architectures)
+                    .unwrap_or_default()
+                    .first()
+                    .map(|a| a.as_str().to_string())
+                    .as_deref()
+                {
+                    Some("arm64") => "arm64".to_string(),
+                    _ => "amd64".to_string(),
+                };
+                let max_pods = t.network_info.and_then(|n| {
+                    let enis = n.maximum_network_interfaces? as u32;
+                    let ips = n.ipv4_addresses_per_interface? as u32;
+                    Some(enis * ips.saturating_sub(1) + 2)
+                });
+                shapes.push(InstanceTypeShape {
+                    name,
+                    vcpus: t
+                        .v_cpu_info
+                        .and_then(|v| v.default_v_cpus)
+                        .unwrap_or_default()
+                        .max(0) as u32,
+                    memory_mib: t
+                        .memory_info
+                        .and_then(|m| m.size_in_mib)
+                        .unwrap_or_default()
+                        .max(0) as u64,
+                    architecture,
+                    max_pods,
+                });
+            }
+            match page.next_token {
+                Some(t) if !t.is_empty() => next = Some(t),
+                _ => return Ok(shapes),
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! crossguard: a Kubernetes operator that reaches customers' AWS accounts and EKS clusters
+//! through cross-account IAM roles, reads them read-only by default, and reports what the
+//! clusters cost. See DESIGN.md for the flow; each step of it is one module here.
+
+pub mod analysis;
+pub mod api;
+pub mod audit;
+pub mod aws;
+pub mod cluster;
+pub mod controller;
+pub mod crdgen;
+pub mod credentials;
+pub mod http;
+pub mod metrics;
+pub mod onboarding;
+pub mod sanitize;
+pub mod store;
+pub mod telemetry;
+
+/// kube and the AWS SDK each bring a rustls crypto backend; pick one for the process.
+/// Call once before building any client (repeated calls are harmless).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

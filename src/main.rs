@@ -1,0 +1,355 @@
+//! The `crossguard` binary: a thin command line over the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crossguard::analysis::{self, PriceTable};
+use crossguard::aws::sdk::{SdkFactory, StaticKeys};
+use crossguard::controller::{self, Context};
+use crossguard::credentials::{Broker, SystemClock};
+use crossguard::http::{self, HttpState};
+use crossguard::metrics::Metrics;
+use crossguard::onboarding::{self, Mode, TemplateOptions};
+use crossguard::sanitize;
+use crossguard::store::{S3Options, Store};
+
+/// crossguard: safe cross-account access to customers' AWS accounts and EKS clusters.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator (uses KUBECONFIG or in-cluster config, and the standard AWS chain).
+    Run(RunArgs),
+    /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from stdin: shows exactly
+    /// what crossguard would keep of a workload.
+    Sanitize {
+        /// Extra case-insensitive substrings marking sensitive env var names (repeatable).
+        #[arg(long = "extra-sensitive-name")]
+        extra_sensitive_names: Vec<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Json)]
+        output: Output,
+    },
+    /// Analyse a `kubectl get nodes,pods,deployments,… -A -o json` dump offline (sanitized first).
+    Analyze {
+        /// The dump to analyse.
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// JSON price table overriding the bundled on-demand prices (negotiated rates).
+        #[arg(long)]
+        prices: Option<PathBuf>,
+        /// Region for pricing when nodes carry no region label.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Output format: a readable summary or the full report.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print the read-only RBAC a customer applies in their EKS cluster (no Secrets,
+    /// no ConfigMaps, no writes), with the EKS access-entry command.
+    OnboardingRbac {
+        /// The EKS cluster's name.
+        #[arg(long)]
+        cluster: String,
+        /// The role crossguard assumes (the access entry's principal).
+        #[arg(long)]
+        role_arn: String,
+    },
+    /// Print the CloudFormation template (JSON) creating the IAM role a customer lets
+    /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in.
+    OnboardingTemplate {
+        /// The customer's AWS account id.
+        #[arg(long)]
+        account_id: String,
+        /// Which permissions the role gets.
+        #[arg(long, value_enum, default_value_t = Mode::ReadOnly)]
+        mode: Mode,
+        /// EKS cluster name scoping the EKS permissions (repeatable; required for automated).
+        #[arg(long = "cluster")]
+        clusters: Vec<String>,
+        /// ARN of the operator's IAM role, the only principal the role trusts.
+        #[arg(long)]
+        operator_principal: String,
+        /// The CustomerAccount's status.externalId.
+        #[arg(long)]
+        external_id: String,
+        /// Also require sts:SourceIdentity like `crossguard-*` on every session.
+        #[arg(long)]
+        require_source_identity: bool,
+        /// Name of the IAM role created.
+        #[arg(long, default_value = "crossguard-access")]
+        role_name: String,
+    },
+    /// Write the CustomResourceDefinitions to crds/ and the Helm chart.
+    Crdgen {
+        /// Repository root to write into.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "CROSSGUARD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Only watch this namespace (default: all namespaces).
+    #[arg(long, env = "CROSSGUARD_NAMESPACE")]
+    namespace: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, env = "CROSSGUARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// sts:SourceIdentity set on every session, naming the operator in customers' CloudTrail.
+    #[arg(
+        long,
+        env = "CROSSGUARD_SOURCE_IDENTITY",
+        default_value = "crossguard-operator"
+    )]
+    source_identity: String,
+    /// Legacy and less safe: take the operator's own AWS keys from this Secret
+    /// (`NAMESPACE/NAME`, keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) instead of
+    /// IRSA / Pod Identity.
+    #[arg(long, env = "CROSSGUARD_STATIC_CREDENTIALS_SECRET")]
+    static_credentials_secret: Option<String>,
+    /// Where reports, sanitized snapshots and the audit log go: file:///dir, s3://bucket[/prefix].
+    #[arg(
+        long,
+        env = "CROSSGUARD_STORE_URL",
+        default_value = "file:///var/lib/crossguard"
+    )]
+    store_url: String,
+    /// KMS key id for SSE-KMS on the S3 store.
+    #[arg(long, env = "CROSSGUARD_STORE_SSE_KMS_KEY_ID")]
+    store_sse_kms_key_id: Option<String>,
+    /// Endpoint override for an S3-compatible store (default: AWS).
+    #[arg(long, env = "CROSSGUARD_STORE_ENDPOINT")]
+    store_endpoint: Option<String>,
+    /// JSON price table overriding the bundled on-demand prices (negotiated rates).
+    #[arg(long, env = "CROSSGUARD_PRICES_FILE")]
+    prices_file: Option<PathBuf>,
+}
+
+/// The bundled price table, with a file's prices on top when given.
+fn load_prices(file: Option<&std::path::Path>) -> anyhow::Result<PriceTable> {
+    let bundled = PriceTable::bundled();
+    match file {
+        None => Ok(bundled),
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let overrides = PriceTable::from_json(&bytes)
+                .with_context(|| format!("parsing prices in {}", path.display()))?;
+            Ok(bundled.with_overrides(overrides))
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Output {
+    Json,
+    Yaml,
+    Text,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(crossguard::telemetry::filter(
+            std::env::var("RUST_LOG").ok().as_deref(),
+        ))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Read the legacy static keys from `NAMESPACE/NAME`.
+async fn read_static_keys(client: &kube::Client, reference: &str) -> anyhow::Result<StaticKeys> {
+    let (ns, name) = reference
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .with_context(|| {
+            format!("--static-credentials-secret must be NAMESPACE/NAME, got {reference:?}")
+        })?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), ns);
+    let secret = api
+        .get(name)
+        .await
+        .with_context(|| format!("reading Secret {reference}"))?;
+    let field = |key: &str| -> anyhow::Result<String> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .with_context(|| format!("Secret {reference} has no {key}"))?;
+        String::from_utf8(bytes.0.clone())
+            .with_context(|| format!("{key} in Secret {reference} is not UTF-8"))
+    };
+    Ok(StaticKeys {
+        access_key_id: field("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: secrecy::SecretString::from(field("AWS_SECRET_ACCESS_KEY")?),
+    })
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format);
+    crossguard::telemetry::disable_core_dumps().context("disabling core dumps")?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (bound, _server) = http::serve(
+        args.http_addr,
+        HttpState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+    )
+    .await
+    .with_context(|| format!("binding {}", args.http_addr))?;
+    tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+
+    let store = Store::open(
+        &args.store_url,
+        &S3Options {
+            sse_kms_key_id: args.store_sse_kms_key_id.clone(),
+            endpoint: args.store_endpoint.clone(),
+        },
+    )?;
+    tracing::info!(store = %store.location, "report store ready");
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+    let static_keys = match &args.static_credentials_secret {
+        Some(reference) => {
+            tracing::warn!(secret = %reference, "using long-lived AWS keys from a Secret; prefer IRSA or EKS Pod Identity");
+            Some(read_static_keys(&client, reference).await?)
+        }
+        None => None,
+    };
+    let factory = Arc::new(SdkFactory::from_env(metrics.clone(), static_keys).await);
+    let clock = Arc::new(SystemClock);
+    let broker = Arc::new(Broker::new(
+        factory,
+        clock.clone(),
+        metrics.clone(),
+        args.source_identity,
+    ));
+    let prices = load_prices(args.prices_file.as_deref())?;
+    let ctx = Arc::new(Context::new(client, broker, metrics, clock, store, prices));
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(
+        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        "controllers starting"
+    );
+    controller::run(ctx, args.namespace).await;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    crossguard::install_crypto_provider();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crdgen { root } => {
+            for path in crossguard::crdgen::write_all(&root)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::OnboardingRbac { cluster, role_arn } => {
+            print!(
+                "{}",
+                crossguard::cluster::rbac::readonly_yaml(&cluster, &role_arn)
+            );
+            Ok(())
+        }
+        Command::OnboardingTemplate {
+            account_id,
+            mode,
+            clusters,
+            operator_principal,
+            external_id,
+            require_source_identity,
+            role_name,
+        } => {
+            let opts = TemplateOptions {
+                account_id,
+                mode,
+                clusters,
+                operator_principal,
+                external_id,
+                require_source_identity,
+                role_name,
+            };
+            opts.validate().map_err(anyhow::Error::msg)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&onboarding::template(&opts))?
+            );
+            Ok(())
+        }
+        Command::Sanitize {
+            extra_sensitive_names,
+            output,
+        } => {
+            let mut input = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+                .context("reading stdin")?;
+            let docs = sanitize::sanitize_documents(
+                &input,
+                &sanitize::Sanitizer::new(&extra_sensitive_names),
+            )?;
+            let mut out = std::io::stdout().lock();
+            sanitize::write_documents(&docs, output != Output::Yaml, &mut out)?;
+            Ok(())
+        }
+        Command::Analyze {
+            snapshot,
+            prices,
+            region,
+            output,
+        } => {
+            let input = std::fs::read(&snapshot)
+                .with_context(|| format!("reading {}", snapshot.display()))?;
+            let snap = analysis::snapshot_from_dump(&input, &sanitize::Sanitizer::default())
+                .with_context(|| format!("reading the dump {}", snapshot.display()))?;
+            let settings = analysis::AnalysisSettings {
+                region,
+                ..Default::default()
+            };
+            let report = analysis::analyze(
+                &snap,
+                &analysis::AwsInventory::default(),
+                &load_prices(prices.as_deref())?,
+                &settings,
+            );
+            match output {
+                Output::Text => print!("{}", report.render_text()),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Yaml => print!("{}", serde_yaml::to_string(&report)?),
+            }
+            Ok(())
+        }
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(args)),
+    }
+}

@@ -1,0 +1,230 @@
+//! Prometheus metrics (`crossguard_*`), served on `/metrics`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsCallLabels {
+    service: String,
+    operation: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabels {
+    service: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AssumeRoleLabels {
+    outcome: String,
+}
+
+/// All of crossguard's metrics and the registry that serves them.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    aws_calls: Family<AwsCallLabels, Counter>,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_seconds: Family<KindLabels, Histogram>,
+    assume_role: Family<AssumeRoleLabels, Counter>,
+    audit_records: Family<AuditLabels, Counter>,
+    session_cache_hits: Counter,
+    session_cache_misses: Counter,
+    sessions_held: Gauge,
+    nearest_expiry_seconds: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("crossguard");
+        let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "AWS API calls by service, operation and outcome",
+            aws_calls.clone(),
+        );
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by kind and outcome (ok or error category)",
+            reconciles.clone(),
+        );
+        let reconcile_seconds = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            reconcile_seconds.clone(),
+        );
+        let assume_role = Family::<AssumeRoleLabels, Counter>::default();
+        registry.register(
+            "assume_role_calls",
+            "sts:AssumeRole calls by outcome or failure reason",
+            assume_role.clone(),
+        );
+        let audit_records = Family::<AuditLabels, Counter>::default();
+        registry.register(
+            "audit_records",
+            "Audit records of calls made on customers' behalf",
+            audit_records.clone(),
+        );
+        let session_cache_hits = Counter::default();
+        registry.register(
+            "session_cache_hits",
+            "Session requests served from the cache",
+            session_cache_hits.clone(),
+        );
+        let session_cache_misses = Counter::default();
+        registry.register(
+            "session_cache_misses",
+            "Session requests that needed an AssumeRole",
+            session_cache_misses.clone(),
+        );
+        let sessions_held = Gauge::default();
+        registry.register(
+            "sessions_held",
+            "Customer sessions held in memory",
+            sessions_held.clone(),
+        );
+        let nearest_expiry_seconds = Gauge::default();
+        registry.register(
+            "session_nearest_expiry_seconds",
+            "Seconds until the soonest-expiring held session expires",
+            nearest_expiry_seconds.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            aws_calls,
+            reconciles,
+            reconcile_seconds,
+            assume_role,
+            audit_records,
+            session_cache_hits,
+            session_cache_misses,
+            sessions_held,
+            nearest_expiry_seconds,
+        }
+    }
+
+    /// Count one AWS call.
+    pub fn aws_call(&self, service: &str, operation: &str, outcome: &str) {
+        self.aws_calls
+            .get_or_create(&AwsCallLabels {
+                service: service.to_string(),
+                operation: operation.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one finished reconcile and its duration.
+    pub fn reconcile(&self, kind: &str, outcome: &str, took: Duration) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.reconcile_seconds
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Count one AssumeRole by outcome ("success" or a failure reason).
+    pub fn assume_role(&self, outcome: &str) {
+        self.assume_role
+            .get_or_create(&AssumeRoleLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one audit record.
+    pub fn audit_record(&self, service: &str, outcome: &str) {
+        self.audit_records
+            .get_or_create(&AuditLabels {
+                service: service.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count a session cache hit or miss.
+    pub fn session_lookup(&self, hit: bool) {
+        if hit {
+            self.session_cache_hits.inc()
+        } else {
+            self.session_cache_misses.inc()
+        };
+    }
+
+    /// Publish how many sessions are held and the seconds until the nearest expiry.
+    pub fn sessions(&self, held: usize, nearest_expiry_seconds: Option<i64>) {
+        self.sessions_held.set(held as i64);
+        self.nearest_expiry_seconds
+            .set(nearest_expiry_seconds.unwrap_or(0));
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_up_with_labels() {
+        let m = Metrics::new();
+        m.aws_call("sts", "AssumeRole", "success");
+        m.aws_call("sts", "AssumeRole", "success");
+        m.reconcile("CustomerAccount", "ok", Duration::from_millis(20));
+        m.sessions(3, Some(1200));
+        let text = m.encode();
+        assert!(text.contains(r#"crossguard_aws_calls_total{service="sts",operation="AssumeRole",outcome="success"} 2"#), "{text}");
+        assert!(
+            text.contains(r#"crossguard_reconciles_total{kind="CustomerAccount",outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("crossguard_sessions_held 3"), "{text}");
+        assert!(
+            text.contains("crossguard_session_nearest_expiry_seconds 1200"),
+            "{text}"
+        );
+    }
+}

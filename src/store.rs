@@ -1,0 +1,370 @@
+//! Where reports, sanitized snapshots and the audit log are kept: an object store (a local
+//! directory by default, S3 with SSE-KMS in production) with every key under the tenant's
+//! prefix, so retention and erasure are prefix operations.
+//!
+//! Layout: `tenants/<account-uid>/<kind>/<namespace>/<cluster>/<YYYYMMDDTHHMMSSZ>[-<n>].<ext>`.
+//! The time in the key (not the store's modification time) drives retention, so the rule is
+//! the same on every backend and testable with a fake clock.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// What kind of object a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Analysis reports (JSON).
+    Report,
+    /// Sanitized cluster snapshots (JSON).
+    Snapshot,
+    /// Audit records (JSON lines).
+    Audit,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Report => "reports",
+            Kind::Snapshot => "snapshots",
+            Kind::Audit => "audit",
+        }
+    }
+    fn ext(self) -> &'static str {
+        match self {
+            Kind::Audit => "jsonl",
+            _ => "json",
+        }
+    }
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store URL is not usable.
+    #[error("invalid store URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The backend failed.
+    #[error("object store {operation} failed: {source}")]
+    Backend {
+        /// What was being done.
+        operation: &'static str,
+        /// The backend error.
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+fn backend(operation: &'static str) -> impl FnOnce(object_store::Error) -> StoreError {
+    move |source| StoreError::Backend { operation, source }
+}
+
+/// Options for the S3 backend.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// KMS key for SSE-KMS; every object is encrypted with it when set.
+    pub sse_kms_key_id: Option<String>,
+    /// Endpoint override (emulators, S3-compatible stores); plain http is allowed only here.
+    pub endpoint: Option<String>,
+}
+
+/// The report store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    /// Where it points, for logs and status (never contains credentials).
+    pub location: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open `file:///dir` (created if missing), `s3://bucket[/prefix]` or `memory://`.
+    pub fn open(url: &str, s3: &S3Options) -> Result<Store, StoreError> {
+        let bad = |reason: &str| StoreError::Url {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(dir) = url.strip_prefix("file://") {
+            if !dir.starts_with('/') {
+                return Err(bad(
+                    "file URLs need an absolute path, e.g. file:///var/lib/crossguard",
+                ));
+            }
+            std::fs::create_dir_all(dir).map_err(|e| bad(&e.to_string()))?;
+            let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(&e.to_string()))?;
+            return Ok(Store {
+                inner: Arc::new(fs),
+                location: url.to_string(),
+            });
+        }
+        if url == "memory://" {
+            return Ok(Store {
+                inner: Arc::new(InMemory::new()),
+                location: url.to_string(),
+            });
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("s3 URLs need a bucket, e.g. s3://my-bucket/crossguard"));
+            }
+            // The operator's own identity (IRSA / Pod Identity / AWS_* variables), never a customer's.
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(endpoint) = &s3.endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            if let Some(key) = &s3.sse_kms_key_id {
+                builder = builder.with_sse_kms_encryption(key);
+            }
+            let s3store = builder.build().map_err(|e| bad(&e.to_string()))?;
+            let inner: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
+                Arc::new(s3store)
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(
+                    s3store,
+                    prefix.trim_matches('/'),
+                ))
+            };
+            return Ok(Store {
+                inner,
+                location: url.to_string(),
+            });
+        }
+        Err(bad("use file:///path, s3://bucket[/prefix] or memory://"))
+    }
+
+    fn tenant_prefix(tenant: &str) -> Path {
+        Path::from(format!("tenants/{tenant}"))
+    }
+
+    /// Store one object for `tenant`/`namespace`/`cluster` stamped with `at`; returns its key.
+    pub async fn put(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        namespace: &str,
+        cluster: &str,
+        at: jiff::Timestamp,
+        bytes: Vec<u8>,
+    ) -> Result<String, StoreError> {
+        let stamp = at.strftime("%Y%m%dT%H%M%SZ").to_string();
+        let base = format!(
+            "tenants/{tenant}/{}/{namespace}/{cluster}/{stamp}",
+            kind.dir()
+        );
+        // Never overwrite: a second object in the same second gets a suffix.
+        let mut key = Path::from(format!("{base}.{}", kind.ext()));
+        for n in 1.. {
+            match self.inner.head(&key).await {
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(backend("head")(e)),
+                Ok(_) => key = Path::from(format!("{base}-{n}.{}", kind.ext())),
+            }
+        }
+        self.inner
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map_err(backend("put"))?;
+        Ok(key.to_string())
+    }
+
+    /// Read an object back.
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let got = self
+            .inner
+            .get(&Path::from(key))
+            .await
+            .map_err(backend("get"))?;
+        Ok(got.bytes().await.map_err(backend("get"))?.to_vec())
+    }
+
+    /// Every key under the tenant's prefix.
+    pub async fn keys(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = Self::tenant_prefix(tenant);
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(backend("list"))?;
+        let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Delete the tenant's objects stamped before `cutoff`; returns how many were deleted.
+    pub async fn sweep(&self, tenant: &str, cutoff: jiff::Timestamp) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        for key in self.keys(tenant).await? {
+            if stamp_of(&key).is_some_and(|t| t < cutoff) {
+                self.inner
+                    .delete(&Path::from(key.as_str()))
+                    .await
+                    .map_err(backend("delete"))?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Delete everything under the tenant's prefix; returns how many objects were deleted.
+    /// Safe to repeat: an already empty prefix deletes nothing.
+    pub async fn purge(&self, tenant: &str) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        for key in self.keys(tenant).await? {
+            match self.inner.delete(&Path::from(key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(backend("delete")(e)),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// The time stamped into a key, if it has one.
+fn stamp_of(key: &str) -> Option<jiff::Timestamp> {
+    let file = key.rsplit('/').next()?;
+    let stamp = file.get(..16)?;
+    jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", stamp)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(Store::open("memory://", &S3Options::default()).is_ok());
+        assert!(Store::open("file://relative", &S3Options::default()).is_err());
+        assert!(Store::open("ftp://x", &S3Options::default()).is_err());
+        assert!(Store::open("s3://", &S3Options::default()).is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_are_per_tenant_and_never_overwritten() {
+        let store = Store::open("memory://", &S3Options::default()).unwrap();
+        let at = t("2026-11-23T12:00:00Z");
+        let a = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, b"1".to_vec())
+            .await
+            .unwrap();
+        let b = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, b"2".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(a, "tenants/uid-a/reports/ns/prod/20261123T120000Z.json");
+        assert_eq!(b, "tenants/uid-a/reports/ns/prod/20261123T120000Z-1.json");
+        store
+            .put("uid-b", Kind::Snapshot, "ns", "prod", at, b"3".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(store.keys("uid-a").await.unwrap().len(), 2);
+        assert_eq!(store.get(&a).await.unwrap(), b"1");
+        assert_eq!(
+            store.keys("uid-b").await.unwrap(),
+            vec!["tenants/uid-b/snapshots/ns/prod/20261123T120000Z.json"]
+        );
+    }
+
+    #[tokio::test]
+    async fn sweep_deletes_only_what_is_older_than_the_cutoff() {
+        let store = Store::open("memory://", &S3Options::default()).unwrap();
+        for day in [
+            "2025-01-01T00:00:00Z",
+            "2026-06-01T00:00:00Z",
+            "2026-11-20T00:00:00Z",
+        ] {
+            store
+                .put("uid-a", Kind::Report, "ns", "prod", t(day), b"r".to_vec())
+                .await
+                .unwrap();
+            store
+                .put("uid-a", Kind::Audit, "ns", "prod", t(day), b"a".to_vec())
+                .await
+                .unwrap();
+        }
+        store
+            .put(
+                "uid-b",
+                Kind::Report,
+                "ns",
+                "prod",
+                t("2025-01-01T00:00:00Z"),
+                b"r".to_vec(),
+            )
+            .await
+            .unwrap();
+        let deleted = store
+            .sweep("uid-a", t("2026-01-01T00:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(deleted, 2);
+        let left = store.keys("uid-a").await.unwrap();
+        assert_eq!(left.len(), 4);
+        assert!(left.iter().all(|k| !k.contains("2025")));
+        assert_eq!(
+            store.keys("uid-b").await.unwrap().len(),
+            1,
+            "another tenant is untouched"
+        );
+    }
+
+    #[tokio::test]
+    async fn purge_empties_the_tenant_prefix_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = Store::open(&url, &S3Options::default()).unwrap();
+        let at = t("2026-11-23T12:00:00Z");
+        store
+            .put("uid-a", Kind::Report, "ns", "prod", at, b"r".to_vec())
+            .await
+            .unwrap();
+        store
+            .put("uid-a", Kind::Snapshot, "ns", "prod", at, b"s".to_vec())
+            .await
+            .unwrap();
+        store
+            .put("uid-b", Kind::Report, "ns", "prod", at, b"r".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(store.purge("uid-a").await.unwrap(), 2);
+        assert!(store.keys("uid-a").await.unwrap().is_empty());
+        assert_eq!(store.purge("uid-a").await.unwrap(), 0);
+        assert_eq!(store.keys("uid-b").await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn stamps_parse_from_keys() {
+        assert_eq!(
+            stamp_of("tenants/u/reports/n/c/20261123T120000Z-3.json"),
+            Some(t("2026-11-23T12:00:00Z"))
+        );
+        assert_eq!(stamp_of("tenants/u/reports/n/c/garbage.json"), None);
+    }
+}

