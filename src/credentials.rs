@@ -478,16 +478,31 @@ pub(crate) mod tests {
         async fn describe_nodegroup(&self, _: &str, _: &str) -> Result<Nodegroup, AwsError> {
             unreachable!("not used by broker tests")
         }
+        async fn update_nodegroup_size(
+            &self,
+            _: crate::automation::guard::ApprovedNodegroupScale,
+        ) -> Result<(), AwsError> {
+            unreachable!("not used by broker tests")
+        }
     }
     #[async_trait]
     impl AutoScaling for Unused {
         async fn describe_groups(&self, _: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError> {
             unreachable!("not used by broker tests")
         }
+        async fn terminate_instance(
+            &self,
+            _: crate::automation::guard::ApprovedTermination,
+        ) -> Result<(), AwsError> {
+            unreachable!("not used by broker tests")
+        }
     }
     #[async_trait]
     impl Ec2 for Unused {
         async fn describe_cluster_instances(&self, _: &str) -> Result<Vec<Instance>, AwsError> {
+            unreachable!("not used by broker tests")
+        }
+        async fn describe_instance(&self, _: &str) -> Result<Option<Instance>, AwsError> {
             unreachable!("not used by broker tests")
         }
         async fn describe_instance_types(

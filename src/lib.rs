@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod api;
 pub mod audit;
+pub mod automation;
 pub mod aws;
 pub mod cluster;
 pub mod controller;

@@ -29,8 +29,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use dump::{AnalyzeInputError, DumpError, snapshot_from_documents, snapshot_from_dump};
+pub use model::instance_id;
 pub use prices::{InstanceCatalog, InstanceTypeInfo, PriceError, PriceTable};
-pub use report::{Category, Recommendation, Report, Summary};
+pub use report::{Category, ConsolidationDetail, Recommendation, RemovableNode, Report, Summary};
 
 use crate::aws::{Instance, Nodegroup};
 use crate::cluster::snapshot::ClusterSnapshot;

@@ -341,7 +341,7 @@ fn node_ready(node: &Node) -> bool {
 }
 
 /// The EC2 instance id in a providerID such as `aws:///us-east-1a/i-0123456789abcdef0`.
-pub(crate) fn instance_id(provider_id: &str) -> Option<&str> {
+pub fn instance_id(provider_id: &str) -> Option<&str> {
     provider_id
         .rsplit('/')
         .next()

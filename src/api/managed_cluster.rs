@@ -209,6 +209,17 @@ pub struct ManagedClusterStatus {
     #[schemars(length(max = 20))]
     pub refusals: Vec<RefusalRecord>,
 
+    /// The action in progress, written before it starts and cleared when it ends, so that
+    /// after a restart crossguard checks what happened instead of acting twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_action: Option<PendingAction>,
+
+    /// When automation removed nodes within the last hour (RFC 3339), for the disruption
+    /// budget's hourly limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub recent_removals: Vec<String>,
+
     /// The metadata.generation the status was computed from.
     #[serde(default)]
     pub observed_generation: i64,
@@ -244,14 +255,49 @@ pub struct Inventory {
 pub struct ActionRecord {
     /// When (RFC 3339).
     pub time: String,
-    /// What, e.g. ScaleInNodegroup.
+    /// The AWS call, e.g. autoscaling:TerminateInstanceInAutoScalingGroup.
     pub action: String,
     /// The resource acted on.
     pub target: String,
-    /// Planned, Succeeded or Failed.
+    /// The Kubernetes node the action removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Planned, Succeeded, Failed or Abandoned.
     pub outcome: String,
+    /// What happened, for Failed and Abandoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// True when it was only planned (dry run).
     pub dry_run: bool,
+}
+
+/// An action under way: the intent recorded before acting.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingAction {
+    /// When the action started (RFC 3339).
+    pub started_at: String,
+    /// Draining (nothing called in AWS yet) or Calling (the AWS call may have been sent).
+    pub phase: String,
+    /// The node being removed.
+    pub node: String,
+    /// The AWS call, e.g. eks:UpdateNodegroupConfig.
+    pub action: String,
+    /// The Auto Scaling group of a termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scaling_group: Option<String>,
+    /// The instance of a termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// The nodegroup of a scale-in, or the one owning the group of a termination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodegroup: Option<String>,
+    /// Desired size before a nodegroup scale-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_size: Option<i32>,
+    /// Desired size after a nodegroup scale-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_size: Option<i32>,
 }
 
 /// One action the tag guard refused.

@@ -5,14 +5,16 @@ mod customer_account;
 mod managed_cluster;
 pub mod validate;
 
-pub use conditions::{Condition, ConditionStatus, find as conditions_find, set_condition};
+pub use conditions::{
+    Condition, ConditionStatus, find as conditions_find, remove_condition, set_condition,
+};
 pub use customer_account::{
     AccessKeyAudit, CustomerAccount, CustomerAccountSpec, CustomerAccountStatus,
     KeyAuditNotifications, VerifiedIdentity,
 };
 pub use managed_cluster::{
     AccountRef, ActionRecord, ApiEndpoint, Automation, DisruptionBudget, Inventory, ManagedCluster,
-    ManagedClusterSpec, ManagedClusterStatus, RefusalRecord, SanitizerSettings,
+    ManagedClusterSpec, ManagedClusterStatus, PendingAction, RefusalRecord, SanitizerSettings,
 };
 
 use schemars::JsonSchema;

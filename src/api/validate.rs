@@ -38,6 +38,10 @@ pub struct ValidAccount {
 pub struct ValidCluster {
     /// How often to inventory and analyse.
     pub analysis_interval: Duration,
+    /// How long a drain may take.
+    pub drain_timeout: Duration,
+    /// Nodes younger than this are never removed.
+    pub min_node_age: Duration,
 }
 
 /// Parse a Kubernetes/Go style duration such as "1h", "15m" or "1h30m".
@@ -165,6 +169,7 @@ pub fn managed_cluster(mc: &ManagedCluster) -> Result<ValidCluster, Vec<String>>
                 .to_string(),
         );
     }
+    let mut durations = Vec::new();
     for (field, value) in [
         (
             "spec.automation.drainTimeout",
@@ -175,8 +180,9 @@ pub fn managed_cluster(mc: &ManagedCluster) -> Result<ValidCluster, Vec<String>>
             &budget.min_node_age,
         ),
     ] {
-        if let Err(e) = parse_duration(field, value) {
-            errors.push(e);
+        match parse_duration(field, value) {
+            Ok(d) => durations.push(d),
+            Err(e) => errors.push(e),
         }
     }
     let interval = match parse_duration("spec.analysisInterval", &spec.analysis_interval) {
@@ -201,8 +207,14 @@ pub fn managed_cluster(mc: &ManagedCluster) -> Result<ValidCluster, Vec<String>>
             errors.push(message);
         }
     }
-    match interval {
-        Some(analysis_interval) if errors.is_empty() => Ok(ValidCluster { analysis_interval }),
+    match (interval, durations.as_slice()) {
+        (Some(analysis_interval), &[drain_timeout, min_node_age]) if errors.is_empty() => {
+            Ok(ValidCluster {
+                analysis_interval,
+                drain_timeout,
+                min_node_age,
+            })
+        }
         _ => Err(dedup(errors)),
     }
 }

@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use regex::Regex;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::automation::guard::{ApprovedNodegroupScale, ApprovedTermination};
+
 /// Tag that marks a resource as managed by crossguard.
 pub const TAG_MANAGED: &str = "crossguard.dev/managed";
 /// Tag that names the one cluster a managed resource belongs to.
@@ -329,6 +331,10 @@ pub trait Eks: Send + Sync {
         cluster: &str,
         nodegroup: &str,
     ) -> Result<Nodegroup, AwsError>;
+    /// eks:UpdateNodegroupConfig setting the desired size. Mutating: only with the guard's
+    /// approval, which it consumes.
+    async fn update_nodegroup_size(&self, approval: ApprovedNodegroupScale)
+    -> Result<(), AwsError>;
 }
 
 /// The Auto Scaling calls crossguard makes.
@@ -336,6 +342,9 @@ pub trait Eks: Send + Sync {
 pub trait AutoScaling: Send + Sync {
     /// autoscaling:DescribeAutoScalingGroups for the named groups (all pages).
     async fn describe_groups(&self, names: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError>;
+    /// autoscaling:TerminateInstanceInAutoScalingGroup, decrementing the desired capacity.
+    /// Mutating: only with the guard's approval, which it consumes.
+    async fn terminate_instance(&self, approval: ApprovedTermination) -> Result<(), AwsError>;
 }
 
 /// The EC2 calls crossguard makes.
@@ -343,6 +352,8 @@ pub trait AutoScaling: Send + Sync {
 pub trait Ec2: Send + Sync {
     /// ec2:DescribeInstances of the cluster's instances (tag `kubernetes.io/cluster/<name>`), all pages.
     async fn describe_cluster_instances(&self, cluster: &str) -> Result<Vec<Instance>, AwsError>;
+    /// ec2:DescribeInstances of one instance id, in any state; None when EC2 does not know it.
+    async fn describe_instance(&self, id: &str) -> Result<Option<Instance>, AwsError>;
     /// ec2:DescribeInstanceTypes for the named types (all pages).
     async fn describe_instance_types(
         &self,

@@ -21,6 +21,7 @@ use super::{
     SessionCredentials, Sts,
 };
 use crate::audit::CallObserver;
+use crate::automation::guard::{ApprovedNodegroupScale, ApprovedTermination};
 use crate::metrics::Metrics;
 
 /// Builds SDK clients from one shared SDK configuration.
@@ -154,13 +155,35 @@ struct Calls {
 }
 
 impl Calls {
-    /// Record the outcome of a call and pass the result through.
+    /// Record the outcome of a read-only call and pass the result through.
     fn observe<T: RequestId>(
         &self,
         service: &'static str,
         operation: &'static str,
         target: &str,
         r: Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        self.record(service, operation, target, r, false)
+    }
+
+    /// Record the outcome of a mutating call and pass the result through.
+    fn observe_mutating<T: RequestId>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        target: &str,
+        r: Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        self.record(service, operation, target, r, true)
+    }
+
+    fn record<T: RequestId>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        target: &str,
+        r: Result<T, AwsError>,
+        mutating: bool,
     ) -> Result<T, AwsError> {
         let (outcome, request_id) = match &r {
             Ok(out) => ("success", out.request_id().map(str::to_string)),
@@ -173,7 +196,7 @@ impl Calls {
             target,
             outcome,
             request_id.as_deref(),
-            false,
+            mutating,
         );
         r
     }
@@ -378,6 +401,35 @@ impl Eks for SdkEks {
         })();
         result
     }
+
+    async fn update_nodegroup_size(
+        &self,
+        approval: ApprovedNodegroupScale,
+    ) -> Result<(), AwsError> {
+        use aws_sdk_eks::types::NodegroupScalingConfig;
+        let out = self
+            .client
+            .update_nodegroup_config()
+            .cluster_name(approval.cluster())
+            .nodegroup_name(approval.nodegroup())
+            .scaling_config(
+                NodegroupScalingConfig::builder()
+                    .desired_size(approval.desired())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("eks", "UpdateNodegroupConfig", e));
+        let target = format!(
+            "{}/{} desiredSize={}",
+            approval.cluster(),
+            approval.nodegroup(),
+            approval.desired()
+        );
+        self.calls
+            .observe_mutating("eks", "UpdateNodegroupConfig", &target, out)?;
+        Ok(())
+    }
 }
 
 struct SdkAutoScaling {
@@ -434,6 +486,25 @@ impl AutoScaling for SdkAutoScaling {
             }
         }
     }
+
+    async fn terminate_instance(&self, approval: ApprovedTermination) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(approval.instance_id())
+            .should_decrement_desired_capacity(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("autoscaling", "TerminateInstanceInAutoScalingGroup", e));
+        let target = format!("{}/{}", approval.group(), approval.instance_id());
+        self.calls.observe_mutating(
+            "autoscaling",
+            "TerminateInstanceInAutoScalingGroup",
+            &target,
+            out,
+        )?;
+        Ok(())
+    }
 }
 
 struct SdkEc2 {
@@ -477,25 +548,42 @@ impl Ec2 for SdkEc2 {
                 page,
             )?;
             for reservation in page.reservations.unwrap_or_default() {
-                for i in reservation.instances.unwrap_or_default() {
-                    instances.push(Instance {
-                        id: i.instance_id.unwrap_or_default(),
-                        instance_type: i.instance_type.map(|t| t.as_str().to_string()),
-                        state: i.state.and_then(|s| s.name).map(|n| n.as_str().to_string()),
-                        tags: i
-                            .tags
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
-                            .collect(),
-                    });
-                }
+                instances.extend(
+                    reservation
+                        .instances
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(instance_of),
+                );
             }
             match page.next_token {
                 Some(t) if !t.is_empty() => next = Some(t),
                 _ => return Ok(instances),
             }
         }
+    }
+
+    async fn describe_instance(&self, id: &str) -> Result<Option<Instance>, AwsError> {
+        let out = self
+            .client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2", "DescribeInstances", e));
+        let out = match self.calls.observe("ec2", "DescribeInstances", id, out) {
+            Ok(out) => out,
+            // EC2 answers an unknown id with an error rather than an empty list.
+            Err(e) if e.code.as_deref() == Some("InvalidInstanceID.NotFound") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(out
+            .reservations
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|r| r.instances.unwrap_or_default())
+            .map(instance_of)
+            .find(|i| i.id == id))
     }
 
     async fn describe_instance_types(
@@ -566,5 +654,19 @@ impl Ec2 for SdkEc2 {
                 _ => return Ok(shapes),
             }
         }
+    }
+}
+
+fn instance_of(i: aws_sdk_ec2::types::Instance) -> Instance {
+    Instance {
+        id: i.instance_id.unwrap_or_default(),
+        instance_type: i.instance_type.map(|t| t.as_str().to_string()),
+        state: i.state.and_then(|s| s.name).map(|n| n.as_str().to_string()),
+        tags: i
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+            .collect(),
     }
 }

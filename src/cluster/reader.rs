@@ -71,6 +71,10 @@ pub fn client_for(
         config.root_cert = Some(pem_certificates(&pem)?);
     }
     config.auth_info.token = Some(token);
+    // kube retries 429/503/504 by default with backoff of up to minutes. Not here: a 429 from
+    // the Eviction API means a PodDisruptionBudget said no, and the drain must see that to
+    // honour its own timeout; a failed read fails the reconcile, which is retried anyway.
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| ReadError::Endpoint(e.to_string()))
 }
 

@@ -20,8 +20,8 @@ use crate::api::{
 };
 use crate::audit::CallObserver;
 use crate::aws::{
-    AwsErrorKind, CustomerClients, EksCluster, Instance, InstanceTypeShape, Nodegroup,
-    is_managed_for,
+    AutoScalingGroup, AwsErrorKind, CustomerClients, EksCluster, Instance, InstanceTypeShape,
+    Nodegroup, is_managed_for,
 };
 use crate::cluster::reader;
 use crate::cluster::token::eks_token;
@@ -265,6 +265,7 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
         .broker
         .clients(&session, &cluster.spec.region, observer.clone());
     let collected = collect(&clients, &cluster.spec.cluster_name).await;
+    // Automation state is carried over from the last status unless the run changes it.
     let collected = match collected {
         Ok(c) => c,
         Err(e) => {
@@ -340,9 +341,42 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
         now,
     )
     .await;
+    let analysed = match analysed {
+        Ok(a) if effective_mode == Mode::Automated => {
+            let verify_again = super::automation::automate(
+                super::automation::Inputs {
+                    cluster: &cluster,
+                    api: &api,
+                    ctx,
+                    clients: &clients,
+                    collected: &collected,
+                    removable: &a.removable,
+                    nodes: &a.nodes,
+                    client: &a.client,
+                    observer: trail.as_ref(),
+                    drain_timeout: valid.drain_timeout,
+                    min_node_age: valid.min_node_age,
+                },
+                &mut status,
+            )
+            .await;
+            match verify_again {
+                Ok(v) => Ok((a, v)),
+                Err(e) => {
+                    trail.flush(&ctx.store).await.map_err(Error::Store)?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(a) => {
+            crate::api::remove_condition(&mut status.conditions, "Automation");
+            Ok((a, None))
+        }
+        Err(e) => Err(e),
+    };
     trail.flush(&ctx.store).await.map_err(Error::Store)?;
     match analysed {
-        Ok(outcome) => {
+        Ok((outcome, verify_again)) => {
             status.monthly_cost = Some(outcome.summary.monthly_cost.clone());
             status.potential_savings = Some(outcome.summary.monthly_savings.clone());
             status.report_ref = Some(outcome.report_ref);
@@ -378,7 +412,9 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
                 ),
             );
             finish(&api, &cluster, ctx, old.as_ref(), &status).await?;
-            Ok(Action::requeue(valid.analysis_interval))
+            Ok(Action::requeue(
+                verify_again.unwrap_or(valid.analysis_interval),
+            ))
         }
         Err(AnalyseError::Store(e)) => Err(Error::Store(e)),
         Err(AnalyseError::Cluster { reason, message }) => {
@@ -400,6 +436,12 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
 struct Analysed {
     summary: crate::analysis::Summary,
     report_ref: String,
+    /// The nodes consolidation would remove (for automation).
+    removable: Vec<crate::analysis::RemovableNode>,
+    /// Name, instance and age of every node (for automation).
+    nodes: Vec<crate::automation::plan::NodeFacts>,
+    /// The customer cluster, reached with the EKS token.
+    client: kube::Client,
 }
 
 /// Why no analysis could be made.
@@ -495,6 +537,9 @@ async fn analyse(
     Ok(Analysed {
         summary: report.summary(),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),
+        removable: report.consolidation.removable_nodes,
+        nodes: super::automation::node_facts(&snapshot),
+        client,
     })
 }
 
@@ -514,6 +559,10 @@ fn not_due(
     now: jiff::Timestamp,
 ) -> Option<Duration> {
     let old = old?;
+    if old.pending_action.is_some() {
+        // An action is under way or must be settled after a restart.
+        return None;
+    }
     let ready = crate::api::conditions_find(&old.conditions, "Ready")?;
     if !ready.is_true() || old.observed_generation != generation {
         return None;
@@ -557,6 +606,8 @@ pub struct Collected {
     pub cluster: EksCluster,
     /// The cluster's nodegroups.
     pub nodegroups: Vec<Nodegroup>,
+    /// Their Auto Scaling groups.
+    pub groups: Vec<AutoScalingGroup>,
     /// The cluster's live instances.
     pub instances: Vec<Instance>,
     /// Shapes of the instance types in use (DescribeInstanceTypes).
@@ -596,7 +647,8 @@ pub async fn collect(
         nodegroups.push(ng);
     }
     let asg_names: Vec<String> = asg_names.into_iter().collect();
-    for group in clients.autoscaling.describe_groups(&asg_names).await? {
+    let groups = clients.autoscaling.describe_groups(&asg_names).await?;
+    for group in &groups {
         inventory.auto_scaling_groups += 1;
         if is_managed_for(&group.tags, cluster) {
             inventory.managed_auto_scaling_groups += 1;
@@ -626,6 +678,7 @@ pub async fn collect(
         inventory,
         cluster: eks,
         nodegroups,
+        groups,
         instances,
         instance_types,
     })

@@ -1,5 +1,6 @@
 //! The two controllers and what they share.
 
+mod automation;
 pub mod customer_account;
 pub mod managed_cluster;
 mod status;

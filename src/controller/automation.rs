@@ -1,0 +1,381 @@
+//! The ManagedCluster controller's side of automation: the journal that writes intents to
+//! status, merging a run's records into status, and the Events and audit records of
+//! decisions that made no call (plans and refusals).
+
+use async_trait::async_trait;
+use kube::{Api, ResourceExt};
+
+use super::status::{apply_status, publish};
+use super::{Context, Error, kube_err};
+use crate::analysis::RemovableNode;
+use crate::api::{
+    ActionRecord, Condition, ConditionStatus, ManagedCluster, ManagedClusterStatus, PendingAction,
+    RefusalRecord, set_condition,
+};
+use crate::audit::CallObserver;
+use crate::automation::plan::{self, AwsView, Budget, NodeFacts};
+use crate::automation::{self, ClusterAccess, Journal, Outcome, Settings};
+use crate::aws::CustomerClients;
+use crate::controller::managed_cluster::Collected;
+
+/// Most records kept in each status list.
+const KEEP: usize = 20;
+
+/// Writes intents into the ManagedCluster's status (server-side apply of the whole status,
+/// so the write is durable when it returns) and publishes Events.
+struct StatusJournal<'a> {
+    api: &'a Api<ManagedCluster>,
+    cluster: &'a ManagedCluster,
+    ctx: &'a Context,
+    status: ManagedClusterStatus,
+}
+
+#[async_trait]
+impl Journal for StatusJournal<'_> {
+    async fn record_intent(&mut self, intent: Option<&PendingAction>) -> Result<(), String> {
+        self.status.pending_action = intent.cloned();
+        apply_status(self.api, self.cluster, None, &self.status)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn event(&mut self, warning: bool, reason: &str, note: &str) {
+        publish(self.ctx, self.cluster, !warning, reason, note, "Automation").await;
+    }
+}
+
+/// Everything one automation run needs from the reconcile.
+pub(super) struct Inputs<'a> {
+    pub cluster: &'a ManagedCluster,
+    pub api: &'a Api<ManagedCluster>,
+    pub ctx: &'a Context,
+    pub clients: &'a CustomerClients,
+    pub collected: &'a Collected,
+    pub removable: &'a [RemovableNode],
+    pub nodes: &'a [NodeFacts],
+    pub client: &'a kube::Client,
+    pub observer: &'a dyn CallObserver,
+    pub drain_timeout: std::time::Duration,
+    pub min_node_age: std::time::Duration,
+}
+
+/// Run automation and fold the result into `status`. Returns how soon to look again when a
+/// possibly-sent call is being verified.
+pub(super) async fn automate(
+    input: Inputs<'_>,
+    status: &mut ManagedClusterStatus,
+) -> Result<Option<std::time::Duration>, Error> {
+    let Inputs {
+        cluster,
+        api,
+        ctx,
+        clients,
+        collected,
+        removable,
+        nodes,
+        client,
+        observer,
+        drain_timeout,
+        min_node_age,
+    } = input;
+    let now = ctx.clock.now();
+    // The pending intent and removal times must come from the API server, not from the
+    // watch cache, which may not have seen this operator's own last writes yet.
+    let fresh = api
+        .get_status(&cluster.name_any())
+        .await
+        .map_err(kube_err("get ManagedCluster status"))?;
+    let fresh = fresh.status.unwrap_or_default();
+    status.pending_action = fresh.pending_action.clone();
+    status.recent_removals = fresh.recent_removals.clone();
+
+    let spec = &cluster.spec.automation;
+    let budget = Budget {
+        max_per_run: spec.disruption_budget.max_nodes_per_run,
+        max_per_hour: spec.disruption_budget.max_nodes_per_hour,
+        min_node_age,
+    };
+    let settings = Settings {
+        cluster: cluster.spec.cluster_name.clone(),
+        dry_run: spec.dry_run,
+        budget,
+        drain_timeout,
+    };
+    let view = AwsView {
+        nodegroups: &collected.nodegroups,
+        groups: &collected.groups,
+        instances: &collected.instances,
+    };
+    let the_plan = plan::plan(&settings.cluster, removable, nodes, &view, &budget, now);
+    let removals: Vec<jiff::Timestamp> = status
+        .recent_removals
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let mut journal = StatusJournal {
+        api,
+        cluster,
+        ctx,
+        status: status.clone(),
+    };
+    let access = ClusterAccess { client, observer };
+    let pending = status.pending_action.clone();
+    let result = automation::run(
+        &settings,
+        &the_plan,
+        &view,
+        pending.as_ref(),
+        &removals,
+        clients,
+        &access,
+        &mut journal,
+        ctx.clock.as_ref(),
+    )
+    .await;
+    status.pending_action = journal.status.pending_action.clone();
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let message = format!("Automation stopped: {e}");
+            set_condition(
+                &mut status.conditions,
+                Condition::new(
+                    "Automation",
+                    ConditionStatus::False,
+                    "RunFailed",
+                    message,
+                    cluster.metadata.generation.unwrap_or_default(),
+                    now,
+                ),
+            );
+            return Ok(None);
+        }
+    };
+    for r in &outcome.refusals {
+        observer.call(
+            "guard",
+            &r.action,
+            &r.target,
+            &format!("refused: {}", r.reason),
+            None,
+            false,
+        );
+    }
+    for a in outcome.actions.iter().filter(|a| a.dry_run) {
+        observer.call(
+            "guard",
+            &a.action,
+            &a.target,
+            "planned (dry run)",
+            None,
+            false,
+        );
+    }
+    let (new_planned, new_refusals) = merge(status, &outcome, now);
+    for a in &new_planned {
+        publish(
+            ctx,
+            cluster,
+            true,
+            "ActionPlanned",
+            &format!(
+                "Dry run: would drain node {} and call {} on {}",
+                a.node.as_deref().unwrap_or("?"),
+                a.action,
+                a.target
+            ),
+            "Automation",
+        )
+        .await;
+    }
+    for r in &new_refusals {
+        publish(
+            ctx,
+            cluster,
+            false,
+            "Refused",
+            &format!(
+                "Tag guard refused {} on {}: {}",
+                r.action, r.target, r.reason
+            ),
+            "Automation",
+        )
+        .await;
+    }
+    let (reason, message) = summary(&settings, &outcome, the_plan.skipped.len());
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            "Automation",
+            ConditionStatus::True,
+            reason,
+            message,
+            cluster.metadata.generation.unwrap_or_default(),
+            now,
+        ),
+    );
+    Ok(outcome.verify_again)
+}
+
+fn summary(settings: &Settings, o: &Outcome, skipped: usize) -> (&'static str, String) {
+    if let Some(wait) = o.verify_again {
+        return (
+            "Verifying",
+            format!(
+                "An action may have been sent before a restart; checking its effect again in {}s before doing anything else",
+                wait.as_secs()
+            ),
+        );
+    }
+    let count = |outcome: &str| o.actions.iter().filter(|a| a.outcome == outcome).count();
+    let tail = format!(
+        "{} refused by the tag guard, {} held back by the disruption budget, {} removable nodes skipped",
+        o.refusals.len(),
+        o.deferred,
+        skipped
+    );
+    if settings.dry_run {
+        (
+            "DryRun",
+            format!(
+                "Dry run (automation.dryRun): {} actions planned, nothing executed; {tail}",
+                count(automation::PLANNED)
+            ),
+        )
+    } else {
+        (
+            "Active",
+            format!(
+                "{} nodes removed, {} actions failed; {tail}",
+                count(automation::SUCCEEDED),
+                count(automation::FAILED) + count(automation::ABANDONED)
+            ),
+        )
+    }
+}
+
+/// Fold a run's records into status, newest first and bounded. A planned action or a
+/// refusal identical to one already listed is not listed (or announced) again, so a
+/// cluster that does not change does not churn its status. Returns the new ones.
+fn merge(
+    status: &mut ManagedClusterStatus,
+    o: &Outcome,
+    now: jiff::Timestamp,
+) -> (Vec<ActionRecord>, Vec<RefusalRecord>) {
+    let mut new_planned = Vec::new();
+    for a in &o.actions {
+        let repeat = a.dry_run
+            && status.recent_actions.iter().any(|b| {
+                b.dry_run && b.action == a.action && b.target == a.target && b.node == a.node
+            });
+        if repeat {
+            continue;
+        }
+        if a.dry_run {
+            new_planned.push(a.clone());
+        }
+        status.recent_actions.insert(0, a.clone());
+    }
+    status.recent_actions.truncate(KEEP);
+    let mut new_refusals = Vec::new();
+    for r in &o.refusals {
+        if status
+            .refusals
+            .iter()
+            .any(|b| b.action == r.action && b.target == r.target && b.reason == r.reason)
+        {
+            continue;
+        }
+        new_refusals.push(r.clone());
+        status.refusals.insert(0, r.clone());
+    }
+    status.refusals.truncate(KEEP);
+    let hour_ago = now.as_second() - 3600;
+    status.recent_removals.retain(|t| {
+        t.parse::<jiff::Timestamp>()
+            .is_ok_and(|t| t.as_second() > hour_ago)
+    });
+    status
+        .recent_removals
+        .extend(o.removals.iter().map(|t| t.to_string()));
+    // The hourly budget caps removals at 1000 an hour, the schema's bound.
+    let excess = status.recent_removals.len().saturating_sub(1000);
+    status.recent_removals.drain(..excess);
+    (new_planned, new_refusals)
+}
+
+/// The node facts the plan needs, from the snapshot.
+pub(super) fn node_facts(snapshot: &crate::cluster::snapshot::ClusterSnapshot) -> Vec<NodeFacts> {
+    snapshot
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            Some(NodeFacts {
+                name: n.metadata.name.clone()?,
+                instance_id: n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.provider_id.as_deref())
+                    .and_then(crate::analysis::instance_id)
+                    .map(str::to_string),
+                created: n.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(outcome: &str, dry_run: bool, node: &str) -> ActionRecord {
+        ActionRecord {
+            time: "2026-06-01T12:00:00Z".into(),
+            action: automation::guard::TERMINATE_ACTION.into(),
+            target: format!("autoScalingGroup/a/instance/{node}"),
+            node: Some(node.into()),
+            outcome: outcome.into(),
+            message: None,
+            dry_run,
+        }
+    }
+
+    #[test]
+    fn repeated_plans_and_refusals_are_listed_once_and_lists_stay_bounded() {
+        let now: jiff::Timestamp = "2026-06-01T12:00:00Z".parse().unwrap();
+        let mut status = ManagedClusterStatus::default();
+        let refusal = RefusalRecord {
+            time: now.to_string(),
+            action: "eks:UpdateNodegroupConfig".into(),
+            target: "nodegroup/legacy desiredSize 2->1".into(),
+            reason: "untagged".into(),
+        };
+        let o = Outcome {
+            actions: vec![action("Planned", true, "n1")],
+            refusals: vec![refusal.clone()],
+            ..Outcome::default()
+        };
+        let (p, r) = merge(&mut status, &o, now);
+        assert_eq!((p.len(), r.len()), (1, 1));
+        let (p, r) = merge(&mut status, &o, now);
+        assert_eq!((p.len(), r.len()), (0, 0), "nothing new the second time");
+        assert_eq!((status.recent_actions.len(), status.refusals.len()), (1, 1));
+        // Real actions are always recorded, newest first, at most 20.
+        for i in 0..30 {
+            let o = Outcome {
+                actions: vec![action("Succeeded", false, &format!("n{i}"))],
+                removals: vec![now],
+                ..Outcome::default()
+            };
+            merge(&mut status, &o, now);
+        }
+        assert_eq!(status.recent_actions.len(), KEEP);
+        assert_eq!(status.recent_actions[0].node.as_deref(), Some("n29"));
+        assert_eq!(status.recent_removals.len(), 30);
+        // An hour later the old removal times drop out.
+        let later: jiff::Timestamp = "2026-06-01T13:00:01Z".parse().unwrap();
+        merge(&mut status, &Outcome::default(), later);
+        assert!(status.recent_removals.is_empty());
+    }
+}
