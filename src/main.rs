@@ -55,8 +55,9 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Print the read-only RBAC a customer applies in their EKS cluster (no Secrets,
-    /// no ConfigMaps, no writes), with the EKS access-entry command.
+    /// Print the RBAC a customer applies in their EKS cluster, with the EKS access-entry
+    /// command: read-only (no Secrets, no ConfigMaps, no writes), plus in automated mode a
+    /// separate role for cordon and eviction only.
     OnboardingRbac {
         /// The EKS cluster's name.
         #[arg(long)]
@@ -64,6 +65,10 @@ enum Command {
         /// The role crossguard assumes (the access entry's principal).
         #[arg(long)]
         role_arn: String,
+        /// read-only (default), or automated: adds a separate role allowing only cordon
+        /// (patch nodes) and eviction (create pods/eviction).
+        #[arg(long, value_enum, default_value = "read-only")]
+        mode: crossguard::onboarding::Mode,
     },
     /// Print the CloudFormation template (JSON) creating the IAM role a customer lets
     /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in.
@@ -273,10 +278,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::OnboardingRbac { cluster, role_arn } => {
+        Command::OnboardingRbac {
+            cluster,
+            role_arn,
+            mode,
+        } => {
+            let automated = mode == crossguard::onboarding::Mode::Automated;
             print!(
                 "{}",
-                crossguard::cluster::rbac::readonly_yaml(&cluster, &role_arn)
+                crossguard::cluster::rbac::rbac_yaml(&cluster, &role_arn, automated)
             );
             Ok(())
         }

@@ -12,7 +12,8 @@
 //!   carry `crossguard.dev/managed=true` and `crossguard.dev/cluster=<this cluster>`; the
 //!   instance is running and still a member of that group; the group stays at or above its
 //!   minimum size after the decrement; and when the group belongs to an EKS nodegroup, that
-//!   nodegroup carries both tags too and belongs to this cluster (its size is what shrinks).
+//!   nodegroup carries both tags too, belongs to this cluster, still owns the group, and
+//!   stays at or above its own minimum size (its size is what shrinks).
 //! - `UpdateNodegroupConfig`: the nodegroup carries both tags, belongs to this cluster, is
 //!   ACTIVE, its desired size is still what the plan saw, and the new size is exactly one
 //!   less and not below its minimum.
@@ -239,6 +240,15 @@ pub fn check(cluster: &str, mutation: &Mutation, evidence: &Evidence) -> Result<
                     return Err(refuse(format!(
                         "nodegroup {} no longer owns Auto Scaling group {group}",
                         ng.name
+                    )));
+                }
+                // The nodegroup's minimum counts too (EKS may keep the group's own at 0).
+                if let Some(min) = ng.min_size
+                    && g.desired_capacity - 1 < min
+                {
+                    return Err(refuse(format!(
+                        "nodegroup {} has minimum size {min}; Auto Scaling group {group} at {} would go below it",
+                        ng.name, g.desired_capacity
                     )));
                 }
             }
@@ -548,6 +558,17 @@ mod tests {
                 "nodegroup {desired}/{min}"
             );
         }
+    }
+
+    #[test]
+    fn termination_respects_the_owning_nodegroups_minimum() {
+        let mut e = good();
+        e.group.as_mut().unwrap().min_size = 0;
+        e.group.as_mut().unwrap().desired_capacity = 1;
+        e.nodegroup.as_mut().unwrap().min_size = Some(1);
+        assert!(refused(&terminate(), &e).contains("nodegroup ng-a has minimum size 1"));
+        e.group.as_mut().unwrap().desired_capacity = 2;
+        assert!(check(CLUSTER, &terminate(), &e).is_ok());
     }
 
     #[test]

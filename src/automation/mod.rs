@@ -384,30 +384,32 @@ pub async fn run(
     let allowed = settings.budget.allowed(&earlier, clock.now()) as usize;
     let mut used = 0;
     for c in &plan.candidates {
+        // First the guard on what the plan read (no calls): what it refuses is reported
+        // whatever the budget, so an untagged nodegroup is visible even in a busy cluster.
+        if let Err(r) = guard::check(
+            &settings.cluster,
+            &c.mutation,
+            &plan::plan_evidence(c, view),
+        ) {
+            tracing::info!(node = %c.node, refusal = %r, "guard refused a planned action");
+            out.refusals.push(refusal_record(clock.now(), &r));
+            continue;
+        }
         if used >= allowed {
             out.deferred += 1;
             continue;
         }
         if settings.dry_run {
-            match guard::check(
-                &settings.cluster,
-                &c.mutation,
-                &plan::plan_evidence(c, view),
-            ) {
-                Ok(_) => {
-                    used += 1;
-                    out.actions.push(record(
-                        clock.now(),
-                        c.mutation.action(),
-                        c.mutation.target(),
-                        &c.node,
-                        PLANNED,
-                        None,
-                        true,
-                    ));
-                }
-                Err(r) => out.refusals.push(refusal_record(clock.now(), &r)),
-            }
+            used += 1;
+            out.actions.push(record(
+                clock.now(),
+                c.mutation.action(),
+                c.mutation.target(),
+                &c.node,
+                PLANNED,
+                None,
+                true,
+            ));
             continue;
         }
         match execute(settings, c, clients, access, journal, clock, &mut out).await? {
@@ -445,9 +447,11 @@ async fn execute(
         &c.mutation,
         &describe(clients, &settings.cluster, c).await?,
     ) {
+        tracing::info!(node = %c.node, refusal = %r, "guard refused before draining");
         refuse(r, out);
         return Ok(Step::Refused);
     }
+    tracing::info!(node = %c.node, action, target = %target, "draining node");
     let started = clock.now();
     journal
         .record_intent(Some(&intent(c, PHASE_DRAINING, started)))
@@ -481,6 +485,7 @@ async fn execute(
             }
             Err(e) => Err(e),
         };
+    tracing::info!(node = %c.node, result = ?drained, "drain finished");
     let failure = match drained {
         Ok(Drained::Empty { .. }) => None,
         Ok(Drained::TimedOut {
@@ -494,6 +499,7 @@ async fn execute(
         Err(e) => Some(format!("drain failed: {e}")),
     };
     if let Some(message) = failure {
+        tracing::warn!(node = %c.node, %message, "drain failed");
         let message = format!(
             "{message}; node uncordoned{}",
             abandon(c, access, journal).await?.unwrap_or_default()
@@ -523,15 +529,14 @@ async fn execute(
     };
     let approval = match guard::check(&settings.cluster, &c.mutation, &evidence) {
         Ok(a) => a,
-        Err(r) => {
+        Err(mut r) => {
+            tracing::warn!(node = %c.node, refusal = %r, "guard refused after draining");
             let note = abandon(c, access, journal).await?.unwrap_or_default();
-            journal
-                .event(
-                    true,
-                    "Refused",
-                    &format!("{r}; node {} uncordoned{note}", c.node),
-                )
-                .await;
+            r.reason = format!(
+                "{} (checked after draining node {}, which was uncordoned{note})",
+                r.reason, c.node
+            );
+            // The controller announces it with the other new refusals.
             refuse(r, out);
             return Ok(Step::Refused);
         }
@@ -540,6 +545,7 @@ async fn execute(
         .record_intent(Some(&intent(c, PHASE_CALLING, started)))
         .await
         .map_err(RunError::Journal)?;
+    tracing::info!(node = %c.node, action, target = %target, "calling");
     let called = match approval {
         Approval::Terminate(t) => clients.autoscaling.terminate_instance(t).await,
         Approval::ScaleNodegroup(s) => clients.eks.update_nodegroup_size(s).await,

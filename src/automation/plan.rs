@@ -5,9 +5,11 @@
 //! - its Auto Scaling group carries the management tags → drain it, then terminate exactly
 //!   that instance with TerminateInstanceInAutoScalingGroup (decrementing the group), which
 //!   removes the node that was drained and no other;
-//! - otherwise, when it belongs to an EKS managed nodegroup → drain it, then lower the
-//!   nodegroup's desired size by one with UpdateNodegroupConfig (EKS does not copy nodegroup
-//!   tags to the group it creates, so customers often tag only the nodegroup);
+//! - otherwise, when its group carries no crossguard tag at all and it belongs to an EKS
+//!   managed nodegroup → drain it, then lower the nodegroup's desired size by one with
+//!   UpdateNodegroupConfig (EKS does not copy nodegroup tags to the group it creates, so
+//!   customers often tag only the nodegroup). EKS then picks which instance goes, by the
+//!   group's termination policy; it is not necessarily the drained node;
 //! - otherwise → a termination in its group, which the guard will refuse as untagged.
 //!
 //! Untagged resources are deliberately kept in the plan: the guard refuses them and the
@@ -22,6 +24,9 @@ use std::time::Duration;
 use super::guard::{Evidence, Mutation};
 use crate::analysis::RemovableNode;
 use crate::aws::{AutoScalingGroup, Instance, Nodegroup, is_managed_for};
+
+/// Every crossguard tag key starts with this.
+const TAG_PREFIX: &str = "crossguard.dev/";
 
 /// What the plan needs to know about a node of the customer's cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,8 +186,14 @@ pub fn plan(
             },
             owning_nodegroup: owner_of_group.get(g.name.as_str()).map(|n| n.name.clone()),
         };
+        // Fall back to the nodegroup only when the group carries no crossguard tag at all
+        // (EKS does not copy nodegroup tags to its group). A group with a crossguard tag
+        // that is wrong (another cluster, managed=false) is a statement: the termination is
+        // planned and the guard refuses it.
+        let group_silent = |g: &AutoScalingGroup| !g.tags.keys().any(|k| k.starts_with(TAG_PREFIX));
         let candidate = match (group, nodegroup) {
             (Some(g), _) if is_managed_for(&g.tags, cluster) => terminate(g),
+            (Some(g), Some(_)) if !group_silent(g) => terminate(g),
             (_, Some(ng)) => {
                 let Some(current) = ng.desired_size else {
                     out.skipped.push(skip(format!(
@@ -402,6 +413,27 @@ mod tests {
         for c in &p.candidates {
             assert!(check("prod", &c.mutation, &plan_evidence(c, &w.view())).is_ok());
         }
+    }
+
+    #[test]
+    fn a_group_tagged_for_another_cluster_is_not_bypassed_through_its_nodegroup() {
+        let mut w = world();
+        // The nodegroup is tagged for prod, but its group says it belongs to staging.
+        w.groups[1]
+            .tags
+            .insert(TAG_CLUSTER.to_string(), "staging".to_string());
+        let p = plan(
+            "prod",
+            &[removable("node-i-ngonly-0", "ngonly")],
+            &w.nodes,
+            &w.view(),
+            &budget(),
+            now(),
+        );
+        let c = &p.candidates[0];
+        assert!(matches!(c.mutation, Mutation::TerminateInstance { .. }), "{c:?}");
+        let refusal = check("prod", &c.mutation, &plan_evidence(c, &w.view())).unwrap_err();
+        assert!(refusal.reason.contains("asg-ngonly does not carry"), "{refusal}");
     }
 
     #[test]

@@ -233,8 +233,19 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
     );
 
     // Nothing changed since the last complete run and it is not due yet: do no AWS calls.
+    // A pending action forces a run (to settle it after a restart), but the watch cache may
+    // still show an intent this operator has already cleared, so that is checked fresh.
     if let Some(wait) = not_due(old.as_ref(), generation, valid.analysis_interval, now) {
-        return Ok(Action::requeue(wait));
+        let pending = old.as_ref().is_some_and(|s| s.pending_action.is_some())
+            && api
+                .get_status(&cluster.name_any())
+                .await
+                .map_err(kube_err("get ManagedCluster status"))?
+                .status
+                .is_some_and(|s| s.pending_action.is_some());
+        if !pending {
+            return Ok(Action::requeue(wait));
+        }
     }
 
     let external_id = read_external_id(&account, ctx).await?;
@@ -341,95 +352,97 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
         now,
     )
     .await;
-    let analysed = match analysed {
-        Ok(a) if effective_mode == Mode::Automated => {
-            let verify_again = super::automation::automate(
-                super::automation::Inputs {
-                    cluster: &cluster,
-                    api: &api,
-                    ctx,
-                    clients: &clients,
-                    collected: &collected,
-                    removable: &a.removable,
-                    nodes: &a.nodes,
-                    client: &a.client,
-                    observer: trail.as_ref(),
-                    drain_timeout: valid.drain_timeout,
-                    min_node_age: valid.min_node_age,
-                },
-                &mut status,
-            )
-            .await;
-            match verify_again {
-                Ok(v) => Ok((a, v)),
-                Err(e) => {
-                    trail.flush(&ctx.store).await.map_err(Error::Store)?;
-                    return Err(e);
+    let outcome = match analysed {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            trail.flush(&ctx.store).await.map_err(Error::Store)?;
+            return match e {
+                AnalyseError::Store(e) => Err(Error::Store(e)),
+                AnalyseError::Cluster { reason, message } => {
+                    set_condition(
+                        &mut status.conditions,
+                        cond("Analysed", ConditionStatus::False, reason, message.clone()),
+                    );
+                    set_condition(
+                        &mut status.conditions,
+                        cond("Ready", ConditionStatus::False, reason, message),
+                    );
+                    finish(&api, &cluster, ctx, old.as_ref(), &status).await?;
+                    Ok(Action::requeue(WAIT_RETRY))
                 }
-            }
+            };
         }
-        Ok(a) => {
-            crate::api::remove_condition(&mut status.conditions, "Automation");
-            Ok((a, None))
-        }
-        Err(e) => Err(e),
     };
-    trail.flush(&ctx.store).await.map_err(Error::Store)?;
-    match analysed {
-        Ok((outcome, verify_again)) => {
-            status.monthly_cost = Some(outcome.summary.monthly_cost.clone());
-            status.potential_savings = Some(outcome.summary.monthly_savings.clone());
-            status.report_ref = Some(outcome.report_ref);
-            status.last_analysis_at = Some(now.to_string());
-            let mut message = format!(
-                "{} nodes analysed: {} a month, {} ({}) could be saved",
-                outcome.summary.nodes,
-                outcome.summary.monthly_cost,
-                outcome.summary.monthly_savings,
-                outcome.summary.savings_percent
-            );
-            if outcome.summary.unpriced_nodes > 0 {
-                message.push_str(&format!(
-                    "; {} nodes have an unknown price",
-                    outcome.summary.unpriced_nodes
-                ));
-            }
-            set_condition(
-                &mut status.conditions,
-                cond("Analysed", ConditionStatus::True, "Analysed", message),
-            );
-            set_condition(
-                &mut status.conditions,
-                cond(
-                    "Ready",
-                    ConditionStatus::True,
-                    "Observed",
-                    format!(
-                        "Cluster {} observed in {}",
-                        cluster.spec.cluster_name,
-                        effective_mode_text(effective_mode)
-                    ),
-                ),
-            );
-            finish(&api, &cluster, ctx, old.as_ref(), &status).await?;
-            Ok(Action::requeue(
-                verify_again.unwrap_or(valid.analysis_interval),
-            ))
-        }
-        Err(AnalyseError::Store(e)) => Err(Error::Store(e)),
-        Err(AnalyseError::Cluster { reason, message }) => {
-            set_condition(
-                &mut status.conditions,
-                cond("Analysed", ConditionStatus::False, reason, message.clone()),
-            );
-            set_condition(
-                &mut status.conditions,
-                cond("Ready", ConditionStatus::False, reason, message),
-            );
-            finish(&api, &cluster, ctx, old.as_ref(), &status).await?;
-            Ok(Action::requeue(WAIT_RETRY))
-        }
+    // The analysis results go into status before automation runs, so that every status
+    // write automation makes (its intents) already says this run's analysis is done.
+    status.monthly_cost = Some(outcome.summary.monthly_cost.clone());
+    status.potential_savings = Some(outcome.summary.monthly_savings.clone());
+    status.report_ref = Some(outcome.report_ref.clone());
+    status.last_analysis_at = Some(now.to_string());
+    let mut message = format!(
+        "{} nodes analysed: {} a month, {} ({}) could be saved",
+        outcome.summary.nodes,
+        outcome.summary.monthly_cost,
+        outcome.summary.monthly_savings,
+        outcome.summary.savings_percent
+    );
+    if outcome.summary.unpriced_nodes > 0 {
+        message.push_str(&format!(
+            "; {} nodes have an unknown price",
+            outcome.summary.unpriced_nodes
+        ));
     }
+    set_condition(
+        &mut status.conditions,
+        cond("Analysed", ConditionStatus::True, "Analysed", message),
+    );
+    set_condition(
+        &mut status.conditions,
+        cond(
+            "Ready",
+            ConditionStatus::True,
+            "Observed",
+            format!(
+                "Cluster {} observed in {}",
+                cluster.spec.cluster_name,
+                effective_mode_text(effective_mode)
+            ),
+        ),
+    );
+    let mut verify_again = None;
+    if effective_mode == Mode::Automated {
+        let automated = super::automation::automate(
+            super::automation::Inputs {
+                cluster: &cluster,
+                api: &api,
+                ctx,
+                clients: &clients,
+                collected: &collected,
+                removable: &outcome.removable,
+                nodes: &outcome.nodes,
+                client: &outcome.client,
+                observer: trail.as_ref(),
+                drain_timeout: valid.drain_timeout,
+                min_node_age: valid.min_node_age,
+            },
+            &mut status,
+        )
+        .await;
+        match automated {
+            Ok(v) => verify_again = v,
+            Err(e) => {
+                trail.flush(&ctx.store).await.map_err(Error::Store)?;
+                return Err(e);
+            }
+        }
+    } else {
+        crate::api::remove_condition(&mut status.conditions, "Automation");
+    }
+    trail.flush(&ctx.store).await.map_err(Error::Store)?;
+    finish(&api, &cluster, ctx, old.as_ref(), &status).await?;
+    Ok(Action::requeue(
+        verify_again.unwrap_or(valid.analysis_interval),
+    ))
 }
 
 /// What one analysis produced.
@@ -559,10 +572,6 @@ fn not_due(
     now: jiff::Timestamp,
 ) -> Option<Duration> {
     let old = old?;
-    if old.pending_action.is_some() {
-        // An action is under way or must be settled after a restart.
-        return None;
-    }
     let ready = crate::api::conditions_find(&old.conditions, "Ready")?;
     if !ready.is_true() || old.observed_generation != generation {
         return None;

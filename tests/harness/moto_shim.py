@@ -11,6 +11,11 @@ controls under /_crossguard/ that moto itself lacks:
                                               -> the next `count` calls of that action (any service
                                                  unless `service` is given; "*" matches every action)
                                                  fail with that error in the protocol's wire format
+  POST   /_crossguard/faults                  {"action": "TerminateInstanceInAutoScalingGroup", "delay": 5}
+                                              -> with "delay" (seconds) and no "status": the next
+                                                 `count` matching calls are held that long and then
+                                                 served by moto as usual, even if the client has gone
+                                                 (a call in flight when its caller dies)
   GET    /_crossguard/faults                  -> faults still armed
   DELETE /_crossguard/faults                  -> disarm all faults
   POST   /_crossguard/enforce-auth            {"after": N} -> moto checks signatures and IAM policies
@@ -18,6 +23,10 @@ controls under /_crossguard/ that moto itself lacks:
   POST   /_crossguard/backdate-access-key     {"account_id": "...", "user_name": "...",
                                                "access_key_id": "...", "days": 90}
                                               -> sets that IAM access key's CreateDate to now - days
+  POST   /_crossguard/nodegroup-tags          {"account_id": "...", "region": "...", "cluster": "...",
+                                               "nodegroup": "...", "remove": ["k"], "set": {"k": "v"}}
+                                              -> changes an EKS nodegroup's tags (moto's TagResource and
+                                                 UntagResource handle clusters only)
   GET    /_crossguard/calls                   -> every AWS API call served so far, in arrival order:
                                                  {"service", "action", "account_id", "access_key_id",
                                                   "status", "region", "method", "path", "fault"}
@@ -45,6 +54,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -311,6 +321,11 @@ class ShimApp:
         with self.lock:
             self.calls.append(entry)
             fault = self._take_fault(info)
+        if fault is not None and fault.get("delay") is not None:
+            # A held call: it still happens, just later.
+            entry["fault"] = True
+            time.sleep(fault["delay"])
+            fault = None
         if fault is not None:
             entry["fault"] = True
             entry["status"] = fault["status"]
@@ -466,6 +481,8 @@ class ShimApp:
                     self.canary = None
             with self.lock:
                 return _json(start_response, 200, {"canary": self.canary, "issued": self.canary_issued})
+        if name == "nodegroup-tags" and method == "POST":
+            return self._nodegroup_tags(start_response, self._read_json(environ))
         if name == "backdate-access-key" and method == "POST":
             req = self._read_json(environ)
             return self._backdate(start_response, req)
@@ -488,6 +505,10 @@ class ShimApp:
         action = req.get("action")
         if not isinstance(action, str) or not action:
             return {}, "'action' (the API operation name, e.g. AssumeRole, or '*') is required"
+        delay = req.get("delay")
+        if delay is not None:
+            if "status" in req or not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 < delay <= 300:
+                return {}, "'delay' must be a number of seconds in (0, 300], without 'status'"
         status = req.get("status", 400)
         if not isinstance(status, int) or not 400 <= status <= 599:
             return {}, "'status' must be an HTTP error status (400-599)"
@@ -508,8 +529,29 @@ class ShimApp:
             "count": count,
             "remaining": count,
             "fired": 0,
+            "delay": delay,
         }
         return fault, None
+
+    @staticmethod
+    def _nodegroup_tags(start_response: Callable[..., Any], req: Any) -> list[bytes]:
+        if not isinstance(req, dict) or not all(
+            isinstance(req.get(k), str) for k in ("account_id", "region", "cluster", "nodegroup")
+        ):
+            return _json(start_response, 400, {"error": "need account_id, region, cluster and nodegroup"})
+        from moto.eks.models import eks_backends
+
+        try:
+            cluster = eks_backends[req["account_id"]][req["region"]].clusters[req["cluster"]]
+            nodegroup = cluster.nodegroups[req["nodegroup"]]
+        except KeyError:
+            return _json(start_response, 404, {"error": "no such cluster or nodegroup"})
+        tags = dict(nodegroup.tags or {})
+        for key in req.get("remove") or []:
+            tags.pop(key, None)
+        tags.update(req.get("set") or {})
+        nodegroup.tags = tags
+        return _json(start_response, 200, {"tags": tags})
 
     @staticmethod
     def _backdate(start_response: Callable[..., Any], req: Any) -> list[bytes]:

@@ -125,6 +125,33 @@ impl Moto {
         http_request(&self.url, "DELETE", "/_crossguard/calls", "");
     }
 
+    /// Act inside account 111111111111 as its owner would, with
+    /// `tests/harness/customer_change.py` (tag changes, instance termination); returns stdout.
+    pub fn customer_change(&self, args: &[&str]) -> String {
+        let out = Command::new(python())
+            .arg(repo().join("tests/harness/customer_change.py"))
+            .args(["--endpoint", &self.url])
+            .args(args)
+            .output()
+            .expect("run customer_change.py");
+        assert!(
+            out.status.success(),
+            "customer_change.py {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The account's nodegroups, groups and instance states as AWS has them.
+    pub fn customer_state(&self) -> serde_json::Value {
+        serde_json::from_str(&self.customer_change(&["state", "prod"])).expect("state JSON")
+    }
+
+    /// Arm a fault of the shim (see moto_shim.py: error or delay).
+    pub fn fault(&self, fault: serde_json::Value) {
+        http_request(&self.url, "POST", "/_crossguard/faults", &fault.to_string());
+    }
+
     /// Every AWS call the emulator served, in order.
     pub fn calls(&self) -> Vec<serde_json::Value> {
         let body = http_get(&self.url, "/_crossguard/calls");
@@ -324,7 +351,7 @@ pub fn seed_customer_cluster(server: &fake_apiserver::FakeApiServer, seeded: &se
             server
                 .seed(json!({
                     "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "labels": {
+                    "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {
                         "node.kubernetes.io/instance-type": instance_type,
                         "eks.amazonaws.com/nodegroup": ng,
                         "topology.kubernetes.io/region": "us-east-1",

@@ -222,6 +222,11 @@ impl FakeApiServer {
             .add_fault(method, path_contains, status, times);
     }
 
+    /// Disarms every fault [`inject_failure`](Self::inject_failure) armed.
+    pub fn clear_failures(&self) {
+        self.shared.recorder.clear_faults();
+    }
+
     /// Stops accepting requests, ends watch streams, and waits for the
     /// server task.
     pub async fn shutdown(mut self) {

@@ -105,6 +105,11 @@ impl Recorder {
         });
     }
 
+    /// Disarm every injected fault.
+    pub fn clear_faults(&self) {
+        self.faults.lock().expect("fault lock").clear();
+    }
+
     /// The injected status for this request, consuming one use of the fault.
     pub fn take_fault(&self, method: &str, path: &str) -> Option<u16> {
         let mut faults = self.faults.lock().expect("fault lock");

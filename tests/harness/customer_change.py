@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Act inside a seeded customer account the way the customer (or AWS itself) would, for
+end-to-end tests of the tag guard: change management tags between crossguard's plan and
+its call, play EKS removing an instance after a nodegroup scale-in, and report state.
+
+  customer_change.py --endpoint URL [--account-id ID] [--region R] [--role-name N] COMMAND
+    untag-asg NAME KEY...                  remove tags from an Auto Scaling group
+    tag-asg NAME KEY=VALUE...              set tags on an Auto Scaling group
+    untag-nodegroup CLUSTER NAME KEY...    remove tags from an EKS nodegroup (through the shim's
+                                           /_crossguard/nodegroup-tags: moto cannot untag nodegroups)
+    terminate-instance ID                  terminate an instance and detach it from its group
+    state CLUSTER                          JSON: nodegroups, groups and instances as AWS has them
+
+Runs with the venv's python (boto3 from moto[server]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.request
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--account-id", default="111111111111")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--role-name", default="crossguard-access")
+    p.add_argument("command")
+    p.add_argument("args", nargs="*")
+    a = p.parse_args(argv)
+
+    import boto3
+
+    base = boto3.session.Session(
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        region_name=a.region,
+    )
+    creds = base.client("sts", endpoint_url=a.endpoint).assume_role(
+        RoleArn=f"arn:aws:iam::{a.account_id}:role/{a.role_name}", RoleSessionName="customer-change"
+    )["Credentials"]
+    sess = boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=a.region,
+    )
+    asg = sess.client("autoscaling", endpoint_url=a.endpoint)
+    eks = sess.client("eks", endpoint_url=a.endpoint)
+    ec2 = sess.client("ec2", endpoint_url=a.endpoint)
+
+    cmd, args = a.command, a.args
+    if cmd == "untag-asg" and len(args) >= 2:
+        asg.delete_tags(
+            Tags=[{"ResourceId": args[0], "ResourceType": "auto-scaling-group", "Key": k} for k in args[1:]]
+        )
+    elif cmd == "tag-asg" and len(args) >= 2:
+        tags = []
+        for kv in args[1:]:
+            k, _, v = kv.partition("=")
+            tags.append(
+                {"ResourceId": args[0], "ResourceType": "auto-scaling-group", "Key": k, "Value": v,
+                 "PropagateAtLaunch": True}
+            )
+        asg.create_or_update_tags(Tags=tags)
+    elif cmd == "untag-nodegroup" and len(args) >= 3:
+        body = json.dumps({"account_id": a.account_id, "region": a.region, "cluster": args[0],
+                           "nodegroup": args[1], "remove": args[2:]}).encode()
+        req = urllib.request.Request(f"{a.endpoint}/_crossguard/nodegroup-tags", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+    elif cmd == "terminate-instance" and len(args) == 1:
+        groups = asg.describe_auto_scaling_instances(InstanceIds=args)["AutoScalingInstances"]
+        if groups:
+            asg.detach_instances(
+                InstanceIds=args,
+                AutoScalingGroupName=groups[0]["AutoScalingGroupName"],
+                ShouldDecrementDesiredCapacity=True,
+            )
+        ec2.terminate_instances(InstanceIds=args)
+    elif cmd == "state" and len(args) == 1:
+        cluster = args[0]
+        out: dict = {"nodegroups": {}, "groups": {}, "instances": {}}
+        for name in eks.list_nodegroups(clusterName=cluster)["nodegroups"]:
+            ng = eks.describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"]
+            out["nodegroups"][name] = {"scaling": ng.get("scalingConfig", {}), "tags": ng.get("tags", {})}
+            names = [g["name"] for g in ng.get("resources", {}).get("autoScalingGroups", [])]
+            for g in asg.describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"] if names else []:
+                out["groups"][g["AutoScalingGroupName"]] = {
+                    "desired": g["DesiredCapacity"],
+                    "min": g["MinSize"],
+                    "instances": sorted(i["InstanceId"] for i in g.get("Instances", [])),
+                    "tags": {t["Key"]: t["Value"] for t in g.get("Tags", [])},
+                }
+        for r in ec2.describe_instances()["Reservations"]:
+            for i in r["Instances"]:
+                out["instances"][i["InstanceId"]] = i["State"]["Name"]
+        print(json.dumps(out, sort_keys=True))
+    else:
+        p.print_usage(sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
