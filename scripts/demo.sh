@@ -143,7 +143,7 @@ for ng, group in seed["nodegroups"].items():
         name = "ip-%s.ec2.internal" % iid
         nodes.append(name)
         items.append({"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {
+            "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {
                 "node.kubernetes.io/instance-type": group["instance_type"],
                 "eks.amazonaws.com/nodegroup": ng,
                 "topology.kubernetes.io/region": seed["region"],
@@ -253,6 +253,67 @@ if grep -q '"/api/v1/secrets\|/secrets"\|/configmaps' "$demo/customer-requests.j
   fail "crossguard read Secrets or ConfigMaps of the customer cluster"
 fi
 say "requests to the customer cluster: $(wc -l <"$demo/customer-requests.jsonl") lists, none of Secrets or ConfigMaps"
+
+# --- automation: a dry run first, then a guarded scale-in -----------------------
+mutating_calls() {
+  "$python" - "$moto_url" <<'PY'
+import json, sys, urllib.request
+calls = json.load(urllib.request.urlopen(sys.argv[1] + "/_crossguard/calls"))
+print(sum(c["action"] in ("TerminateInstanceInAutoScalingGroup", "UpdateNodegroupConfig") for c in calls))
+PY
+}
+wait_jsonpath() { # what, jsonpath, expected substring
+  local deadline=$((SECONDS + ready_timeout)) got=
+  while ((SECONDS < deadline)); do
+    alive "$operator_pid" || fail "the operator exited"
+    got=$(kc get managedcluster acme-prod -n "$namespace" -o jsonpath="$2" 2>/dev/null || true)
+    [[ $got == *"$3"* ]] && return 0
+    sleep 1
+  done
+  fail "$1 did not happen within ${ready_timeout}s (last: $got)"
+}
+echo
+say "automation: account and cluster to Automated; automation.dryRun stays true (the default)"
+kc patch customeraccount acme -n "$namespace" --type merge -p '{"spec":{"mode":"Automated"}}' >>"$demo/kubectl.log" 2>&1 \
+  || fail "switching the account to Automated failed"
+kc patch managedcluster acme-prod -n "$namespace" --type merge -p \
+  '{"spec":{"mode":"Automated","automation":{"dryRun":true,"disruptionBudget":{"maxNodesPerRun":1,"maxNodesPerHour":3,"minNodeAge":"1h"}}}}' \
+  >>"$demo/kubectl.log" 2>&1 || fail "switching the cluster to Automated failed"
+wait_jsonpath "the dry run" '{.status.conditions[?(@.type=="Automation")].reason}' DryRun
+kc get managedcluster acme-prod -n "$namespace" \
+  -o jsonpath='{range .status.recentActions[*]}  planned: {.action} on {.target} (node {.node}){"\n"}{end}{range .status.refusals[*]}  refused: {.action} on {.target}: {.reason}{"\n"}{end}'
+[[ $(mutating_calls) == 0 ]] || fail "the dry run made a mutating AWS call"
+say "dry run: actions planned and refusals recorded, no mutating AWS call, no write to the customer cluster"
+
+echo
+say "automation.dryRun: false -- the planned node is drained, then its instance terminated"
+kc patch managedcluster acme-prod -n "$namespace" --type merge -p '{"spec":{"automation":{"dryRun":false}}}' \
+  >>"$demo/kubectl.log" 2>&1 || fail "turning off dry run failed"
+wait_jsonpath "the scale-in" '{.status.recentActions[*].outcome}' Succeeded
+echo
+kc describe managedcluster acme-prod -n "$namespace"
+echo
+say "AWS now (Auto Scaling desired capacity per nodegroup; the untagged legacy-ng untouched):"
+"$python" "$repo/tests/harness/customer_change.py" --endpoint "$moto_url" state prod | "$python" -c '
+import json, sys
+s = json.load(sys.stdin)
+for name, g in sorted(s["groups"].items()):
+    ng = g["tags"].get("eks:nodegroup-name", "?")
+    managed = "managed" if g["tags"].get("crossguard.dev/managed") == "true" else "not managed"
+    print("  %-11s %-12s desired %d, %d instances" % (ng, managed, g["desired"], len(g["instances"])))
+' || fail "could not read the AWS state"
+say "mutating AWS calls in all: $(mutating_calls) (the guard-approved termination)"
+writes=$("$python" - "$demo/customer-requests.jsonl" <<'PY'
+import json, sys
+w = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+w = [r for r in w if r["method"] not in ("GET", "HEAD")]
+bad = [r for r in w if not ((r["method"] == "PATCH" and r["path"].startswith("/api/v1/nodes/"))
+                            or (r["method"] == "POST" and r["path"].endswith("/eviction")))]
+print("%d %d" % (len(w), len(bad)))
+PY
+) || fail "could not read the customer cluster's request log"
+[[ ${writes#* } == 0 ]] || fail "crossguard wrote something other than cordon/eviction in the customer cluster"
+say "writes to the customer cluster: ${writes% *}, all cordon or eviction (the automated RBAC)"
 
 if [[ ${DEMO_KEEP:-} == 1 ]]; then
   echo

@@ -413,7 +413,31 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
                 .starts_with("refused: nodegroup legacy-ng")
     }));
     let events = env.kubectl(&["get", "events", "-n", "acme", "-o", "json"]);
-    assert!(events.contains("NodeRemoved"), "an Event per mutating call");
+    assert!(events.contains("NodeRemoved"), "{events}");
+    // An Event per mutating call: both AWS calls and the cordons (the removed nodes held
+    // only DaemonSet pods here; evictions are checked in the guard tests).
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let notes: Vec<(&str, &str)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["reason"].as_str()?,
+                e["message"].as_str().or(e["note"].as_str())?,
+            ))
+        })
+        .collect();
+    for (reason, what) in [
+        (TERMINATE, "autoscaling TerminateInstanceInAutoScalingGroup"),
+        (SCALE, "eks UpdateNodegroupConfig"),
+        ("Cordon", "kubernetes cordon nodes/"),
+    ] {
+        assert!(
+            notes.iter().any(|(r, n)| *r == reason && n.contains(what)),
+            "no Event for {what}: {notes:?}"
+        );
+    }
 }
 
 /// A node whose removal the plan approved, with the drain held open by refused evictions,
@@ -495,6 +519,18 @@ async fn refused_when_changed_during_drain(change: &[&str], expect: &str) {
         !unschedulable(&env, &node),
         "the drained node was given back"
     );
+    // The eviction, the cordon and the uncordon each have their Event.
+    let events = env.kubectl(&["get", "events", "-n", "acme", "-o", "json"]);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let reasons: BTreeSet<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    for reason in ["Cordon", "Evict", "Uncordon"] {
+        assert!(reasons.contains(reason), "no {reason} Event: {reasons:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -431,9 +431,15 @@ mod tests {
             now(),
         );
         let c = &p.candidates[0];
-        assert!(matches!(c.mutation, Mutation::TerminateInstance { .. }), "{c:?}");
+        assert!(
+            matches!(c.mutation, Mutation::TerminateInstance { .. }),
+            "{c:?}"
+        );
         let refusal = check("prod", &c.mutation, &plan_evidence(c, &w.view())).unwrap_err();
-        assert!(refusal.reason.contains("asg-ngonly does not carry"), "{refusal}");
+        assert!(
+            refusal.reason.contains("asg-ngonly does not carry"),
+            "{refusal}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::api::{
     ActionRecord, Condition, ConditionStatus, ManagedCluster, ManagedClusterStatus, PendingAction,
     RefusalRecord, set_condition,
 };
-use crate::audit::CallObserver;
+use crate::audit::{AuditTrail, CallObserver};
 use crate::automation::plan::{self, AwsView, Budget, NodeFacts};
 use crate::automation::{self, ClusterAccess, Journal, Outcome, Settings};
 use crate::aws::CustomerClients;
@@ -55,7 +55,7 @@ pub(super) struct Inputs<'a> {
     pub removable: &'a [RemovableNode],
     pub nodes: &'a [NodeFacts],
     pub client: &'a kube::Client,
-    pub observer: &'a dyn CallObserver,
+    pub trail: &'a AuditTrail,
     pub drain_timeout: std::time::Duration,
     pub min_node_age: std::time::Duration,
 }
@@ -75,10 +75,11 @@ pub(super) async fn automate(
         removable,
         nodes,
         client,
-        observer,
+        trail,
         drain_timeout,
         min_node_age,
     } = input;
+    let observer: &dyn CallObserver = trail;
     let now = ctx.clock.now();
     // The pending intent and removal times must come from the API server, not from the
     // watch cache, which may not have seen this operator's own last writes yet.
@@ -121,6 +122,7 @@ pub(super) async fn automate(
     };
     let access = ClusterAccess { client, observer };
     let pending = status.pending_action.clone();
+    let calls_before = trail.records().len();
     let result = automation::run(
         &settings,
         &the_plan,
@@ -134,6 +136,29 @@ pub(super) async fn automate(
     )
     .await;
     status.pending_action = journal.status.pending_action.clone();
+    // An Event for every mutating call this run made (AWS, cordon, eviction), as audited.
+    // The reason is the operation: Events are aggregated by reason, so repeats of one
+    // operation (evictions) become one Event whose series counts them.
+    for r in trail
+        .records()
+        .iter()
+        .skip(calls_before)
+        .filter(|r| r.mutating)
+    {
+        let mut reason = r.operation.clone();
+        if let Some(first) = reason.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        publish(
+            ctx,
+            cluster,
+            r.outcome == "success",
+            &reason,
+            &format!("{} {} {}: {}", r.service, r.operation, r.target, r.outcome),
+            "Audit",
+        )
+        .await;
+    }
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {

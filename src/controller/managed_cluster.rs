@@ -421,7 +421,7 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
                 removable: &outcome.removable,
                 nodes: &outcome.nodes,
                 client: &outcome.client,
-                observer: trail.as_ref(),
+                trail: trail.as_ref(),
                 drain_timeout: valid.drain_timeout,
                 min_node_age: valid.min_node_age,
             },
