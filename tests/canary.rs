@@ -1,6 +1,7 @@
 //! Never leaks: the emulator hands out unique marker strings as every session's secret key
 //! and token; after full reconciles (including failures and retries) at trace log level,
 //! the markers must appear nowhere: not in logs, statuses, Events, metrics or the store.
+//! The run includes an ExternalId rotation and an automated scale-in.
 
 mod support;
 
@@ -109,6 +110,49 @@ async fn planted_credentials_appear_nowhere() {
         events.contains("ExternalIdRotated") && events.contains(&after),
         "the rotation Event names the new value"
     );
+    // Automation too: a guarded scale-in (drain, evictions, a mutating AWS call, intents in
+    // status, Events per call, guard decisions in the audit log).
+    kubectl_ok(
+        kubeconfig,
+        &[
+            "patch",
+            "customeraccount",
+            "acme",
+            "-n",
+            "acme",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"mode":"Automated"}}"#,
+        ],
+    );
+    kubectl_ok(
+        kubeconfig,
+        &[
+            "patch",
+            "managedcluster",
+            "acme-prod",
+            "-n",
+            "acme",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"mode":"Automated","automation":{"dryRun":false}}}"#,
+        ],
+    );
+    wait_for(
+        "a node removed by automation",
+        Duration::from_secs(90),
+        || async {
+            let c = clusters.get("acme-prod").await.ok()?;
+            c.status?
+                .recent_actions
+                .iter()
+                .any(|a| a.outcome == "Succeeded")
+                .then_some(())
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Everything a human or a machine could read.

@@ -33,11 +33,16 @@ struct StatusJournal<'a> {
 #[async_trait]
 impl Journal for StatusJournal<'_> {
     async fn record_intent(&mut self, intent: Option<&PendingAction>) -> Result<(), String> {
-        self.status.pending_action = intent.cloned();
-        apply_status(self.api, self.cluster, None, &self.status)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let previous = std::mem::replace(&mut self.status.pending_action, intent.cloned());
+        match apply_status(self.api, self.cluster, None, &self.status).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Whether the write landed is unknown: keep the last intent known to be
+                // durable, so the final status write cannot drop an action under way.
+                self.status.pending_action = previous;
+                Err(e.to_string())
+            }
+        }
     }
 
     async fn event(&mut self, warning: bool, reason: &str, note: &str) {

@@ -435,6 +435,20 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
                 return Err(e);
             }
         }
+    } else if let Some(p) = &status.pending_action {
+        // ReadOnly now means no write at all, not even an uncordon: say what is left.
+        set_condition(
+            &mut status.conditions,
+            cond(
+                "Automation",
+                ConditionStatus::False,
+                "ActionLeftPending",
+                format!(
+                    "Automation was turned off during {} on node {} (phase {}): the node may still be cordoned. Set mode Automated again to settle it, or uncordon the node by hand",
+                    p.action, p.node, p.phase
+                ),
+            ),
+        );
     } else {
         crate::api::remove_condition(&mut status.conditions, "Automation");
     }
