@@ -307,6 +307,9 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
     }
     called.extend(customer_actions(&env));
     delete_node(&env, &node).await;
+    // EKS follows its group's new size (moto does not): play that part.
+    env.moto
+        .customer_change(&["sync-nodegroup", "prod", "managed-ng"]);
 
     // 3. The customer moves management to the nodegroup: untags the group. The next node
     // of the nodegroup goes through UpdateNodegroupConfig instead.
@@ -317,6 +320,7 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
         "crossguard.dev/cluster",
     ]);
     env.moto.clear_calls();
+    env.customer.clear_requests();
     let mut live = budget(4);
     live["dryRun"] = json!(false);
     set_automation(&env, live);
@@ -337,20 +341,24 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
         .iter()
         .find(|a| a.action == "eks:UpdateNodegroupConfig")
         .unwrap();
+    assert_eq!(
+        scaled.node, None,
+        "EKS chooses the node of a nodegroup scale-in"
+    );
     let aws = env.moto.customer_state();
     assert_eq!(
-        aws["nodegroups"]["managed-ng"]["scaling"]["desiredSize"], 2,
+        aws["nodegroups"]["managed-ng"]["scaling"]["desiredSize"], 1,
         "{aws}"
     );
+    assert_eq!(customer_writes(&env), vec![], "EKS drains, not crossguard");
     called.extend(customer_actions(&env));
-    // EKS would now remove an instance; play that part for the drained node.
-    let node = scaled.node.clone().unwrap();
-    let instance = managed_instances
-        .iter()
-        .find(|i| node_of(i) == node)
-        .unwrap();
-    env.moto.customer_change(&["terminate-instance", instance]);
-    delete_node(&env, &node).await;
+    // EKS now drains and removes an instance of its choosing; play that part.
+    let instance = aws["groups"][&managed_asg]["instances"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.moto.customer_change(&["terminate-instance", &instance]);
+    delete_node(&env, &node_of(&instance)).await;
 
     // 4. Nothing changed since: a new pass makes no mutating call and no new refusal.
     let refusals_before = s.refusals.len();
@@ -378,6 +386,12 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
     );
     assert_eq!(customer_writes(&env), vec![]);
     assert_eq!(s.refusals.len(), refusals_before, "{:?}", s.refusals);
+    // The pass did judge candidates (the untagged nodegroup's node, refused again).
+    let (_, message) = condition(&s, "Automation").unwrap();
+    assert!(
+        message.contains("0 nodes removed") && message.contains("1 refused"),
+        "{message}"
+    );
     called.extend(customer_actions(&env));
 
     // Least privilege, automated half: every action called is granted, every granted
@@ -620,7 +634,7 @@ async fn killed_between_intent_and_completion_acts_exactly_once() {
         done.message
             .as_deref()
             .unwrap_or_default()
-            .contains("confirmed after a restart"),
+            .contains("confirmed after the fact"),
         "{done:?}"
     );
     let terminations = env

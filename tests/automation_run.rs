@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use crossguard::analysis::RemovableNode;
-use crossguard::api::PendingAction;
+use crossguard::api::{ActionRecord, PendingAction};
 use crossguard::audit::NoAudit;
 use crossguard::automation::guard::{ApprovedNodegroupScale, ApprovedTermination};
 use crossguard::automation::plan::{self, AwsView, Budget, NodeFacts, Plan};
@@ -34,6 +34,8 @@ struct World {
 struct Aws {
     world: Mutex<Option<World>>,
     mutating: Mutex<Vec<String>>,
+    /// The next termination fails with this error (and has no effect).
+    fail_terminate: Mutex<Option<AwsError>>,
 }
 
 fn world() -> World {
@@ -61,6 +63,10 @@ fn world() -> World {
             max_size: 6,
             desired_capacity: 3,
             instance_ids: ids.clone(),
+            instance_states: ids
+                .iter()
+                .map(|id| (id.clone(), "InService".to_string()))
+                .collect(),
         },
         instances: ids
             .into_iter()
@@ -79,6 +85,7 @@ impl Aws {
         Arc::new(Aws {
             world: Mutex::new(Some(w)),
             mutating: Mutex::new(vec![]),
+            fail_terminate: Mutex::new(None),
         })
     }
     fn with<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
@@ -155,8 +162,12 @@ impl AutoScaling for Aws {
             a.group(),
             a.instance_id()
         ));
+        if let Some(e) = self.fail_terminate.lock().unwrap().take() {
+            return Err(e);
+        }
         self.with(|w| {
             w.group.instance_ids.retain(|i| i != a.instance_id());
+            w.group.instance_states.remove(a.instance_id());
             w.group.desired_capacity -= 1;
             for i in &mut w.instances {
                 if i.id == a.instance_id() {
@@ -184,27 +195,46 @@ impl Ec2 for Aws {
     }
 }
 
-/// Keeps intents in memory (like status) and can run a hook when an intent is recorded.
+/// Keeps what a run records in memory (like status) and can run a hook when an intent is
+/// recorded.
 #[derive(Default)]
 struct MemJournal {
     intents: Vec<Option<PendingAction>>,
+    done: Vec<ActionRecord>,
+    removals: Vec<jiff::Timestamp>,
     events: Vec<(bool, String, String)>,
     on_draining: Option<Box<dyn FnMut() + Send>>,
 }
 
 #[async_trait]
 impl Journal for MemJournal {
-    async fn record_intent(&mut self, intent: Option<&PendingAction>) -> Result<(), String> {
+    async fn record(
+        &mut self,
+        intent: Option<&PendingAction>,
+        done: Option<&ActionRecord>,
+        removed: Option<jiff::Timestamp>,
+    ) -> Result<(), String> {
         if intent.is_some_and(|i| i.phase == automation::PHASE_DRAINING)
             && let Some(hook) = self.on_draining.as_mut()
         {
             hook();
         }
         self.intents.push(intent.cloned());
+        self.done.extend(done.cloned());
+        self.removals.extend(removed);
         Ok(())
     }
     async fn event(&mut self, warning: bool, reason: &str, note: &str) {
         self.events.push((warning, reason.into(), note.into()));
+    }
+}
+
+impl MemJournal {
+    fn phases(&self) -> Vec<Option<String>> {
+        self.intents
+            .iter()
+            .map(|i| i.as_ref().map(|i| i.phase.clone()))
+            .collect()
     }
 }
 
@@ -237,7 +267,8 @@ async fn cluster(pdb_blocks: bool) -> Cluster {
         .ok();
     server
         .seed(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-0", "namespace": "shop", "labels": {"app": "web"}},
+            "metadata": {"name": "web-0", "namespace": "shop", "labels": {"app": "web"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "rs", "controller": true}]},
             "spec": {"nodeName": "n-1", "containers": [{"name": "w", "image": "w"}]},
             "status": {"phase": "Running"}}))
         .unwrap();
@@ -335,7 +366,6 @@ async fn go(
         &SystemClock,
     )
     .await
-    .unwrap()
 }
 
 fn unschedulable(c: &Cluster, node: &str) -> bool {
@@ -349,15 +379,25 @@ fn pod_exists(c: &Cluster, ns: &str, name: &str) -> bool {
     c.server.get_object("v1", "pods", Some(ns), name).is_some()
 }
 
+fn cordon(c: &Cluster, node: &str) {
+    let i = node.trim_start_matches("n-");
+    c.server
+        .seed(json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": node, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"providerID": format!("aws:///us-east-1a/i-{i}"), "unschedulable": true}}))
+        .unwrap();
+}
+
 #[tokio::test]
 async fn dry_run_plans_and_touches_nothing() {
     let aws = Aws::new(world());
     let c = cluster(false).await;
     let mut j = MemJournal::default();
     let out = go(&aws, &c, true, None, &mut j).await;
-    assert_eq!(out.actions.len(), 1);
-    assert_eq!(out.actions[0].outcome, "Planned");
-    assert!(out.actions[0].dry_run);
+    assert!(out.error.is_none(), "{out:?}");
+    assert_eq!(out.planned.len(), 1);
+    assert_eq!(out.planned[0].outcome, "Planned");
+    assert!(out.planned[0].dry_run);
     assert!(aws.mutating().is_empty());
     assert!(j.intents.is_empty(), "a dry run records no intent");
     assert!(
@@ -372,20 +412,21 @@ async fn live_run_drains_then_terminates_exactly_that_instance() {
     let c = cluster(false).await;
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, None, &mut j).await;
+    assert!(out.error.is_none(), "{out:?}");
     assert_eq!(
         aws.mutating(),
         vec!["TerminateInstanceInAutoScalingGroup asg i-1"]
     );
-    assert_eq!(out.actions[0].outcome, "Succeeded", "{out:?}");
-    assert_eq!(out.removals.len(), 1);
-    // Intent before acting, then Calling, then cleared.
-    let phases: Vec<Option<String>> = j
-        .intents
-        .iter()
-        .map(|i| i.as_ref().map(|i| i.phase.clone()))
-        .collect();
+    assert_eq!(j.done.len(), 1);
+    assert_eq!(j.done[0].outcome, "Succeeded");
     assert_eq!(
-        phases,
+        j.removals.len(),
+        1,
+        "the removal is recorded with the result"
+    );
+    // Intent before acting, then Calling, then cleared (with the result, in one write).
+    assert_eq!(
+        j.phases(),
         vec![Some("Draining".into()), Some("Calling".into()), None]
     );
     assert!(unschedulable(&c, "n-1"), "the removed node stays cordoned");
@@ -406,11 +447,52 @@ async fn live_run_drains_then_terminates_exactly_that_instance() {
     // The same cluster again: the instance is no longer running, nothing more happens.
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, None, &mut j).await;
-    assert!(out.actions.is_empty() && out.refusals.is_empty(), "{out:?}");
+    assert!(
+        out.finished.is_empty() && out.refusals.is_empty() && j.intents.is_empty(),
+        "{out:?}"
+    );
     assert_eq!(
         aws.mutating().len(),
         1,
         "an unchanged cluster causes no mutating call"
+    );
+}
+
+#[tokio::test]
+async fn nodegroup_scale_in_lets_eks_choose_and_drains_nothing() {
+    let mut w = world();
+    w.group.tags.clear(); // only the nodegroup is tagged (EKS does not copy its tags)
+    for i in &mut w.instances {
+        i.tags.clear();
+    }
+    let aws = Aws::new(w);
+    let c = cluster(false).await;
+    let mut j = MemJournal::default();
+    let out = go(&aws, &c, false, None, &mut j).await;
+    assert!(out.error.is_none(), "{out:?}");
+    assert_eq!(aws.mutating(), vec!["UpdateNodegroupConfig ng 2"]);
+    assert_eq!(
+        j.phases(),
+        vec![Some("Calling".into()), None],
+        "no drain phase"
+    );
+    assert_eq!(j.done[0].outcome, "Succeeded");
+    assert_eq!(
+        j.done[0].node, None,
+        "EKS picks the node, so none is named as removed"
+    );
+    assert!(
+        !c.server.requests().iter().any(|r| r.is_write()),
+        "crossguard drained nothing"
+    );
+
+    // Until EKS has removed an instance, the nodegroup is not at rest: no second scale-in.
+    let mut j = MemJournal::default();
+    let out = go(&aws, &c, false, None, &mut j).await;
+    assert_eq!(aws.mutating().len(), 1, "{out:?}");
+    assert!(
+        out.refusals[0].reason.contains("still changing size"),
+        "{out:?}"
     );
 }
 
@@ -436,9 +518,15 @@ async fn tags_removed_between_plan_and_call_are_refused_and_the_node_given_back(
         let out = go(&aws, &c, false, None, &mut j).await;
         assert!(aws.mutating().is_empty(), "{strip}: nothing called");
         assert_eq!(out.refusals.len(), 1, "{strip}: {out:?}");
+        assert!(
+            out.refusals[0]
+                .reason
+                .contains("checked after draining node n-1"),
+            "{out:?}"
+        );
         assert_eq!(j.intents.last(), Some(&None), "{strip}: intent cleared");
         assert!(!unschedulable(&c, "n-1"), "{strip}: node uncordoned");
-        assert!(out.removals.is_empty());
+        assert!(j.removals.is_empty());
     }
 }
 
@@ -449,8 +537,8 @@ async fn pdb_blocked_drain_times_out_and_uncordons() {
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, None, &mut j).await;
     assert!(aws.mutating().is_empty());
-    assert_eq!(out.actions[0].outcome, "Failed");
-    let message = out.actions[0].message.clone().unwrap();
+    assert_eq!(j.done[0].outcome, "Failed", "{out:?}");
+    let message = j.done[0].message.clone().unwrap();
     assert!(
         message.contains("drain timed out") && message.contains("disruption budget"),
         "{message}"
@@ -460,27 +548,131 @@ async fn pdb_blocked_drain_times_out_and_uncordons() {
     assert_eq!(j.intents.last(), Some(&None));
 }
 
+#[tokio::test]
+async fn a_pod_without_controller_stops_the_drain() {
+    let aws = Aws::new(world());
+    let c = cluster(false).await;
+    c.server
+        .seed(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "bare", "namespace": "shop"},
+            "spec": {"nodeName": "n-1", "containers": [{"name": "b", "image": "b"}]},
+            "status": {"phase": "Running"}}))
+        .unwrap();
+    let mut j = MemJournal::default();
+    go(&aws, &c, false, None, &mut j).await;
+    assert!(aws.mutating().is_empty());
+    assert!(
+        j.done[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("shop/bare has no controller"),
+        "{:?}",
+        j.done
+    );
+    assert!(pod_exists(&c, "shop", "bare"), "never evicted");
+    assert!(!unschedulable(&c, "n-1"));
+}
+
+#[tokio::test]
+async fn a_call_without_a_definite_answer_is_verified_not_repeated() {
+    let aws = Aws::new(world());
+    let c = cluster(false).await;
+    *aws.fail_terminate.lock().unwrap() = Some(AwsError::new(
+        "autoscaling",
+        "TerminateInstanceInAutoScalingGroup",
+        None,
+        Some("request timed out".into()),
+        None,
+        None,
+    ));
+    let mut j = MemJournal::default();
+    let out = go(&aws, &c, false, None, &mut j).await;
+    assert_eq!(out.verify_again, Some(automation::VERIFY_RETRY), "{out:?}");
+    assert_eq!(
+        j.phases().last(),
+        Some(&Some("Calling".to_string())),
+        "the intent stays"
+    );
+    assert!(
+        unschedulable(&c, "n-1"),
+        "the node stays cordoned while unknown"
+    );
+    // The next run looks, and does not call again while the effect may still come.
+    let pending = j.intents.last().cloned().flatten().unwrap();
+    let mut j = MemJournal::default();
+    let out = go(&aws, &c, false, Some(&pending), &mut j).await;
+    assert_eq!(out.verify_again, Some(automation::VERIFY_RETRY));
+    assert_eq!(aws.mutating().len(), 1, "never sent twice");
+
+    // A definite rejection (a 4xx service error) is a plain failure: node given back.
+    let aws = Aws::new(world());
+    let c = cluster(false).await;
+    *aws.fail_terminate.lock().unwrap() = Some(AwsError::new(
+        "autoscaling",
+        "TerminateInstanceInAutoScalingGroup",
+        Some("ValidationError".into()),
+        Some("no".into()),
+        Some(400),
+        None,
+    ));
+    let mut j = MemJournal::default();
+    go(&aws, &c, false, None, &mut j).await;
+    assert_eq!(j.done[0].outcome, "Failed");
+    assert_eq!(j.intents.last(), Some(&None));
+    assert!(!unschedulable(&c, "n-1"));
+}
+
 fn pending(phase: &str, started: jiff::Timestamp) -> PendingAction {
     let w = world();
     automation::intent(&the_plan(&w).candidates[0], phase, started)
 }
 
 #[tokio::test]
-async fn restart_in_draining_phase_uncordons_and_calls_nothing_for_it() {
+async fn restart_in_draining_phase_uncordons_and_plans_only_next_run() {
     let aws = Aws::new(world());
     let c = cluster(false).await;
-    c.server
-        .seed(json!({"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": "n-1", "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"providerID": "aws:///us-east-1a/i-1", "unschedulable": true}}))
-        .unwrap();
+    cordon(&c, "n-1");
+    let mut j = MemJournal::default();
+    let p = pending("Draining", SystemClock.now());
+    let out = go(&aws, &c, false, Some(&p), &mut j).await;
+    assert_eq!(j.done[0].outcome, "Abandoned");
+    assert!(!unschedulable(&c, "n-1"));
+    assert_eq!(j.intents, vec![None]);
+    assert!(
+        aws.mutating().is_empty(),
+        "settling stops the run: no new action from a stale plan"
+    );
+    assert!(out.finished.len() == 1 && out.planned.is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_leaves_a_leftover_intent_alone() {
+    let aws = Aws::new(world());
+    let c = cluster(false).await;
+    cordon(&c, "n-1");
+    c.server.clear_requests();
     let mut j = MemJournal::default();
     let p = pending("Draining", SystemClock.now());
     let out = go(&aws, &c, true, Some(&p), &mut j).await;
-    assert_eq!(out.actions[0].outcome, "Abandoned");
-    assert!(!unschedulable(&c, "n-1"));
-    assert_eq!(j.intents, vec![None]);
-    assert!(aws.mutating().is_empty());
+    assert!(
+        out.left_pending
+            .as_deref()
+            .unwrap()
+            .contains("dryRun is false"),
+        "{out:?}"
+    );
+    assert!(
+        unschedulable(&c, "n-1"),
+        "a dry run writes nothing, not even an uncordon"
+    );
+    assert!(!c.server.requests().iter().any(|r| r.is_write()));
+    assert!(j.intents.is_empty());
+    assert_eq!(
+        out.planned.len(),
+        1,
+        "planning still shows what would happen"
+    );
 }
 
 #[tokio::test]
@@ -495,41 +687,62 @@ async fn restart_in_calling_phase_never_calls_again() {
     });
     let mut j = MemJournal::default();
     let p = pending("Calling", SystemClock.now());
-    let out = go(&aws, &c, false, Some(&p), &mut j).await;
-    assert_eq!(out.actions[0].outcome, "Succeeded");
-    assert_eq!(out.removals.len(), 1);
+    go(&aws, &c, false, Some(&p), &mut j).await;
+    assert_eq!(j.done[0].outcome, "Succeeded");
+    assert_eq!(j.removals.len(), 1, "counted against the hourly budget");
     assert!(
         aws.mutating().is_empty(),
         "confirmed by describing, not by calling again"
     );
+
+    // Held by a lifecycle hook (still running, Terminating:Wait in the group): took effect.
+    let aws = Aws::new(world());
+    aws.with(|w| {
+        w.group
+            .instance_states
+            .insert("i-1".into(), "Terminating:Wait".into());
+    });
+    let mut j = MemJournal::default();
+    go(&aws, &c, false, Some(&p), &mut j).await;
+    assert_eq!(j.done[0].outcome, "Succeeded");
+    assert!(aws.mutating().is_empty());
 
     // No effect yet, within the grace period: wait, and do nothing else at all.
     let aws = Aws::new(world());
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, Some(&p), &mut j).await;
     assert_eq!(out.verify_again, Some(automation::VERIFY_RETRY));
-    assert!(out.actions.is_empty() && aws.mutating().is_empty() && j.intents.is_empty());
+    assert!(out.finished.is_empty() && aws.mutating().is_empty() && j.intents.is_empty());
 
-    // No effect after the grace period: Failed, node uncordoned, intent cleared; only then
-    // a fresh plan may act (on fresh facts, through the guard).
-    let old = SystemClock.now() - jiff::SignedDuration::from_secs(600);
-    let p = pending("Calling", old);
-    let mut j = MemJournal::default();
-    let out = go(&aws, &c, true, Some(&p), &mut j).await;
-    assert_eq!(out.actions[0].outcome, "Failed");
-    assert!(
-        out.actions[0]
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("had no effect")
-    );
-    assert_eq!(j.intents, vec![None]);
-    assert!(aws.mutating().is_empty());
+    // No effect after the grace period (or an unreadable start): Failed, node uncordoned,
+    // intent cleared, and still no call in this run.
+    for started in ["old", "garbage"] {
+        let mut p = pending(
+            "Calling",
+            SystemClock.now() - jiff::SignedDuration::from_secs(600),
+        );
+        if started == "garbage" {
+            p.started_at = "not a time".into();
+        }
+        cordon(&c, "n-1");
+        let mut j = MemJournal::default();
+        go(&aws, &c, false, Some(&p), &mut j).await;
+        assert_eq!(j.done[0].outcome, "Failed", "{started}");
+        assert!(
+            j.done[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("had no effect")
+        );
+        assert_eq!(j.intents, vec![None]);
+        assert!(!unschedulable(&c, "n-1"));
+        assert!(aws.mutating().is_empty());
+    }
 }
 
 #[tokio::test]
-async fn budget_of_zero_defers_everything() {
+async fn budget_counts_earlier_removals() {
     let aws = Aws::new(world());
     let c = cluster(false).await;
     let w = aws.with(|w| w.clone());
@@ -558,8 +771,10 @@ async fn budget_of_zero_defers_everything() {
         &mut j,
         &SystemClock,
     )
-    .await
-    .unwrap();
-    assert_eq!(out.deferred, 1);
-    assert!(out.actions.is_empty() && aws.mutating().is_empty());
+    .await;
+    assert_eq!(
+        out.deferred, 1,
+        "one removal in the last hour uses the hourly budget of 1"
+    );
+    assert!(out.finished.is_empty() && aws.mutating().is_empty());
 }

@@ -36,6 +36,17 @@ pub enum Drained {
     },
 }
 
+/// Why a drain stopped before it was done.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    /// The cluster's API failed.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// A pod without a controller would have to go: nothing would bring it back.
+    #[error("pod {0} has no controller; evicting it would delete it for good")]
+    Unmanaged(String),
+}
+
 fn outcome(r: &Result<impl Sized, kube::Error>) -> String {
     match r {
         Ok(_) => "success".to_string(),
@@ -87,14 +98,24 @@ fn must_move(pod: &Pod) -> bool {
     !(finished || mirror || daemon)
 }
 
+/// Has the pod a controller (ReplicaSet, StatefulSet, Job, …) that would recreate it?
+fn controlled(pod: &Pod) -> bool {
+    pod.metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.controller == Some(true)))
+}
+
 /// Evict every pod that must move off `node` (which the caller has cordoned), retrying
-/// refused evictions until `timeout`.
+/// refused evictions until `timeout`. Stops without evicting anything more when a pod
+/// without a controller is on the node (the consolidation never plans such a node; one may
+/// have been scheduled since).
 pub async fn evict_all(
     client: &Client,
     node: &str,
     timeout: Duration,
     observer: &dyn CallObserver,
-) -> Result<Drained, kube::Error> {
+) -> Result<Drained, DrainError> {
     let deadline = Instant::now() + timeout;
     let all: Api<Pod> = Api::all(client.clone());
     let mut evicted = 0;
@@ -112,6 +133,13 @@ pub async fn evict_all(
             false,
         );
         let pods: Vec<Pod> = listed?.items.into_iter().filter(must_move).collect();
+        if let Some(bare) = pods.iter().find(|p| !controlled(p)) {
+            return Err(DrainError::Unmanaged(format!(
+                "{}/{}",
+                bare.metadata.namespace.as_deref().unwrap_or_default(),
+                bare.metadata.name.as_deref().unwrap_or_default()
+            )));
+        }
         if pods.is_empty() {
             return Ok(Drained::Empty { evicted });
         }
@@ -142,7 +170,7 @@ pub async fn evict_all(
                 Err(kube::Error::Api(s)) if s.code == 429 => {
                     last_refusal = Some(format!("pod {ns}/{name}: {}", s.message));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         tokio::time::sleep(ROUND.min(deadline.saturating_duration_since(Instant::now()))).await;

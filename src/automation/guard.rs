@@ -14,9 +14,12 @@
 //!   minimum size after the decrement; and when the group belongs to an EKS nodegroup, that
 //!   nodegroup carries both tags too, belongs to this cluster, still owns the group, and
 //!   stays at or above its own minimum size (its size is what shrinks).
+//!   The instance must also be InService in its group (not already terminating).
 //! - `UpdateNodegroupConfig`: the nodegroup carries both tags, belongs to this cluster, is
-//!   ACTIVE, its desired size is still what the plan saw, and the new size is exactly one
-//!   less and not below its minimum.
+//!   ACTIVE, its desired size is still what the plan saw, the new size is exactly one
+//!   less and not below its minimum, the instance that made a node removable is in the
+//!   nodegroup's group, and that group is at rest (as many instances in service as
+//!   desired): a scale-in EKS is still carrying out is never stacked on.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,7 +41,8 @@ pub enum Mutation {
         /// The instance.
         instance_id: String,
     },
-    /// Lower an EKS managed nodegroup's desired size by one.
+    /// Lower an EKS managed nodegroup's desired size by one. EKS chooses, drains and
+    /// terminates the instance that goes.
     ScaleNodegroup {
         /// The nodegroup.
         nodegroup: String,
@@ -46,6 +50,9 @@ pub enum Mutation {
         from: i32,
         /// The desired size to set (`from - 1`).
         to: i32,
+        /// The instance the consolidation found removable, which must be one of the
+        /// nodegroup's: the reason for the scale-in.
+        because_of: String,
     },
 }
 
@@ -78,14 +85,16 @@ impl Mutation {
 /// the describe found nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
-    /// The Auto Scaling group (terminations).
+    /// The Auto Scaling group: the one a termination acts in, or the one of the nodegroup
+    /// being scaled.
     pub group: Option<AutoScalingGroup>,
     /// The instance (terminations).
     pub instance: Option<Instance>,
     /// The nodegroup: the one being scaled, or the one owning the group.
     pub nodegroup: Option<Nodegroup>,
     /// For terminations: whether the group belongs to an EKS nodegroup (then `nodegroup`
-    /// must be present and pass too).
+    /// must be present and pass too). Decided from the fresh group's `eks:nodegroup-name`
+    /// tag as well as from the plan.
     pub group_has_nodegroup: bool,
 }
 
@@ -134,6 +143,7 @@ pub struct ApprovedNodegroupScale {
     cluster: String,
     nodegroup: String,
     desired: i32,
+    token: String,
 }
 
 impl ApprovedNodegroupScale {
@@ -148,6 +158,21 @@ impl ApprovedNodegroupScale {
     /// The desired size to set.
     pub fn desired(&self) -> i32 {
         self.desired
+    }
+    /// The request's idempotency token (EKS applies repeats of one token once).
+    pub fn idempotency_token(&self) -> &str {
+        &self.token
+    }
+    /// Tie the request to one intent (e.g. its start time), so that a later scale-in with
+    /// the same sizes is not mistaken for a repeat of this one. Changes nothing else.
+    pub fn with_request_token(mut self, intent: &str) -> Self {
+        let raw = format!("crossguard-{}-{}-{intent}", self.nodegroup, self.desired);
+        self.token = raw
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(64)
+            .collect();
+        self
     }
 }
 
@@ -223,6 +248,15 @@ pub fn check(cluster: &str, mutation: &Mutation, evidence: &Evidence) -> Result<
                     "instance {instance_id} is not a member of Auto Scaling group {group}"
                 )));
             }
+            if let Some(state) = g
+                .instance_states
+                .get(instance_id)
+                .filter(|s| *s != "InService")
+            {
+                return Err(refuse(format!(
+                    "instance {instance_id} is {state} in Auto Scaling group {group}, not InService"
+                )));
+            }
             if g.desired_capacity - 1 < g.min_size {
                 return Err(refuse(format!(
                     "Auto Scaling group {group} is at desired capacity {} with minimum {}; one less would go below its minimum",
@@ -261,7 +295,7 @@ pub fn check(cluster: &str, mutation: &Mutation, evidence: &Evidence) -> Result<
             nodegroup,
             from,
             to,
-            ..
+            because_of,
         } => {
             let ng = evidence
                 .nodegroup
@@ -294,10 +328,39 @@ pub fn check(cluster: &str, mutation: &Mutation, evidence: &Evidence) -> Result<
                     "nodegroup {nodegroup} has minimum size {min}; {to} would go below it"
                 )));
             }
+            // The removable instance must be one of this nodegroup's, and the nodegroup at
+            // rest: an earlier scale-in EKS has not finished yet must not be stacked on.
+            let g = evidence
+                .group
+                .as_ref()
+                .filter(|g| ng.auto_scaling_groups.contains(&g.name))
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "the Auto Scaling group of nodegroup {nodegroup} was not found"
+                    ))
+                })?;
+            if !g.instance_ids.contains(because_of) {
+                return Err(refuse(format!(
+                    "instance {because_of} is not in nodegroup {nodegroup}'s Auto Scaling group {}",
+                    g.name
+                )));
+            }
+            let in_service = g
+                .instance_ids
+                .iter()
+                .filter(|id| g.instance_states.get(*id).is_none_or(|s| s == "InService"))
+                .count() as i32;
+            if g.desired_capacity != desired || in_service != desired {
+                return Err(refuse(format!(
+                    "nodegroup {nodegroup} is still changing size (desired {desired}; its group wants {} and has {in_service} instances in service)",
+                    g.desired_capacity
+                )));
+            }
             Ok(Approval::ScaleNodegroup(ApprovedNodegroupScale {
                 cluster: cluster.to_string(),
                 nodegroup: nodegroup.clone(),
                 desired: *to,
+                token: format!("crossguard-{nodegroup}-{to}"),
             }))
         }
     }
@@ -340,6 +403,10 @@ mod tests {
                 max_size: 6,
                 desired_capacity: 3,
                 instance_ids: vec!["i-1".into(), "i-2".into(), "i-3".into()],
+                instance_states: ["i-1", "i-2", "i-3"]
+                    .iter()
+                    .map(|i| (i.to_string(), "InService".to_string()))
+                    .collect(),
             }),
             instance: Some(Instance {
                 id: "i-2".into(),
@@ -374,6 +441,7 @@ mod tests {
             nodegroup: "ng-a".into(),
             from: 3,
             to: 2,
+            because_of: "i-2".into(),
         }
     }
 
@@ -455,7 +523,7 @@ mod tests {
             let mut e = good();
             e.nodegroup.as_mut().unwrap().tags = tags(m, c);
             // Group and instance tags are irrelevant for a nodegroup call.
-            e.group = None;
+            e.group.as_mut().unwrap().tags.clear();
             e.instance = None;
             assert_eq!(check(CLUSTER, &scale(), &e).is_ok(), ok, "{m:?} {c:?}");
         }
@@ -547,10 +615,17 @@ mod tests {
             let ng = e.nodegroup.as_mut().unwrap();
             ng.desired_size = Some(desired);
             ng.min_size = Some(min);
+            let g = e.group.as_mut().unwrap();
+            g.desired_capacity = desired;
+            g.instance_ids = ["i-1", "i-2", "i-3"][..desired.clamp(0, 3) as usize]
+                .iter()
+                .map(|i| i.to_string())
+                .collect();
             let m = Mutation::ScaleNodegroup {
                 nodegroup: "ng-a".into(),
                 from: desired,
                 to: desired - 1,
+                because_of: "i-2".into(),
             };
             assert_eq!(
                 check(CLUSTER, &m, &e).is_ok(),
@@ -583,6 +658,7 @@ mod tests {
             nodegroup: "ng-a".into(),
             from: 3,
             to: 1,
+            because_of: "i-2".into(),
         };
         assert!(refused(&two_at_once, &good()).contains("one node at a time"));
         for status in [None, Some("UPDATING"), Some("DEGRADED"), Some("DELETING")] {
@@ -599,6 +675,72 @@ mod tests {
         let mut e = good();
         e.nodegroup.as_mut().unwrap().name = "ng-b".into();
         assert!(refused(&scale(), &e).contains("was not found"));
+    }
+
+    #[test]
+    fn nodegroup_scale_needs_the_instance_in_its_group_and_the_group_at_rest() {
+        let mut e = good();
+        e.group.as_mut().unwrap().instance_ids = vec!["i-1".into(), "i-3".into(), "i-4".into()];
+        assert!(refused(&scale(), &e).contains("instance i-2 is not in nodegroup ng-a"));
+        let mut e = good();
+        e.group = None;
+        assert!(
+            refused(&scale(), &e).contains("Auto Scaling group of nodegroup ng-a was not found")
+        );
+        let mut e = good();
+        e.group.as_mut().unwrap().name = "asg-elsewhere".into();
+        assert!(refused(&scale(), &e).contains("was not found"));
+        // EKS has not finished the previous scale-in: the group still wants or runs more.
+        let mut e = good();
+        e.group.as_mut().unwrap().desired_capacity = 4;
+        assert!(refused(&scale(), &e).contains("still changing size"));
+        let mut e = good();
+        e.group
+            .as_mut()
+            .unwrap()
+            .instance_states
+            .insert("i-3".into(), "Terminating:Wait".into());
+        assert!(refused(&scale(), &e).contains("still changing size"));
+    }
+
+    #[test]
+    fn termination_needs_the_instance_in_service() {
+        for state in [
+            "Terminating",
+            "Terminating:Wait",
+            "Pending",
+            "Detaching",
+            "Standby",
+        ] {
+            let mut e = good();
+            e.group
+                .as_mut()
+                .unwrap()
+                .instance_states
+                .insert("i-2".into(), state.into());
+            assert!(
+                refused(&terminate(), &e).contains("not InService"),
+                "{state}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_tokens_differ_per_intent_and_stay_valid() {
+        let approve = || match check(CLUSTER, &scale(), &good()).unwrap() {
+            Approval::ScaleNodegroup(s) => s,
+            other => panic!("{other:?}"),
+        };
+        let a = approve().with_request_token("2026-06-01T12:00:00Z");
+        let b = approve().with_request_token("2026-06-01T13:00:00Z");
+        assert_ne!(a.idempotency_token(), b.idempotency_token());
+        assert!(a.idempotency_token().len() <= 64);
+        assert!(
+            a.idempotency_token()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        );
+        assert_eq!(a.desired(), 2, "the token changes nothing else");
     }
 
     #[test]

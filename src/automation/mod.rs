@@ -2,20 +2,26 @@
 //! journaled step at a time.
 //!
 //! A run (see [`run`]) first settles any action a previous run left pending (the operator
-//! may have been killed mid-action), then walks the plan:
+//! may have been killed mid-action); a run that had something to settle stops there, and
+//! the next run plans from fresh facts. Otherwise it walks the plan:
 //! - **dry run** (`automation.dryRun`, the default): every candidate is judged by the guard
-//!   against what was just read, and recorded as Planned or refused; nothing is called.
-//! - **live**: for each candidate, within the disruption budget: describe the resources
-//!   again and ask the guard; record the intent (phase Draining); cordon and drain the node;
-//!   describe again and ask the guard again, immediately before the call; record the intent
-//!   (phase Calling); make the one call the guard's approval allows; clear the intent.
-//!   Any refusal, failure or drain timeout uncordons the node and clears the intent.
+//!   against what was just read, and recorded as Planned or refused. Nothing is called in
+//!   AWS and nothing is written in the customer's cluster, not even to settle a leftover.
+//! - **live**, within the disruption budget, for a termination: describe the resources
+//!   again and ask the guard; record the intent (phase Draining); cordon and drain the
+//!   node; describe again and ask the guard again, immediately before the call; record the
+//!   intent (phase Calling); make the one call the guard's approval allows; record the
+//!   result and clear the intent in one write. For a nodegroup scale-in (EKS chooses,
+//!   drains and removes the instance, so crossguard does not drain): describe, guard,
+//!   intent (Calling), call, result. Refusals, failures and drain timeouts uncordon the node
+//!   and clear the intent.
 //!
 //! Restart safety: an intent in phase Draining means no AWS call was sent, so the node is
-//! uncordoned and the action abandoned (the next plan starts from fresh facts). An intent in
-//! phase Calling means the call may have been sent: it is never sent again. Instead the
-//! resources are described until they show the call took effect (→ Succeeded), or until
-//! [`VERIFY_GRACE`] has passed without effect (→ Failed, node uncordoned).
+//! uncordoned and the action abandoned. An intent in phase Calling means the call may have
+//! been sent: it is never sent again. Instead the resources are described until they show
+//! the call took effect (→ Succeeded), or until [`VERIFY_GRACE`] has passed without effect
+//! (→ Failed, node uncordoned). A call that failed without a definite answer (timeout, lost
+//! connection, server error) is treated the same way as one interrupted by a restart.
 
 pub mod drain;
 pub mod guard;
@@ -27,7 +33,7 @@ use async_trait::async_trait;
 
 use crate::api::{ActionRecord, PendingAction, RefusalRecord};
 use crate::audit::CallObserver;
-use crate::aws::{AwsError, CustomerClients};
+use crate::aws::{AwsError, AwsErrorKind, CustomerClients};
 use drain::Drained;
 use guard::{Approval, Evidence, Mutation, Refusal};
 use plan::{AwsView, Budget, Candidate, Plan};
@@ -52,11 +58,18 @@ pub const PHASE_DRAINING: &str = "Draining";
 /// See [`PHASE_DRAINING`].
 pub const PHASE_CALLING: &str = "Calling";
 
-/// Where a run writes what must survive it: the intent (durably, before acting) and Events.
+/// Where a run writes what must survive it, and Events.
 #[async_trait]
 pub trait Journal: Send {
-    /// Record the pending action (or that there is none). Must be durable when it returns.
-    async fn record_intent(&mut self, intent: Option<&PendingAction>) -> Result<(), String>;
+    /// Durably record, in one write: the pending action (or that there is none), the
+    /// finished action (if any) and the time of a node removal (if any). On error nothing
+    /// is known to have been recorded.
+    async fn record(
+        &mut self,
+        intent: Option<&PendingAction>,
+        done: Option<&ActionRecord>,
+        removed: Option<jiff::Timestamp>,
+    ) -> Result<(), String>;
     /// Publish an Event about the ManagedCluster.
     async fn event(&mut self, warning: bool, reason: &str, note: &str);
 }
@@ -74,23 +87,28 @@ pub struct Settings {
     pub drain_timeout: Duration,
 }
 
-/// What a run did.
+/// What a run did, beyond what it recorded through the [`Journal`].
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Actions taken or planned, oldest first.
-    pub actions: Vec<ActionRecord>,
+    /// Planned actions (dry run), oldest first.
+    pub planned: Vec<ActionRecord>,
     /// Refusals, oldest first.
     pub refusals: Vec<RefusalRecord>,
-    /// Nodes removed in this run (times).
-    pub removals: Vec<jiff::Timestamp>,
-    /// Look again this soon (a possibly-sent call is being verified); no plan was run.
+    /// Actions finished in this run (also recorded through the journal), oldest first.
+    pub finished: Vec<ActionRecord>,
+    /// Look again this soon: a possibly-sent call is being verified.
     pub verify_again: Option<Duration>,
+    /// An action is left pending that only a live run (or a human) can settle.
+    pub left_pending: Option<String>,
     /// Candidates the budget held back.
     pub deferred: usize,
+    /// Why the run stopped early, if it did. Nothing is left half done when it does: the
+    /// intent is cleared and the node uncordoned, except when recording itself failed
+    /// (then the last recorded intent is settled by the next run).
+    pub error: Option<RunError>,
 }
 
-/// Why a run stopped early. Nothing is left half done: the intent is cleared and the node
-/// uncordoned before this is returned, except when recording the intent itself failed.
+/// Why a run stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// Recording the intent failed.
@@ -114,7 +132,7 @@ fn record(
         time: now.to_string(),
         action: action.to_string(),
         target,
-        node: Some(node.to_string()),
+        node: (!node.is_empty()).then(|| node.to_string()),
         outcome: outcome.to_string(),
         message,
         dry_run,
@@ -173,43 +191,76 @@ fn mutation_of(p: &PendingAction) -> Option<Mutation> {
             nodegroup: p.nodegroup.clone()?,
             from: p.from_size?,
             to: p.to_size?,
+            because_of: p.instance_id.clone()?,
         }),
         _ => None,
     }
 }
 
-/// Describe, right now, every resource the guard must see for `c`.
+async fn nodegroup(
+    clients: &CustomerClients,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<crate::aws::Nodegroup>, AwsError> {
+    match clients.eks.describe_nodegroup(cluster, name).await {
+        Ok(ng) => Ok(Some(ng)),
+        Err(e) if e.kind == AwsErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn group(
+    clients: &CustomerClients,
+    name: &str,
+) -> Result<Option<crate::aws::AutoScalingGroup>, AwsError> {
+    Ok(clients
+        .autoscaling
+        .describe_groups(&[name.to_string()])
+        .await?
+        .into_iter()
+        .find(|g| g.name == name))
+}
+
+/// Describe, right now, every resource the guard must see for `m`.
 async fn describe(
     clients: &CustomerClients,
     cluster: &str,
-    c: &Candidate,
+    m: &Mutation,
+    planned_owner: Option<&str>,
 ) -> Result<Evidence, AwsError> {
-    let nodegroup = |name: String| async move {
-        match clients.eks.describe_nodegroup(cluster, &name).await {
-            Ok(ng) => Ok(Some(ng)),
-            Err(e) if e.kind == crate::aws::AwsErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+    Ok(match m {
+        Mutation::TerminateInstance {
+            group: name,
+            instance_id,
+        } => {
+            let g = group(clients, name).await?;
+            // The owner as the group says it now, or as the plan saw it.
+            let owner = g
+                .as_ref()
+                .and_then(|g| g.tags.get("eks:nodegroup-name").cloned())
+                .or_else(|| planned_owner.map(str::to_string));
+            Evidence {
+                nodegroup: match &owner {
+                    Some(n) => nodegroup(clients, cluster, n).await?,
+                    None => None,
+                },
+                group_has_nodegroup: owner.is_some(),
+                group: g,
+                instance: clients.ec2.describe_instance(instance_id).await?,
+            }
         }
-    };
-    Ok(match &c.mutation {
-        Mutation::TerminateInstance { group, instance_id } => Evidence {
-            group: clients
-                .autoscaling
-                .describe_groups(std::slice::from_ref(group))
-                .await?
-                .into_iter()
-                .find(|g| g.name == *group),
-            instance: clients.ec2.describe_instance(instance_id).await?,
-            nodegroup: match &c.owning_nodegroup {
-                Some(n) => nodegroup(n.clone()).await?,
+        Mutation::ScaleNodegroup { nodegroup: n, .. } => {
+            let ng = nodegroup(clients, cluster, n).await?;
+            let g = match ng.as_ref().and_then(|n| n.auto_scaling_groups.first()) {
+                Some(name) => group(clients, name).await?,
                 None => None,
-            },
-            group_has_nodegroup: c.owning_nodegroup.is_some(),
-        },
-        Mutation::ScaleNodegroup { nodegroup: n, .. } => Evidence {
-            nodegroup: nodegroup(n.clone()).await?,
-            ..Evidence::default()
-        },
+            };
+            Evidence {
+                nodegroup: ng,
+                group: g,
+                ..Evidence::default()
+            }
+        }
     })
 }
 
@@ -220,29 +271,32 @@ async fn took_effect(
     m: &Mutation,
 ) -> Result<bool, AwsError> {
     match m {
-        Mutation::TerminateInstance { group, instance_id } => {
+        Mutation::TerminateInstance {
+            group: name,
+            instance_id,
+        } => {
             let gone = clients
                 .ec2
                 .describe_instance(instance_id)
                 .await?
-                .is_none_or(|i| {
-                    i.state.as_deref() != Some("running") && i.state.as_deref() != Some("pending")
-                });
+                .is_none_or(|i| !matches!(i.state.as_deref(), Some("running" | "pending")));
             if gone {
                 return Ok(true);
             }
-            let member = clients
-                .autoscaling
-                .describe_groups(std::slice::from_ref(group))
-                .await?
-                .iter()
-                .any(|g| g.instance_ids.iter().any(|id| id == instance_id));
-            Ok(!member)
+            // Out of the group, or on its way out (a lifecycle hook may hold it running).
+            Ok(group(clients, name).await?.is_none_or(|g| {
+                !g.instance_ids.contains(instance_id)
+                    || g.instance_states
+                        .get(instance_id)
+                        .is_some_and(|s| s.starts_with("Terminating") || s.starts_with("Detach"))
+            }))
         }
-        Mutation::ScaleNodegroup { nodegroup, to, .. } => {
-            let ng = clients.eks.describe_nodegroup(cluster, nodegroup).await?;
-            Ok(ng.desired_size.is_some_and(|d| d <= *to))
-        }
+        Mutation::ScaleNodegroup {
+            nodegroup: n, to, ..
+        } => Ok(nodegroup(clients, cluster, n)
+            .await?
+            .and_then(|ng| ng.desired_size)
+            .is_some_and(|d| d <= *to)),
     }
 }
 
@@ -254,16 +308,20 @@ pub struct ClusterAccess<'a> {
     pub observer: &'a dyn CallObserver,
 }
 
-/// Uncordon after an abandoned action; a failure is reported in the message, not fatal.
-async fn uncordon(access: &ClusterAccess<'_>, node: &str) -> Option<String> {
-    drain::set_unschedulable(access.client, node, false, access.observer)
-        .await
-        .err()
-        .map(|e| format!("; uncordoning node {node} failed ({e}), uncordon it by hand"))
+/// Give back a node crossguard cordoned; a failure is reported in the message, not fatal.
+async fn uncordon(access: &ClusterAccess<'_>, node: &str) -> String {
+    match drain::set_unschedulable(access.client, node, false, access.observer).await {
+        Ok(()) => format!("; node {node} uncordoned"),
+        Err(e) => format!("; uncordoning node {node} failed ({e}), uncordon it by hand"),
+    }
 }
 
-/// Settle an action a previous run left pending. Returns Some(delay) when the run must stop
-/// here and look again later.
+/// Did crossguard cordon the node of this action? (A nodegroup scale-in never does.)
+fn cordons(action: &str) -> bool {
+    action == guard::TERMINATE_ACTION
+}
+
+/// Settle an action a previous run left pending.
 async fn settle(
     pending: &PendingAction,
     settings: &Settings,
@@ -272,91 +330,103 @@ async fn settle(
     journal: &mut dyn Journal,
     now: jiff::Timestamp,
     out: &mut Outcome,
-) -> Result<Option<Duration>, RunError> {
-    let target = mutation_of(pending).map(|m| m.target()).unwrap_or_default();
-    let finish = |outcome: &str, message: Option<String>| {
+) -> Result<(), RunError> {
+    let Some(m) = mutation_of(pending) else {
+        out.left_pending = Some(format!(
+            "status.pendingAction for node {} cannot be read; check the node and the {} resources by hand, then remove it from status",
+            pending.node, pending.action
+        ));
+        return Ok(());
+    };
+    let target = m.target();
+    let finish = |outcome: &str, message: String| {
         record(
             now,
             &pending.action,
             target.clone(),
             &pending.node,
             outcome,
-            message,
+            Some(message),
             false,
         )
     };
-    let mutation = mutation_of(pending);
-    match (pending.phase.as_str(), mutation) {
-        (PHASE_CALLING, Some(m)) => {
-            if took_effect(clients, &settings.cluster, &m).await? {
-                out.actions.push(finish(
-                    SUCCEEDED,
-                    Some("confirmed after a restart: the call had taken effect".into()),
-                ));
-                out.removals.push(now);
-                journal
-                    .record_intent(None)
-                    .await
-                    .map_err(RunError::Journal)?;
-                journal
-                    .event(
-                        false,
-                        "ActionConfirmed",
-                        &format!(
-                            "{} on {target} took effect (confirmed after a restart)",
-                            pending.action
-                        ),
-                    )
-                    .await;
-                return Ok(None);
-            }
-            let started: jiff::Timestamp = pending.started_at.parse().unwrap_or(now);
-            if now.as_second() - started.as_second() < VERIFY_GRACE.as_secs() as i64 {
-                // The call may still land: do nothing else until we know.
-                return Ok(Some(VERIFY_RETRY));
-            }
-            let note = uncordon(access, &pending.node).await;
-            let message = format!(
-                "the call may have been sent before a restart but had no effect after {}s{}",
-                VERIFY_GRACE.as_secs(),
-                note.unwrap_or_default()
-            );
-            journal
-                .event(
-                    true,
-                    "ActionFailed",
-                    &format!("{} on {target}: {message}", pending.action),
-                )
-                .await;
-            out.actions.push(finish(FAILED, Some(message)));
-            journal
-                .record_intent(None)
-                .await
-                .map_err(RunError::Journal)?;
-            Ok(None)
-        }
-        _ => {
-            // Draining (or unreadable): no AWS call was sent. Give the node back.
-            let note = uncordon(access, &pending.node).await;
-            let message = format!(
-                "interrupted while draining; node uncordoned, nothing was called in AWS{}",
-                note.unwrap_or_default()
-            );
-            journal
-                .event(
-                    true,
-                    "ActionAbandoned",
-                    &format!("{} on {target}: {message}", pending.action),
-                )
-                .await;
-            out.actions.push(finish(ABANDONED, Some(message)));
-            journal
-                .record_intent(None)
-                .await
-                .map_err(RunError::Journal)?;
-            Ok(None)
+    let calling = pending.phase == PHASE_CALLING;
+    if calling && took_effect(clients, &settings.cluster, &m).await? {
+        let done = finish(
+            SUCCEEDED,
+            "confirmed after the fact: the call had taken effect".into(),
+        );
+        journal
+            .record(None, Some(&done), Some(now))
+            .await
+            .map_err(RunError::Journal)?;
+        journal
+            .event(
+                false,
+                "ActionConfirmed",
+                &format!(
+                    "{} on {target} took effect (confirmed by describing it)",
+                    pending.action
+                ),
+            )
+            .await;
+        out.finished.push(done);
+        return Ok(());
+    }
+    if calling {
+        // Unreadable start time: assume the grace period is over.
+        let started = pending.started_at.parse::<jiff::Timestamp>().ok();
+        let within_grace = started
+            .is_some_and(|s| now.as_second() - s.as_second() < VERIFY_GRACE.as_secs() as i64);
+        if within_grace {
+            // The call may still land: do nothing else until we know.
+            out.verify_again = Some(VERIFY_RETRY);
+            return Ok(());
         }
     }
+    if settings.dry_run {
+        // Settling the rest means writing (uncordon); a dry run writes nothing.
+        out.left_pending = Some(format!(
+            "{} on {target} (node {}, phase {}) is unfinished; it is settled when automation.dryRun is false",
+            pending.action, pending.node, pending.phase
+        ));
+        return Ok(());
+    }
+    let note = if cordons(&pending.action) {
+        uncordon(access, &pending.node).await
+    } else {
+        String::new()
+    };
+    let (outcome, reason, message) = if calling {
+        (
+            FAILED,
+            "ActionFailed",
+            format!(
+                "the call may have been sent but had no effect after {}s{note}",
+                VERIFY_GRACE.as_secs()
+            ),
+        )
+    } else {
+        (
+            ABANDONED,
+            "ActionAbandoned",
+            format!("interrupted while draining, nothing was called in AWS{note}"),
+        )
+    };
+    let done = finish(outcome, message.clone());
+    journal
+        .record(None, Some(&done), None)
+        .await
+        .map_err(RunError::Journal)?;
+    journal
+        .event(
+            true,
+            reason,
+            &format!("{} on {target}: {message}", pending.action),
+        )
+        .await;
+    out.finished.push(done);
+    Ok(())
 }
 
 /// One automation run. `removals` are the earlier removal times (for the hourly budget).
@@ -371,17 +441,18 @@ pub async fn run(
     access: &ClusterAccess<'_>,
     journal: &mut dyn Journal,
     clock: &dyn crate::credentials::Clock,
-) -> Result<Outcome, RunError> {
+) -> Outcome {
     let mut out = Outcome::default();
-    if let Some(p) = pending
-        && let Some(wait) =
-            settle(p, settings, clients, access, journal, clock.now(), &mut out).await?
-    {
-        out.verify_again = Some(wait);
-        return Ok(out);
+    if let Some(p) = pending {
+        // Settle first; planning waits for the next run, on facts read after settling.
+        if let Err(e) = settle(p, settings, clients, access, journal, clock.now(), &mut out).await {
+            out.error = Some(e);
+        }
+        if out.left_pending.is_none() || !settings.dry_run {
+            return out;
+        }
     }
-    let earlier: Vec<jiff::Timestamp> = removals.iter().chain(&out.removals).copied().collect();
-    let allowed = settings.budget.allowed(&earlier, clock.now()) as usize;
+    let allowed = settings.budget.allowed(removals, clock.now()) as usize;
     let mut used = 0;
     for c in &plan.candidates {
         // First the guard on what the plan read (no calls): what it refuses is reported
@@ -401,7 +472,7 @@ pub async fn run(
         }
         if settings.dry_run {
             used += 1;
-            out.actions.push(record(
+            out.planned.push(record(
                 clock.now(),
                 c.mutation.action(),
                 c.mutation.target(),
@@ -412,13 +483,17 @@ pub async fn run(
             ));
             continue;
         }
-        match execute(settings, c, clients, access, journal, clock, &mut out).await? {
-            Step::Removed => used += 1,
-            Step::Refused => {}
-            Step::Stop => break,
+        match execute(settings, c, clients, access, journal, clock, &mut out).await {
+            Ok(Step::Removed) => used += 1,
+            Ok(Step::Refused) => {}
+            Ok(Step::Stop) => break,
+            Err(e) => {
+                out.error = Some(e);
+                break;
+            }
         }
     }
-    Ok(out)
+    out
 }
 
 enum Step {
@@ -427,7 +502,7 @@ enum Step {
     Stop,
 }
 
-/// Remove one node: guard, intent, drain, guard again, intent, call.
+/// Remove one node: guard, intent, (drain, guard again, intent,) call, result.
 async fn execute(
     settings: &Settings,
     c: &Candidate,
@@ -439,146 +514,176 @@ async fn execute(
 ) -> Result<Step, RunError> {
     let action = c.mutation.action();
     let target = c.mutation.target();
-    let refuse = |r: Refusal, out: &mut Outcome| out.refusals.push(refusal_record(clock.now(), &r));
+    let cluster = settings.cluster.as_str();
+    let owner = c.owning_nodegroup.as_deref();
+    let drains = cordons(action);
 
-    // Do not drain a node whose removal the guard would refuse anyway.
+    // Do not start on a node whose removal the guard would refuse anyway.
     if let Err(r) = guard::check(
-        &settings.cluster,
+        cluster,
         &c.mutation,
-        &describe(clients, &settings.cluster, c).await?,
+        &describe(clients, cluster, &c.mutation, owner).await?,
     ) {
-        tracing::info!(node = %c.node, refusal = %r, "guard refused before draining");
-        refuse(r, out);
+        tracing::info!(node = %c.node, refusal = %r, "guard refused before starting");
+        out.refusals.push(refusal_record(clock.now(), &r));
         return Ok(Step::Refused);
     }
-    tracing::info!(node = %c.node, action, target = %target, "draining node");
     let started = clock.now();
-    journal
-        .record_intent(Some(&intent(c, PHASE_DRAINING, started)))
-        .await
-        .map_err(RunError::Journal)?;
 
-    // Abandon: give the node back, clear the intent, say why.
-    async fn abandon(
-        c: &Candidate,
-        access: &ClusterAccess<'_>,
-        journal: &mut dyn Journal,
-    ) -> Result<Option<String>, RunError> {
-        let note = uncordon(access, &c.node).await;
+    if drains {
         journal
-            .record_intent(None)
+            .record(Some(&intent(c, PHASE_DRAINING, started)), None, None)
             .await
             .map_err(RunError::Journal)?;
-        Ok(note)
-    }
-
-    let drained =
-        match drain::set_unschedulable(access.client, &c.node, true, access.observer).await {
-            Ok(()) => {
-                drain::evict_all(
-                    access.client,
-                    &c.node,
-                    settings.drain_timeout,
-                    access.observer,
-                )
-                .await
-            }
-            Err(e) => Err(e),
+        tracing::info!(node = %c.node, action, target = %target, "draining node");
+        let drained =
+            match drain::set_unschedulable(access.client, &c.node, true, access.observer).await {
+                Ok(()) => {
+                    drain::evict_all(
+                        access.client,
+                        &c.node,
+                        settings.drain_timeout,
+                        access.observer,
+                    )
+                    .await
+                }
+                Err(e) => Err(drain::DrainError::Kube(e)),
+            };
+        tracing::info!(node = %c.node, result = ?drained, "drain finished");
+        let failure = match drained {
+            Ok(Drained::Empty { .. }) => None,
+            Ok(Drained::TimedOut {
+                remaining,
+                last_refusal,
+            }) => Some(format!(
+                "drain timed out after {}s with {remaining} pods left{}",
+                settings.drain_timeout.as_secs(),
+                last_refusal.map(|r| format!(" ({r})")).unwrap_or_default()
+            )),
+            Err(e) => Some(format!("drain stopped: {e}")),
         };
-    tracing::info!(node = %c.node, result = ?drained, "drain finished");
-    let failure = match drained {
-        Ok(Drained::Empty { .. }) => None,
-        Ok(Drained::TimedOut {
-            remaining,
-            last_refusal,
-        }) => Some(format!(
-            "drain timed out after {}s with {remaining} pods left{}",
-            settings.drain_timeout.as_secs(),
-            last_refusal.map(|r| format!(" ({r})")).unwrap_or_default()
-        )),
-        Err(e) => Some(format!("drain failed: {e}")),
-    };
-    if let Some(message) = failure {
-        tracing::warn!(node = %c.node, %message, "drain failed");
-        let message = format!(
-            "{message}; node uncordoned{}",
-            abandon(c, access, journal).await?.unwrap_or_default()
-        );
-        journal
-            .event(true, "DrainFailed", &format!("node {}: {message}", c.node))
-            .await;
-        out.actions.push(record(
-            clock.now(),
-            action,
-            target,
-            &c.node,
-            FAILED,
-            Some(message),
-            false,
-        ));
-        return Ok(Step::Stop);
-    }
-
-    // The guard again, on a fresh describe, immediately before the call.
-    let evidence = match describe(clients, &settings.cluster, c).await {
-        Ok(e) => e,
-        Err(e) => {
-            abandon(c, access, journal).await?;
-            return Err(e.into());
-        }
-    };
-    let approval = match guard::check(&settings.cluster, &c.mutation, &evidence) {
-        Ok(a) => a,
-        Err(mut r) => {
-            tracing::warn!(node = %c.node, refusal = %r, "guard refused after draining");
-            let note = abandon(c, access, journal).await?.unwrap_or_default();
-            r.reason = format!(
-                "{} (checked after draining node {}, which was uncordoned{note})",
-                r.reason, c.node
+        if let Some(message) = failure {
+            let message = format!("{message}{}", uncordon(access, &c.node).await);
+            tracing::warn!(node = %c.node, %message, "drain failed");
+            let done = record(
+                clock.now(),
+                action,
+                target,
+                &c.node,
+                FAILED,
+                Some(message.clone()),
+                false,
             );
-            // The controller announces it with the other new refusals.
-            refuse(r, out);
-            return Ok(Step::Refused);
+            journal
+                .record(None, Some(&done), None)
+                .await
+                .map_err(RunError::Journal)?;
+            journal
+                .event(true, "DrainFailed", &format!("node {}: {message}", c.node))
+                .await;
+            out.finished.push(done);
+            return Ok(Step::Stop);
         }
-    };
+    }
     journal
-        .record_intent(Some(&intent(c, PHASE_CALLING, started)))
+        .record(Some(&intent(c, PHASE_CALLING, started)), None, None)
         .await
         .map_err(RunError::Journal)?;
+    // The guard again, on a fresh describe, immediately before the call.
+    let checked = match describe(clients, cluster, &c.mutation, owner).await {
+        Ok(evidence) => guard::check(cluster, &c.mutation, &evidence).map_err(Ok),
+        Err(e) => Err(Err(e)),
+    };
+    let approval = match checked {
+        Ok(a) => a,
+        Err(failed) => {
+            // Nothing was called: give the node back and clear the intent.
+            let note = if drains {
+                uncordon(access, &c.node).await
+            } else {
+                String::new()
+            };
+            journal
+                .record(None, None, None)
+                .await
+                .map_err(RunError::Journal)?;
+            return match failed {
+                Ok(mut r) => {
+                    tracing::warn!(node = %c.node, refusal = %r, "guard refused right before the call");
+                    if drains {
+                        r.reason = format!(
+                            "{} (checked after draining node {}{note})",
+                            r.reason, c.node
+                        );
+                    }
+                    out.refusals.push(refusal_record(clock.now(), &r));
+                    Ok(Step::Refused)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+    };
     tracing::info!(node = %c.node, action, target = %target, "calling");
     let called = match approval {
         Approval::Terminate(t) => clients.autoscaling.terminate_instance(t).await,
-        Approval::ScaleNodegroup(s) => clients.eks.update_nodegroup_size(s).await,
+        Approval::ScaleNodegroup(s) => {
+            let s = s.with_request_token(&started.as_second().to_string());
+            clients.eks.update_nodegroup_size(s).await
+        }
     };
+    let node = if drains { c.node.as_str() } else { "" };
     match called {
         Ok(()) => {
+            let message = (!drains).then(|| {
+                format!(
+                    "EKS chooses, drains and removes the instance (node {} was found removable)",
+                    c.node
+                )
+            });
+            let done = record(
+                clock.now(),
+                action,
+                target.clone(),
+                node,
+                SUCCEEDED,
+                message,
+                false,
+            );
             journal
-                .record_intent(None)
+                .record(None, Some(&done), Some(clock.now()))
                 .await
                 .map_err(RunError::Journal)?;
             journal
                 .event(
                     false,
                     "NodeRemoved",
-                    &format!("{action} on {target}: node {} drained and removed", c.node),
+                    &format!("{action} on {target} succeeded"),
                 )
                 .await;
-            out.actions.push(record(
-                clock.now(),
-                action,
-                target,
-                &c.node,
-                SUCCEEDED,
-                None,
-                false,
-            ));
-            out.removals.push(clock.now());
+            out.finished.push(done);
             Ok(Step::Removed)
         }
+        Err(e) if e.outcome_unknown => {
+            // No definite answer: the call may have taken effect. Keep the intent; the next
+            // run verifies it and never sends it again.
+            journal
+                .event(
+                    true,
+                    "ActionUnconfirmed",
+                    &format!("{action} on {target}: {e}; verifying before anything else"),
+                )
+                .await;
+            out.verify_again = Some(VERIFY_RETRY);
+            Ok(Step::Stop)
+        }
         Err(e) => {
-            // AWS answered with an error: the call did not take effect.
-            let note = abandon(c, access, journal).await?.unwrap_or_default();
-            let message = format!("{e}; node uncordoned{note}");
+            // AWS rejected it: nothing happened.
+            let note = if drains {
+                uncordon(access, &c.node).await
+            } else {
+                String::new()
+            };
+            let message = format!("{e}{note}");
             journal
                 .event(
                     true,
@@ -586,15 +691,20 @@ async fn execute(
                     &format!("{action} on {target}: {message}"),
                 )
                 .await;
-            out.actions.push(record(
+            let done = record(
                 clock.now(),
                 action,
                 target,
-                &c.node,
+                node,
                 FAILED,
                 Some(message),
                 false,
-            ));
+            );
+            journal
+                .record(None, Some(&done), None)
+                .await
+                .map_err(RunError::Journal)?;
+            out.finished.push(done);
             Ok(Step::Stop)
         }
     }

@@ -18,7 +18,7 @@
 //! found are skipped with a reason. How many candidates become actions is the executor's
 //! job ([`Budget::allowed`]), since refusals do not use the budget.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::guard::{Evidence, Mutation};
@@ -131,8 +131,8 @@ pub fn plan(
         .iter()
         .map(|n| (n.name.as_str(), n))
         .collect();
-    // Desired sizes as this plan lowers them, so two removals from one nodegroup chain.
-    let mut desired: BTreeMap<&str, i32> = BTreeMap::new();
+    // Nodegroups this plan already scales in.
+    let mut scaled: BTreeSet<&str> = BTreeSet::new();
 
     let mut out = Plan::default();
     for r in removable {
@@ -175,7 +175,11 @@ pub fn plan(
             continue;
         }
         let group = group_of.get(id).copied();
-        let nodegroup = nodegroup_by_name.get(r.nodegroup.as_str()).copied();
+        // The nodegroup is the one owning the instance's group; the label only when the
+        // instance is in no group crossguard can see (then only a refusal can follow).
+        let nodegroup = group
+            .and_then(|g| owner_of_group.get(g.name.as_str()).copied())
+            .or_else(|| nodegroup_by_name.get(r.nodegroup.as_str()).copied());
         let terminate = |g: &AutoScalingGroup| Candidate {
             node: r.node.clone(),
             instance_id: id.to_string(),
@@ -195,15 +199,22 @@ pub fn plan(
             (Some(g), _) if is_managed_for(&g.tags, cluster) => terminate(g),
             (Some(g), Some(_)) if !group_silent(g) => terminate(g),
             (_, Some(ng)) => {
-                let Some(current) = ng.desired_size else {
+                // EKS chooses, drains and removes the instance of a nodegroup scale-in, so
+                // one per nodegroup per run: the next waits until that one is done.
+                if !scaled.insert(ng.name.as_str()) {
+                    out.skipped.push(skip(format!(
+                        "nodegroup {} is already scaled in by one in this run",
+                        ng.name
+                    )));
+                    continue;
+                }
+                let Some(from) = ng.desired_size else {
                     out.skipped.push(skip(format!(
                         "nodegroup {} reports no desired size",
                         ng.name
                     )));
                     continue;
                 };
-                let from = *desired.entry(ng.name.as_str()).or_insert(current);
-                desired.insert(ng.name.as_str(), from - 1);
                 Candidate {
                     node: r.node.clone(),
                     instance_id: id.to_string(),
@@ -212,6 +223,7 @@ pub fn plan(
                         nodegroup: ng.name.clone(),
                         from,
                         to: from - 1,
+                        because_of: id.to_string(),
                     },
                     owning_nodegroup: None,
                 }
@@ -242,21 +254,23 @@ pub fn plan_evidence(candidate: &Candidate, aws: &AwsView<'_>) -> Evidence {
                 .and_then(|n| aws.nodegroups.iter().find(|g| g.name == *n).cloned()),
             group_has_nodegroup: candidate.owning_nodegroup.is_some(),
         },
-        Mutation::ScaleNodegroup {
-            nodegroup, from, ..
-        } => Evidence {
-            // Earlier candidates of this plan lower the same nodegroup first.
-            nodegroup: aws
+        Mutation::ScaleNodegroup { nodegroup, .. } => {
+            let ng = aws
                 .nodegroups
                 .iter()
                 .find(|g| g.name == *nodegroup)
-                .cloned()
-                .map(|mut g| {
-                    g.desired_size = Some(*from);
-                    g
+                .cloned();
+            Evidence {
+                group: ng.as_ref().and_then(|n| {
+                    aws.groups
+                        .iter()
+                        .find(|g| n.auto_scaling_groups.contains(&g.name))
+                        .cloned()
                 }),
-            ..Evidence::default()
-        },
+                nodegroup: ng,
+                ..Evidence::default()
+            }
+        }
     }
 }
 
@@ -265,6 +279,7 @@ mod tests {
     use super::*;
     use crate::automation::guard::check;
     use crate::aws::{TAG_CLUSTER, TAG_MANAGED};
+    use std::collections::BTreeMap;
 
     fn managed() -> BTreeMap<String, String> {
         BTreeMap::from([
@@ -335,6 +350,10 @@ mod tests {
                 max_size: 6,
                 desired_capacity: 3,
                 instance_ids: ids.clone(),
+                instance_states: ids
+                    .iter()
+                    .map(|id| (id.clone(), "InService".to_string()))
+                    .collect(),
             });
             for id in ids {
                 w.instances.push(Instance {
@@ -388,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn nodegroup_only_tags_scale_the_nodegroup_and_chain_sizes() {
+    fn nodegroup_only_tags_scale_the_nodegroup_once_per_run() {
         let w = world();
         let p = plan(
             "prod",
@@ -409,10 +428,34 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(sizes, vec![(3, 2), (2, 1)]);
-        for c in &p.candidates {
-            assert!(check("prod", &c.mutation, &plan_evidence(c, &w.view())).is_ok());
-        }
+        // EKS picks and removes the instance; the next scale-in waits for the next run.
+        assert_eq!(sizes, vec![(3, 2)]);
+        assert!(p.skipped[0].reason.contains("already scaled in by one"));
+        let c = &p.candidates[0];
+        assert!(
+            matches!(&c.mutation, Mutation::ScaleNodegroup { because_of, .. } if because_of == "i-ngonly-0")
+        );
+        assert!(check("prod", &c.mutation, &plan_evidence(c, &w.view())).is_ok());
+    }
+
+    #[test]
+    fn the_nodegroup_is_the_one_owning_the_instances_group_not_the_label() {
+        let w = world();
+        // The node's label claims ngonly, but its instance runs in legacy's group.
+        let p = plan(
+            "prod",
+            &[removable("node-i-legacy-1", "ngonly")],
+            &w.nodes,
+            &w.view(),
+            &budget(),
+            now(),
+        );
+        let c = &p.candidates[0];
+        assert!(
+            matches!(&c.mutation, Mutation::ScaleNodegroup { nodegroup, .. } if nodegroup == "legacy"),
+            "{c:?}"
+        );
+        assert!(check("prod", &c.mutation, &plan_evidence(c, &w.view())).is_err());
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub struct AutoScalingGroup {
     pub desired_capacity: i32,
     /// Instances in the group.
     pub instance_ids: Vec<String>,
+    /// Lifecycle state of each instance (InService, Pending, Terminating:Wait, …), as far
+    /// as the group reports it.
+    pub instance_states: BTreeMap<String, String>,
 }
 
 /// An EC2 instance as DescribeInstances reports it.
@@ -224,6 +227,10 @@ pub struct AwsError {
     pub message: String,
     /// AWS request id, when there was one.
     pub request_id: Option<String>,
+    /// The request may have reached AWS and taken effect even though no answer says so
+    /// (timeout, lost connection, unreadable response, server error). A mutating call that
+    /// fails this way must be verified, never assumed not to have happened.
+    pub outcome_unknown: bool,
 }
 
 impl AwsError {
@@ -244,6 +251,7 @@ impl AwsError {
             code,
             message: scrub(message.as_deref().unwrap_or("")),
             request_id,
+            outcome_unknown: kind == AwsErrorKind::Unavailable,
         }
     }
 }

@@ -143,7 +143,15 @@ fn sdk_error<E: ProvideErrorMetadata>(
             Some("request could not be built".to_string()),
         ),
     };
-    AwsError::new(service, operation, code, message, status, request_id)
+    let mut e = AwsError::new(service, operation, code, message, status, request_id);
+    // Only a service error with a client-error status is a definite "not done"; a timeout,
+    // a lost connection or an unreadable answer may hide a request that took effect.
+    e.outcome_unknown = match &err {
+        SdkError::ServiceError(_) => status.is_none_or(|s| s >= 500),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    };
+    e
 }
 
 /// Where every customer call is reported: metrics, and the audit trail of the reconcile
@@ -417,6 +425,13 @@ impl Eks for SdkEks {
                     .desired_size(approval.desired())
                     .build(),
             )
+            // The same token for the same intent: EKS applies a repeated request once.
+            .client_request_token(approval.idempotency_token())
+            .customize()
+            .config_override(
+                aws_sdk_eks::config::Config::builder()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(|e| sdk_error("eks", "UpdateNodegroupConfig", e));
@@ -474,9 +489,17 @@ impl AutoScaling for SdkAutoScaling {
                     desired_capacity: g.desired_capacity.unwrap_or_default(),
                     instance_ids: g
                         .instances
+                        .iter()
+                        .flatten()
+                        .filter_map(|i| i.instance_id.clone())
+                        .collect(),
+                    instance_states: g
+                        .instances
                         .unwrap_or_default()
                         .into_iter()
-                        .filter_map(|i| i.instance_id)
+                        .filter_map(|i| {
+                            Some((i.instance_id?, i.lifecycle_state?.as_str().to_string()))
+                        })
                         .collect(),
                 });
             }
@@ -493,6 +516,12 @@ impl AutoScaling for SdkAutoScaling {
             .terminate_instance_in_auto_scaling_group()
             .instance_id(approval.instance_id())
             .should_decrement_desired_capacity(true)
+            // One approval, one request: a retry could act a second time.
+            .customize()
+            .config_override(
+                aws_sdk_autoscaling::config::Config::builder()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(|e| sdk_error("autoscaling", "TerminateInstanceInAutoScalingGroup", e));

@@ -3,10 +3,10 @@
 //! decisions that made no call (plans and refusals).
 
 use async_trait::async_trait;
-use kube::{Api, ResourceExt};
+use kube::Api;
 
 use super::status::{apply_status, publish};
-use super::{Context, Error, kube_err};
+use super::{Context, Error};
 use crate::analysis::RemovableNode;
 use crate::api::{
     ActionRecord, Condition, ConditionStatus, ManagedCluster, ManagedClusterStatus, PendingAction,
@@ -32,14 +32,28 @@ struct StatusJournal<'a> {
 
 #[async_trait]
 impl Journal for StatusJournal<'_> {
-    async fn record_intent(&mut self, intent: Option<&PendingAction>) -> Result<(), String> {
-        let previous = std::mem::replace(&mut self.status.pending_action, intent.cloned());
+    async fn record(
+        &mut self,
+        intent: Option<&PendingAction>,
+        done: Option<&ActionRecord>,
+        removed: Option<jiff::Timestamp>,
+    ) -> Result<(), String> {
+        let before = self.status.clone();
+        self.status.pending_action = intent.cloned();
+        if let Some(done) = done {
+            self.status.recent_actions.insert(0, done.clone());
+            self.status.recent_actions.truncate(KEEP);
+        }
+        if let Some(t) = removed {
+            self.status.recent_removals.push(t.to_string());
+        }
         match apply_status(self.api, self.cluster, None, &self.status).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                // Whether the write landed is unknown: keep the last intent known to be
-                // durable, so the final status write cannot drop an action under way.
-                self.status.pending_action = previous;
+                // Whether the write landed is unknown: keep what is known to be durable, so
+                // the final status write cannot drop an action under way (the next run
+                // settles the last recorded intent by looking).
+                self.status = before;
                 Err(e.to_string())
             }
         }
@@ -86,16 +100,8 @@ pub(super) async fn automate(
     } = input;
     let observer: &dyn CallObserver = trail;
     let now = ctx.clock.now();
-    // The pending intent and removal times must come from the API server, not from the
-    // watch cache, which may not have seen this operator's own last writes yet.
-    let fresh = api
-        .get_status(&cluster.name_any())
-        .await
-        .map_err(kube_err("get ManagedCluster status"))?;
-    let fresh = fresh.status.unwrap_or_default();
-    status.pending_action = fresh.pending_action.clone();
-    status.recent_removals = fresh.recent_removals.clone();
-
+    // `status` started from a fresh read of the API server (see `apply`), so the pending
+    // intent and the removal times are this operator's latest writes.
     let spec = &cluster.spec.automation;
     let budget = Budget {
         max_per_run: spec.disruption_budget.max_nodes_per_run,
@@ -128,7 +134,7 @@ pub(super) async fn automate(
     let access = ClusterAccess { client, observer };
     let pending = status.pending_action.clone();
     let calls_before = trail.records().len();
-    let result = automation::run(
+    let outcome = automation::run(
         &settings,
         &the_plan,
         &view,
@@ -140,7 +146,8 @@ pub(super) async fn automate(
         ctx.clock.as_ref(),
     )
     .await;
-    status.pending_action = journal.status.pending_action.clone();
+    // What the journal wrote (intents, finished actions, removal times) is the base now.
+    *status = journal.status;
     // An Event for every mutating call this run made (AWS, cordon, eviction), as audited.
     // The reason is the operation: Events are aggregated by reason, so repeats of one
     // operation (evictions) become one Event whose series counts them.
@@ -164,24 +171,6 @@ pub(super) async fn automate(
         )
         .await;
     }
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            let message = format!("Automation stopped: {e}");
-            set_condition(
-                &mut status.conditions,
-                Condition::new(
-                    "Automation",
-                    ConditionStatus::False,
-                    "RunFailed",
-                    message,
-                    cluster.metadata.generation.unwrap_or_default(),
-                    now,
-                ),
-            );
-            return Ok(None);
-        }
-    };
     for r in &outcome.refusals {
         observer.call(
             "guard",
@@ -192,7 +181,7 @@ pub(super) async fn automate(
             false,
         );
     }
-    for a in outcome.actions.iter().filter(|a| a.dry_run) {
+    for a in &outcome.planned {
         observer.call(
             "guard",
             &a.action,
@@ -210,9 +199,16 @@ pub(super) async fn automate(
             true,
             "ActionPlanned",
             &format!(
-                "Dry run: would drain node {} and call {} on {}",
-                a.node.as_deref().unwrap_or("?"),
-                a.action,
+                "Dry run: would {} {}",
+                if a.action == automation::guard::TERMINATE_ACTION {
+                    format!(
+                        "drain node {} and call {} on",
+                        a.node.as_deref().unwrap_or("?"),
+                        a.action
+                    )
+                } else {
+                    format!("call {} on", a.action)
+                },
                 a.target
             ),
             "Automation",
@@ -233,32 +229,41 @@ pub(super) async fn automate(
         )
         .await;
     }
-    let (reason, message) = summary(&settings, &outcome, the_plan.skipped.len());
+    let generation = cluster.metadata.generation.unwrap_or_default();
+    let (state, reason, message) = summary(&settings, &outcome, the_plan.skipped.len());
     set_condition(
         &mut status.conditions,
-        Condition::new(
-            "Automation",
-            ConditionStatus::True,
-            reason,
-            message,
-            cluster.metadata.generation.unwrap_or_default(),
-            now,
-        ),
+        Condition::new("Automation", state, reason, message, generation, now),
     );
     Ok(outcome.verify_again)
 }
 
-fn summary(settings: &Settings, o: &Outcome, skipped: usize) -> (&'static str, String) {
+fn summary(
+    settings: &Settings,
+    o: &Outcome,
+    skipped: usize,
+) -> (ConditionStatus, &'static str, String) {
+    if let Some(e) = &o.error {
+        return (
+            ConditionStatus::False,
+            "RunFailed",
+            format!("Automation stopped: {e}"),
+        );
+    }
     if let Some(wait) = o.verify_again {
         return (
+            ConditionStatus::True,
             "Verifying",
             format!(
-                "An action may have been sent before a restart; checking its effect again in {}s before doing anything else",
+                "An action may have been sent without a definite answer (or before a restart); checking its effect again in {}s before doing anything else",
                 wait.as_secs()
             ),
         );
     }
-    let count = |outcome: &str| o.actions.iter().filter(|a| a.outcome == outcome).count();
+    if let Some(left) = &o.left_pending {
+        return (ConditionStatus::False, "ActionLeftPending", left.clone());
+    }
+    let count = |outcome: &str| o.finished.iter().filter(|a| a.outcome == outcome).count();
     let tail = format!(
         "{} refused by the tag guard, {} held back by the disruption budget, {} removable nodes skipped",
         o.refusals.len(),
@@ -267,14 +272,16 @@ fn summary(settings: &Settings, o: &Outcome, skipped: usize) -> (&'static str, S
     );
     if settings.dry_run {
         (
+            ConditionStatus::True,
             "DryRun",
             format!(
                 "Dry run (automation.dryRun): {} actions planned, nothing executed; {tail}",
-                count(automation::PLANNED)
+                o.planned.len()
             ),
         )
     } else {
         (
+            ConditionStatus::True,
             "Active",
             format!(
                 "{} nodes removed, {} actions failed; {tail}",
@@ -294,17 +301,15 @@ fn merge(
     now: jiff::Timestamp,
 ) -> (Vec<ActionRecord>, Vec<RefusalRecord>) {
     let mut new_planned = Vec::new();
-    for a in &o.actions {
-        let repeat = a.dry_run
-            && status.recent_actions.iter().any(|b| {
-                b.dry_run && b.action == a.action && b.target == a.target && b.node == a.node
-            });
+    for a in &o.planned {
+        let repeat = status
+            .recent_actions
+            .iter()
+            .any(|b| b.dry_run && b.action == a.action && b.target == a.target && b.node == a.node);
         if repeat {
             continue;
         }
-        if a.dry_run {
-            new_planned.push(a.clone());
-        }
+        new_planned.push(a.clone());
         status.recent_actions.insert(0, a.clone());
     }
     status.recent_actions.truncate(KEEP);
@@ -326,9 +331,6 @@ fn merge(
         t.parse::<jiff::Timestamp>()
             .is_ok_and(|t| t.as_second() > hour_ago)
     });
-    status
-        .recent_removals
-        .extend(o.removals.iter().map(|t| t.to_string()));
     // The hourly budget caps removals at 1000 an hour, the schema's bound.
     let excess = status.recent_removals.len().saturating_sub(1000);
     status.recent_removals.drain(..excess);
@@ -382,7 +384,7 @@ mod tests {
             reason: "untagged".into(),
         };
         let o = Outcome {
-            actions: vec![action("Planned", true, "n1")],
+            planned: vec![action("Planned", true, "n1")],
             refusals: vec![refusal.clone()],
             ..Outcome::default()
         };
@@ -391,19 +393,20 @@ mod tests {
         let (p, r) = merge(&mut status, &o, now);
         assert_eq!((p.len(), r.len()), (0, 0), "nothing new the second time");
         assert_eq!((status.recent_actions.len(), status.refusals.len()), (1, 1));
-        // Real actions are always recorded, newest first, at most 20.
+        // Lists stay bounded, newest first.
         for i in 0..30 {
             let o = Outcome {
-                actions: vec![action("Succeeded", false, &format!("n{i}"))],
-                removals: vec![now],
+                planned: vec![action("Planned", true, &format!("n{i}"))],
                 ..Outcome::default()
             };
             merge(&mut status, &o, now);
         }
         assert_eq!(status.recent_actions.len(), KEEP);
         assert_eq!(status.recent_actions[0].node.as_deref(), Some("n29"));
+        // Removal times older than an hour drop out.
+        status.recent_removals = vec![now.to_string(); 30];
+        merge(&mut status, &Outcome::default(), now);
         assert_eq!(status.recent_removals.len(), 30);
-        // An hour later the old removal times drop out.
         let later: jiff::Timestamp = "2026-06-01T13:00:01Z".parse().unwrap();
         merge(&mut status, &Outcome::default(), later);
         assert!(status.recent_removals.is_empty());

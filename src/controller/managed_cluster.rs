@@ -134,7 +134,14 @@ async fn resolve_account(cluster: &ManagedCluster, ctx: &Context) -> Result<Reso
 async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Error> {
     let ns = cluster.namespace().unwrap_or_default();
     let api: Api<ManagedCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    let old = cluster.status.clone();
+    // Status from the API server, not the watch cache: the cache may not have seen this
+    // operator's latest writes yet (an automation intent cleared, a removal recorded), and
+    // every status write below starts from what is read here.
+    let old = api
+        .get_status(&cluster.name_any())
+        .await
+        .map_err(kube_err("get ManagedCluster status"))?
+        .status;
     let mut status = old.clone().unwrap_or_default();
     let generation = cluster.metadata.generation.unwrap_or_default();
     let now = ctx.clock.now();
@@ -233,19 +240,8 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
     );
 
     // Nothing changed since the last complete run and it is not due yet: do no AWS calls.
-    // A pending action forces a run (to settle it after a restart), but the watch cache may
-    // still show an intent this operator has already cleared, so that is checked fresh.
     if let Some(wait) = not_due(old.as_ref(), generation, valid.analysis_interval, now) {
-        let pending = old.as_ref().is_some_and(|s| s.pending_action.is_some())
-            && api
-                .get_status(&cluster.name_any())
-                .await
-                .map_err(kube_err("get ManagedCluster status"))?
-                .status
-                .is_some_and(|s| s.pending_action.is_some());
-        if !pending {
-            return Ok(Action::requeue(wait));
-        }
+        return Ok(Action::requeue(wait));
     }
 
     let external_id = read_external_id(&account, ctx).await?;
@@ -586,6 +582,10 @@ fn not_due(
     now: jiff::Timestamp,
 ) -> Option<Duration> {
     let old = old?;
+    if old.pending_action.is_some() {
+        // An action is under way or must be settled after a restart.
+        return None;
+    }
     let ready = crate::api::conditions_find(&old.conditions, "Ready")?;
     if !ready.is_true() || old.observed_generation != generation {
         return None;

@@ -9,6 +9,8 @@ its call, play EKS removing an instance after a nodegroup scale-in, and report s
     untag-nodegroup CLUSTER NAME KEY...    remove tags from an EKS nodegroup (through the shim's
                                            /_crossguard/nodegroup-tags: moto cannot untag nodegroups)
     terminate-instance ID                  terminate an instance and detach it from its group
+    sync-nodegroup CLUSTER NAME            set the nodegroup's desired size to its group's, as EKS
+                                           does when the group changes (moto does not)
     state CLUSTER                          JSON: nodegroups, groups and instances as AWS has them
 
 Runs with the venv's python (boto3 from moto[server]).
@@ -21,6 +23,15 @@ import json
 import os
 import sys
 import urllib.request
+
+
+def shim_nodegroup(a: argparse.Namespace, cluster: str, nodegroup: str, change: dict) -> None:
+    """Change a nodegroup through the shim's control (moto's API cannot)."""
+    body = json.dumps({"account_id": a.account_id, "region": a.region, "cluster": cluster,
+                       "nodegroup": nodegroup, **change}).encode()
+    req = urllib.request.Request(f"{a.endpoint}/_crossguard/nodegroup-tags", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         asg.create_or_update_tags(Tags=tags)
     elif cmd == "untag-nodegroup" and len(args) >= 3:
-        body = json.dumps({"account_id": a.account_id, "region": a.region, "cluster": args[0],
-                           "nodegroup": args[1], "remove": args[2:]}).encode()
-        req = urllib.request.Request(f"{a.endpoint}/_crossguard/nodegroup-tags", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=10).read()
+        shim_nodegroup(a, args[0], args[1], {"remove": args[2:]})
+    elif cmd == "sync-nodegroup" and len(args) == 2:
+        ng = eks.describe_nodegroup(clusterName=args[0], nodegroupName=args[1])["nodegroup"]
+        names = [g["name"] for g in ng.get("resources", {}).get("autoScalingGroups", [])]
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"][0]
+        shim_nodegroup(a, args[0], args[1], {"desired_size": group["DesiredCapacity"]})
     elif cmd == "terminate-instance" and len(args) == 1:
         groups = asg.describe_auto_scaling_instances(InstanceIds=args)["AutoScalingInstances"]
         if groups:

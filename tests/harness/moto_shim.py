@@ -24,9 +24,11 @@ controls under /_crossguard/ that moto itself lacks:
                                                "access_key_id": "...", "days": 90}
                                               -> sets that IAM access key's CreateDate to now - days
   POST   /_crossguard/nodegroup-tags          {"account_id": "...", "region": "...", "cluster": "...",
-                                               "nodegroup": "...", "remove": ["k"], "set": {"k": "v"}}
+                                               "nodegroup": "...", "remove": ["k"], "set": {"k": "v"},
+                                               "desired_size": N (optional)}
                                               -> changes an EKS nodegroup's tags (moto's TagResource and
-                                                 UntagResource handle clusters only)
+                                                 UntagResource handle clusters only) and, like EKS
+                                                 following its Auto Scaling group, its desired size
   GET    /_crossguard/calls                   -> every AWS API call served so far, in arrival order:
                                                  {"service", "action", "account_id", "access_key_id",
                                                   "status", "region", "method", "path", "fault"}
@@ -551,7 +553,12 @@ class ShimApp:
             tags.pop(key, None)
         tags.update(req.get("set") or {})
         nodegroup.tags = tags
-        return _json(start_response, 200, {"tags": tags})
+        desired = req.get("desired_size")
+        if desired is not None:
+            if not isinstance(desired, int) or isinstance(desired, bool) or desired < 0:
+                return _json(start_response, 400, {"error": "'desired_size' must be an integer >= 0"})
+            nodegroup.scaling_config = {**nodegroup.scaling_config, "desiredSize": desired}
+        return _json(start_response, 200, {"tags": tags, "scaling": nodegroup.scaling_config})
 
     @staticmethod
     def _backdate(start_response: Callable[..., Any], req: Any) -> list[bytes]:
