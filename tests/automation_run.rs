@@ -296,6 +296,7 @@ fn nodes() -> Vec<NodeFacts> {
             name: format!("n-{i}"),
             instance_id: Some(format!("i-{i}")),
             created: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+            cordoned: false,
         })
         .collect()
 }

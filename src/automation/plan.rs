@@ -37,6 +37,8 @@ pub struct NodeFacts {
     pub instance_id: Option<String>,
     /// When the Node object was created.
     pub created: Option<jiff::Timestamp>,
+    /// Already marked unschedulable (by someone else, or by an earlier removal).
+    pub cordoned: bool,
 }
 
 /// The AWS side of the cluster, as read at the start of the run.
@@ -161,6 +163,13 @@ pub fn plan(
                 out.skipped.push(skip("the node's age is unknown".into()));
                 continue;
             }
+        }
+        if facts.cordoned {
+            // Someone is already working on it (a person, an upgrade, an autoscaler): leave
+            // it to them, and never uncordon it later.
+            out.skipped
+                .push(skip("the node is already cordoned".into()));
+            continue;
         }
         let Some(id) = facts.instance_id.as_deref() else {
             out.skipped.push(skip(
@@ -366,6 +375,7 @@ mod tests {
                     name: format!("node-{id}"),
                     instance_id: Some(id),
                     created: Some("2026-05-01T00:00:00Z".parse().unwrap()),
+                    cordoned: false,
                 });
             }
         }
@@ -518,6 +528,7 @@ mod tests {
             name: "orphan".into(),
             instance_id: Some("i-tagged-0".into()),
             created: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+            cordoned: false,
         });
         let p = plan(
             "prod",
@@ -542,6 +553,22 @@ mod tests {
         assert!(reasons[3].contains("not a running instance"));
         assert!(reasons[4].contains("no Auto Scaling group or nodegroup"));
         assert!(reasons[5].contains("not in the snapshot"));
+    }
+
+    #[test]
+    fn cordoned_nodes_are_left_to_whoever_cordoned_them() {
+        let mut w = world();
+        w.nodes[1].cordoned = true;
+        let p = plan(
+            "prod",
+            &[removable("node-i-tagged-1", "tagged")],
+            &w.nodes,
+            &w.view(),
+            &budget(),
+            now(),
+        );
+        assert!(p.candidates.is_empty());
+        assert_eq!(p.skipped[0].reason, "the node is already cordoned");
     }
 
     #[test]

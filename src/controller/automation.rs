@@ -352,6 +352,11 @@ pub(super) fn node_facts(snapshot: &crate::cluster::snapshot::ClusterSnapshot) -
                     .and_then(crate::analysis::instance_id)
                     .map(str::to_string),
                 created: n.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                cordoned: n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.unschedulable)
+                    .unwrap_or(false),
             })
         })
         .collect()
