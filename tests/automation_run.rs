@@ -779,3 +779,39 @@ async fn budget_counts_earlier_removals() {
     );
     assert!(out.finished.is_empty() && aws.mutating().is_empty());
 }
+
+#[tokio::test]
+async fn a_node_that_cannot_be_uncordoned_keeps_its_intent_until_it_can() {
+    let aws = Aws::new(world());
+    let c = cluster(false).await;
+    // Both the cordon and the uncordon of n-1 fail.
+    c.server
+        .inject_failure(Some("PATCH"), "/api/v1/nodes/n-1", 500, 2);
+    let mut j = MemJournal::default();
+    go(&aws, &c, false, None, &mut j).await;
+    assert!(aws.mutating().is_empty());
+    assert_eq!(j.done[0].outcome, "Failed");
+    assert!(
+        j.done[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("retried next run"),
+        "{:?}",
+        j.done
+    );
+    let kept = j
+        .intents
+        .last()
+        .cloned()
+        .flatten()
+        .expect("the intent stays");
+    assert_eq!(kept.phase, "Draining");
+    // Next run: the uncordon works, the intent goes, and nothing else happens in that run.
+    let mut j = MemJournal::default();
+    let out = go(&aws, &c, false, Some(&kept), &mut j).await;
+    assert_eq!(j.done[0].outcome, "Abandoned", "{out:?}");
+    assert_eq!(j.intents, vec![None]);
+    assert!(aws.mutating().is_empty());
+    assert!(out.planned.is_empty());
+}

@@ -79,6 +79,25 @@ pub async fn set_unschedulable(
     r.map(|_| ())
 }
 
+/// Is the node marked unschedulable right now (read fresh, not from the snapshot)?
+pub async fn is_cordoned(
+    client: &Client,
+    node: &str,
+    observer: &dyn CallObserver,
+) -> Result<bool, kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let r = nodes.get(node).await;
+    observer.call(
+        "kubernetes",
+        "get",
+        &format!("nodes/{node}"),
+        &outcome(&r),
+        None,
+        false,
+    );
+    Ok(r?.spec.and_then(|s| s.unschedulable).unwrap_or(false))
+}
+
 /// Does this pod have to leave the node before the node goes?
 fn must_move(pod: &Pod) -> bool {
     let finished = pod

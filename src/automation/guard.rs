@@ -164,14 +164,25 @@ impl ApprovedNodegroupScale {
         &self.token
     }
     /// Tie the request to one intent (e.g. its start time), so that a later scale-in with
-    /// the same sizes is not mistaken for a repeat of this one. Changes nothing else.
+    /// the same sizes is not mistaken for a repeat of this one. Changes nothing else. The
+    /// token is a fixed-length digest of cluster, nodegroup, size and intent, whatever their
+    /// lengths.
     pub fn with_request_token(mut self, intent: &str) -> Self {
-        let raw = format!("crossguard-{}-{}-{intent}", self.nodegroup, self.desired);
-        self.token = raw
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .take(64)
-            .collect();
+        let key = format!(
+            "{}\0{}\0{}\0{intent}",
+            self.cluster, self.nodegroup, self.desired
+        );
+        // Two 64-bit FNV-1a digests with different offsets: 128 bits, stable everywhere.
+        let fnv = |offset: u64| {
+            key.bytes().fold(offset, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        self.token = format!(
+            "crossguard-{:016x}{:016x}",
+            fnv(0xcbf2_9ce4_8422_2325),
+            fnv(0x8422_2325_cbf2_9ce4)
+        );
         self
     }
 }
@@ -350,7 +361,13 @@ pub fn check(cluster: &str, mutation: &Mutation, evidence: &Evidence) -> Result<
                 .iter()
                 .filter(|id| g.instance_states.get(*id).is_none_or(|s| s == "InService"))
                 .count() as i32;
-            if g.desired_capacity != desired || in_service != desired {
+            // Launching, terminating (EKS drains behind a Terminating:Wait hook) or
+            // detaching instances mean a change is still under way.
+            let changing = g
+                .instance_states
+                .values()
+                .any(|s| s != "InService" && !s.starts_with("Standby"));
+            if changing || g.desired_capacity != desired || in_service != desired {
                 return Err(refuse(format!(
                     "nodegroup {nodegroup} is still changing size (desired {desired}; its group wants {} and has {in_service} instances in service)",
                     g.desired_capacity
@@ -360,7 +377,7 @@ pub fn check(cluster: &str, mutation: &Mutation, evidence: &Evidence) -> Result<
                 cluster: cluster.to_string(),
                 nodegroup: nodegroup.clone(),
                 desired: *to,
-                token: format!("crossguard-{nodegroup}-{to}"),
+                token: String::new(),
             }))
         }
     }
@@ -701,6 +718,20 @@ mod tests {
             .instance_states
             .insert("i-3".into(), "Terminating:Wait".into());
         assert!(refused(&scale(), &e).contains("still changing size"));
+        // What EKS shows right after a scale-in from 4: the group already wants 3 and has 3
+        // in service, while the fourth instance drains behind its lifecycle hook.
+        let mut e = good();
+        let g = e.group.as_mut().unwrap();
+        g.instance_ids.push("i-4".into());
+        g.instance_states
+            .insert("i-4".into(), "Terminating:Wait".into());
+        assert!(refused(&scale(), &e).contains("still changing size"));
+        // Standby instances are parked on purpose and do not block.
+        let mut e = good();
+        let g = e.group.as_mut().unwrap();
+        g.instance_ids.push("i-5".into());
+        g.instance_states.insert("i-5".into(), "Standby".into());
+        assert!(check(CLUSTER, &scale(), &e).is_ok());
     }
 
     #[test]
@@ -734,7 +765,14 @@ mod tests {
         let a = approve().with_request_token("2026-06-01T12:00:00Z");
         let b = approve().with_request_token("2026-06-01T13:00:00Z");
         assert_ne!(a.idempotency_token(), b.idempotency_token());
-        assert!(a.idempotency_token().len() <= 64);
+        assert_eq!(
+            a.idempotency_token(),
+            approve()
+                .with_request_token("2026-06-01T12:00:00Z")
+                .idempotency_token(),
+            "the same intent, the same token"
+        );
+        assert_eq!(a.idempotency_token().len(), "crossguard-".len() + 32);
         assert!(
             a.idempotency_token()
                 .chars()

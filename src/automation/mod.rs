@@ -309,10 +309,43 @@ pub struct ClusterAccess<'a> {
 }
 
 /// Give back a node crossguard cordoned; a failure is reported in the message, not fatal.
-async fn uncordon(access: &ClusterAccess<'_>, node: &str) -> String {
+async fn uncordon(access: &ClusterAccess<'_>, node: &str) -> GivenBack {
     match drain::set_unschedulable(access.client, node, false, access.observer).await {
-        Ok(()) => format!("; node {node} uncordoned"),
-        Err(e) => format!("; uncordoning node {node} failed ({e}), uncordon it by hand"),
+        Ok(()) => GivenBack {
+            note: format!("; node {node} uncordoned"),
+            ok: true,
+        },
+        Err(e) => GivenBack {
+            note: format!("; uncordoning node {node} failed ({e}), retried next run"),
+            ok: false,
+        },
+    }
+}
+
+/// How giving a node back went.
+struct GivenBack {
+    /// For messages.
+    note: String,
+    /// False when the node may still be cordoned.
+    ok: bool,
+}
+
+impl GivenBack {
+    /// Nothing to give back (the action never cordoned).
+    fn nothing() -> Self {
+        GivenBack {
+            note: String::new(),
+            ok: true,
+        }
+    }
+
+    /// The intent to keep: none when the node is back, else a Draining one (nothing is in
+    /// flight in AWS any more; only the uncordon is left), so the next run retries it.
+    fn leftover(&self, mut intent: PendingAction) -> Option<PendingAction> {
+        (!self.ok).then(|| {
+            intent.phase = PHASE_DRAINING.to_string();
+            intent
+        })
     }
 }
 
@@ -392,11 +425,23 @@ async fn settle(
         ));
         return Ok(());
     }
-    let note = if cordons(&pending.action) {
+    let given = if cordons(&pending.action) {
         uncordon(access, &pending.node).await
     } else {
-        String::new()
+        GivenBack::nothing()
     };
+    if let Some(keep) = given.leftover(pending.clone()) {
+        journal
+            .record(Some(&keep), None, None)
+            .await
+            .map_err(RunError::Journal)?;
+        out.left_pending = Some(format!(
+            "{} on {target} is over, but node {} could not be uncordoned yet{}",
+            pending.action, pending.node, given.note
+        ));
+        return Ok(());
+    }
+    let note = given.note;
     let (outcome, reason, message) = if calling {
         (
             FAILED,
@@ -410,7 +455,7 @@ async fn settle(
         (
             ABANDONED,
             "ActionAbandoned",
-            format!("interrupted while draining, nothing was called in AWS{note}"),
+            format!("abandoned before any call took effect{note}"),
         )
     };
     let done = finish(outcome, message.clone());
@@ -531,6 +576,18 @@ async fn execute(
     let started = clock.now();
 
     if drains {
+        // Cordoned since the snapshot was taken: someone else is on it; leave it to them.
+        match drain::is_cordoned(access.client, &c.node, access.observer).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(node = %c.node, "node was cordoned by someone else meanwhile; left alone");
+                return Ok(Step::Refused);
+            }
+            Err(e) => {
+                tracing::warn!(node = %c.node, error = %e, "could not read the node; left alone");
+                return Ok(Step::Stop);
+            }
+        }
         journal
             .record(Some(&intent(c, PHASE_DRAINING, started)), None, None)
             .await
@@ -563,7 +620,9 @@ async fn execute(
             Err(e) => Some(format!("drain stopped: {e}")),
         };
         if let Some(message) = failure {
-            let message = format!("{message}{}", uncordon(access, &c.node).await);
+            let given = uncordon(access, &c.node).await;
+            let keep = given.leftover(intent(c, PHASE_DRAINING, started));
+            let message = format!("{message}{}", given.note);
             tracing::warn!(node = %c.node, %message, "drain failed");
             let done = record(
                 clock.now(),
@@ -575,7 +634,7 @@ async fn execute(
                 false,
             );
             journal
-                .record(None, Some(&done), None)
+                .record(keep.as_ref(), Some(&done), None)
                 .await
                 .map_err(RunError::Journal)?;
             journal
@@ -598,15 +657,20 @@ async fn execute(
         Ok(a) => a,
         Err(failed) => {
             // Nothing was called: give the node back and clear the intent.
-            let note = if drains {
+            let given = if drains {
                 uncordon(access, &c.node).await
             } else {
-                String::new()
+                GivenBack::nothing()
             };
             journal
-                .record(None, None, None)
+                .record(
+                    given.leftover(intent(c, PHASE_DRAINING, started)).as_ref(),
+                    None,
+                    None,
+                )
                 .await
                 .map_err(RunError::Journal)?;
+            let note = given.note;
             return match failed {
                 Ok(mut r) => {
                     tracing::warn!(node = %c.node, refusal = %r, "guard refused right before the call");
@@ -678,12 +742,13 @@ async fn execute(
         }
         Err(e) => {
             // AWS rejected it: nothing happened.
-            let note = if drains {
+            let given = if drains {
                 uncordon(access, &c.node).await
             } else {
-                String::new()
+                GivenBack::nothing()
             };
-            let message = format!("{e}{note}");
+            let keep = given.leftover(intent(c, PHASE_DRAINING, started));
+            let message = format!("{e}{}", given.note);
             journal
                 .event(
                     true,
@@ -701,7 +766,7 @@ async fn execute(
                 false,
             );
             journal
-                .record(None, Some(&done), None)
+                .record(keep.as_ref(), Some(&done), None)
                 .await
                 .map_err(RunError::Journal)?;
             out.finished.push(done);

@@ -240,7 +240,14 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: &Context) -> Result<Action, Er
     );
 
     // Nothing changed since the last complete run and it is not due yet: do no AWS calls.
-    if let Some(wait) = not_due(old.as_ref(), generation, valid.analysis_interval, now) {
+    let can_settle = effective_mode == Mode::Automated && !cluster.spec.automation.dry_run;
+    if let Some(wait) = not_due(
+        old.as_ref(),
+        generation,
+        valid.analysis_interval,
+        now,
+        can_settle,
+    ) {
         return Ok(Action::requeue(wait));
     }
 
@@ -574,23 +581,27 @@ fn effective_mode_text(mode: Mode) -> &'static str {
 }
 
 /// Time left until the next run is due, when the last run covered this generation and
-/// succeeded; None when a run should happen now.
+/// succeeded; None when a run should happen now. A pending action that this run could
+/// settle (`can_settle`: Automated, not a dry run) makes a run due every
+/// [`VERIFY_RETRY`](crate::automation::VERIFY_RETRY), not on every status write.
 fn not_due(
     old: Option<&ManagedClusterStatus>,
     generation: i64,
     interval: Duration,
     now: jiff::Timestamp,
+    can_settle: bool,
 ) -> Option<Duration> {
     let old = old?;
-    if old.pending_action.is_some() {
-        // An action is under way or must be settled after a restart.
-        return None;
-    }
     let ready = crate::api::conditions_find(&old.conditions, "Ready")?;
     if !ready.is_true() || old.observed_generation != generation {
         return None;
     }
     let last: jiff::Timestamp = old.last_analysis_at.as_deref()?.parse().ok()?;
+    let interval = if can_settle && old.pending_action.is_some() {
+        interval.min(crate::automation::VERIFY_RETRY)
+    } else {
+        interval
+    };
     let due = last.as_second() + interval.as_secs() as i64;
     let left = due - now.as_second();
     (left > 0).then(|| Duration::from_secs(left as u64))
@@ -767,29 +778,39 @@ mod tests {
         let interval = Duration::from_secs(900);
         let recent = status(true, 3, "2026-01-01T00:05:00Z");
         assert_eq!(
-            not_due(Some(&recent), 3, interval, now),
+            not_due(Some(&recent), 3, interval, now, true),
             Some(Duration::from_secs(600))
         );
         // A new generation, a failed last run or an elapsed interval all mean: run now.
-        assert_eq!(not_due(Some(&recent), 4, interval, now), None);
+        assert_eq!(not_due(Some(&recent), 4, interval, now, true), None);
+        let failed = status(false, 3, "2026-01-01T00:05:00Z");
+        assert_eq!(not_due(Some(&failed), 3, interval, now, true), None);
+        let old = status(true, 3, "2025-12-31T23:00:00Z");
+        assert_eq!(not_due(Some(&old), 3, interval, now, true), None);
+        assert_eq!(not_due(None, 3, interval, now, true), None);
+        // A pending action brings the next run forward to the verify interval when it can be
+        // settled, and only then; never to "every status write".
+        let mut pending = status(true, 3, "2026-01-01T00:09:55Z");
+        pending.pending_action = Some(crate::api::PendingAction {
+            started_at: "2026-01-01T00:09:50Z".into(),
+            phase: "Calling".into(),
+            node: "n".into(),
+            action: "eks:UpdateNodegroupConfig".into(),
+            auto_scaling_group: None,
+            instance_id: Some("i-1".into()),
+            nodegroup: Some("ng".into()),
+            from_size: Some(3),
+            to_size: Some(2),
+        });
         assert_eq!(
-            not_due(
-                Some(&status(false, 3, "2026-01-01T00:05:00Z")),
-                3,
-                interval,
-                now
-            ),
-            None
+            not_due(Some(&pending), 3, interval, now, true),
+            Some(Duration::from_secs(5))
         );
         assert_eq!(
-            not_due(
-                Some(&status(true, 3, "2025-12-31T23:00:00Z")),
-                3,
-                interval,
-                now
-            ),
-            None
+            not_due(Some(&pending), 3, interval, now, false),
+            Some(Duration::from_secs(895))
         );
-        assert_eq!(not_due(None, 3, interval, now), None);
+        let later: jiff::Timestamp = "2026-01-01T00:10:06Z".parse().unwrap();
+        assert_eq!(not_due(Some(&pending), 3, interval, later, true), None);
     }
 }
