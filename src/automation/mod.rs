@@ -8,13 +8,15 @@
 //!   against what was just read, and recorded as Planned or refused. Nothing is called in
 //!   AWS and nothing is written in the customer's cluster, not even to settle a leftover.
 //! - **live**, within the disruption budget, for a termination: describe the resources
-//!   again and ask the guard; record the intent (phase Draining); cordon and drain the
-//!   node; describe again and ask the guard again, immediately before the call; record the
-//!   intent (phase Calling); make the one call the guard's approval allows; record the
-//!   result and clear the intent in one write. For a nodegroup scale-in (EKS chooses,
-//!   drains and removes the instance, so crossguard does not drain): describe, guard,
-//!   intent (Calling), call, result. Refusals, failures and drain timeouts uncordon the node
-//!   and clear the intent.
+//!   again and ask the guard; re-read the node (someone may have cordoned it since: then
+//!   it is left alone); record the intent (phase Draining); cordon and drain the node;
+//!   record the intent (phase Calling); describe again and ask the guard again, right
+//!   before the call; make the one call the guard's approval allows; record the result and
+//!   clear the intent in one write. For a nodegroup scale-in (EKS chooses, drains and
+//!   removes the instance, so crossguard does not drain): describe, guard, intent
+//!   (Calling), describe, guard, call, result. Refusals, failures and drain timeouts
+//!   uncordon the node and clear the intent; when the uncordon fails, a Draining intent
+//!   stays so the next run tries again.
 //!
 //! Restart safety: an intent in phase Draining means no AWS call was sent, so the node is
 //! uncordoned and the action abandoned. An intent in phase Calling means the call may have
