@@ -310,8 +310,12 @@ pub struct ClusterAccess<'a> {
     pub observer: &'a dyn CallObserver,
 }
 
-/// Give back a node crossguard cordoned; a failure is reported in the message, not fatal.
-async fn uncordon(access: &ClusterAccess<'_>, node: &str) -> GivenBack {
+/// Give back the node of an action, if the action cordons one (a nodegroup scale-in does
+/// not); a failure is reported, not fatal.
+async fn give_back(access: &ClusterAccess<'_>, action: &str, node: &str) -> GivenBack {
+    if !cordons(action) {
+        return GivenBack::nothing();
+    }
     match drain::set_unschedulable(access.client, node, false, access.observer).await {
         Ok(()) => GivenBack {
             note: format!("; node {node} uncordoned"),
@@ -427,11 +431,7 @@ async fn settle(
         ));
         return Ok(());
     }
-    let given = if cordons(&pending.action) {
-        uncordon(access, &pending.node).await
-    } else {
-        GivenBack::nothing()
-    };
+    let given = give_back(access, &pending.action, &pending.node).await;
     if let Some(keep) = given.leftover(pending.clone()) {
         journal
             .record(Some(&keep), None, None)
@@ -622,7 +622,7 @@ async fn execute(
             Err(e) => Some(format!("drain stopped: {e}")),
         };
         if let Some(message) = failure {
-            let given = uncordon(access, &c.node).await;
+            let given = give_back(access, action, &c.node).await;
             let keep = given.leftover(intent(c, PHASE_DRAINING, started));
             let message = format!("{message}{}", given.note);
             tracing::warn!(node = %c.node, %message, "drain failed");
@@ -659,11 +659,7 @@ async fn execute(
         Ok(a) => a,
         Err(failed) => {
             // Nothing was called: give the node back and clear the intent.
-            let given = if drains {
-                uncordon(access, &c.node).await
-            } else {
-                GivenBack::nothing()
-            };
+            let given = give_back(access, action, &c.node).await;
             journal
                 .record(
                     given.leftover(intent(c, PHASE_DRAINING, started)).as_ref(),
@@ -744,11 +740,7 @@ async fn execute(
         }
         Err(e) => {
             // AWS rejected it: nothing happened.
-            let given = if drains {
-                uncordon(access, &c.node).await
-            } else {
-                GivenBack::nothing()
-            };
+            let given = give_back(access, action, &c.node).await;
             let keep = given.leftover(intent(c, PHASE_DRAINING, started));
             let message = format!("{e}{}", given.note);
             journal
