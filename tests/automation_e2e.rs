@@ -19,37 +19,6 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 const TERMINATE: &str = "TerminateInstanceInAutoScalingGroup";
 const SCALE: &str = "UpdateNodegroupConfig";
 
-/// Put account and cluster in Automated mode with the given `spec.automation`.
-fn automate(env: &Env, automation: Value) {
-    env.kubectl(&[
-        "patch",
-        "customeraccount",
-        "acme",
-        "-n",
-        "acme",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"mode":"Automated"}}"#,
-    ]);
-    set_automation(env, automation);
-}
-
-fn set_automation(env: &Env, automation: Value) {
-    let patch = json!({"spec": {"mode": "Automated", "automation": automation}}).to_string();
-    env.kubectl(&[
-        "patch",
-        "managedcluster",
-        "acme-prod",
-        "-n",
-        "acme",
-        "--type",
-        "merge",
-        "-p",
-        &patch,
-    ]);
-}
-
 async fn status(env: &Env) -> (i64, ManagedClusterStatus) {
     let api: Api<ManagedCluster> = Api::namespaced(env.client().await, "acme");
     let mc = api.get("acme-prod").await.expect("get ManagedCluster");
@@ -197,7 +166,7 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
         json!({"dryRun": true, "drainTimeout": "1m",
             "disruptionBudget": {"maxNodesPerRun": 1, "maxNodesPerHour": per_hour, "minNodeAge": "1h"}})
     };
-    automate(&env, budget(3));
+    env.automate(budget(3));
     let _operator = env.operator(&[]);
     let mut called = BTreeSet::new();
 
@@ -257,7 +226,7 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
     // 2. Live: one node of the managed nodegroup drained and its instance terminated.
     let mut live = budget(3);
     live["dryRun"] = json!(false);
-    set_automation(&env, live);
+    env.set_automation(live);
     let s = wait_for("a node removed", TIMEOUT, || async {
         let (_, s) = status(&env).await;
         s.recent_actions
@@ -323,7 +292,7 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
     env.customer.clear_requests();
     let mut live = budget(4);
     live["dryRun"] = json!(false);
-    set_automation(&env, live);
+    env.set_automation(live);
     let s = wait_for("a nodegroup scaled in", TIMEOUT, || async {
         let (_, s) = status(&env).await;
         s.recent_actions
@@ -366,7 +335,7 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
     env.customer.clear_requests();
     let mut live = budget(5);
     live["dryRun"] = json!(false);
-    set_automation(&env, live);
+    env.set_automation(live);
     let (generation, _) = status(&env).await;
     let s = wait_for("a pass on the new generation", TIMEOUT, || async {
         let (_, s) = status(&env).await;
@@ -477,11 +446,8 @@ async fn refused_when_changed_during_drain(change: &[&str], expect: &str) {
     env.customer
         .inject_failure(Some("POST"), "/eviction", 429, 100_000);
     env.apply_examples();
-    automate(
-        &env,
-        json!({"dryRun": false, "drainTimeout": "2m",
-            "disruptionBudget": {"maxNodesPerRun": 1, "maxNodesPerHour": 3, "minNodeAge": "1h"}}),
-    );
+    env.automate(json!({"dryRun": false, "drainTimeout": "2m",
+            "disruptionBudget": {"maxNodesPerRun": 1, "maxNodesPerHour": 3, "minNodeAge": "1h"}}));
     let _operator = env.operator(&[]);
     let node = wait_for("a node being drained", TIMEOUT, || async {
         let (_, s) = status(&env).await;
@@ -588,11 +554,8 @@ async fn guard_refuses_a_nodegroup_whose_tag_was_removed_between_plan_and_call()
 async fn killed_between_intent_and_completion_acts_exactly_once() {
     let env = Env::start().await;
     env.apply_examples();
-    automate(
-        &env,
-        json!({"dryRun": false, "drainTimeout": "1m",
-            "disruptionBudget": {"maxNodesPerRun": 1, "maxNodesPerHour": 1, "minNodeAge": "1h"}}),
-    );
+    env.automate(json!({"dryRun": false, "drainTimeout": "1m",
+            "disruptionBudget": {"maxNodesPerRun": 1, "maxNodesPerHour": 1, "minNodeAge": "1h"}}));
     // The termination is held in flight for a while: the operator dies waiting for it,
     // and AWS completes it afterwards.
     env.moto.fault(json!({"action": TERMINATE, "delay": 6}));

@@ -112,34 +112,7 @@ async fn planted_credentials_appear_nowhere() {
     );
     // Automation too: a guarded scale-in (drain, evictions, a mutating AWS call, intents in
     // status, Events per call, guard decisions in the audit log).
-    kubectl_ok(
-        kubeconfig,
-        &[
-            "patch",
-            "customeraccount",
-            "acme",
-            "-n",
-            "acme",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"mode":"Automated"}}"#,
-        ],
-    );
-    kubectl_ok(
-        kubeconfig,
-        &[
-            "patch",
-            "managedcluster",
-            "acme-prod",
-            "-n",
-            "acme",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"mode":"Automated","automation":{"dryRun":false}}}"#,
-        ],
-    );
+    env.automate(serde_json::json!({"dryRun": false}));
     wait_for(
         "a node removed by automation",
         Duration::from_secs(90),

@@ -517,6 +517,40 @@ impl Env {
         ]);
     }
 
+    /// Put CustomerAccount acme and ManagedCluster acme-prod in Automated mode, the
+    /// cluster with the given `spec.automation`.
+    pub fn automate(&self, automation: serde_json::Value) {
+        self.kubectl(&[
+            "patch",
+            "customeraccount",
+            "acme",
+            "-n",
+            "acme",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"mode":"Automated"}}"#,
+        ]);
+        self.set_automation(automation);
+    }
+
+    /// Set ManagedCluster acme-prod's `spec.automation` (merged), in Automated mode.
+    pub fn set_automation(&self, automation: serde_json::Value) {
+        let patch = serde_json::json!({"spec": {"mode": "Automated", "automation": automation}})
+            .to_string();
+        self.kubectl(&[
+            "patch",
+            "managedcluster",
+            "acme-prod",
+            "-n",
+            "acme",
+            "--type",
+            "merge",
+            "-p",
+            &patch,
+        ]);
+    }
+
     /// A kube client for the management cluster.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
