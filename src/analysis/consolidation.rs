@@ -18,7 +18,8 @@
 //!    name). The order of *destinations* is the reverse: non-candidates first, then
 //!    candidates from the fullest down, so pods flow toward nodes that will stay. The
 //!    whole pass is repeated with two more candidate orders (priciest first, least load
-//!    per dollar first) and the pass with the largest saving is kept.
+//!    per dollar first), the three passes in parallel threads, and the pass with the
+//!    largest saving is kept (ties: the order listed here).
 //! 4. To try a candidate, its movable pods are sorted by dominant share, largest first,
 //!    and each is placed on the *first* node in destination order that is not removed, is
 //!    Ready and schedulable, whose class its signature allows (nodeSelector, required node
@@ -207,9 +208,26 @@ pub(crate) fn consolidate(model: &Model<'_>, headroom: f64) -> Outcome {
             .filter_map(|&i| model.nodes[i as usize].hourly)
             .sum::<f64>()
     };
-    let mut best = consolidate_ordered(model, headroom, Order::Emptiest);
-    for order in [Order::Priciest, Order::LoadPerDollar] {
-        let next = consolidate_ordered(model, headroom, order);
+    // The passes only read the model, so they run side by side (inline when no thread
+    // can be started); the winner is picked in the fixed order below, so the result does
+    // not depend on which finishes first.
+    let [first, rest @ ..] = std::thread::scope(|s| {
+        [Order::Emptiest, Order::Priciest, Order::LoadPerDollar]
+            .map(|order| {
+                std::thread::Builder::new()
+                    .name("consolidation".into())
+                    .spawn_scoped(s, move || consolidate_ordered(model, headroom, order))
+                    .map_err(|_| order)
+            })
+            .map(|pass| match pass {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(order) => consolidate_ordered(model, headroom, order),
+            })
+    });
+    let mut best = first;
+    for next in rest {
         if saving(&next) > saving(&best) + 1e-9 {
             best = next;
         }
