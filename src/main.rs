@@ -338,14 +338,32 @@ fn main() -> anyhow::Result<()> {
         } => {
             let input = std::fs::read(&snapshot)
                 .with_context(|| format!("reading {}", snapshot.display()))?;
-            let snap = analysis::snapshot_from_dump(&input, &sanitize::Sanitizer::default())
-                .with_context(|| format!("reading the dump {}", snapshot.display()))?;
+            // Parsed straight into the allow-listed analysis input: what could hold a
+            // secret is never read, what is kept gets the sanitizer's value rules.
+            let objects =
+                analysis::AnalysisInput::from_dump(&input, &sanitize::Sanitizer::default())
+                    .with_context(|| format!("reading the dump {}", snapshot.display()))?;
+            eprintln!(
+                "read {} nodes, {} pods, {} Deployments, {} ReplicaSets, {} PodDisruptionBudgets; {} objects of other kinds skipped",
+                objects.nodes.len(),
+                objects.pods.len(),
+                objects.deployments.len(),
+                objects.replica_sets.len(),
+                objects.pod_disruption_budgets.len(),
+                objects.skipped
+            );
+            if objects.nodes.is_empty() {
+                eprintln!(
+                    "warning: no Node objects in {}: there is nothing to price; dump with `kubectl get nodes,pods,deployments,replicasets,pdb -A -o json`",
+                    snapshot.display()
+                );
+            }
             let settings = analysis::AnalysisSettings {
                 region,
                 ..Default::default()
             };
             let report = analysis::analyze(
-                &snap,
+                &objects,
                 &analysis::AwsInventory::default(),
                 &load_prices(prices.as_deref())?,
                 &settings,

@@ -6,12 +6,15 @@
 //! [`model`] reduces the snapshot to integers and interned constraints;
 //! [`consolidation`] removes nodes whose pods fit elsewhere; [`rightsizing`] looks for a
 //! cheaper instance type per nodegroup; [`spot`] finds replicated stateless workloads;
-//! [`report`] puts the money on it. [`dump`] turns a `kubectl get -o json` dump into a
-//! snapshot for offline runs and [`synthetic`] generates realistic clusters for tests
-//! and benchmarks.
+//! [`report`] puts the money on it. The analysis reads an [`AnalysisInput`], the
+//! allow-listed part of the cluster objects it needs: [`input`] parses it straight from a
+//! `kubectl get -o json` dump (the offline path) or converts a stored, sanitized
+//! [`ClusterSnapshot`](crate::cluster::snapshot::ClusterSnapshot). [`dump`] turns a dump into a typed snapshot and back, and
+//! [`synthetic`] generates realistic clusters for tests and benchmarks.
 
 mod consolidation;
 pub mod dump;
+pub mod input;
 mod model;
 pub mod prices;
 pub mod quantity;
@@ -29,12 +32,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use dump::{AnalyzeInputError, DumpError, snapshot_from_documents, snapshot_from_dump};
+pub use input::{AnalysisInput, InputError};
 pub use model::instance_id;
 pub use prices::{InstanceCatalog, InstanceTypeInfo, PriceError, PriceTable};
 pub use report::{Category, ConsolidationDetail, Recommendation, RemovableNode, Report, Summary};
 
 use crate::aws::{Instance, Nodegroup};
-use crate::cluster::snapshot::ClusterSnapshot;
 
 /// The AWS side of the analysis input: what EKS, Auto Scaling and EC2 said about the
 /// cluster. Empty for offline runs (nodes then speak for themselves through labels).
@@ -117,13 +120,16 @@ impl AnalysisSettings {
 }
 
 /// Analyse one cluster. Pure and deterministic: the same inputs give the same report.
+/// The input is read from a dump ([`AnalysisInput::from_dump`]) or converted from a
+/// sanitized [`ClusterSnapshot`](crate::cluster::snapshot::ClusterSnapshot)
+/// (`AnalysisInput::from(snapshot)`).
 pub fn analyze(
-    snapshot: &ClusterSnapshot,
+    input: &AnalysisInput,
     aws: &AwsInventory,
     prices: &PriceTable,
     settings: &AnalysisSettings,
 ) -> Report {
-    analyze_timed(snapshot, aws, prices, settings).0
+    analyze_timed(input, aws, prices, settings).0
 }
 
 /// Wall-clock time of each analysis step (for metrics and benchmarks).
@@ -146,14 +152,14 @@ pub struct StepTimings {
 /// [`analyze`], also returning how long each step took. The report does not depend on
 /// the timings.
 pub fn analyze_timed(
-    snapshot: &ClusterSnapshot,
+    input: &AnalysisInput,
     aws: &AwsInventory,
     prices: &PriceTable,
     settings: &AnalysisSettings,
 ) -> (Report, StepTimings) {
     let mut t = StepTimings::default();
     let clock = std::time::Instant::now();
-    let model = model::build(snapshot, aws, prices, settings);
+    let model = model::build(input, aws, prices, settings);
     t.model = clock.elapsed();
     t.pods = model.pods.len();
     let clock = std::time::Instant::now();
@@ -167,7 +173,7 @@ pub fn analyze_timed(
     t.spot = clock.elapsed();
     let clock = std::time::Instant::now();
     let report = report::build(
-        snapshot,
+        input,
         &model,
         &outcome,
         &rightsizing,

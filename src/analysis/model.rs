@@ -9,18 +9,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Taint};
+use k8s_openapi::api::core::v1::Taint;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::input::{AnalysisInput, Container, Node, Pod, PodDisruptionBudget, PodSpec};
 use super::prices::{PriceTable, family};
 use super::quantity::{parse_count, parse_cpu_millis, parse_memory_bytes};
 use super::selectors::{
     NAME_FIELD, Req, Tol, is_hard_taint, label_selector_matches, tolerates_all,
 };
 use super::{AnalysisSettings, AwsInventory};
-use crate::cluster::snapshot::ClusterSnapshot;
 
 /// Label with the EKS managed nodegroup of a node.
 pub const LABEL_NODEGROUP: &str = "eks.amazonaws.com/nodegroup";
@@ -275,7 +275,7 @@ fn quantity<F: Fn(&str) -> Option<i64>>(
 /// sidecars, each init container + the sidecars started before it), plus overhead;
 /// pod-level `resources.requests` win where set.
 pub(crate) fn pod_requests(spec: &PodSpec) -> (i64, i64) {
-    let req = |c: &k8s_openapi::api::core::v1::Container| {
+    let req = |c: &Container| {
         let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
         (
             quantity(r, "cpu", parse_cpu_millis).unwrap_or(0),
@@ -352,7 +352,7 @@ pub fn instance_id(provider_id: &str) -> Option<&str> {
 /// The status (kept by the disruption controller) is authoritative when present;
 /// otherwise the spec is resolved against the `matching` pods of the snapshot, treating
 /// them as healthy. Percentages round up as the disruption controller does.
-fn pdb_forbids(pdb: &k8s_openapi::api::policy::v1::PodDisruptionBudget, matching: i64) -> bool {
+fn pdb_forbids(pdb: &PodDisruptionBudget, matching: i64) -> bool {
     if let Some(status) = &pdb.status
         && status.expected_pods > 0
     {
@@ -432,7 +432,7 @@ struct DomainTerm<'a> {
 
 /// Build the model. Deterministic: everything is indexed in snapshot order.
 pub(crate) fn build<'a>(
-    snap: &'a ClusterSnapshot,
+    snap: &'a AnalysisInput,
     aws: &'a AwsInventory,
     prices: &PriceTable,
     settings: &AnalysisSettings,

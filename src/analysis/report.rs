@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::AnalysisSettings;
 use super::consolidation::{Blocker, Outcome};
+use super::input::AnalysisInput;
 use super::model::{Model, PinReason, Role};
 use super::prices::{PriceTable, family};
 use super::rightsizing::{RightSizing, fmt_cpu};
 use super::spot::SpotCandidate;
-use crate::cluster::snapshot::ClusterSnapshot;
 
 /// Kind of recommendation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
@@ -520,7 +520,7 @@ fn list_nodes(names: Vec<String>, max: usize) -> (Vec<String>, usize) {
 
 /// Assemble the report from the steps' results.
 pub(crate) fn build(
-    snap: &ClusterSnapshot,
+    snap: &AnalysisInput,
     model: &Model<'_>,
     outcome: &Outcome,
     rightsizing: &[RightSizing],

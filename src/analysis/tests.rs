@@ -22,8 +22,19 @@ use super::model::{self, Model, Res, Role};
 use super::synthetic::{SyntheticSpec, generate, make_node};
 use super::*;
 use crate::aws::Nodegroup;
+use crate::cluster::snapshot::ClusterSnapshot;
 
 // ---------------------------------------------------------------- test kit
+
+/// The analysis of a typed snapshot, as the operator runs it.
+fn analyze(
+    snap: &ClusterSnapshot,
+    aws: &AwsInventory,
+    prices: &PriceTable,
+    settings: &AnalysisSettings,
+) -> Report {
+    super::analyze(&AnalysisInput::from(snap.clone()), aws, prices, settings)
+}
 
 const GI: i64 = 1 << 30;
 
@@ -500,7 +511,8 @@ fn pods_naming_their_node_pin_it_and_daemonset_affinity_keeps_classes_few() {
     k.spec(p).node_selector = Some(labels(&[("kubernetes.io/hostname", "b")]));
     let prices = PriceTable::bundled();
     let settings = AnalysisSettings::default();
-    let m = model::build(&k.snap, &k.aws, &prices, &settings);
+    let input = AnalysisInput::from(k.snap.clone());
+    let m = model::build(&input, &k.aws, &prices, &settings);
     assert_eq!(
         m.n_classes, 1,
         "per-node DaemonSet affinity must not split nodes into classes"
@@ -728,7 +740,7 @@ fn effective_requests_follow_the_scheduler() {
         ..Default::default()
     };
     // max(600 + 200 sidecar, 2000 init) + 10 overhead; memory max(320 + 32, 128).
-    assert_eq!(model::pod_requests(&spec), (2010, 352 << 20));
+    assert_eq!(model::pod_requests(&spec.clone().into()), (2010, 352 << 20));
 }
 
 // ---------------------------------------------------------------- right-sizing and spot
@@ -1173,7 +1185,8 @@ fn synthetic_cluster_at_13_percent_cpu_consolidates_heavily_with_nothing_unplace
     );
     assert!(r.utilization_after_consolidation.cpu_percent > 2.0 * r.utilization.cpu_percent);
     // And the placement behind it is valid, checked independently.
-    let model = model::build(&c.snapshot, &c.aws, &prices, &settings);
+    let input = AnalysisInput::from(c.snapshot.clone());
+    let model = model::build(&input, &c.aws, &prices, &settings);
     let out = consolidate(&model, settings.headroom);
     let v = violations(&model, &out, settings.headroom);
     assert!(v.is_empty(), "{:?}", &v[..v.len().min(5)]);
@@ -1434,7 +1447,8 @@ mod brute_force {
             .run(&cluster(), |(nodes, pods)| {
                 let k = build(&nodes, &pods);
                 let prices = PriceTable::bundled();
-                let model = model::build(&k.snap, &k.aws, &prices, &AnalysisSettings::default());
+                let input = AnalysisInput::from(k.snap.clone());
+                let model = model::build(&input, &k.aws, &prices, &AnalysisSettings::default());
                 prop_assert_eq!(model.pods.len(), pods.len());
                 let out = consolidate(&model, headroom);
                 let v = violations(&model, &out, headroom);

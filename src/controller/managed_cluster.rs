@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::status::{apply_status, publish_transition};
 use super::{Context, Error, FINALIZER, kube_err};
-use crate::analysis::{AnalysisSettings, AwsInventory, InstanceTypeInfo};
+use crate::analysis::{AnalysisInput, AnalysisSettings, AwsInventory, InstanceTypeInfo};
 use crate::api::{
     Condition, ConditionStatus, CustomerAccount, Inventory, ManagedCluster, ManagedClusterStatus,
     Mode, set_condition, validate,
@@ -548,12 +548,17 @@ async fn analyse(
             };
             (t.name.clone(), info)
         }));
+    // What automation and the store need from the typed snapshot is taken first; the
+    // analysis then gets the snapshot's fields moved into its lean input, not copied.
+    let nodes = super::automation::node_facts(&snapshot);
+    let snapshot_json = serde_json::to_vec(&snapshot).expect("snapshots serialize");
+    let input = AnalysisInput::from(snapshot);
     let report =
-        crate::analysis::analyze(&snapshot, &inventory, &prices, &AnalysisSettings::default());
+        crate::analysis::analyze(&input, &inventory, &prices, &AnalysisSettings::default());
+    drop(input);
     let tenant = account.metadata.uid.clone().unwrap_or_default();
     let ns = cluster.namespace().unwrap_or_default();
     let name = cluster.name_any();
-    let snapshot_json = serde_json::to_vec(&snapshot).expect("snapshots serialize");
     ctx.store
         .put(&tenant, Kind::Snapshot, &ns, &name, now, snapshot_json)
         .await
@@ -568,7 +573,7 @@ async fn analyse(
         summary: report.summary(),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),
         removable: report.consolidation.removable_nodes,
-        nodes: super::automation::node_facts(&snapshot),
+        nodes,
         client,
     })
 }

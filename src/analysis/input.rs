@@ -1,0 +1,1320 @@
+//! What the analysis reads: a lean, allow-listed view of the cluster objects, parsed
+//! straight from `kubectl get -o json` bytes (or moved out of a typed snapshot).
+//!
+//! # Why a second shape
+//! The typed [`ClusterSnapshot`] (k8s-openapi objects, sanitized) is what crossguard
+//! stores. The analysis needs far less of it: names, labels, owner references, resource
+//! requests, scheduling constraints, volume kinds, PodDisruptionBudgets and node
+//! capacity. [`AnalysisInput`] holds exactly that, so `crossguard analyze` can read a
+//! dump in one pass: a custom serde visitor looks at each object's `kind` and hands the
+//! rest of the object to the lean type of that kind; every other field — and every
+//! object of a kind the analysis does not use — is skipped by the parser without being
+//! copied or allocated.
+//!
+//! # Sanitizing
+//! The allow-list is the sanitizer on this path, and it is stricter than the stored
+//! path's redaction: environment variables, `envFrom`, commands, arguments, probes,
+//! lifecycle hooks, CSI attributes, termination messages and all annotations but four
+//! boolean-style ones are skipped over in the input bytes, never copied out of them, so
+//! no rule has to recognise them. What is kept goes through the same value rules as
+//! [`Sanitizer`]: label values (of objects, pod templates and PodDisruptionBudgets'
+//! `spec.selector`) and the kept annotations are redacted when
+//! they look like secrets, exactly as in the stored snapshot, so both paths give the
+//! same analysis.
+//!
+//! # Document shapes
+//! A JSON object or `List` (nested lists and typed lists such as `PodList`, whose items
+//! may omit `kind`), a JSON stream, a top-level JSON array of objects, or multi-document
+//! YAML. `kind` normally precedes `metadata`/`spec`/`status` (kubectl and the API server
+//! write it first); when it does not, the parts seen before it are buffered and decoded
+//! once the kind is known.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{
+    NodeSelectorRequirement, PodAffinityTerm, Taint, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess,
+    Visitor,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cluster::snapshot::ClusterSnapshot;
+use crate::sanitize::{REDACTED, Sanitizer};
+
+/// Annotations the analysis reads; every other annotation is skipped unread.
+pub(crate) const KEPT_ANNOTATIONS: [&str; 4] = [
+    "cluster-autoscaler.kubernetes.io/safe-to-evict",
+    "cluster-autoscaler.kubernetes.io/scale-down-disabled",
+    "karpenter.sh/do-not-disrupt",
+    "kubernetes.io/config.mirror",
+];
+
+/// The objects the analysis reads, reduced to the fields it uses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AnalysisInput {
+    /// When the snapshot was taken (RFC 3339); empty for dumps.
+    pub taken_at: String,
+    /// Nodes.
+    pub nodes: Vec<Node>,
+    /// Pods of all namespaces.
+    pub pods: Vec<Pod>,
+    /// Deployments (spot eligibility).
+    pub deployments: Vec<Deployment>,
+    /// ReplicaSets (to map pods to their Deployments).
+    pub replica_sets: Vec<ReplicaSet>,
+    /// PodDisruptionBudgets.
+    pub pod_disruption_budgets: Vec<PodDisruptionBudget>,
+    /// Objects of kinds the analysis does not use (Services, StatefulSets, Events…).
+    pub skipped: usize,
+}
+
+/// Object metadata: identity, labels, owners and the annotations in [`KEPT_ANNOTATIONS`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "kept_annotations")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    pub owner_references: Option<Vec<OwnerReference>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: Option<NodeSpec>,
+    pub status: Option<NodeStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    #[serde(rename = "providerID")]
+    pub provider_id: Option<String>,
+    pub taints: Option<Vec<Taint>>,
+    pub unschedulable: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub allocatable: Option<BTreeMap<String, Quantity>>,
+    pub capacity: Option<BTreeMap<String, Quantity>>,
+    pub conditions: Option<Vec<Condition>>,
+}
+
+/// A status condition: its type and status only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    #[serde(default)]
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pod {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: Option<PodSpec>,
+    pub status: Option<PodStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodStatus {
+    pub phase: Option<String>,
+}
+
+/// A pod spec without anything a container runs with (env, command, probes…).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    pub node_name: Option<String>,
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    pub init_containers: Option<Vec<Container>>,
+    pub resources: Option<Resources>,
+    pub overhead: Option<BTreeMap<String, Quantity>>,
+    pub volumes: Option<Vec<Volume>>,
+    pub affinity: Option<Affinity>,
+    pub tolerations: Option<Vec<Toleration>>,
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+}
+
+/// A container: its requests and (for init containers) whether it is a sidecar.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub resources: Option<Resources>,
+    pub restart_policy: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    pub requests: Option<BTreeMap<String, Quantity>>,
+}
+
+/// A volume: its name and which kinds of source it has (their contents are not read).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, deserialize_with = "present")]
+    pub host_path: Option<Present>,
+    pub empty_dir: Option<EmptyDir>,
+    #[serde(default, deserialize_with = "present")]
+    pub persistent_volume_claim: Option<Present>,
+    #[serde(default, deserialize_with = "present")]
+    pub ephemeral: Option<Present>,
+}
+
+/// Marks a field that exists; its content was skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Present;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmptyDir {
+    pub medium: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Affinity {
+    pub node_affinity: Option<NodeAffinity>,
+    pub pod_affinity: Option<PodAffinity>,
+    pub pod_anti_affinity: Option<PodAffinity>,
+}
+
+/// Required node affinity only (preferences do not constrain placement).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAffinity {
+    pub required_during_scheduling_ignored_during_execution: Option<NodeSelector>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelector {
+    #[serde(default)]
+    pub node_selector_terms: Vec<NodeSelectorTerm>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorTerm {
+    pub match_expressions: Option<Vec<NodeSelectorRequirement>>,
+    pub match_fields: Option<Vec<NodeSelectorRequirement>>,
+}
+
+/// Required pod (anti-)affinity terms only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodAffinity {
+    pub required_during_scheduling_ignored_during_execution: Option<Vec<PodAffinityTerm>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: Option<DeploymentSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentSpec {
+    pub replicas: Option<i32>,
+    #[serde(default)]
+    pub template: PodTemplateSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodTemplateSpec {
+    pub metadata: Option<ObjectMeta>,
+    pub spec: Option<PodSpec>,
+}
+
+/// A ReplicaSet: identity and owners are all the analysis needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaSet {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodDisruptionBudget {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: Option<PdbSpec>,
+    pub status: Option<PdbStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbSpec {
+    pub selector: Option<LabelSelector>,
+    pub max_unavailable: Option<IntOrString>,
+    pub min_available: Option<IntOrString>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbStatus {
+    #[serde(default)]
+    pub expected_pods: i32,
+    #[serde(default)]
+    pub disruptions_allowed: i32,
+}
+
+/// `Some(Present)` when the field is there and not null, without reading its content.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Present>, D::Error> {
+    Ok(Option::<IgnoredAny>::deserialize(d)?.map(|_| Present))
+}
+
+/// Read only the annotations in [`KEPT_ANNOTATIONS`]; the others are skipped unread.
+fn kept_annotations<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Kept;
+    impl<'de> Visitor<'de> for Kept {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of annotations")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut kept = BTreeMap::new();
+            while let Some(key) = map.next_key_seed(KeyOf(&KEPT_ANNOTATIONS))? {
+                match key {
+                    Some(i) => {
+                        let value: String = map.next_value()?;
+                        kept.insert(KEPT_ANNOTATIONS[i].to_string(), value);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Some(kept))
+        }
+    }
+    d.deserialize_option(Kept)
+}
+
+/// A map key compared against a fixed list without allocating: `Some(position)` or `None`.
+struct KeyOf<'k>(&'k [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for KeyOf<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyOf<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|k| *k == v))
+    }
+}
+
+// ------------------------------------------------------------------ reading a dump
+
+/// Reading a dump for offline analysis failed. Messages carry the document, the object's
+/// position and kind, line and column; a type error may quote the offending value of a
+/// field the analysis reads, never of a skipped one (env values are never looked at).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The input looked like JSON but is not valid JSON (nor valid YAML), or an object
+    /// is not a valid instance of its kind.
+    #[error("reading JSON document {index} failed{at}: {source}")]
+    Json {
+        /// 0-based position of the top-level document.
+        index: usize,
+        /// Which object of the document, when one was being decoded (` at object 3 (Pod)`).
+        at: String,
+        /// The parser error (with line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The input is not valid YAML, or an object is not a valid instance of its kind.
+    #[error("reading YAML document {index} failed{at}: {source}")]
+    Yaml {
+        /// 0-based position of the YAML document.
+        index: usize,
+        /// Which object of the document, when one was being decoded (` at object 3 (Pod)`).
+        at: String,
+        /// The parser error (with line and column).
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A document is a scalar or an array of scalars: refused rather than passed over.
+    #[error("document {index} is {found}, not a Kubernetes object")]
+    NotAnObject {
+        /// 0-based position of the document.
+        index: usize,
+        /// What was found instead.
+        found: &'static str,
+    },
+}
+
+impl AnalysisInput {
+    /// Read a `kubectl get -o json` (or YAML) dump: objects, Lists, JSON streams, arrays,
+    /// multi-document YAML. Kinds the analysis does not use are counted in
+    /// [`skipped`](Self::skipped); what is kept is redacted by `sanitizer`'s value rules.
+    pub fn from_dump(input: &[u8], sanitizer: &Sanitizer) -> Result<Self, InputError> {
+        let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
+        let mut out = match input.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => AnalysisInput::default(),
+            Some(b'{' | b'[') => match read_json(input) {
+                Ok(out) => out,
+                // `{a: 1}` is YAML flow syntax, not JSON; report the JSON error if it is neither.
+                Err(json_err) => read_yaml(input).map_err(|_| json_err)?,
+            },
+            Some(_) => read_yaml(input)?,
+        };
+        out.redact(sanitizer);
+        Ok(out)
+    }
+
+    /// Apply the sanitizer's value rules to what the analysis keeps that the sanitizer
+    /// would redact: label values of objects and templates, `spec.selector` of
+    /// PodDisruptionBudgets, and the kept annotations. Label values repeat across
+    /// replicas, so each distinct value is judged once.
+    fn redact(&mut self, sanitizer: &Sanitizer) {
+        let mut verdicts: HashMap<String, bool> = HashMap::new();
+        let mut judge = |v: &mut String| {
+            let secret = match verdicts.get(v.as_str()) {
+                Some(&s) => s,
+                None => {
+                    let s = sanitizer.looks_like_secret(v);
+                    verdicts.insert(v.clone(), s);
+                    s
+                }
+            };
+            if secret {
+                *v = REDACTED.to_string();
+            }
+        };
+        let meta = |m: &mut ObjectMeta, judge: &mut dyn FnMut(&mut String)| {
+            m.labels.iter_mut().flatten().for_each(|(_, v)| judge(v));
+            m.annotations
+                .iter_mut()
+                .flatten()
+                .for_each(|(_, v)| judge(v));
+        };
+        for n in &mut self.nodes {
+            meta(&mut n.metadata, &mut judge);
+        }
+        for p in &mut self.pods {
+            meta(&mut p.metadata, &mut judge);
+        }
+        for d in &mut self.deployments {
+            meta(&mut d.metadata, &mut judge);
+            if let Some(m) = d.spec.as_mut().and_then(|s| s.template.metadata.as_mut()) {
+                meta(m, &mut judge);
+            }
+        }
+        for r in &mut self.replica_sets {
+            meta(&mut r.metadata, &mut judge);
+        }
+        for p in &mut self.pod_disruption_budgets {
+            meta(&mut p.metadata, &mut judge);
+            if let Some(sel) = p.spec.as_mut().and_then(|s| s.selector.as_mut()) {
+                sel.match_labels
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|(_, v)| judge(v));
+                for e in sel.match_expressions.iter_mut().flatten() {
+                    e.values.iter_mut().flatten().for_each(&mut judge);
+                }
+            }
+        }
+    }
+}
+
+fn read_json(input: &[u8]) -> Result<AnalysisInput, InputError> {
+    let mut out = AnalysisInput::default();
+    let mut de = serde_json::Deserializer::from_slice(input);
+    let mut index = 0;
+    loop {
+        let mut sink = Sink::new(&mut out);
+        let outcome = TopSeed { sink: &mut sink }
+            .deserialize(&mut de)
+            .map_err(|source| InputError::Json {
+                index,
+                at: sink.failed_at(),
+                source,
+            })?;
+        if let Top::Scalar(found) = outcome {
+            return Err(InputError::NotAnObject { index, found });
+        }
+        index += 1;
+        // Only whitespace left: done. Otherwise another document of the stream follows.
+        if de.end().is_ok() {
+            return Ok(out);
+        }
+    }
+}
+
+fn read_yaml(input: &[u8]) -> Result<AnalysisInput, InputError> {
+    let mut out = AnalysisInput::default();
+    for (index, doc) in serde_yaml::Deserializer::from_slice(input).enumerate() {
+        let mut sink = Sink::new(&mut out);
+        let outcome = TopSeed { sink: &mut sink }
+            .deserialize(doc)
+            .map_err(|source| InputError::Yaml {
+                index,
+                at: sink.failed_at(),
+                source,
+            })?;
+        if let Top::Scalar(found) = outcome {
+            return Err(InputError::NotAnObject { index, found });
+        }
+    }
+    Ok(out)
+}
+
+/// Where parsed objects go.
+struct Sink<'o> {
+    out: &'o mut AnalysisInput,
+    /// Objects seen in the current document (for error messages).
+    objects: usize,
+    /// The object being decoded when decoding failed.
+    failed: Option<(usize, Kind)>,
+}
+
+/// Kinds the analysis reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Node,
+    Pod,
+    Deployment,
+    ReplicaSet,
+    PodDisruptionBudget,
+}
+
+impl Kind {
+    fn of(kind: &str) -> Option<Kind> {
+        Some(match kind {
+            "Node" => Kind::Node,
+            "Pod" => Kind::Pod,
+            "Deployment" => Kind::Deployment,
+            "ReplicaSet" => Kind::ReplicaSet,
+            "PodDisruptionBudget" => Kind::PodDisruptionBudget,
+            _ => return None,
+        })
+    }
+}
+
+/// What an object's `kind` says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Said {
+    /// No `kind` (yet).
+    Nothing,
+    /// A kind the analysis reads.
+    Read(Kind),
+    /// `List` or `…List`: its items are objects; typed lists name their items' kind.
+    List(Option<String>),
+    /// Anything else.
+    Other,
+}
+
+impl Said {
+    fn of(kind: &str) -> Said {
+        if let Some(k) = Kind::of(kind) {
+            Said::Read(k)
+        } else if kind == "List" {
+            Said::List(None)
+        } else if let Some(item) = kind.strip_suffix("List") {
+            Said::List(Some(item.to_string()))
+        } else {
+            Said::Other
+        }
+    }
+}
+
+impl<'o> Sink<'o> {
+    fn new(out: &'o mut AnalysisInput) -> Self {
+        Sink {
+            out,
+            objects: 0,
+            failed: None,
+        }
+    }
+
+    fn failed_at(&self) -> String {
+        self.failed
+            .map(|(i, kind)| format!(" at object {i} ({kind:?})"))
+            .unwrap_or_default()
+    }
+
+    /// Decode the rest of an object of kind `kind` from `map` and keep it.
+    fn take<'de, A: MapAccess<'de>>(&mut self, kind: Kind, map: A) -> Result<(), A::Error> {
+        let index = self.objects;
+        self.objects += 1;
+        let de = de::value::MapAccessDeserializer::new(map);
+        let failed = &mut self.failed;
+        let context = |e: A::Error| {
+            *failed = Some((index, kind));
+            e
+        };
+        match kind {
+            Kind::Node => self.out.nodes.push(Node::deserialize(de).map_err(context)?),
+            Kind::Pod => self.out.pods.push(Pod::deserialize(de).map_err(context)?),
+            Kind::Deployment => self
+                .out
+                .deployments
+                .push(Deployment::deserialize(de).map_err(context)?),
+            Kind::ReplicaSet => self
+                .out
+                .replica_sets
+                .push(ReplicaSet::deserialize(de).map_err(context)?),
+            Kind::PodDisruptionBudget => self
+                .out
+                .pod_disruption_budgets
+                .push(PodDisruptionBudget::deserialize(de).map_err(context)?),
+        }
+        Ok(())
+    }
+}
+
+/// A top-level document: an object, or an array of objects.
+struct TopSeed<'s, 'o> {
+    sink: &'s mut Sink<'o>,
+}
+
+/// What a top-level document was.
+enum Top {
+    Read,
+    Scalar(&'static str),
+}
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_, '_> {
+    type Value = Top;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_, '_> {
+    type Value = Top;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Kubernetes object, a List, or an array of objects")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top, A::Error> {
+        let sink = self.sink;
+        // An object without a kind, even after its List said nothing: not ours.
+        let seed = ObjectSeed {
+            sink: &mut *sink,
+            hint: None,
+        };
+        if seed.visit_map(map)?.is_some() {
+            sink.out.skipped += 1;
+        }
+        Ok(Top::Read)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
+        while let Some(unresolved) = seq.next_element_seed(ObjectSeed {
+            sink: &mut *self.sink,
+            hint: None,
+        })? {
+            if unresolved.is_some() {
+                self.sink.out.skipped += 1;
+            }
+        }
+        Ok(Top::Read)
+    }
+    // A YAML document that is empty or only a comment.
+    fn visit_unit<E: de::Error>(self) -> Result<Top, E> {
+        Ok(Top::Read)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Top, E> {
+        Ok(Top::Read)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top, E> {
+        Ok(Top::Scalar("a boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top, E> {
+        Ok(Top::Scalar("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top, E> {
+        Ok(Top::Scalar("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top, E> {
+        Ok(Top::Scalar("a number"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Top, E> {
+        Ok(Top::Scalar("a string"))
+    }
+}
+
+/// An object found without a kind, kept as its `metadata`/`spec`/`status` until a List
+/// around it says what its items are.
+type Unresolved = serde_json::Map<String, Value>;
+
+/// One object (or List). Its value is `Some` when the object had no kind and no hint.
+struct ObjectSeed<'s, 'o> {
+    sink: &'s mut Sink<'o>,
+    /// The item kind of the typed List around it, if known.
+    hint: Option<Kind>,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, '_> {
+    type Value = Option<Unresolved>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+const KEYS: [&str; 5] = ["kind", "items", "metadata", "spec", "status"];
+
+impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
+    type Value = Option<Unresolved>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let sink = self.sink;
+        let mut said = Said::Nothing;
+        // Parts seen before the kind (rare: kubectl and the API server write it first).
+        let mut early: Vec<(&'static str, Value)> = Vec::new();
+        // Items of a List whose kind came after them and that did not say their own.
+        let mut orphans: Vec<Unresolved> = Vec::new();
+        while let Some(key) = map.next_key_seed(KeyOf(&KEYS))? {
+            match key.map(|i| KEYS[i]) {
+                Some("kind") => {
+                    if let Some(kind) = map.next_value::<Option<String>>()? {
+                        said = Said::of(&kind);
+                    }
+                }
+                Some("items") => {
+                    let hint = match &said {
+                        Said::List(Some(item)) => Kind::of(item),
+                        _ => None,
+                    };
+                    orphans.extend(map.next_value_seed(ItemsSeed {
+                        sink: &mut *sink,
+                        hint,
+                    })?);
+                }
+                Some(part) => {
+                    let kind = match &said {
+                        Said::Read(k) => Some(*k),
+                        Said::Nothing => self.hint,
+                        Said::List(_) | Said::Other => None,
+                    };
+                    if let Some(kind) = kind {
+                        sink.take(
+                            kind,
+                            Rest {
+                                early: early.into_iter(),
+                                early_value: None,
+                                pending: Some(part),
+                                map: &mut map,
+                            },
+                        )?;
+                        return Ok(None);
+                    }
+                    if said == Said::Nothing {
+                        early.push((part, map.next_value()?));
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let kind = match said {
+            Said::Read(k) => Some(k),
+            Said::Nothing => self.hint,
+            Said::List(item) => {
+                let item = item.as_deref().and_then(Kind::of);
+                for orphan in orphans {
+                    match item {
+                        Some(kind) => {
+                            let parts = de::value::MapDeserializer::<_, serde_json::Error>::new(
+                                orphan.into_iter(),
+                            );
+                            sink.take(kind, parts).map_err(de::Error::custom)?;
+                        }
+                        None => sink.out.skipped += 1,
+                    }
+                }
+                return Ok(None);
+            }
+            Said::Other => {
+                sink.out.skipped += 1;
+                sink.objects += 1;
+                return Ok(None);
+            }
+        };
+        match kind {
+            // Every part came before the kind (or the object has none of them).
+            Some(kind) => {
+                let parts = de::value::MapDeserializer::<_, serde_json::Error>::new(
+                    early.into_iter().map(|(k, v)| (k.to_string(), v)),
+                );
+                sink.take(kind, parts).map_err(de::Error::custom)?;
+                Ok(None)
+            }
+            None => Ok(Some(
+                early.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            )),
+        }
+    }
+}
+
+/// The `items` of a List.
+struct ItemsSeed<'s, 'o> {
+    sink: &'s mut Sink<'o>,
+    hint: Option<Kind>,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed<'_, '_> {
+    type Value = Vec<Unresolved>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
+    type Value = Vec<Unresolved>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of Kubernetes objects")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut orphans = Vec::new();
+        while let Some(o) = seq.next_element_seed(ObjectSeed {
+            sink: &mut *self.sink,
+            hint: self.hint,
+        })? {
+            orphans.extend(o);
+        }
+        Ok(orphans)
+    }
+}
+
+/// The rest of an object's map, handed to a derived `Deserialize`: first the parts
+/// buffered before the kind, then the key just read, then whatever the map still holds.
+struct Rest<'m, A> {
+    early: std::vec::IntoIter<(&'static str, Value)>,
+    early_value: Option<Value>,
+    pending: Option<&'static str>,
+    map: &'m mut A,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Rest<'_, A> {
+    type Error = A::Error;
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        if let Some((key, value)) = self.early.next() {
+            self.early_value = Some(value);
+            return seed.deserialize(key.into_deserializer()).map(Some);
+        }
+        if let Some(key) = self.pending.take() {
+            return seed.deserialize(key.into_deserializer()).map(Some);
+        }
+        self.map.next_key_seed(seed)
+    }
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        match self.early_value.take() {
+            Some(value) => seed.deserialize(value).map_err(de::Error::custom),
+            None => self.map.next_value_seed(seed),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ from a typed snapshot
+//
+// By value: the fields the analysis keeps are moved out of the typed objects, the rest
+// is dropped with them, so converting costs no copies (the operator stores the snapshot
+// before it converts it).
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+
+impl From<meta::ObjectMeta> for ObjectMeta {
+    fn from(m: meta::ObjectMeta) -> Self {
+        ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            labels: m.labels,
+            annotations: m.annotations.map(|mut a| {
+                KEPT_ANNOTATIONS
+                    .iter()
+                    .filter_map(|k| a.remove_entry(*k))
+                    .collect()
+            }),
+            owner_references: m.owner_references,
+        }
+    }
+}
+
+fn resources(r: Option<core::ResourceRequirements>) -> Option<Resources> {
+    r.map(|r| Resources {
+        requests: r.requests,
+    })
+}
+
+impl From<core::Container> for Container {
+    fn from(c: core::Container) -> Self {
+        Container {
+            resources: resources(c.resources),
+            restart_policy: c.restart_policy,
+        }
+    }
+}
+
+impl From<core::Volume> for Volume {
+    fn from(v: core::Volume) -> Self {
+        Volume {
+            name: v.name,
+            host_path: v.host_path.map(|_| Present),
+            empty_dir: v.empty_dir.map(|e| EmptyDir { medium: e.medium }),
+            persistent_volume_claim: v.persistent_volume_claim.map(|_| Present),
+            ephemeral: v.ephemeral.map(|_| Present),
+        }
+    }
+}
+
+impl From<core::Affinity> for Affinity {
+    fn from(a: core::Affinity) -> Self {
+        Affinity {
+            node_affinity: a.node_affinity.map(|n| NodeAffinity {
+                required_during_scheduling_ignored_during_execution: n
+                    .required_during_scheduling_ignored_during_execution
+                    .map(|sel| NodeSelector {
+                        node_selector_terms: sel
+                            .node_selector_terms
+                            .into_iter()
+                            .map(|t| NodeSelectorTerm {
+                                match_expressions: t.match_expressions,
+                                match_fields: t.match_fields,
+                            })
+                            .collect(),
+                    }),
+            }),
+            pod_affinity: a.pod_affinity.map(|p| PodAffinity {
+                required_during_scheduling_ignored_during_execution: p
+                    .required_during_scheduling_ignored_during_execution,
+            }),
+            pod_anti_affinity: a.pod_anti_affinity.map(|p| PodAffinity {
+                required_during_scheduling_ignored_during_execution: p
+                    .required_during_scheduling_ignored_during_execution,
+            }),
+        }
+    }
+}
+
+impl From<core::PodSpec> for PodSpec {
+    fn from(s: core::PodSpec) -> Self {
+        fn all<T, U: From<T>>(v: Option<Vec<T>>) -> Option<Vec<U>> {
+            v.map(|v| v.into_iter().map(U::from).collect())
+        }
+        PodSpec {
+            node_name: s.node_name,
+            node_selector: s.node_selector,
+            containers: s.containers.into_iter().map(Container::from).collect(),
+            init_containers: all(s.init_containers),
+            resources: resources(s.resources),
+            overhead: s.overhead,
+            volumes: all(s.volumes),
+            affinity: s.affinity.map(Affinity::from),
+            tolerations: s.tolerations,
+            topology_spread_constraints: s.topology_spread_constraints,
+        }
+    }
+}
+
+impl From<core::Node> for Node {
+    fn from(n: core::Node) -> Self {
+        Node {
+            metadata: n.metadata.into(),
+            spec: n.spec.map(|s| NodeSpec {
+                provider_id: s.provider_id,
+                taints: s.taints,
+                unschedulable: s.unschedulable,
+            }),
+            status: n.status.map(|s| NodeStatus {
+                allocatable: s.allocatable,
+                capacity: s.capacity,
+                conditions: s.conditions.map(|cs| {
+                    cs.into_iter()
+                        .map(|c| Condition {
+                            type_: c.type_,
+                            status: c.status,
+                        })
+                        .collect()
+                }),
+            }),
+        }
+    }
+}
+
+impl From<core::Pod> for Pod {
+    fn from(p: core::Pod) -> Self {
+        Pod {
+            metadata: p.metadata.into(),
+            spec: p.spec.map(PodSpec::from),
+            status: p.status.map(|s| PodStatus { phase: s.phase }),
+        }
+    }
+}
+
+impl From<k8s_openapi::api::apps::v1::Deployment> for Deployment {
+    fn from(d: k8s_openapi::api::apps::v1::Deployment) -> Self {
+        Deployment {
+            metadata: d.metadata.into(),
+            spec: d.spec.map(|s| DeploymentSpec {
+                replicas: s.replicas,
+                template: PodTemplateSpec {
+                    metadata: s.template.metadata.map(ObjectMeta::from),
+                    spec: s.template.spec.map(PodSpec::from),
+                },
+            }),
+        }
+    }
+}
+
+impl From<k8s_openapi::api::apps::v1::ReplicaSet> for ReplicaSet {
+    fn from(r: k8s_openapi::api::apps::v1::ReplicaSet) -> Self {
+        ReplicaSet {
+            metadata: r.metadata.into(),
+        }
+    }
+}
+
+impl From<k8s_openapi::api::policy::v1::PodDisruptionBudget> for PodDisruptionBudget {
+    fn from(p: k8s_openapi::api::policy::v1::PodDisruptionBudget) -> Self {
+        PodDisruptionBudget {
+            metadata: p.metadata.into(),
+            spec: p.spec.map(|s| PdbSpec {
+                selector: s.selector,
+                max_unavailable: s.max_unavailable,
+                min_available: s.min_available,
+            }),
+            status: p.status.map(|s| PdbStatus {
+                expected_pods: s.expected_pods,
+                disruptions_allowed: s.disruptions_allowed,
+            }),
+        }
+    }
+}
+
+impl From<ClusterSnapshot> for AnalysisInput {
+    fn from(s: ClusterSnapshot) -> Self {
+        fn all<T, U: From<T>>(v: Vec<T>) -> Vec<U> {
+            v.into_iter().map(U::from).collect()
+        }
+        AnalysisInput {
+            taken_at: s.taken_at,
+            skipped: s.stateful_sets.len() + s.daemon_sets.len() + s.jobs.len() + s.cron_jobs.len(),
+            nodes: all(s.nodes),
+            pods: all(s.pods),
+            deployments: all(s.deployments),
+            replica_sets: all(s.replica_sets),
+            pod_disruption_budgets: all(s.pod_disruption_budgets),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::analysis::synthetic::{SyntheticSpec, generate};
+    use crate::analysis::{AnalysisSettings, AwsInventory, PriceTable, analyze, dump};
+
+    fn read(v: &Value) -> AnalysisInput {
+        AnalysisInput::from_dump(&serde_json::to_vec(v).unwrap(), &Sanitizer::default()).unwrap()
+    }
+
+    /// Equal, or a panic naming the first object that differs (the whole input is huge).
+    fn assert_same(a: &AnalysisInput, b: &AnalysisInput) {
+        fn first<T: PartialEq + fmt::Debug>(what: &str, a: &[T], b: &[T]) {
+            assert_eq!(a.len(), b.len(), "number of {what}");
+            if let Some(i) = (0..a.len()).find(|&i| a[i] != b[i]) {
+                panic!("{what}[{i}] differs:\n{:?}\n{:?}", a[i], b[i]);
+            }
+        }
+        first("nodes", &a.nodes, &b.nodes);
+        first("pods", &a.pods, &b.pods);
+        first("deployments", &a.deployments, &b.deployments);
+        first("replica sets", &a.replica_sets, &b.replica_sets);
+        first("PDBs", &a.pod_disruption_budgets, &b.pod_disruption_budgets);
+        assert_eq!((&a.taken_at, a.skipped), (&b.taken_at, b.skipped));
+    }
+
+    fn names<T>(objs: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<String> {
+        objs.iter()
+            .map(|o| meta(o).name.clone().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn a_dump_reads_as_the_conversion_of_its_typed_snapshot() {
+        let c = generate(&SyntheticSpec {
+            nodes: 40,
+            pods: 1200,
+            seed: 5,
+            ..Default::default()
+        });
+        let mut bytes = Vec::new();
+        dump::write_snapshot_list(&c.snapshot, &mut bytes).unwrap();
+        let from_dump = AnalysisInput::from_dump(&bytes, &Sanitizer::default()).unwrap();
+        let mut converted = AnalysisInput::from(c.snapshot.clone());
+        // A dump does not say when it was taken.
+        assert!(!converted.taken_at.is_empty());
+        converted.taken_at.clear();
+        assert!(!from_dump.pods.is_empty() && from_dump.skipped > 0);
+        assert_same(&from_dump, &converted);
+        // The same bytes as pretty-printed YAML read the same.
+        let yaml = serde_yaml::to_string(&dump::snapshot_to_list(&c.snapshot)).unwrap();
+        let from_yaml = AnalysisInput::from_dump(yaml.as_bytes(), &Sanitizer::default()).unwrap();
+        assert_same(&from_yaml, &converted);
+        let settings = AnalysisSettings::default();
+        let prices = PriceTable::bundled();
+        let offline = analyze(&from_dump, &AwsInventory::default(), &prices, &settings);
+        let typed = analyze(
+            &AnalysisInput::from(c.snapshot.clone()),
+            &AwsInventory::default(),
+            &prices,
+            &settings,
+        );
+        let mut typed = serde_json::to_value(&typed).unwrap();
+        typed["snapshotTakenAt"] = json!("");
+        assert_eq!(serde_json::to_value(&offline).unwrap(), typed);
+    }
+
+    #[test]
+    fn every_document_shape_is_read() {
+        let pod = |name: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"nodeName": "n"}});
+        // A JSON stream of a List (nested List inside), an object and an array of objects.
+        let mut stream = Vec::new();
+        for doc in [
+            json!({"apiVersion": "v1", "kind": "List", "items": [
+                pod("a"),
+                {"kind": "List", "items": [pod("b")]},
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}},
+                {"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"containers": "not a list", "template": 7}},
+            ]}),
+            pod("c"),
+            json!([pod("d"), {"kind": "Node", "metadata": {"name": "n"}}]),
+        ] {
+            serde_json::to_writer(&mut stream, &doc).unwrap();
+            stream.push(b'\n');
+        }
+        let input = AnalysisInput::from_dump(&stream, &Sanitizer::default()).unwrap();
+        assert_eq!(names(&input.pods, |p| &p.metadata), ["a", "b", "c", "d"]);
+        assert_eq!(names(&input.nodes, |n| &n.metadata), ["n"]);
+        assert_eq!(input.skipped, 2, "the Service and the Widget");
+
+        // A typed list, written by the API server (kind first, items without kind), and
+        // the same with `items` before `kind` (alphabetical, as kubectl orders keys).
+        let typed = br#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[{"metadata":{"name":"p1"},"spec":{"nodeName":"n"}}]}"#;
+        let input = AnalysisInput::from_dump(typed, &Sanitizer::default()).unwrap();
+        assert_eq!(names(&input.pods, |p| &p.metadata), ["p1"]);
+        let late = br#"{"apiVersion":"v1","items":[{"metadata":{"name":"p2"},"spec":{"nodeName":"n"}}],"kind":"PodList"}"#;
+        let input = AnalysisInput::from_dump(late, &Sanitizer::default()).unwrap();
+        assert_eq!(names(&input.pods, |p| &p.metadata), ["p2"]);
+        assert_eq!(
+            input.pods[0].spec.as_ref().unwrap().node_name.as_deref(),
+            Some("n")
+        );
+        // Parts before the kind, and parts on both sides of it.
+        let early = br#"{"spec":{"nodeName":"n"},"metadata":{"name":"p3"},"kind":"Pod"}
+            {"metadata":{"name":"p4"},"kind":"Pod","status":{"phase":"Running"},"spec":{"nodeName":"m"}}"#;
+        let input = AnalysisInput::from_dump(early, &Sanitizer::default()).unwrap();
+        assert_eq!(names(&input.pods, |p| &p.metadata), ["p3", "p4"]);
+        assert_eq!(
+            input.pods[0].spec.as_ref().unwrap().node_name.as_deref(),
+            Some("n")
+        );
+        let p4 = &input.pods[1];
+        assert_eq!(p4.spec.as_ref().unwrap().node_name.as_deref(), Some("m"));
+        assert_eq!(
+            p4.status.as_ref().unwrap().phase.as_deref(),
+            Some("Running")
+        );
+        // Items of a plain List without a kind, and objects without one, are not ours.
+        let input = AnalysisInput::from_dump(
+            br#"{"kind":"List","items":[{"metadata":{"name":"x"}}]} {"metadata":{}} {"kind":null}"#,
+            &Sanitizer::default(),
+        )
+        .unwrap();
+        assert!(input.pods.is_empty());
+        assert_eq!(input.skipped, 3);
+
+        // Multi-document YAML with an empty document and a comment-only one.
+        let yaml = b"kind: Pod\nmetadata:\n  name: y1\nspec:\n  nodeName: n\n---\n---\n# nothing\n---\nkind: PodList\nitems:\n- metadata:\n    name: y2\n";
+        let input = AnalysisInput::from_dump(yaml, &Sanitizer::default()).unwrap();
+        assert_eq!(names(&input.pods, |p| &p.metadata), ["y1", "y2"]);
+        // `{a: 1}` is YAML flow syntax.
+        let input =
+            AnalysisInput::from_dump(b"{kind: Node, metadata: {name: f}}", &Sanitizer::default())
+                .unwrap();
+        assert_eq!(names(&input.nodes, |n| &n.metadata), ["f"]);
+        assert_eq!(
+            AnalysisInput::from_dump(b"  \n", &Sanitizer::default()).unwrap(),
+            AnalysisInput::default()
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_where_it_went_wrong() {
+        let err = |bytes: &[u8]| {
+            AnalysisInput::from_dump(bytes, &Sanitizer::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(
+            br#"{"kind":"List","items":[{"kind":"Node"},{"kind":"Pod","spec":{"containers":5}}]}"#,
+        );
+        assert!(
+            e.starts_with("reading JSON document 0 failed at object 1 (Pod): "),
+            "{e}"
+        );
+        assert!(e.contains("line 1 column"), "{e}");
+        let e = err(b"{\"kind\":\"Pod\"}\n{\"kind\":\"PodDisruptionBudget\",\"spec\":{\"minAvailable\":[]}}");
+        assert!(
+            e.starts_with("reading JSON document 1 failed at object 0 (PodDisruptionBudget)"),
+            "{e}"
+        );
+        let e = err(br#"{"kind":"Pod","#);
+        assert!(e.starts_with("reading JSON document 0 failed: "), "{e}");
+        assert_eq!(
+            err(b"[1]"),
+            "reading JSON document 0 failed: invalid type: integer `1`, expected a Kubernetes object at line 1 column 2"
+        );
+        assert_eq!(
+            err(b"\"text\""),
+            "document 0 is a string, not a Kubernetes object"
+        );
+        assert_eq!(
+            err(b"kind: Pod\n---\n42\n"),
+            "document 1 is a number, not a Kubernetes object"
+        );
+        let e = err(b"kind: Pod\nspec:\n  containers: {}\n");
+        assert!(
+            e.starts_with("reading YAML document 0 failed at object 0 (Pod): "),
+            "{e}"
+        );
+    }
+
+    /// Planted secrets in every place a pod can carry one: none may reach the input the
+    /// analysis works on, nor its report.
+    #[test]
+    fn secrets_never_reach_the_analysis() {
+        const CANARY: &str = "cAnArY-7f3a9c2e41d84b6b";
+        let token = format!("ghp_{CANARY}0000000000000");
+        let container = json!({
+            "name": "app",
+            "image": "app:1",
+            "command": ["/bin/sh", "-c", format!("export DB_PASSWORD={CANARY}")],
+            "args": [format!("--token={CANARY}")],
+            "env": [
+                {"name": "PLAIN", "value": CANARY},
+                {"name": "API_KEY", "value": CANARY},
+                {"name": "REF", "valueFrom": {"secretKeyRef": {"name": CANARY, "key": "k"}}}
+            ],
+            "envFrom": [{"secretRef": {"name": CANARY}}],
+            "livenessProbe": {"exec": {"command": [CANARY]}},
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}
+        });
+        let dump = json!({"kind": "List", "items": [
+            {"kind": "Node", "metadata": {"name": "n", "labels": {"node.kubernetes.io/instance-type": "m5.large"},
+                "annotations": {"note": CANARY}},
+             "status": {"allocatable": {"cpu": "2", "memory": "8Gi", "pods": "29"}}},
+            {"kind": "Pod", "metadata": {
+                "name": "p", "namespace": "default",
+                "labels": {"app": "web", "build": token},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": format!("{{\"env\":\"{CANARY}\"}}"),
+                    "vault.hashicorp.com/agent-inject-token": CANARY,
+                    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"
+                },
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true}]},
+             "spec": {"nodeName": "n", "containers": [container.clone()], "initContainers": [container],
+                      "volumes": [{"name": "v", "csi": {"driver": "d", "volumeAttributes": {"secret": CANARY}}}]},
+             "status": {"phase": "Running", "containerStatuses": [{"name": "app", "lastState": {"terminated": {"message": CANARY}}}]}},
+            {"kind": "PodDisruptionBudget", "metadata": {"name": "pdb", "namespace": "default"},
+             "spec": {"selector": {"matchLabels": {"build": token}}, "maxUnavailable": 1}}
+        ]});
+        let input = read(&dump);
+        let everything = format!("{input:?} {}", serde_json::to_string(&input).unwrap());
+        assert!(!everything.contains(CANARY), "{everything}");
+        // What the analysis needs is still there: requests, the kept annotation, and a
+        // selector that still matches the pod it selected (both values redacted alike).
+        let pod = &input.pods[0];
+        let labels = pod.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["build"], REDACTED);
+        assert_eq!(labels["app"], "web");
+        assert_eq!(
+            pod.metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["cluster-autoscaler.kubernetes.io/safe-to-evict"]
+        );
+        let sel = input.pod_disruption_budgets[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .as_ref()
+            .unwrap();
+        assert_eq!(sel.match_labels.as_ref().unwrap()["build"], REDACTED);
+        let report = analyze(
+            &input,
+            &AwsInventory::default(),
+            &PriceTable::bundled(),
+            &AnalysisSettings::default(),
+        );
+        let report = serde_json::to_string(&report).unwrap() + &report.render_text();
+        assert!(!report.contains(CANARY));
+        assert_eq!(
+            input.pods[0].spec.as_ref().unwrap().containers[0]
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["cpu"]
+                .0,
+            "100m"
+        );
+    }
+}
