@@ -2,13 +2,16 @@
 //!
 //! One run measures, on synthetic clusters from `crossguard::analysis::synthetic`:
 //! 1. at 5,000 nodes / 150,000 pods: plain `serde_json::from_slice::<Value>` of the
-//!    snapshot bytes versus the offline pipeline (sanitize → snapshot → analyze);
+//!    snapshot bytes versus the offline pipeline of `crossguard analyze` (bytes →
+//!    allow-listed, redacted `AnalysisInput` → report), and versus the path a stored
+//!    snapshot takes (sanitize → typed snapshot → analysis);
 //! 2. consolidation throughput in pods per second;
 //! 3. analysis time per pod from 1k to 150k pods;
 //! 4. peak heap memory of each phase relative to the snapshot's JSON size, with a
 //!    counting global allocator.
 //!
-//! Prints a Markdown table for BENCHMARKS.md. No assertions: figures, not a test.
+//! Prints a Markdown table for BENCHMARKS.md. Figures, not a test: the one assertion
+//! only checks that both paths agree on the result they are timed on.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crossguard::analysis::synthetic::{SyntheticSpec, generate};
 use crossguard::analysis::{
-    AnalysisSettings, PriceTable, analyze_timed, dump, snapshot_from_documents,
+    AnalysisInput, AnalysisSettings, PriceTable, analyze, analyze_timed, dump,
+    snapshot_from_documents,
 };
 use crossguard::sanitize::{Sanitizer, sanitize_documents};
 
@@ -109,38 +113,57 @@ fn main() {
 
     // Two rounds each, best time kept: the first touch of fresh pages would otherwise
     // penalize whichever step runs first on this shared machine.
-    let mut parse = (Duration::MAX, 0);
-    let mut sanitize = (Duration::MAX, 0);
-    let mut convert = (Duration::MAX, 0);
-    let mut analyze = (Duration::MAX, 0);
+    type Best = (Duration, usize);
+    let keep = |best: &mut Best, t: Duration, peak: usize| *best = (best.0.min(t), peak);
+    let mut parse: Best = (Duration::MAX, 0);
+    let mut read: Best = (Duration::MAX, 0);
+    let mut analysis: Best = (Duration::MAX, 0);
+    let mut sanitize: Best = (Duration::MAX, 0);
+    let mut convert: Best = (Duration::MAX, 0);
+    let mut analyze_typed: Best = (Duration::MAX, 0);
     let mut last = None;
     for _ in 0..2 {
         let (value, t, peak) =
             measure(|| serde_json::from_slice::<serde_json::Value>(&bytes).expect("valid JSON"));
         drop(value);
-        parse = (parse.0.min(t), peak);
+        keep(&mut parse, t, peak);
+
+        // The offline path of `crossguard analyze`: bytes → AnalysisInput → report.
+        let (input, t, peak) =
+            measure(|| AnalysisInput::from_dump(&bytes, &sanitizer).expect("valid dump"));
+        keep(&mut read, t, peak);
+        let ((report, steps), t, peak) =
+            measure(|| analyze_timed(&input, &Default::default(), &prices, &settings));
+        keep(&mut analysis, t, peak);
+        drop(input);
+
+        // The path of a stored snapshot: sanitize → typed objects → analysis.
         let (docs, t, peak) =
             measure(|| sanitize_documents(&bytes, &sanitizer).expect("sanitizes"));
-        sanitize = (sanitize.0.min(t), peak);
+        keep(&mut sanitize, t, peak);
         let (snapshot, t, peak) = measure(|| snapshot_from_documents(docs).expect("valid objects"));
-        convert = (convert.0.min(t), peak);
-        let ((report, steps), t, peak) =
-            measure(|| analyze_timed(&snapshot, &Default::default(), &prices, &settings));
-        analyze = (analyze.0.min(t), peak);
+        keep(&mut convert, t, peak);
+        let (typed_report, t, peak) = measure(|| {
+            let input = AnalysisInput::from(snapshot);
+            analyze(&input, &Default::default(), &prices, &settings)
+        });
+        keep(&mut analyze_typed, t, peak);
+        assert_eq!(
+            typed_report.summary(),
+            report.summary(),
+            "both paths must give the same analysis"
+        );
         last = Some((report, steps));
     }
     let (report, steps) = last.expect("ran");
-    let (parse_time, parse_peak) = parse;
-    let (sanitize_time, sanitize_peak) = sanitize;
-    let (convert_time, convert_peak) = convert;
-    let (analyze_time, analyze_peak) = analyze;
-    let pipeline = sanitize_time + convert_time + analyze_time;
+    let offline = read.0 + analysis.0;
+    let stored = sanitize.0 + convert.0 + analyze_typed.0;
 
     println!(
         "| step (5,000 nodes / 150,000 pods) | time | peak heap above start | peak / JSON size |"
     );
     println!("|---|---:|---:|---:|");
-    let row = |name: &str, d: Duration, peak: usize| {
+    let row = |name: &str, (d, peak): Best| {
         println!(
             "| {name} | {:.0} ms | {:.0} MiB | {:.2}× |",
             ms(d),
@@ -148,31 +171,39 @@ fn main() {
             peak as f64 / size as f64
         );
     };
+    row("`serde_json::from_slice::<Value>` (baseline)", parse);
     row(
-        "`serde_json::from_slice::<Value>` (baseline)",
-        parse_time,
-        parse_peak,
-    );
-    row("sanitize (parse + redact)", sanitize_time, sanitize_peak);
-    row(
-        "Values → typed `ClusterSnapshot` (incl. freeing the Values)",
-        convert_time,
-        convert_peak,
+        "offline: read dump → `AnalysisInput` (parse, allow-list, redact)",
+        read,
     );
     row(
-        "analyze (model + recommendations + report)",
-        analyze_time,
-        analyze_peak,
+        "offline: analyze (model + recommendations + report)",
+        analysis,
     );
     println!(
-        "| **pipeline total** (sanitize + snapshot + analyze) | **{:.0} ms** | | |",
-        ms(pipeline)
+        "| **offline pipeline total** (`crossguard analyze`) | **{:.0} ms** | | |",
+        ms(offline)
     );
+    row(
+        "stored path: sanitize (parse + redact into `Value`s)",
+        sanitize,
+    );
+    row(
+        "stored path: `Value`s → typed `ClusterSnapshot` (incl. freeing the `Value`s)",
+        convert,
+    );
+    row(
+        "stored path: typed → `AnalysisInput` (fields moved) + analyze",
+        analyze_typed,
+    );
+    println!("| stored-snapshot path total | {:.0} ms | | |", ms(stored));
     println!();
     println!(
-        "Pipeline / plain parse: {:.2}×; analyze alone / plain parse: {:.2}×.",
-        pipeline.as_secs_f64() / parse_time.as_secs_f64(),
-        analyze_time.as_secs_f64() / parse_time.as_secs_f64()
+        "Offline pipeline / plain parse: {:.2}× (read {:.2}×, analyze {:.2}×); stored-snapshot path / plain parse: {:.2}×.",
+        offline.as_secs_f64() / parse.0.as_secs_f64(),
+        read.0.as_secs_f64() / parse.0.as_secs_f64(),
+        analysis.0.as_secs_f64() / parse.0.as_secs_f64(),
+        stored.as_secs_f64() / parse.0.as_secs_f64()
     );
     println!(
         "Analyze steps: model {:.0} ms, consolidation {:.0} ms (3 candidate orders), right-sizing {:.0} ms, spot {:.0} ms, report {:.0} ms.",
@@ -213,11 +244,12 @@ fn main() {
             seed: 2,
             ..Default::default()
         });
+        let input = AnalysisInput::from(cluster.snapshot.clone());
         // Best of three to damp noise from the shared machine.
         let mut best: Option<(Duration, crossguard::analysis::StepTimings)> = None;
         for _ in 0..3 {
             let t = Instant::now();
-            let (_, steps) = analyze_timed(&cluster.snapshot, &cluster.aws, &prices, &settings);
+            let (_, steps) = analyze_timed(&input, &cluster.aws, &prices, &settings);
             let d = t.elapsed();
             if best.is_none_or(|b| d < b.0) {
                 best = Some((d, steps));
