@@ -254,6 +254,18 @@ if grep -q '"/api/v1/secrets\|/secrets"\|/configmaps' "$demo/customer-requests.j
 fi
 say "requests to the customer cluster: $(wc -l <"$demo/customer-requests.jsonl") lists, none of Secrets or ConfigMaps"
 
+# --- the same analysis offline, on a kubectl-style dump --------------------------
+echo
+say "offline: crossguard analyze --snapshot .demo/customer-seed.json (the customer cluster's objects, as kubectl get -o json prints them; no AWS inventory)"
+"$operator" analyze --snapshot "$demo/customer-seed.json" >"$demo/analyze.txt" 2>"$demo/analyze.log" \
+  || { cat "$demo/analyze.log" >&2; fail "crossguard analyze failed"; }
+sed 's/^/  /' "$demo/analyze.log"
+cat "$demo/analyze.txt"
+if grep -q demo-planted-secret "$demo/analyze.txt" "$demo/analyze.log"; then
+  fail "the planted workload secret reached crossguard analyze's output"
+fi
+say "the planted secret (in the dump's env vars) appears nowhere in the offline analysis"
+
 # --- automation: a dry run first, then a guarded scale-in -----------------------
 mutating_calls() {
   "$python" - "$moto_url" <<'PY'
