@@ -22,6 +22,10 @@
 //! they look like secrets, exactly as in the stored snapshot, so both paths give the
 //! same analysis.
 //!
+//! The lean types keep the Kubernetes API's field names (camelCase on the wire) and
+//! meanings, and reuse k8s-openapi's types for small leaves (label selectors, taints,
+//! tolerations, owner references, quantities).
+//!
 //! # Document shapes
 //! A JSON object or `List` (nested lists and typed lists such as `PodList`, whose items
 //! may omit `kind`), a JSON stream, a top-level JSON array of objects, or multi-document
@@ -88,6 +92,7 @@ pub struct ObjectMeta {
     pub owner_references: Option<Vec<OwnerReference>>,
 }
 
+/// A Node: labels, providerID, taints, schedulability, capacity and readiness.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     #[serde(default)]
@@ -96,6 +101,7 @@ pub struct Node {
     pub status: Option<NodeStatus>,
 }
 
+/// The part of a Node's spec the analysis reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
@@ -105,6 +111,7 @@ pub struct NodeSpec {
     pub unschedulable: Option<bool>,
 }
 
+/// The part of a Node's status the analysis reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub allocatable: Option<BTreeMap<String, Quantity>>,
@@ -121,6 +128,7 @@ pub struct Condition {
     pub status: String,
 }
 
+/// A Pod: identity, owners, scheduling constraints, requests and phase.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pod {
     #[serde(default)]
@@ -129,6 +137,7 @@ pub struct Pod {
     pub status: Option<PodStatus>,
 }
 
+/// The part of a Pod's status the analysis reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PodStatus {
     pub phase: Option<String>,
@@ -159,6 +168,7 @@ pub struct Container {
     pub restart_policy: Option<String>,
 }
 
+/// Resource requirements: the requests only (limits do not affect scheduling).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     pub requests: Option<BTreeMap<String, Quantity>>,
@@ -183,11 +193,13 @@ pub struct Volume {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Present;
 
+/// An emptyDir volume source: its medium only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EmptyDir {
     pub medium: Option<String>,
 }
 
+/// The required parts of a pod's affinity.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Affinity {
@@ -203,6 +215,7 @@ pub struct NodeAffinity {
     pub required_during_scheduling_ignored_during_execution: Option<NodeSelector>,
 }
 
+/// Required node affinity: OR of its terms.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelector {
@@ -210,6 +223,7 @@ pub struct NodeSelector {
     pub node_selector_terms: Vec<NodeSelectorTerm>,
 }
 
+/// One node selector term: AND of its requirements.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelectorTerm {
@@ -224,6 +238,7 @@ pub struct PodAffinity {
     pub required_during_scheduling_ignored_during_execution: Option<Vec<PodAffinityTerm>>,
 }
 
+/// A Deployment: replicas and pod template (spot eligibility).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
     #[serde(default)]
@@ -231,6 +246,7 @@ pub struct Deployment {
     pub spec: Option<DeploymentSpec>,
 }
 
+/// The part of a Deployment's spec the analysis reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentSpec {
     pub replicas: Option<i32>,
@@ -238,6 +254,7 @@ pub struct DeploymentSpec {
     pub template: PodTemplateSpec,
 }
 
+/// A pod template: its labels and pod spec.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PodTemplateSpec {
     pub metadata: Option<ObjectMeta>,
@@ -251,6 +268,7 @@ pub struct ReplicaSet {
     pub metadata: ObjectMeta,
 }
 
+/// A PodDisruptionBudget: selector, budget and the disruption controller's verdict.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PodDisruptionBudget {
     #[serde(default)]
@@ -259,6 +277,7 @@ pub struct PodDisruptionBudget {
     pub status: Option<PdbStatus>,
 }
 
+/// The budget of a PodDisruptionBudget.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PdbSpec {
@@ -267,6 +286,7 @@ pub struct PdbSpec {
     pub min_available: Option<IntOrString>,
 }
 
+/// What the disruption controller computed for a PodDisruptionBudget.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PdbStatus {
@@ -377,6 +397,13 @@ pub enum InputError {
         /// What was found instead.
         found: &'static str,
     },
+}
+
+impl InputError {
+    /// Label for metrics and Event reasons: every variant is bad input.
+    pub fn category(&self) -> &'static str {
+        "InvalidInput"
+    }
 }
 
 impl AnalysisInput {
