@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cluster::snapshot::ClusterSnapshot;
-use crate::sanitize::{REDACTED, Sanitizer};
+use crate::sanitize::{AnnotationRule, REDACTED, Sanitizer};
 
 /// Annotations the analysis reads; every other annotation is skipped unread.
 pub(crate) const KEPT_ANNOTATIONS: [&str; 4] = [
@@ -404,6 +404,12 @@ impl InputError {
     pub fn category(&self) -> &'static str {
         "InvalidInput"
     }
+
+    /// The input is not JSON at all (as opposed to JSON with a wrong value).
+    fn is_json_syntax(&self) -> bool {
+        matches!(self, InputError::Json { source, .. }
+            if source.classify() == serde_json::error::Category::Syntax)
+    }
 }
 
 impl AnalysisInput {
@@ -415,9 +421,13 @@ impl AnalysisInput {
         let mut out = match input.iter().find(|b| !b.is_ascii_whitespace()) {
             None => AnalysisInput::default(),
             Some(b'{' | b'[') => match read_json(input) {
-                Ok(out) => out,
-                // `{a: 1}` is YAML flow syntax, not JSON; report the JSON error if it is neither.
-                Err(json_err) => read_yaml(input).map_err(|_| json_err)?,
+                // `{a: 1}` is YAML flow syntax, not JSON; report the JSON error if it is
+                // neither. Valid JSON with a wrong value is not retried: YAML would read
+                // `null` or `5` as strings and so accept what JSON rightly refused.
+                Err(json_err) if json_err.is_json_syntax() => {
+                    read_yaml(input).map_err(|_| json_err)?
+                }
+                result => result?,
             },
             Some(_) => read_yaml(input)?,
         };
@@ -425,8 +435,8 @@ impl AnalysisInput {
         Ok(out)
     }
 
-    /// Apply the sanitizer's value rules to what the analysis keeps that the sanitizer
-    /// would redact: label values of objects and templates, `spec.selector` of
+    /// Apply the sanitizer's rules to what the analysis keeps that the sanitizer would
+    /// change: label values of objects and templates, `spec.selector` of
     /// PodDisruptionBudgets, and the kept annotations. Label values repeat across
     /// replicas, so each distinct value is judged once.
     fn redact(&mut self, sanitizer: &Sanitizer) {
@@ -446,10 +456,17 @@ impl AnalysisInput {
         };
         let meta = |m: &mut ObjectMeta, judge: &mut dyn FnMut(&mut String)| {
             m.labels.iter_mut().flatten().for_each(|(_, v)| judge(v));
-            m.annotations
-                .iter_mut()
-                .flatten()
-                .for_each(|(_, v)| judge(v));
+            // Few and rare (only the kept ones): the sanitizer's own rule, name included.
+            if let Some(annotations) = &mut m.annotations {
+                annotations.retain(|k, v| match sanitizer.annotation_rule(k, v) {
+                    AnnotationRule::Keep => true,
+                    AnnotationRule::Redact => {
+                        *v = REDACTED.to_string();
+                        true
+                    }
+                    AnnotationRule::Remove => false,
+                });
+            }
         };
         for n in &mut self.nodes {
             meta(&mut n.metadata, &mut judge);
@@ -526,7 +543,8 @@ fn read_yaml(input: &[u8]) -> Result<AnalysisInput, InputError> {
 /// Where parsed objects go.
 struct Sink<'o> {
     out: &'o mut AnalysisInput,
-    /// Objects seen in the current document (for error messages).
+    /// Objects begun in the current document, Lists included, in document order (for
+    /// error messages).
     objects: usize,
     /// The object being decoded when decoding failed.
     failed: Option<(usize, Kind)>,
@@ -597,10 +615,13 @@ impl<'o> Sink<'o> {
             .unwrap_or_default()
     }
 
-    /// Decode the rest of an object of kind `kind` from `map` and keep it.
-    fn take<'de, A: MapAccess<'de>>(&mut self, kind: Kind, map: A) -> Result<(), A::Error> {
-        let index = self.objects;
-        self.objects += 1;
+    /// Decode the rest of object `index` (of kind `kind`) from `map` and keep it.
+    fn take<'de, A: MapAccess<'de>>(
+        &mut self,
+        index: usize,
+        kind: Kind,
+        map: A,
+    ) -> Result<(), A::Error> {
         let de = de::value::MapAccessDeserializer::new(map);
         let failed = &mut self.failed;
         let context = |e: A::Error| {
@@ -697,9 +718,9 @@ impl<'de> Visitor<'de> for TopSeed<'_, '_> {
     }
 }
 
-/// An object found without a kind, kept as its `metadata`/`spec`/`status` until a List
-/// around it says what its items are.
-type Unresolved = serde_json::Map<String, Value>;
+/// An object found without a kind (its position in the document and its
+/// `metadata`/`spec`/`status`), kept until a List around it says what its items are.
+type Unresolved = (usize, serde_json::Map<String, Value>);
 
 /// One object (or List). Its value is `Some` when the object had no kind and no hint.
 struct ObjectSeed<'s, 'o> {
@@ -724,6 +745,8 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let sink = self.sink;
+        let index = sink.objects;
+        sink.objects += 1;
         let mut said = Said::Nothing;
         // Parts seen before the kind (rare: kubectl and the API server write it first).
         let mut early: Vec<(&'static str, Value)> = Vec::new();
@@ -736,7 +759,8 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
                         said = Said::of(&kind);
                     }
                 }
-                Some("items") => {
+                // Only a List has items (or an object that has not said its kind yet).
+                Some("items") if matches!(said, Said::List(_) | Said::Nothing) => {
                     let hint = match &said {
                         Said::List(Some(item)) => Kind::of(item),
                         _ => None,
@@ -746,6 +770,9 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
                         hint,
                     })?);
                 }
+                Some("items") => {
+                    map.next_value::<IgnoredAny>()?;
+                }
                 Some(part) => {
                     let kind = match &said {
                         Said::Read(k) => Some(*k),
@@ -754,6 +781,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
                     };
                     if let Some(kind) = kind {
                         sink.take(
+                            index,
                             kind,
                             Rest {
                                 early: early.into_iter(),
@@ -775,43 +803,43 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
                 }
             }
         }
-        let kind = match said {
-            Said::Read(k) => Some(k),
-            Said::Nothing => self.hint,
-            Said::List(item) => {
-                let item = item.as_deref().and_then(Kind::of);
-                for orphan in orphans {
-                    match item {
-                        Some(kind) => {
-                            let parts = de::value::MapDeserializer::<_, serde_json::Error>::new(
-                                orphan.into_iter(),
-                            );
-                            sink.take(kind, parts).map_err(de::Error::custom)?;
-                        }
-                        None => sink.out.skipped += 1,
-                    }
+        // Items without a kind belong to the kind a typed List names; anywhere else
+        // (a plain List, or items of something that was no List) they are not ours.
+        let item_kind = match &said {
+            Said::List(item) => item.as_deref().and_then(Kind::of),
+            _ => None,
+        };
+        for (at, orphan) in orphans {
+            match item_kind {
+                Some(kind) => {
+                    let parts =
+                        de::value::MapDeserializer::<_, serde_json::Error>::new(orphan.into_iter());
+                    sink.take(at, kind, parts).map_err(de::Error::custom)?;
                 }
-                return Ok(None);
+                None => sink.out.skipped += 1,
             }
+        }
+        let kind = match said {
+            Said::Read(k) => k,
+            Said::Nothing => match self.hint {
+                Some(k) => k,
+                None => {
+                    let parts = early.into_iter().map(|(k, v)| (k.to_string(), v));
+                    return Ok(Some((index, parts.collect())));
+                }
+            },
+            Said::List(_) => return Ok(None),
             Said::Other => {
                 sink.out.skipped += 1;
-                sink.objects += 1;
                 return Ok(None);
             }
         };
-        match kind {
-            // Every part came before the kind (or the object has none of them).
-            Some(kind) => {
-                let parts = de::value::MapDeserializer::<_, serde_json::Error>::new(
-                    early.into_iter().map(|(k, v)| (k.to_string(), v)),
-                );
-                sink.take(kind, parts).map_err(de::Error::custom)?;
-                Ok(None)
-            }
-            None => Ok(Some(
-                early.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            )),
-        }
+        // Every part came before the kind (or the object has none of them).
+        let parts = de::value::MapDeserializer::<_, serde_json::Error>::new(
+            early.into_iter().map(|(k, v)| (k.to_string(), v)),
+        );
+        sink.take(index, kind, parts).map_err(de::Error::custom)?;
+        Ok(None)
     }
 }
 
@@ -824,7 +852,7 @@ struct ItemsSeed<'s, 'o> {
 impl<'de> DeserializeSeed<'de> for ItemsSeed<'_, '_> {
     type Value = Vec<Unresolved>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
+        d.deserialize_any(self)
     }
 }
 
@@ -833,7 +861,31 @@ impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of Kubernetes objects")
     }
+    // `"items": null` is how Go writes an empty list; an object that is no List may have
+    // `items` of any shape before it says its kind. Neither holds objects.
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Vec::new())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -1203,6 +1255,22 @@ mod tests {
         assert!(input.pods.is_empty());
         assert_eq!(input.skipped, 3);
 
+        // `items: null` (Go's empty list) holds nothing; `items` of objects that are no
+        // List is not looked into, whatever its shape.
+        let input = AnalysisInput::from_dump(
+            br#"{"kind":"PodList","items":null}
+                {"kind":"Widget","items":[{"kind":"Pod","metadata":{"name":"w"}}]}
+                {"kind":"Gadget","items":"x"} {"items":{"a":1},"kind":"Gizmo"}"#,
+            &Sanitizer::default(),
+        )
+        .unwrap();
+        assert!(input.pods.is_empty());
+        assert_eq!(input.skipped, 3);
+        // Kindless items of a kindless wrapper are counted too.
+        let input =
+            AnalysisInput::from_dump(br#"{"items":[{},{},{}]}"#, &Sanitizer::default()).unwrap();
+        assert_eq!(input.skipped, 4);
+
         // Multi-document YAML with an empty document and a comment-only one.
         let yaml = b"kind: Pod\nmetadata:\n  name: y1\nspec:\n  nodeName: n\n---\n---\n# nothing\n---\nkind: PodList\nitems:\n- metadata:\n    name: y2\n";
         let input = AnalysisInput::from_dump(yaml, &Sanitizer::default()).unwrap();
@@ -1229,7 +1297,7 @@ mod tests {
             br#"{"kind":"List","items":[{"kind":"Node"},{"kind":"Pod","spec":{"containers":5}}]}"#,
         );
         assert!(
-            e.starts_with("reading JSON document 0 failed at object 1 (Pod): "),
+            e.starts_with("reading JSON document 0 failed at object 2 (Pod): "),
             "{e}"
         );
         assert!(e.contains("line 1 column"), "{e}");
@@ -1251,6 +1319,19 @@ mod tests {
         assert_eq!(
             err(b"kind: Pod\n---\n42\n"),
             "document 1 is a number, not a Kubernetes object"
+        );
+        // Objects are numbered in document order (Lists too), so that one can count.
+        let e = err(br#"[{"kind":"Service"},{"metadata":{}},{"kind":"List","items":[]},{"kind":"Pod","spec":{"containers":5}}]"#);
+        assert!(e.contains("at object 3 (Pod)"), "{e}");
+        // Items without a kind are decoded when the List's kind comes; they keep their number.
+        let e = err(br#"{"items":[{"metadata":{"name":"a"}},{"spec":{"containers":5}},{"kind":"Node"}],"kind":"PodList"}"#);
+        assert!(e.contains("at object 2 (Pod)"), "{e}");
+        // Valid JSON with a wrong value is refused as JSON, not re-read as YAML (which would
+        // take `null` for the string "null").
+        let e = err(br#"{"kind":"Pod","metadata":{"labels":{"a":null}}}"#);
+        assert!(
+            e.starts_with("reading JSON document 0 failed at object 0 (Pod): "),
+            "{e}"
         );
         let e = err(b"kind: Pod\nspec:\n  containers: {}\n");
         assert!(
@@ -1343,5 +1424,40 @@ mod tests {
                 .0,
             "100m"
         );
+    }
+
+    /// Kept annotations get exactly the sanitizer's rule, name-based part included.
+    #[test]
+    fn kept_annotations_follow_the_sanitizers_rule() {
+        let dump = br#"{"kind":"Pod","metadata":{"name":"p","annotations":{
+            "kubernetes.io/config.mirror":"{\"spec\":{\"containers\":[]}}",
+            "cluster-autoscaler.kubernetes.io/safe-to-evict":"false",
+            "karpenter.sh/do-not-disrupt":"true"}}}"#;
+        let kept = |sanitizer: &Sanitizer| {
+            let input = AnalysisInput::from_dump(dump, sanitizer).unwrap();
+            let annotations = input.pods[0].metadata.annotations.clone().unwrap();
+            // The stored path (sanitize, then typed objects) keeps the same.
+            let typed = crate::analysis::snapshot_from_dump(dump, sanitizer).unwrap();
+            let stored = AnalysisInput::from(typed).pods[0]
+                .metadata
+                .annotations
+                .clone();
+            assert_eq!(stored.as_ref(), Some(&annotations));
+            annotations
+        };
+        let default = kept(&Sanitizer::default());
+        // A value embedding a spec is removed, as the stored snapshot's sanitizer does.
+        assert!(!default.contains_key("kubernetes.io/config.mirror"));
+        assert_eq!(
+            default["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+            "false"
+        );
+        // A configured extra sensitive name applies to annotation names too.
+        let strict = kept(&Sanitizer::new(&["evict".to_string()]));
+        assert_eq!(
+            strict["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+            REDACTED
+        );
+        assert_eq!(strict["karpenter.sh/do-not-disrupt"], "true");
     }
 }

@@ -195,6 +195,17 @@ impl Default for Sanitizer {
     }
 }
 
+/// What the sanitizer does with an annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnnotationRule {
+    /// Kept as it is.
+    Keep,
+    /// Kept with its value replaced by [`REDACTED`].
+    Redact,
+    /// Removed (it embeds a spec, such as `last-applied-configuration`).
+    Remove,
+}
+
 impl Sanitizer {
     /// The built-in rules plus extra case-insensitive name substrings (e.g. a
     /// ManagedCluster's `spec.sanitizer.extraSensitiveNames`).
@@ -219,6 +230,20 @@ impl Sanitizer {
     /// Does this value look like a secret regardless of its name?
     pub fn looks_like_secret(&self, value: &str) -> bool {
         self.rules.looks_like_secret(value)
+    }
+
+    /// What [`Sanitizer::sanitize`] does with one annotation whose value is a string: the
+    /// same decision, for callers that hold annotations outside a JSON tree.
+    pub(crate) fn annotation_rule(&self, key: &str, value: &str) -> AnnotationRule {
+        if embeds_spec(key, Some(value)) {
+            return AnnotationRule::Remove;
+        }
+        let name = key.rsplit('/').next().unwrap_or(key);
+        if value != REDACTED && (self.is_sensitive_name(name) || self.looks_like_secret(value)) {
+            AnnotationRule::Redact
+        } else {
+            AnnotationRule::Keep
+        }
     }
 
     fn object(&self, obj: &mut Value, r: &mut Redactions) {
@@ -573,7 +598,7 @@ impl Sanitizer {
         let Some(md) = md.as_object_mut() else { return };
         if let Some(Value::Object(annotations)) = md.get_mut("annotations") {
             let before = annotations.len();
-            annotations.retain(|k, v| !embeds_spec(k, v));
+            annotations.retain(|k, v| !embeds_spec(k, v.as_str()));
             r.annotations += before - annotations.len();
             for (k, v) in annotations.iter_mut() {
                 let name = k.rsplit('/').next().unwrap_or(k);
@@ -688,11 +713,11 @@ fn trim_env_from(e: &mut Value) -> bool {
 }
 
 /// Does this annotation embed a whole object (and so every secret in it)?
-fn embeds_spec(key: &str, value: &Value) -> bool {
+fn embeds_spec(key: &str, value: Option<&str>) -> bool {
     if SPEC_ANNOTATION_SUFFIXES.iter().any(|s| key.ends_with(s)) {
         return true;
     }
-    let Some(s) = value.as_str() else {
+    let Some(s) = value else {
         return false;
     };
     let t = s.trim_start();
