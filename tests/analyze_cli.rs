@@ -88,7 +88,7 @@ fn analyze_refuses_what_is_not_a_dump() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("bad.json"), "{stderr}");
-    assert!(stderr.contains("object 0 (Pod)"), "{stderr}");
+    assert!(stderr.contains("at object 1 (Pod)"), "{stderr}");
 
     let missing = dir.path().join("missing.json");
     let out = crossguard(&["analyze", "--snapshot", missing.to_str().unwrap()]);
