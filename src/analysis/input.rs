@@ -42,11 +42,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Deserialize;
 use serde::de::{
     self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, SeqAccess,
     Visitor,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cluster::snapshot::ClusterSnapshot;
@@ -61,7 +61,7 @@ pub(crate) const KEPT_ANNOTATIONS: [&str; 4] = [
 ];
 
 /// The objects the analysis reads, reduced to the fields it uses.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AnalysisInput {
     /// When the snapshot was taken (RFC 3339); empty for dumps.
     pub taken_at: String,
@@ -80,7 +80,7 @@ pub struct AnalysisInput {
 }
 
 /// Object metadata: identity, labels, owners and the annotations in [`KEPT_ANNOTATIONS`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     pub name: Option<String>,
@@ -93,7 +93,7 @@ pub struct ObjectMeta {
 }
 
 /// A Node: labels, providerID, taints, schedulability, capacity and readiness.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Node {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -102,7 +102,7 @@ pub struct Node {
 }
 
 /// The part of a Node's spec the analysis reads.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
     #[serde(rename = "providerID")]
@@ -112,7 +112,7 @@ pub struct NodeSpec {
 }
 
 /// The part of a Node's status the analysis reads.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct NodeStatus {
     pub allocatable: Option<BTreeMap<String, Quantity>>,
     pub capacity: Option<BTreeMap<String, Quantity>>,
@@ -120,7 +120,7 @@ pub struct NodeStatus {
 }
 
 /// A status condition: its type and status only.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Condition {
     #[serde(rename = "type", default)]
     pub type_: String,
@@ -129,7 +129,7 @@ pub struct Condition {
 }
 
 /// A Pod: identity, owners, scheduling constraints, requests and phase.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Pod {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -138,13 +138,13 @@ pub struct Pod {
 }
 
 /// The part of a Pod's status the analysis reads.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct PodStatus {
     pub phase: Option<String>,
 }
 
 /// A pod spec without anything a container runs with (env, command, probes…).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     pub node_name: Option<String>,
@@ -161,7 +161,7 @@ pub struct PodSpec {
 }
 
 /// A container: its requests and (for init containers) whether it is a sidecar.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     pub resources: Option<Resources>,
@@ -169,13 +169,13 @@ pub struct Container {
 }
 
 /// Resource requirements: the requests only (limits do not affect scheduling).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Resources {
     pub requests: Option<BTreeMap<String, Quantity>>,
 }
 
 /// A volume: its name and which kinds of source it has (their contents are not read).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     #[serde(default)]
@@ -190,17 +190,17 @@ pub struct Volume {
 }
 
 /// Marks a field that exists; its content was skipped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Present;
 
 /// An emptyDir volume source: its medium only.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct EmptyDir {
     pub medium: Option<String>,
 }
 
 /// The required parts of a pod's affinity.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Affinity {
     pub node_affinity: Option<NodeAffinity>,
@@ -209,14 +209,14 @@ pub struct Affinity {
 }
 
 /// Required node affinity only (preferences do not constrain placement).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAffinity {
     pub required_during_scheduling_ignored_during_execution: Option<NodeSelector>,
 }
 
 /// Required node affinity: OR of its terms.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelector {
     #[serde(default)]
@@ -224,7 +224,7 @@ pub struct NodeSelector {
 }
 
 /// One node selector term: AND of its requirements.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelectorTerm {
     pub match_expressions: Option<Vec<NodeSelectorRequirement>>,
@@ -232,14 +232,14 @@ pub struct NodeSelectorTerm {
 }
 
 /// Required pod (anti-)affinity terms only.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodAffinity {
     pub required_during_scheduling_ignored_during_execution: Option<Vec<PodAffinityTerm>>,
 }
 
 /// A Deployment: replicas and pod template (spot eligibility).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Deployment {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -247,7 +247,7 @@ pub struct Deployment {
 }
 
 /// The part of a Deployment's spec the analysis reads.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct DeploymentSpec {
     pub replicas: Option<i32>,
     #[serde(default)]
@@ -255,21 +255,21 @@ pub struct DeploymentSpec {
 }
 
 /// A pod template: its labels and pod spec.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct PodTemplateSpec {
     pub metadata: Option<ObjectMeta>,
     pub spec: Option<PodSpec>,
 }
 
 /// A ReplicaSet: identity and owners are all the analysis needs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ReplicaSet {
     #[serde(default)]
     pub metadata: ObjectMeta,
 }
 
 /// A PodDisruptionBudget: selector, budget and the disruption controller's verdict.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct PodDisruptionBudget {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -278,7 +278,7 @@ pub struct PodDisruptionBudget {
 }
 
 /// The budget of a PodDisruptionBudget.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PdbSpec {
     pub selector: Option<LabelSelector>,
@@ -287,7 +287,7 @@ pub struct PdbSpec {
 }
 
 /// What the disruption controller computed for a PodDisruptionBudget.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PdbStatus {
     #[serde(default)]
@@ -1380,7 +1380,7 @@ mod tests {
              "spec": {"selector": {"matchLabels": {"build": token}}, "maxUnavailable": 1}}
         ]});
         let input = read(&dump);
-        let everything = format!("{input:?} {}", serde_json::to_string(&input).unwrap());
+        let everything = format!("{input:?}");
         assert!(!everything.contains(CANARY), "{everything}");
         // What the analysis needs is still there: requests, the kept annotation, and a
         // selector that still matches the pod it selected (both values redacted alike).
