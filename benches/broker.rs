@@ -18,7 +18,8 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use crossguard::audit::{CallObserver, NoAudit};
 use crossguard::aws::sdk::SdkFactory;
-use crossguard::credentials::{Broker, Clock, SessionParams};
+use crossguard::clock::Clock;
+use crossguard::credentials::{Broker, SessionParams};
 use crossguard::metrics::Metrics;
 use futures::StreamExt;
 

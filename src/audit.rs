@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::Clock;
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::{Kind, Store, StoreError};
 
@@ -177,7 +177,7 @@ impl CallObserver for AuditTrail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::SystemClock;
+    use crate::clock::SystemClock;
     use crate::store::S3Options;
 
     fn trail() -> Arc<AuditTrail> {

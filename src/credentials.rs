@@ -10,6 +10,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::audit::CallObserver;
+use crate::clock::Clock;
 use crate::aws::{
     AssumeRoleRequest, AwsError, AwsErrorKind, CallerIdentity, ClientFactory, CustomerClients,
     SessionCredentials, Sts,
@@ -20,21 +21,6 @@ use crate::metrics::Metrics;
 const REFRESH_FRACTION: f64 = 0.8;
 /// …and never later than this before expiry.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-
-/// A source of the current time; injectable so expiry and refresh are tested without waiting.
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> Timestamp;
-}
-
-/// The real clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
-    }
-}
 
 /// What a caller must say to get a session for one CustomerAccount.
 #[derive(Debug, Clone, PartialEq)]
@@ -480,7 +466,7 @@ pub(crate) mod tests {
         }
         async fn update_nodegroup_size(
             &self,
-            _: crate::automation::guard::ApprovedNodegroupScale,
+            _: crate::aws::approval::ApprovedNodegroupScale,
         ) -> Result<(), AwsError> {
             unreachable!("not used by broker tests")
         }
@@ -492,7 +478,7 @@ pub(crate) mod tests {
         }
         async fn terminate_instance(
             &self,
-            _: crate::automation::guard::ApprovedTermination,
+            _: crate::aws::approval::ApprovedTermination,
         ) -> Result<(), AwsError> {
             unreachable!("not used by broker tests")
         }

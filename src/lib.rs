@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod automation;
 pub mod aws;
+pub mod clock;
 pub mod cluster;
 pub mod controller;
 pub mod crdgen;

@@ -19,7 +19,7 @@ use crossguard::aws::{
     AutoScaling, AutoScalingGroup, AwsError, CallerIdentity, CustomerClients, Ec2, Eks, EksCluster,
     Identity, Instance, InstanceTypeShape, Nodegroup, TAG_CLUSTER, TAG_MANAGED,
 };
-use crossguard::credentials::{Clock, SystemClock};
+use crossguard::clock::{Clock, SystemClock};
 use serde_json::json;
 
 /// One nodegroup `ng` with group `asg` and three instances, all managed for `prod`.

@@ -12,7 +12,8 @@ use aws_credential_types::Credentials;
 use crossguard::audit::{AuditTrail, CallObserver, Tenant};
 use crossguard::aws::sdk::SdkFactory;
 use crossguard::controller::managed_cluster::collect;
-use crossguard::credentials::{Broker, SessionParams, SystemClock};
+use crossguard::clock::SystemClock;
+use crossguard::credentials::{Broker, SessionParams};
 use crossguard::metrics::Metrics;
 use support::Moto;
 

@@ -2,9 +2,11 @@
 //!
 //! Immediately before each mutating call the executor describes the exact resources again
 //! and hands what it saw ([`Evidence`]) to [`check`]. Only `check` can make the approval
-//! tokens ([`ApprovedTermination`], [`ApprovedNodegroupScale`]): their fields are private to
-//! this module, they are neither `Clone` nor constructible elsewhere, and the mutating
-//! methods of the AWS traits take them by value. So no code path reaches a mutating SDK call
+//! tokens ([`ApprovedTermination`], [`ApprovedNodegroupScale`]): they live beside the AWS
+//! traits that consume them ([`crate::aws::approval`]), their fields are private, they are
+//! not `Clone`, their constructors are crate-private and called here only (a test in
+//! `aws::approval` fails if any other file calls them), and the mutating methods of the AWS
+//! traits take them by value. So no code path reaches a mutating SDK call
 //! without passing the guard, and one approval pays for exactly one call.
 //!
 //! Rules (every one must hold, otherwise the action is refused with the first broken rule):
@@ -24,6 +26,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use crate::aws::approval::{ApprovedNodegroupScale, ApprovedTermination};
 use crate::aws::{AutoScalingGroup, Instance, Nodegroup, TAG_CLUSTER, TAG_MANAGED};
 
 /// The AWS action names, as IAM and CloudTrail spell them.
@@ -116,74 +119,6 @@ impl fmt::Display for Refusal {
             "{} on {} refused: {}",
             self.action, self.target, self.reason
         )
-    }
-}
-
-/// Permission for exactly one TerminateInstanceInAutoScalingGroup call.
-#[derive(Debug)]
-pub struct ApprovedTermination {
-    group: String,
-    instance_id: String,
-}
-
-impl ApprovedTermination {
-    /// The group to call on.
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-    /// The instance to terminate.
-    pub fn instance_id(&self) -> &str {
-        &self.instance_id
-    }
-}
-
-/// Permission for exactly one UpdateNodegroupConfig call.
-#[derive(Debug)]
-pub struct ApprovedNodegroupScale {
-    cluster: String,
-    nodegroup: String,
-    desired: i32,
-    token: String,
-}
-
-impl ApprovedNodegroupScale {
-    /// The EKS cluster.
-    pub fn cluster(&self) -> &str {
-        &self.cluster
-    }
-    /// The nodegroup.
-    pub fn nodegroup(&self) -> &str {
-        &self.nodegroup
-    }
-    /// The desired size to set.
-    pub fn desired(&self) -> i32 {
-        self.desired
-    }
-    /// The request's idempotency token (EKS applies repeats of one token once).
-    pub fn idempotency_token(&self) -> &str {
-        &self.token
-    }
-    /// Tie the request to one intent (e.g. its start time), so that a later scale-in with
-    /// the same sizes is not mistaken for a repeat of this one. Changes nothing else. The
-    /// token is a fixed-length digest of cluster, nodegroup, size and intent, whatever their
-    /// lengths.
-    pub fn with_request_token(mut self, intent: &str) -> Self {
-        let key = format!(
-            "{}\0{}\0{}\0{intent}",
-            self.cluster, self.nodegroup, self.desired
-        );
-        // Two 64-bit FNV-1a digests with different offsets: 128 bits, stable everywhere.
-        let fnv = |offset: u64| {
-            key.bytes().fold(offset, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
-        };
-        self.token = format!(
-            "crossguard-{:016x}{:016x}",
-            fnv(0xcbf2_9ce4_8422_2325),
-            fnv(0x8422_2325_cbf2_9ce4)
-        );
-        self
     }
 }
 
@@ -297,10 +232,10 @@ pub fn check(cluster: &str, mutation: &Mutation, evidence: &Evidence) -> Result<
                     )));
                 }
             }
-            Ok(Approval::Terminate(ApprovedTermination {
-                group: group.clone(),
-                instance_id: instance_id.clone(),
-            }))
+            Ok(Approval::Terminate(ApprovedTermination::new(
+                group.clone(),
+                instance_id.clone(),
+            )))
         }
         Mutation::ScaleNodegroup {
             nodegroup,
@@ -373,12 +308,11 @@ pub fn check(cluster: &str, mutation: &Mutation, evidence: &Evidence) -> Result<
                     g.desired_capacity
                 )));
             }
-            Ok(Approval::ScaleNodegroup(ApprovedNodegroupScale {
-                cluster: cluster.to_string(),
-                nodegroup: nodegroup.clone(),
-                desired: *to,
-                token: String::new(),
-            }))
+            Ok(Approval::ScaleNodegroup(ApprovedNodegroupScale::new(
+                cluster.to_string(),
+                nodegroup.clone(),
+                *to,
+            )))
         }
     }
 }

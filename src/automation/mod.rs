@@ -487,7 +487,7 @@ pub async fn run(
     clients: &CustomerClients,
     access: &ClusterAccess<'_>,
     journal: &mut dyn Journal,
-    clock: &dyn crate::credentials::Clock,
+    clock: &dyn crate::clock::Clock,
 ) -> Outcome {
     let mut out = Outcome::default();
     if let Some(p) = pending {
@@ -556,7 +556,7 @@ async fn execute(
     clients: &CustomerClients,
     access: &ClusterAccess<'_>,
     journal: &mut dyn Journal,
-    clock: &dyn crate::credentials::Clock,
+    clock: &dyn crate::clock::Clock,
     out: &mut Outcome,
 ) -> Result<Step, RunError> {
     let action = c.mutation.action();

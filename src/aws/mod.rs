@@ -2,6 +2,7 @@
 //! returning our own domain types with pagination done inside. Only start-up code builds
 //! SDK clients (see [`sdk`]); tests can substitute any implementation.
 
+pub mod approval;
 pub mod sdk;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 use regex::Regex;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::automation::guard::{ApprovedNodegroupScale, ApprovedTermination};
+use approval::{ApprovedNodegroupScale, ApprovedTermination};
 
 /// Tag that marks a resource as managed by crossguard.
 pub const TAG_MANAGED: &str = "crossguard.dev/managed";

@@ -21,7 +21,7 @@ use super::{
     SessionCredentials, Sts,
 };
 use crate::audit::CallObserver;
-use crate::automation::guard::{ApprovedNodegroupScale, ApprovedTermination};
+use super::approval::{ApprovedNodegroupScale, ApprovedTermination};
 use crate::metrics::Metrics;
 
 /// Builds SDK clients from one shared SDK configuration.

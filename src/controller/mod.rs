@@ -3,23 +3,24 @@
 mod automation;
 pub mod customer_account;
 pub mod managed_cluster;
+mod runner;
 mod status;
+
+pub use runner::run;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use crate::analysis::PriceTable;
-use crate::api::{CustomerAccount, ManagedCluster};
 use crate::audit::{AuditTrail, Tenant};
 use crate::aws::AwsError;
-use crate::credentials::{Broker, BrokerError, Clock};
+use crate::clock::Clock;
+use crate::credentials::{Broker, BrokerError};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -154,7 +155,7 @@ fn kube_err(operation: &'static str) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Kube { operation, source }
 }
 
-fn error_policy<K: kube::Resource<DynamicType = ()>>(
+pub(crate) fn error_policy<K: kube::Resource<DynamicType = ()>>(
     obj: Arc<K>,
     error: &Error,
     ctx: Arc<Context>,
@@ -169,47 +170,4 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
     tracing::warn!(kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(),
         category = error.category(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
-}
-
-/// Run both controllers until a shutdown signal; `namespace` limits them to one namespace.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let api = |client: Client| -> (Api<CustomerAccount>, Api<ManagedCluster>) {
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
-        }
-    };
-    let (accounts, clusters) = api(ctx.client.clone());
-
-    let account_controller = Controller::new(accounts.clone(), watcher::Config::default())
-        .shutdown_on_signal()
-        .run(customer_account::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
-
-    let cluster_controller = Controller::new(clusters, watcher::Config::default());
-    let clusters_store = cluster_controller.store();
-    let cluster_controller = cluster_controller
-        // A change to an account (it became Ready, was suspended…) re-reconciles its clusters.
-        .watches(
-            accounts,
-            watcher::Config::default(),
-            move |account: CustomerAccount| {
-                let ns = account.namespace();
-                let name = account.name_any();
-                clusters_store
-                    .state()
-                    .into_iter()
-                    .filter(|mc| mc.namespace() == ns && mc.spec.account_ref.name == name)
-                    .map(|mc| kube::runtime::reflector::ObjectRef::from_obj(mc.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .shutdown_on_signal()
-        .run(managed_cluster::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
-
-    tokio::join!(account_controller, cluster_controller);
 }
