@@ -10,11 +10,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::audit::CallObserver;
-use crate::clock::Clock;
 use crate::aws::{
     AssumeRoleRequest, AwsError, AwsErrorKind, CallerIdentity, ClientFactory, CustomerClients,
     SessionCredentials, Sts,
 };
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 
 /// Refresh once this share of a session's lifetime has passed…

@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crossguard::analysis::{self, PriceTable};
 use crossguard::aws::sdk::{SdkFactory, StaticKeys};
-use crossguard::controller::{self, Context};
 use crossguard::clock::SystemClock;
+use crossguard::controller::{self, Context};
 use crossguard::credentials::Broker;
 use crossguard::http::{self, HttpState};
 use crossguard::metrics::Metrics;

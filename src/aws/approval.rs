@@ -86,7 +86,6 @@ impl ApprovedNodegroupScale {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     /// Architecture rule: the crate-private constructors are called from the guard only.
@@ -104,12 +103,16 @@ mod tests {
                 }
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 let calls = ["ApprovedTermination::new(", "ApprovedNodegroupScale::new("];
-                let allowed = path.ends_with("automation/guard.rs") || path.ends_with("aws/approval.rs");
+                let allowed =
+                    path.ends_with("automation/guard.rs") || path.ends_with("aws/approval.rs");
                 if !allowed && calls.iter().any(|c| text.contains(c)) {
                     offenders.push(path.display().to_string());
                 }
             }
         }
-        assert!(offenders.is_empty(), "approvals built outside the guard: {offenders:?}");
+        assert!(
+            offenders.is_empty(),
+            "approvals built outside the guard: {offenders:?}"
+        );
     }
 }

@@ -15,13 +15,13 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
 use secrecy::SecretString;
 
+use super::approval::{ApprovedNodegroupScale, ApprovedTermination};
 use super::{
     AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, CallerIdentity, ClientFactory,
     CustomerClients, Ec2, Eks, EksCluster, Identity, Instance, InstanceTypeShape, Nodegroup,
     SessionCredentials, Sts,
 };
 use crate::audit::CallObserver;
-use super::approval::{ApprovedNodegroupScale, ApprovedTermination};
 use crate::metrics::Metrics;
 
 /// Builds SDK clients from one shared SDK configuration.

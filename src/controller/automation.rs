@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use kube::Api;
 
+use super::Context;
+use super::inventory::Collected;
 use super::status::{apply_status, publish};
-use super::{Context, Error};
 use crate::analysis::RemovableNode;
 use crate::api::{
     ActionRecord, Condition, ConditionStatus, ManagedCluster, ManagedClusterStatus, PendingAction,
@@ -16,7 +17,6 @@ use crate::audit::{AuditTrail, CallObserver};
 use crate::automation::plan::{self, AwsView, Budget, NodeFacts};
 use crate::automation::{self, ClusterAccess, Journal, Outcome, Settings};
 use crate::aws::CustomerClients;
-use crate::controller::managed_cluster::Collected;
 
 /// Most records kept in each status list.
 const KEEP: usize = 20;
@@ -48,7 +48,7 @@ impl Journal for StatusJournal<'_> {
             self.status.recent_removals.push(t.to_string());
         }
         match apply_status(self.api, self.cluster, None, &self.status).await {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(e) => {
                 // Whether the write landed is unknown: keep what is known to be durable, so
                 // the final status write cannot drop an action under way (the next run
@@ -80,11 +80,12 @@ pub(super) struct Inputs<'a> {
 }
 
 /// Run automation and fold the result into `status`. Returns how soon to look again when a
-/// possibly-sent call is being verified.
+/// possibly-sent call is being verified. Never fails the reconcile: a failed run is in the
+/// `Automation` condition, and intents already written stay for the next run to settle.
 pub(super) async fn automate(
     input: Inputs<'_>,
     status: &mut ManagedClusterStatus,
-) -> Result<Option<std::time::Duration>, Error> {
+) -> Option<std::time::Duration> {
     let Inputs {
         cluster,
         api,
@@ -235,7 +236,7 @@ pub(super) async fn automate(
         &mut status.conditions,
         Condition::new("Automation", state, reason, message, generation, now),
     );
-    Ok(outcome.verify_again)
+    outcome.verify_again
 }
 
 fn summary(

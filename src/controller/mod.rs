@@ -1,31 +1,54 @@
 //! The two controllers and what they share.
+//!
+//! Each controller's `apply` is a pipeline of stages (see docs/ARCHITECTURE.md). A stage
+//! either adds to the status [`Draft`] or stops the run with a [`Failure`]; [`conclude`]
+//! is the one place that turns the outcome into conditions, an Event, the metric label
+//! and the requeue decision, and writes status once.
 
+mod analyse;
 mod automation;
 pub mod customer_account;
+pub mod external_id;
+pub mod failure;
+pub mod inventory;
 pub mod managed_cluster;
 mod runner;
+pub mod session;
 mod status;
 
+pub use failure::{Category, Failure, KubeOp, Retry};
 pub use runner::run;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::analysis::PriceTable;
+use crate::api::{
+    Condition, ConditionStatus, CustomerAccountStatus, ManagedClusterStatus, set_condition,
+};
 use crate::audit::{AuditTrail, Tenant};
-use crate::aws::AwsError;
 use crate::clock::Clock;
-use crate::credentials::{Broker, BrokerError};
+use crate::credentials::Broker;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// Finalizer crossguard puts on both kinds.
 pub const FINALIZER: &str = "crossguard.dev/cleanup";
+/// How often a customer-side problem (a role not deployed yet, a cluster not found) is
+/// looked at again.
+pub const PROBLEM_RETRY: Duration = Duration::from_secs(2 * 60);
+/// First retry delay after a transient failure; it doubles per consecutive failure.
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+/// Largest delay before jitter; jitter adds up to as much again (so at most 5 minutes).
+const BACKOFF_MAX: Duration = Duration::from_secs(150);
 
 /// What every reconcile needs.
 pub struct Context {
@@ -43,8 +66,8 @@ pub struct Context {
     pub store: Store,
     /// On-demand prices and instance shapes for the analysis.
     pub prices: PriceTable,
-    /// Consecutive failures per object, for exponential backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    /// Backoff state per object with consecutive transient failures.
+    failures: Mutex<HashMap<String, ExponentialBackoff>>,
 }
 
 impl Context {
@@ -75,12 +98,24 @@ impl Context {
         }
     }
 
+    /// The delay before retrying `key` after another transient failure: exponential from
+    /// 5 s, doubling to 150 s, plus random jitter of up to the delay itself, so that many
+    /// tenants failing together (an AWS outage) do not retry in lockstep.
     fn backoff(&self, key: String) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        // 5s, 10s, 20s, … capped at 5 minutes.
-        Duration::from_secs(5u64.saturating_mul(1 << (*n - 1).min(6)).min(300))
+        failures
+            .entry(key)
+            .or_insert_with(|| {
+                ExponentialBuilder::default()
+                    .with_min_delay(BACKOFF_MIN)
+                    .with_max_delay(BACKOFF_MAX)
+                    .with_factor(2.0)
+                    .with_jitter()
+                    .without_max_times()
+                    .build()
+            })
+            .next()
+            .unwrap_or(BACKOFF_MAX)
     }
 
     fn succeeded(&self, key: &str) {
@@ -89,70 +124,268 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
-}
 
-/// Everything a reconcile can fail with; invalid specs and customer-side problems are
-/// reported in status instead and are not errors.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("kubernetes {operation} failed: {source}")]
-    Kube {
-        /// What we were doing.
-        operation: &'static str,
-        /// The client error.
-        #[source]
-        source: kube::Error,
-    },
-    /// The finalizer machinery failed.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// A session could not be had for a transient reason.
-    #[error("{0}")]
-    Broker(#[source] BrokerError),
-    /// An AWS call failed for a transient reason.
-    #[error("{0}")]
-    Aws(#[source] AwsError),
-    /// The report/audit store failed.
-    #[error("{0}")]
-    Store(#[source] StoreError),
-    /// The ExternalId Secret exists but does not belong to this CustomerAccount.
-    #[error("secret {namespace}/{name} exists but is not owned by this CustomerAccount")]
-    SecretConflict {
-        /// Namespace.
-        namespace: String,
-        /// Name.
-        name: String,
-    },
-}
-
-impl Error {
-    /// Label for metrics and Event reasons.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Kube { .. } => "KubernetesApi",
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
-                _ => "Finalizer",
-            },
-            Error::Broker(e) => e.reason(),
-            Error::Aws(_) => "AwsUnavailable",
-            Error::Store(_) => "StoreUnavailable",
-            Error::SecretConflict { .. } => "ExternalIdSecretConflict",
-        }
-    }
-}
-
-impl Context {
     /// A fresh audit trail for calls made for `tenant` in this reconcile.
     pub fn audit(&self, tenant: Tenant) -> Arc<AuditTrail> {
         AuditTrail::new(tenant, self.clock.clone(), self.metrics.clone())
     }
+
+    /// Append `trail`'s records to the tenant's audit log. Called on every exit of a
+    /// reconcile that made calls, success or failure; a failed write becomes the run's
+    /// failure (the records cannot be kept anywhere else).
+    async fn flush(&self, trail: Option<&AuditTrail>) -> Result<(), Failure> {
+        let Some(trail) = trail else { return Ok(()) };
+        trail.flush(&self.store).await.map(|_| ()).map_err(|e| {
+            Failure::new(
+                Category::StoreUnavailable,
+                format!("The audit log could not be written: {e}"),
+                Retry::Backoff,
+            )
+        })
+    }
 }
 
-fn kube_err(operation: &'static str) -> impl FnOnce(kube::Error) -> Error {
-    move |source| Error::Kube { operation, source }
+/// Why a reconcile failed, as kube-runtime sees it: a transient stage failure, or the
+/// finalizer machinery. Customer-side problems end the reconcile successfully with a
+/// condition that says what to fix and are not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A stage failed for a transient reason; retried with backoff.
+    #[error(transparent)]
+    Stage(Failure),
+    /// Adding or removing the finalizer failed, or the work inside it did.
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// The category: metric label and Event reason.
+    pub fn category(&self) -> Category {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Stage(f) => f.category,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.category(),
+                _ => Category::Finalizer,
+            },
+        }
+    }
+
+    /// Adding the finalizer lost a race with a newer version of the object (the watch
+    /// cache was behind): not a failure, the next reconcile sees the new version.
+    fn is_finalizer_race(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        let Error::Finalizer(inner) = self else {
+            return false;
+        };
+        matches!(inner.as_ref(),
+            F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s))
+                if s.code == 409 || s.code == 422)
+    }
+}
+
+/// Status of either kind, as the shared conclusion needs it.
+pub trait ObjectStatus: Serialize + PartialEq + Clone + Default + Send {
+    /// The conditions.
+    fn conditions(&self) -> &Vec<Condition>;
+    /// The conditions, to change.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    /// Record the generation the conditions speak about.
+    fn set_observed_generation(&mut self, generation: i64);
+}
+
+impl ObjectStatus for CustomerAccountStatus {
+    fn conditions(&self) -> &Vec<Condition> {
+        &self.conditions
+    }
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+    fn set_observed_generation(&mut self, generation: i64) {
+        self.observed_generation = generation;
+    }
+}
+
+impl ObjectStatus for ManagedClusterStatus {
+    fn conditions(&self) -> &Vec<Condition> {
+        &self.conditions
+    }
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+    fn set_observed_generation(&mut self, generation: i64) {
+        self.observed_generation = generation;
+    }
+}
+
+/// The status one reconcile builds up; [`conclude`] writes it once.
+pub struct Draft<S> {
+    /// Status as it was when the reconcile started (None: never written).
+    pub old: Option<S>,
+    /// Status being built.
+    pub status: S,
+    /// `metadata.generation` of the object being reconciled.
+    pub generation: i64,
+    /// The reconcile's "now".
+    pub now: jiff::Timestamp,
+}
+
+impl<S: ObjectStatus> Draft<S> {
+    /// Start from `old` (or an empty status).
+    pub fn new(old: Option<S>, generation: i64, now: jiff::Timestamp) -> Self {
+        Draft {
+            status: old.clone().unwrap_or_default(),
+            old,
+            generation,
+            now,
+        }
+    }
+
+    /// Set one condition, stamped with this generation and time.
+    pub fn set(
+        &mut self,
+        type_: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
+        let c = Condition::new(
+            type_,
+            status,
+            reason,
+            message.into(),
+            self.generation,
+            self.now,
+        );
+        set_condition(self.status.conditions_mut(), c);
+    }
+
+    /// Set `type_` to True.
+    pub fn ok(&mut self, type_: &str, reason: &str, message: impl Into<String>) {
+        self.set(type_, ConditionStatus::True, reason, message);
+    }
+
+    /// Record a stage failure: `Ready` and the stage's condition go False with the
+    /// failure's category and message, and the generation counts as observed (the spec
+    /// was read; this is what it led to).
+    fn fail(&mut self, failure: &Failure) {
+        let reason = failure.category.as_str();
+        if let Some(stage) = failure.condition {
+            self.set(stage, ConditionStatus::False, reason, &failure.message);
+        }
+        self.set("Ready", ConditionStatus::False, reason, &failure.message);
+        self.status.set_observed_generation(self.generation);
+    }
+}
+
+/// End a reconcile: fold the pipeline's result into the draft (a failure sets `Ready` and
+/// its stage condition False), publish an Event when `Ready` changed, write status once
+/// (only when it changed), and decide what kube-runtime does next. Returns that decision
+/// and the metric outcome (`ok`, or the failure's category).
+pub async fn conclude<K, S>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    mut draft: Draft<S>,
+    result: Result<Action, Failure>,
+) -> (Result<Action, Error>, &'static str)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: ObjectStatus,
+{
+    if let Err(failure) = &result {
+        draft.fail(failure);
+    }
+    let old_conditions = draft
+        .old
+        .as_ref()
+        .map(|s| s.conditions().as_slice())
+        .unwrap_or_default();
+    status::publish_transition(ctx, obj, old_conditions, draft.status.conditions()).await;
+    let written = status::apply_status(api, obj, draft.old.as_ref(), &draft.status).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(f) => f.category.as_str(),
+    };
+    let decision = match (result, written) {
+        (Err(f), _) if f.retry == Retry::Backoff => Err(Error::Stage(f)),
+        (_, Err(write)) => Err(Error::Stage(write)),
+        (Ok(action), Ok(())) => Ok(action),
+        (Err(f), Ok(())) => Ok(match f.retry {
+            Retry::After(d) => Action::requeue(d),
+            _ => Action::await_change(),
+        }),
+    };
+    let outcome = match &decision {
+        Err(e) => e.category().as_str(),
+        Ok(_) => outcome,
+    };
+    (decision, outcome)
+}
+
+/// Run `apply`/`cleanup` under the finalizer, count the outcome and the duration, and
+/// reset the object's backoff when it succeeded. Shared by both controllers.
+async fn reconcile_with_finalizer<K, A, AF, C, CF>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    apply: A,
+    cleanup: C,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    A: FnOnce(Arc<K>, Arc<Context>) -> AF,
+    AF: std::future::Future<Output = (Result<Action, Error>, &'static str)>,
+    C: FnOnce(Arc<K>, Arc<Context>) -> CF,
+    CF: std::future::Future<Output = Result<Action, Error>>,
+{
+    use kube::runtime::finalizer::{Event, finalizer};
+    use tracing::Instrument;
+    let started = std::time::Instant::now();
+    let kind = K::kind(&());
+    let ns = obj.namespace().unwrap_or_default();
+    let key = format!("{kind}/{ns}/{}", obj.name_any());
+    let span =
+        tracing::info_span!("reconcile", kind = %kind, namespace = %ns, name = %obj.name_any());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut applied: Option<&'static str> = None;
+    let slot = &mut applied;
+    let inner_ctx = ctx.clone();
+    let result = finalizer(&api, FINALIZER, obj, move |event| async move {
+        match event {
+            Event::Apply(obj) => {
+                let (result, outcome) = apply(obj, inner_ctx).await;
+                *slot = Some(outcome);
+                result
+            }
+            Event::Cleanup(obj) => cleanup(obj, inner_ctx).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let (result, outcome) = match result {
+        Err(e) if e.is_finalizer_race() => {
+            tracing::debug!(%kind, namespace = %ns, "finalizer write raced a newer version; retrying");
+            (Ok(Action::requeue(Duration::from_secs(1))), "conflict")
+        }
+        Err(e) => {
+            let category = e.category().as_str();
+            (Err(e), category)
+        }
+        Ok(action) => (Ok(action), applied.unwrap_or("ok")),
+    };
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
+    ctx.metrics.reconcile(&kind, outcome, started.elapsed());
+    result
 }
 
 pub(crate) fn error_policy<K: kube::Resource<DynamicType = ()>>(
@@ -168,6 +401,6 @@ pub(crate) fn error_policy<K: kube::Resource<DynamicType = ()>>(
     );
     let delay = ctx.backoff(key);
     tracing::warn!(kind = %K::kind(&()), namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(),
-        category = error.category(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
+        category = %error.category(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
 }

@@ -6,23 +6,23 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, Error, kube_err};
+use super::Context;
+use super::failure::{Failure, KubeOp};
 use crate::api::{Condition, FIELD_MANAGER};
 
 /// Server-side apply `new` as the object's status unless it equals `old`.
-/// Returns whether a write happened.
 pub(super) async fn apply_status<K, S>(
     api: &Api<K>,
     obj: &K,
     old: Option<&S>,
     new: &S,
-) -> Result<bool, Error>
+) -> Result<(), Failure>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + PartialEq,
 {
     if old == Some(new) {
-        return Ok(false);
+        return Ok(());
     }
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
@@ -36,8 +36,8 @@ where
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(kube_err("patch status"))?;
-    Ok(true)
+    .map_err(|e| Failure::kube(KubeOp::PatchStatus, "server-side apply of status", e))?;
+    Ok(())
 }
 
 /// Publish an Event when the Ready condition changed status or reason.
