@@ -1,4 +1,4 @@
-# crossguard developer entry points. `make test` is what CI runs (.ci/run).
+# crossguard developer entry points. CI (.ci/run) runs `make verify`: fmt, clippy, `make test`.
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test

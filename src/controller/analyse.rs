@@ -44,12 +44,7 @@ pub async fn analyse(
     now: jiff::Timestamp,
 ) -> Result<Analysed, Failure> {
     let problem = |category: Category, message: String| {
-        Failure::new(
-            category,
-            message,
-            Retry::After(super::managed_cluster::WAIT_RETRY),
-        )
-        .on(CONDITION)
+        Failure::new(category, message, Retry::After(super::WAIT_RETRY)).on(CONDITION)
     };
     let (url, ca) = match &cluster.spec.api_endpoint {
         Some(e) => (Some(e.url.clone()), e.ca_bundle.clone()),

@@ -111,19 +111,19 @@ pub fn failure(e: AwsError, cluster: &str, region: &str, account_id: &str) -> Fa
         AwsErrorKind::NotFound => (
             Category::ClusterNotFound,
             format!("EKS cluster {cluster} was not found in {region} of account {account_id}: {e}"),
-            Retry::After(super::managed_cluster::WAIT_RETRY),
+            Retry::After(super::WAIT_RETRY),
         ),
         AwsErrorKind::AccessDenied => (
             Category::AccessDenied,
             format!(
                 "The role lacks a permission crossguard needs; update it from `crossguard onboarding-template`: {e}"
             ),
-            Retry::After(super::managed_cluster::WAIT_RETRY),
+            Retry::After(super::WAIT_RETRY),
         ),
         _ => (
             Category::InventoryFailed,
             e.to_string(),
-            Retry::After(super::managed_cluster::WAIT_RETRY),
+            Retry::After(super::WAIT_RETRY),
         ),
     };
     Failure::new(category, message, retry).on(CONDITION)

@@ -22,8 +22,7 @@ use crate::audit::{AuditTrail, CallObserver};
 use crate::aws::CustomerClients;
 use crate::credentials::AccountSession;
 
-/// How often a cluster waiting on its account (or on a customer-side fix) is retried.
-pub const WAIT_RETRY: Duration = Duration::from_secs(60);
+pub use super::WAIT_RETRY;
 
 /// Entry point for the controller.
 pub async fn reconcile(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -45,6 +45,9 @@ pub const FINALIZER: &str = "crossguard.dev/cleanup";
 /// How often a customer-side problem (a role not deployed yet, a cluster not found) is
 /// looked at again.
 pub const PROBLEM_RETRY: Duration = Duration::from_secs(2 * 60);
+/// How often a ManagedCluster waiting on its account, or on a customer-side fix (a cluster
+/// not found, a permission missing, its API unreachable), is looked at again.
+pub const WAIT_RETRY: Duration = Duration::from_secs(60);
 /// First retry delay after a transient failure; it doubles per consecutive failure.
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 /// Largest delay before jitter; jitter adds up to as much again (so at most 5 minutes).
