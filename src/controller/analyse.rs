@@ -42,10 +42,7 @@ pub async fn analyse(
     collected: &Collected,
     observer: &dyn CallObserver,
     now: jiff::Timestamp,
-) -> Result<Analysed, Failure> {
-    let problem = |category: Category, message: String| {
-        Failure::new(category, message, Retry::After(super::WAIT_RETRY)).on(CONDITION)
-    };
+) -> Result<Analysed, AnalyseError> {
     let (url, ca) = match &cluster.spec.api_endpoint {
         Some(e) => (Some(e.url.clone()), e.ca_bundle.clone()),
         None => (
@@ -53,32 +50,20 @@ pub async fn analyse(
             collected.cluster.certificate_authority.clone(),
         ),
     };
-    let url = url.ok_or_else(|| {
-        problem(
-            Category::NoEndpoint,
-            "EKS reports no API endpoint for the cluster; set spec.apiEndpoint".to_string(),
-        )
-    })?;
+    let url = url.ok_or(AnalyseError::NoEndpoint)?;
     let token = eks_token(
         &session.credentials,
         &cluster.spec.region,
         &cluster.spec.cluster_name,
         std::time::SystemTime::now(),
     )
-    .map_err(|e| problem(Category::TokenFailed, e.to_string()))?;
-    let client = reader::client_for(&url, ca.as_deref(), token.token)
-        .map_err(|e| problem(Category::InvalidEndpoint, e.to_string()))?;
+    .map_err(AnalyseError::Token)?;
+    let client =
+        reader::client_for(&url, ca.as_deref(), token.token).map_err(AnalyseError::Endpoint)?;
     let sanitizer = Sanitizer::new(&cluster.spec.sanitizer.extra_sensitive_names);
-    let snapshot = reader::read_snapshot(&client, &sanitizer, observer, now.to_string()).await.map_err(|e| {
-        if e.is_forbidden() {
-            problem(
-                Category::ClusterAccessDenied,
-                format!("The cluster refused crossguard's role: grant it the read-only access from `crossguard onboarding-rbac` ({e})"),
-            )
-        } else {
-            problem(Category::ClusterUnreachable, format!("Could not read the cluster at {url}: {e}"))
-        }
-    })?;
+    let snapshot = reader::read_snapshot(&client, &sanitizer, observer, now.to_string())
+        .await
+        .map_err(|source| AnalyseError::ReadCluster { url, source })?;
     let inventory = AwsInventory {
         region: cluster.spec.region.clone(),
         nodegroups: collected.nodegroups.clone(),
@@ -111,10 +96,7 @@ pub async fn analyse(
         Ok(report) => report,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => {
-            return Err(problem(
-                Category::AnalysisInterrupted,
-                "The analysis was cancelled because the operator is shutting down".to_string(),
-            ));
+            return Err(AnalyseError::Interrupted);
         }
     };
     let tenant = account.metadata.uid.clone().unwrap_or_default();
@@ -123,13 +105,13 @@ pub async fn analyse(
     ctx.store
         .put(&tenant, Kind::Snapshot, &ns, &name, now, snapshot_json)
         .await
-        .map_err(store_failed)?;
+        .map_err(AnalyseError::StoreSnapshot)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("reports serialize");
     let key = ctx
         .store
         .put(&tenant, Kind::Report, &ns, &name, now, report_json)
         .await
-        .map_err(store_failed)?;
+        .map_err(AnalyseError::StoreReport)?;
     Ok(Analysed {
         summary: report.summary(),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),
@@ -139,11 +121,74 @@ pub async fn analyse(
     })
 }
 
-fn store_failed(e: crate::store::StoreError) -> Failure {
-    Failure::new(
-        Category::StoreUnavailable,
-        format!("The snapshot or report could not be stored: {e}"),
-        Retry::Backoff,
-    )
-    .on(CONDITION)
+/// Why the analysis stage stopped; each variant names the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyseError {
+    /// Neither EKS nor `spec.apiEndpoint` gives an API server URL.
+    #[error("EKS reports no API endpoint for the cluster; set spec.apiEndpoint")]
+    NoEndpoint,
+    /// The EKS token (a presigned sts:GetCallerIdentity) could not be made.
+    #[error("making the EKS token failed")]
+    Token(#[source] crate::cluster::token::TokenError),
+    /// The endpoint URL or CA bundle is unusable.
+    #[error("the cluster's endpoint is unusable")]
+    Endpoint(#[source] reader::ReadError),
+    /// Listing the cluster's objects failed.
+    #[error("could not read the cluster at {url}")]
+    ReadCluster {
+        /// The API server.
+        url: String,
+        /// What failed.
+        #[source]
+        source: reader::ReadError,
+    },
+    /// The blocking analysis task was cancelled (shutdown).
+    #[error("the analysis was cancelled because the operator is shutting down")]
+    Interrupted,
+    /// Storing the sanitized snapshot failed.
+    #[error("storing the sanitized snapshot failed")]
+    StoreSnapshot(#[source] crate::store::StoreError),
+    /// Storing the report failed.
+    #[error("storing the report failed")]
+    StoreReport(#[source] crate::store::StoreError),
+}
+
+impl From<AnalyseError> for Failure {
+    fn from(e: AnalyseError) -> Self {
+        let text = super::failure::describe(&e);
+        let (category, message, retry) = match &e {
+            AnalyseError::NoEndpoint => {
+                (Category::NoEndpoint, text, Retry::After(super::WAIT_RETRY))
+            }
+            AnalyseError::Token(_) => {
+                (Category::TokenFailed, text, Retry::After(super::WAIT_RETRY))
+            }
+            AnalyseError::Endpoint(_) => (
+                Category::InvalidEndpoint,
+                text,
+                Retry::After(super::WAIT_RETRY),
+            ),
+            AnalyseError::ReadCluster { source, .. } if source.is_forbidden() => (
+                Category::ClusterAccessDenied,
+                format!(
+                    "The cluster refused crossguard's role: grant it the read-only access from `crossguard onboarding-rbac` ({text})"
+                ),
+                Retry::After(super::WAIT_RETRY),
+            ),
+            AnalyseError::ReadCluster { .. } => (
+                Category::ClusterUnreachable,
+                text,
+                Retry::After(super::WAIT_RETRY),
+            ),
+            AnalyseError::Interrupted => (
+                Category::AnalysisInterrupted,
+                text,
+                Retry::After(super::WAIT_RETRY),
+            ),
+            AnalyseError::StoreSnapshot(_) | AnalyseError::StoreReport(_) => {
+                (Category::StoreUnavailable, text, Retry::Backoff)
+            }
+        };
+        Failure::new(category, message, retry).on(CONDITION)
+    }
 }

@@ -242,9 +242,38 @@ impl std::fmt::Display for Failure {
 /// separate source: error chains print each cause once.
 impl std::error::Error for Failure {}
 
+/// An error and its causes in one line, each cause once: a cause whose text the message
+/// already holds is not repeated (some errors print their source in their own message).
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer step failed")]
+    struct Outer(#[source] Middle);
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle: {0}")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn describe_prints_each_cause_once() {
+        let e = Outer(Middle(std::io::Error::other("disk on fire")));
+        assert_eq!(describe(&e), "outer step failed: middle: disk on fire");
+    }
 
     #[test]
     fn category_words_are_distinct_camel_case() {

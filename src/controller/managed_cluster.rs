@@ -116,42 +116,32 @@ fn validate(cluster: &ManagedCluster) -> Result<validate::ValidCluster, Failure>
 async fn resolve_account(
     cluster: &ManagedCluster,
     ctx: &Context,
-) -> Result<Box<CustomerAccount>, Failure> {
-    const STAGE: &str = "AccountResolved";
+) -> Result<Box<CustomerAccount>, AccountRefError> {
     let ns = cluster.namespace().unwrap_or_default();
-    let reference = &cluster.spec.account_ref;
-    let problem =
-        |category, message: String, retry| Failure::new(category, message, retry).on(STAGE);
-    if let Some(other) = reference.namespace.as_deref().filter(|n| *n != ns) {
-        return Err(problem(
-            Category::CrossNamespaceReference,
-            format!(
-                "spec.accountRef points at namespace {other:?}; a ManagedCluster may only use a CustomerAccount in its own namespace ({ns:?})"
-            ),
-            Retry::AwaitChange,
-        ));
+    let name = cluster.spec.account_ref.name.clone();
+    if let Some(other) = cluster
+        .spec
+        .account_ref
+        .namespace
+        .as_deref()
+        .filter(|n| *n != ns)
+    {
+        return Err(AccountRefError::CrossNamespace {
+            other: other.to_string(),
+            ns,
+        });
     }
     let accounts: Api<CustomerAccount> = Api::namespaced(ctx.client.clone(), &ns);
     let account = accounts
-        .get_opt(&reference.name)
+        .get_opt(&name)
         .await
-        .map_err(|e| Failure::kube(KubeOp::GetCustomerAccount, "get CustomerAccount", e))?
-        .ok_or_else(|| {
-            problem(
-                Category::AccountNotFound,
-                format!(
-                    "CustomerAccount {:?} does not exist in namespace {ns:?}",
-                    reference.name
-                ),
-                Retry::After(WAIT_RETRY),
-            )
+        .map_err(AccountRefError::Get)?
+        .ok_or_else(|| AccountRefError::NotFound {
+            name: name.clone(),
+            ns,
         })?;
     if account.metadata.deletion_timestamp.is_some() {
-        return Err(problem(
-            Category::AccountDeleting,
-            format!("CustomerAccount {:?} is being deleted", reference.name),
-            Retry::AwaitChange,
-        ));
+        return Err(AccountRefError::Deleting { name });
     }
     let ready = account
         .status
@@ -159,22 +149,62 @@ async fn resolve_account(
         .and_then(|s| crate::api::conditions_find(&s.conditions, "Ready"));
     match ready {
         Some(c) if c.is_true() => Ok(Box::new(account)),
-        Some(c) => Err(problem(
-            Category::AccountNotReady,
-            format!(
-                "CustomerAccount {:?} is not Ready ({}): {}",
-                reference.name, c.reason, c.message
-            ),
-            Retry::After(WAIT_RETRY),
-        )),
-        None => Err(problem(
-            Category::AccountNotReady,
-            format!(
-                "CustomerAccount {:?} has not been verified yet",
-                reference.name
-            ),
-            Retry::After(WAIT_RETRY),
-        )),
+        Some(c) => Err(AccountRefError::NotReady {
+            name,
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        }),
+        None => Err(AccountRefError::NotVerified { name }),
+    }
+}
+
+/// Why `spec.accountRef` could not be used.
+#[derive(Debug, thiserror::Error)]
+enum AccountRefError {
+    #[error(
+        "spec.accountRef points at namespace {other:?}; a ManagedCluster may only use a CustomerAccount in its own namespace ({ns:?})"
+    )]
+    CrossNamespace { other: String, ns: String },
+    #[error("kubernetes get CustomerAccount failed: {0}")]
+    Get(kube::Error),
+    #[error("CustomerAccount {name:?} does not exist in namespace {ns:?}")]
+    NotFound { name: String, ns: String },
+    #[error("CustomerAccount {name:?} is being deleted")]
+    Deleting { name: String },
+    #[error("CustomerAccount {name:?} is not Ready ({reason}): {message}")]
+    NotReady {
+        name: String,
+        reason: String,
+        message: String,
+    },
+    #[error("CustomerAccount {name:?} has not been verified yet")]
+    NotVerified { name: String },
+}
+
+impl From<AccountRefError> for Failure {
+    fn from(e: AccountRefError) -> Self {
+        let message = e.to_string();
+        let (category, retry) = match e {
+            AccountRefError::Get(_) => {
+                let f = Failure::new(
+                    Category::Kubernetes(KubeOp::GetCustomerAccount),
+                    message,
+                    Retry::Backoff,
+                );
+                return f.on("AccountResolved");
+            }
+            AccountRefError::CrossNamespace { .. } => {
+                (Category::CrossNamespaceReference, Retry::AwaitChange)
+            }
+            AccountRefError::NotFound { .. } => {
+                (Category::AccountNotFound, Retry::After(WAIT_RETRY))
+            }
+            AccountRefError::Deleting { .. } => (Category::AccountDeleting, Retry::AwaitChange),
+            AccountRefError::NotReady { .. } | AccountRefError::NotVerified { .. } => {
+                (Category::AccountNotReady, Retry::After(WAIT_RETRY))
+            }
+        };
+        Failure::new(category, message, retry).on("AccountResolved")
     }
 }
 
