@@ -1,6 +1,6 @@
 //! Savings-analysis benchmark (`cargo bench --bench analysis`, or `make bench`).
 //!
-//! One run measures, on synthetic clusters from `crossguard::analysis::synthetic`:
+//! One run measures, on synthetic clusters from `crossguard::testing::synthetic`:
 //! 1. at 5,000 nodes / 150,000 pods: plain `serde_json::from_slice::<Value>` of the
 //!    snapshot bytes versus the offline pipeline of `crossguard analyze` (bytes →
 //!    allow-listed, redacted `AnalysisInput` → report), and versus the path a stored
@@ -17,12 +17,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossguard::analysis::synthetic::{SyntheticSpec, generate};
-use crossguard::analysis::{
-    AnalysisInput, AnalysisSettings, PriceTable, analyze, analyze_timed, dump,
-    snapshot_from_documents,
-};
+use crossguard::analysis::{AnalysisInput, AnalysisSettings, PriceTable, analyze, analyze_timed};
 use crossguard::sanitize::{Sanitizer, sanitize_documents};
+use crossguard::testing::dump::{self, snapshot_from_documents};
+use crossguard::testing::synthetic::{SyntheticSpec, generate};
 
 struct Counting;
 

@@ -11,16 +11,16 @@ mod support;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use crossguard::audit::{CallObserver, NoAudit};
 use crossguard::aws::sdk::SdkFactory;
-use crossguard::clock::Clock;
 use crossguard::credentials::{Broker, SessionParams};
 use crossguard::metrics::Metrics;
+use crossguard::testing::ManualClock;
 use futures::StreamExt;
 
 /// Counts live heap bytes, to measure what the cache holds.
@@ -40,13 +40,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-struct SimClock(AtomicI64);
-impl Clock for SimClock {
-    fn now(&self) -> jiff::Timestamp {
-        jiff::Timestamp::from_second(self.0.load(Ordering::SeqCst)).expect("valid time")
-    }
-}
 
 const ACCOUNTS: usize = 1000;
 const TICK: i64 = 10;
@@ -78,8 +71,8 @@ async fn main() {
         .load()
         .await;
     let metrics = Arc::new(Metrics::new());
-    let clock = Arc::new(SimClock(AtomicI64::new(jiff::Timestamp::now().as_second())));
-    let start = clock.0.load(Ordering::SeqCst);
+    let start = jiff::Timestamp::now().as_second();
+    let clock = ManualClock::at(start);
     let factory = Arc::new(SdkFactory::from_config(config, metrics.clone()));
     let broker = Arc::new(Broker::new(
         factory,
@@ -94,7 +87,7 @@ async fn main() {
     let wall = Instant::now();
     let mut t = 0;
     while t < HORIZON {
-        clock.0.store(start + t, Ordering::SeqCst);
+        clock.set(jiff::Timestamp::from_second(start + t).expect("valid time"));
         let results: Vec<_> = futures::stream::iter(all.iter())
             .map(|p| {
                 let (broker, observer) = (broker.clone(), observer.clone());

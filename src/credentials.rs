@@ -357,185 +357,33 @@ pub fn session_name(namespace: &str, name: &str) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::aws::{
-        AutoScaling, AutoScalingGroup, Ec2, Eks, EksCluster, Identity, Instance, Nodegroup,
-    };
-    use async_trait::async_trait;
-    use secrecy::SecretString;
-    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-
-    /// A clock tests move by hand.
-    pub struct ManualClock(pub AtomicI64);
-    impl Clock for ManualClock {
-        fn now(&self) -> Timestamp {
-            Timestamp::from_second(self.0.load(Ordering::SeqCst)).expect("valid test time")
-        }
-    }
-
-    /// STS + identity fake: sessions live in `account_of_role` unless overridden.
-    pub struct FakeAws {
-        pub clock: Arc<ManualClock>,
-        pub assume_calls: AtomicUsize,
-        pub requests: Mutex<Vec<AssumeRoleRequest>>,
-        pub identity_account: Mutex<Option<String>>,
-        pub deny: Mutex<bool>,
-    }
-
-    impl FakeAws {
-        pub fn new(clock: Arc<ManualClock>) -> Arc<Self> {
-            Arc::new(FakeAws {
-                clock,
-                assume_calls: AtomicUsize::new(0),
-                requests: Mutex::new(Vec::new()),
-                identity_account: Mutex::new(None),
-                deny: Mutex::new(false),
-            })
-        }
-    }
-
-    struct FakeSts(Arc<FakeAws>);
-    #[async_trait]
-    impl Sts for FakeSts {
-        async fn assume_role(
-            &self,
-            req: &AssumeRoleRequest,
-        ) -> Result<SessionCredentials, AwsError> {
-            self.0.assume_calls.fetch_add(1, Ordering::SeqCst);
-            self.0.requests.lock().unwrap().push(req.clone());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if *self.0.deny.lock().unwrap() {
-                return Err(AwsError::new(
-                    "sts",
-                    "AssumeRole",
-                    Some("AccessDenied".into()),
-                    Some("not authorized".into()),
-                    Some(403),
-                    None,
-                ));
-            }
-            let account = req
-                .role_arn
-                .split(':')
-                .nth(4)
-                .unwrap_or_default()
-                .to_string();
-            Ok(SessionCredentials {
-                access_key_id: format!("ASIA{account}"),
-                secret_access_key: SecretString::from("secret".to_string()),
-                session_token: SecretString::from("token".to_string()),
-                expiration: Timestamp::from_second(
-                    self.0.clock.now().as_second() + req.duration_seconds as i64,
-                )
-                .unwrap(),
-                lifetime: Duration::from_secs(req.duration_seconds as u64),
-            })
-        }
-    }
-
-    struct FakeIdentity(Arc<FakeAws>, String);
-    #[async_trait]
-    impl Identity for FakeIdentity {
-        async fn caller_identity(&self) -> Result<CallerIdentity, AwsError> {
-            let account = self
-                .0
-                .identity_account
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or(self.1.clone());
-            Ok(CallerIdentity {
-                arn: format!("arn:aws:sts::{account}:assumed-role/r/s"),
-                account,
-            })
-        }
-    }
-
-    struct Unused;
-    #[async_trait]
-    impl Eks for Unused {
-        async fn describe_cluster(&self, _: &str) -> Result<EksCluster, AwsError> {
-            unreachable!("not used by broker tests")
-        }
-        async fn list_nodegroups(&self, _: &str) -> Result<Vec<String>, AwsError> {
-            unreachable!("not used by broker tests")
-        }
-        async fn describe_nodegroup(&self, _: &str, _: &str) -> Result<Nodegroup, AwsError> {
-            unreachable!("not used by broker tests")
-        }
-        async fn update_nodegroup_size(
-            &self,
-            _: crate::aws::approval::ApprovedNodegroupScale,
-        ) -> Result<(), AwsError> {
-            unreachable!("not used by broker tests")
-        }
-    }
-    #[async_trait]
-    impl AutoScaling for Unused {
-        async fn describe_groups(&self, _: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError> {
-            unreachable!("not used by broker tests")
-        }
-        async fn terminate_instance(
-            &self,
-            _: crate::aws::approval::ApprovedTermination,
-        ) -> Result<(), AwsError> {
-            unreachable!("not used by broker tests")
-        }
-    }
-    #[async_trait]
-    impl Ec2 for Unused {
-        async fn describe_cluster_instances(&self, _: &str) -> Result<Vec<Instance>, AwsError> {
-            unreachable!("not used by broker tests")
-        }
-        async fn describe_instance(&self, _: &str) -> Result<Option<Instance>, AwsError> {
-            unreachable!("not used by broker tests")
-        }
-        async fn describe_instance_types(
-            &self,
-            _: &[String],
-        ) -> Result<Vec<crate::aws::InstanceTypeShape>, AwsError> {
-            unreachable!("not used by broker tests")
-        }
-    }
-
-    impl ClientFactory for Arc<FakeAws> {
-        fn operator_sts(&self) -> Arc<dyn Sts> {
-            Arc::new(FakeSts(self.clone()))
-        }
-        fn customer(
-            &self,
-            credentials: &SessionCredentials,
-            _region: &str,
-            _observer: Arc<dyn CallObserver>,
-        ) -> CustomerClients {
-            let account = credentials
-                .access_key_id
-                .trim_start_matches("ASIA")
-                .to_string();
-            CustomerClients {
-                identity: Arc::new(FakeIdentity(self.clone(), account)),
-                eks: Arc::new(Unused),
-                autoscaling: Arc::new(Unused),
-                ec2: Arc::new(Unused),
-            }
-        }
-    }
+    use crate::testing::ManualClock;
+    use crate::testing::aws::FakeAws;
 
     fn no_audit() -> Arc<dyn CallObserver> {
         Arc::new(crate::audit::NoAudit)
     }
 
+    /// The role of account 111122223333 trusts the operator with ExternalId "x" x 40.
     fn setup() -> (Arc<ManualClock>, Arc<FakeAws>, Broker) {
-        let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000)));
+        let clock = ManualClock::at(1_800_000_000);
         let aws = FakeAws::new(clock.clone());
+        aws.add_role(&params("", ACCOUNT).role_arn, &"x".repeat(40));
         let broker = Broker::new(
-            Arc::new(aws.clone()),
+            aws.clone(),
             clock.clone(),
             Arc::new(Metrics::new()),
             "crossguard-operator",
         );
         (clock, aws, broker)
+    }
+
+    const ACCOUNT: &str = "111122223333";
+
+    fn assume_calls(aws: &FakeAws) -> usize {
+        aws.calls_of("AssumeRole").len()
     }
 
     fn params(uid: &str, account: &str) -> SessionParams {
@@ -556,14 +404,14 @@ pub(crate) mod tests {
         let (clock, aws, broker) = setup();
         let p = params("uid-1", "111122223333");
         let first = broker.session(&p, &no_audit()).await.unwrap();
-        clock.0.fetch_add(2879, Ordering::SeqCst); // just before 80% of one hour
+        clock.advance(Duration::from_secs(2879)); // just before 80% of one hour
         let second = broker.session(&p, &no_audit()).await.unwrap();
         assert!(Arc::ptr_eq(&first, &second));
-        assert_eq!(aws.assume_calls.load(Ordering::SeqCst), 1);
-        clock.0.fetch_add(1, Ordering::SeqCst); // 80% reached
+        assert_eq!(assume_calls(&aws), 1);
+        clock.advance(Duration::from_secs(1)); // 80% reached
         let third = broker.session(&p, &no_audit()).await.unwrap();
         assert!(!Arc::ptr_eq(&first, &third));
-        assert_eq!(aws.assume_calls.load(Ordering::SeqCst), 2);
+        assert_eq!(assume_calls(&aws), 2);
     }
 
     #[tokio::test]
@@ -572,7 +420,7 @@ pub(crate) mod tests {
         let mut p = params("uid-1", "111122223333");
         p.duration = Duration::from_secs(900);
         broker.session(&p, &no_audit()).await.unwrap();
-        let req = aws.requests.lock().unwrap()[0].clone();
+        let req = aws.assume_role_requests()[0].clone();
         assert_eq!(req.external_id, "x".repeat(40));
         assert_eq!(req.duration_seconds, 900);
         assert_eq!(req.session_name, "crossguard@team-a.acme");
@@ -591,21 +439,24 @@ pub(crate) mod tests {
             .session(&params("uid-2", "111122223333"), &no_audit())
             .await
             .unwrap();
-        assert_eq!(aws.assume_calls.load(Ordering::SeqCst), 2);
-        // Same UID, rotated ExternalId: re-assume.
+        assert_eq!(assume_calls(&aws), 2);
+        // Same UID, rotated ExternalId (the customer's trust policy follows): re-assume.
         let mut rotated = params("uid-1", "111122223333");
         rotated.external_id = "y".repeat(40);
+        aws.add_role(&rotated.role_arn, &rotated.external_id);
         broker.session(&rotated, &no_audit()).await.unwrap();
-        assert_eq!(aws.assume_calls.load(Ordering::SeqCst), 3);
+        assert_eq!(assume_calls(&aws), 3);
         broker.evict("uid-1");
         assert_eq!(broker.sessions_held(), 1);
         broker.session(&rotated, &no_audit()).await.unwrap();
-        assert_eq!(aws.assume_calls.load(Ordering::SeqCst), 4);
+        assert_eq!(assume_calls(&aws), 4);
     }
 
     #[tokio::test]
     async fn concurrent_requests_share_one_assume_role() {
         let (_, aws, broker) = setup();
+        // AssumeRole takes a while, so the other callers arrive while it is in flight.
+        aws.delay("AssumeRole", Duration::from_millis(20));
         let broker = Arc::new(broker);
         let p = params("uid-1", "111122223333");
         let tasks: Vec<_> = (0..16)
@@ -617,13 +468,13 @@ pub(crate) mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        assert_eq!(aws.assume_calls.load(Ordering::SeqCst), 1);
+        assert_eq!(assume_calls(&aws), 1);
     }
 
     #[tokio::test]
     async fn account_mismatch_is_refused_and_not_cached() {
         let (_, aws, broker) = setup();
-        *aws.identity_account.lock().unwrap() = Some("999988887777".into());
+        aws.override_caller_account(Some("999988887777"));
         let err = broker
             .session(&params("uid-1", "111122223333"), &no_audit())
             .await
@@ -638,8 +489,8 @@ pub(crate) mod tests {
         let (clock, aws, broker) = setup();
         let p = params("uid-1", "111122223333");
         broker.session(&p, &no_audit()).await.unwrap();
-        clock.0.fetch_add(3000, Ordering::SeqCst);
-        *aws.deny.lock().unwrap() = true;
+        clock.advance(Duration::from_secs(3000));
+        aws.fail("AssumeRole", AwsErrorKind::AccessDenied, usize::MAX);
         let err = broker.session(&p, &no_audit()).await.unwrap_err();
         assert_eq!(err.reason(), "AssumeRoleDenied");
         assert!(!err.is_transient());

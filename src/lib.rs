@@ -19,6 +19,8 @@ pub mod onboarding;
 pub mod sanitize;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 /// kube and the AWS SDK each bring a rustls crypto backend; pick one for the process.
 /// Call once before building any client (repeated calls are harmless).

@@ -4,8 +4,8 @@
 
 use std::process::{Command, Output};
 
-use crossguard::analysis::dump;
-use crossguard::analysis::synthetic::{SyntheticSpec, generate};
+use crossguard::testing::dump;
+use crossguard::testing::synthetic::{SyntheticSpec, generate};
 use serde_json::Value;
 
 const CANARY: &str = "cLiCaNaRy-5d1e8a7b";

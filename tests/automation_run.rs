@@ -1,51 +1,51 @@
-//! The automation executor against a stateful fake of the AWS calls and the in-process fake
-//! API server as the customer's cluster: dry run, a guarded removal, tags removed between
+//! The automation executor against the stateful AWS fake (`crossguard::testing::aws`) and
+//! the in-process fake API server as the customer's cluster: dry run, a guarded removal, tags removed between
 //! plan and call, a drain blocked by a PodDisruptionBudget, and restart settlement of both
 //! intent phases. (The same paths against moto and the real binary are in
 //! tests/automation_e2e.rs.)
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use crossguard::analysis::RemovableNode;
 use crossguard::api::{ActionRecord, PendingAction};
 use crossguard::audit::NoAudit;
-use crossguard::automation::guard::{ApprovedNodegroupScale, ApprovedTermination};
 use crossguard::automation::plan::{self, AwsView, Budget, NodeFacts, Plan};
 use crossguard::automation::{self, ClusterAccess, Journal, Outcome, Settings};
 use crossguard::aws::{
-    AutoScaling, AutoScalingGroup, AwsError, CallerIdentity, CustomerClients, Ec2, Eks, EksCluster,
-    Identity, Instance, InstanceTypeShape, Nodegroup, TAG_CLUSTER, TAG_MANAGED,
+    AutoScalingGroup, AwsError, EksCluster, Instance, Nodegroup, TAG_CLUSTER, TAG_MANAGED,
 };
 use crossguard::clock::{Clock, SystemClock};
+use crossguard::testing::aws::{FakeAws, World};
 use serde_json::json;
 
-/// One nodegroup `ng` with group `asg` and three instances, all managed for `prod`.
-#[derive(Clone)]
-struct World {
-    nodegroup: Nodegroup,
-    group: AutoScalingGroup,
-    instances: Vec<Instance>,
-}
+const ACCOUNT: &str = "111122223333";
+const REGION: &str = "us-east-1";
 
-#[derive(Default)]
-struct Aws {
-    world: Mutex<Option<World>>,
-    mutating: Mutex<Vec<String>>,
-    /// The next termination fails with this error (and has no effect).
-    fail_terminate: Mutex<Option<AwsError>>,
-}
-
-fn world() -> World {
+/// One nodegroup `ng` with group `asg` and three instances, all managed for `prod`, after
+/// `tweak`.
+fn fake(tweak: impl FnOnce(&mut World)) -> Arc<FakeAws> {
     let tags = BTreeMap::from([
         (TAG_MANAGED.to_string(), "true".to_string()),
         (TAG_CLUSTER.to_string(), "prod".to_string()),
     ]);
     let ids: Vec<String> = (0..3).map(|i| format!("i-{i}")).collect();
-    World {
-        nodegroup: Nodegroup {
+    let aws = FakeAws::new(Arc::new(SystemClock));
+    aws.put_cluster(
+        ACCOUNT,
+        REGION,
+        EksCluster {
+            name: "prod".into(),
+            status: Some("ACTIVE".into()),
+            ..Default::default()
+        },
+    );
+    aws.put_nodegroup(
+        ACCOUNT,
+        REGION,
+        Nodegroup {
             name: "ng".into(),
             cluster_name: "prod".into(),
             status: Some("ACTIVE".into()),
@@ -56,7 +56,11 @@ fn world() -> World {
             desired_size: Some(3),
             instance_types: vec!["m5.large".into()],
         },
-        group: AutoScalingGroup {
+    );
+    aws.put_group(
+        ACCOUNT,
+        REGION,
+        AutoScalingGroup {
             name: "asg".into(),
             tags: tags.clone(),
             min_size: 1,
@@ -68,130 +72,53 @@ fn world() -> World {
                 .map(|id| (id.clone(), "InService".to_string()))
                 .collect(),
         },
-        instances: ids
-            .into_iter()
-            .map(|id| Instance {
+    );
+    for id in ids {
+        aws.put_instance(
+            ACCOUNT,
+            REGION,
+            Instance {
                 id,
                 instance_type: Some("m5.large".into()),
                 state: Some("running".into()),
                 tags: tags.clone(),
-            })
-            .collect(),
+            },
+        );
     }
+    aws.with_world(ACCOUNT, REGION, tweak);
+    aws
 }
 
-impl Aws {
-    fn new(w: World) -> Arc<Self> {
-        Arc::new(Aws {
-            world: Mutex::new(Some(w)),
-            mutating: Mutex::new(vec![]),
-            fail_terminate: Mutex::new(None),
+/// The mutating calls made, as `Operation target`.
+fn mutating(aws: &FakeAws) -> Vec<String> {
+    aws.mutating_calls()
+        .into_iter()
+        .map(|c| format!("{} {}", c.operation, c.target))
+        .collect()
+}
+
+/// The AWS side as the run reads it at its start: every nodegroup, group and instance.
+struct View {
+    nodegroups: Vec<Nodegroup>,
+    groups: Vec<AutoScalingGroup>,
+    instances: Vec<Instance>,
+}
+
+impl View {
+    fn of(aws: &FakeAws) -> View {
+        aws.with_world(ACCOUNT, REGION, |w| View {
+            nodegroups: w.nodegroups.values().cloned().collect(),
+            groups: w.groups.values().cloned().collect(),
+            instances: w.instances.values().cloned().collect(),
         })
     }
-    fn with<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
-        f(self.world.lock().unwrap().as_mut().unwrap())
-    }
-    fn mutating(&self) -> Vec<String> {
-        self.mutating.lock().unwrap().clone()
-    }
-    fn clients(self: &Arc<Self>) -> CustomerClients {
-        CustomerClients {
-            identity: self.clone(),
-            eks: self.clone(),
-            autoscaling: self.clone(),
-            ec2: self.clone(),
+
+    fn aws(&self) -> AwsView<'_> {
+        AwsView {
+            nodegroups: &self.nodegroups,
+            groups: &self.groups,
+            instances: &self.instances,
         }
-    }
-}
-
-fn not_found(op: &'static str) -> AwsError {
-    AwsError::new(
-        "test",
-        op,
-        Some("ResourceNotFoundException".into()),
-        None,
-        Some(404),
-        None,
-    )
-}
-
-#[async_trait]
-impl Identity for Aws {
-    async fn caller_identity(&self) -> Result<CallerIdentity, AwsError> {
-        unreachable!()
-    }
-}
-
-#[async_trait]
-impl Eks for Aws {
-    async fn describe_cluster(&self, _: &str) -> Result<EksCluster, AwsError> {
-        unreachable!()
-    }
-    async fn list_nodegroups(&self, _: &str) -> Result<Vec<String>, AwsError> {
-        unreachable!()
-    }
-    async fn describe_nodegroup(&self, _: &str, name: &str) -> Result<Nodegroup, AwsError> {
-        self.with(|w| (w.nodegroup.name == name).then(|| w.nodegroup.clone()))
-            .ok_or_else(|| not_found("DescribeNodegroup"))
-    }
-    async fn update_nodegroup_size(&self, a: ApprovedNodegroupScale) -> Result<(), AwsError> {
-        self.mutating.lock().unwrap().push(format!(
-            "UpdateNodegroupConfig {} {}",
-            a.nodegroup(),
-            a.desired()
-        ));
-        self.with(|w| w.nodegroup.desired_size = Some(a.desired()));
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl AutoScaling for Aws {
-    async fn describe_groups(&self, names: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError> {
-        Ok(self.with(|w| {
-            names
-                .contains(&w.group.name)
-                .then(|| w.group.clone())
-                .into_iter()
-                .collect()
-        }))
-    }
-    async fn terminate_instance(&self, a: ApprovedTermination) -> Result<(), AwsError> {
-        self.mutating.lock().unwrap().push(format!(
-            "TerminateInstanceInAutoScalingGroup {} {}",
-            a.group(),
-            a.instance_id()
-        ));
-        if let Some(e) = self.fail_terminate.lock().unwrap().take() {
-            return Err(e);
-        }
-        self.with(|w| {
-            w.group.instance_ids.retain(|i| i != a.instance_id());
-            w.group.instance_states.remove(a.instance_id());
-            w.group.desired_capacity -= 1;
-            for i in &mut w.instances {
-                if i.id == a.instance_id() {
-                    i.state = Some("shutting-down".into());
-                }
-            }
-        });
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Ec2 for Aws {
-    async fn describe_cluster_instances(&self, _: &str) -> Result<Vec<Instance>, AwsError> {
-        unreachable!()
-    }
-    async fn describe_instance(&self, id: &str) -> Result<Option<Instance>, AwsError> {
-        Ok(self.with(|w| w.instances.iter().find(|i| i.id == id).cloned()))
-    }
-    async fn describe_instance_types(
-        &self,
-        _: &[String],
-    ) -> Result<Vec<InstanceTypeShape>, AwsError> {
-        unreachable!()
     }
 }
 
@@ -314,7 +241,7 @@ fn settings(dry_run: bool) -> Settings {
     }
 }
 
-fn the_plan(w: &World) -> Plan {
+fn the_plan(v: &View) -> Plan {
     let removable = vec![RemovableNode {
         node: "n-1".into(),
         nodegroup: "ng".into(),
@@ -322,35 +249,25 @@ fn the_plan(w: &World) -> Plan {
         monthly_cost: 70.0,
         pods_moved: 1,
     }];
-    let view = AwsView {
-        nodegroups: std::slice::from_ref(&w.nodegroup),
-        groups: std::slice::from_ref(&w.group),
-        instances: &w.instances,
-    };
     plan::plan(
         "prod",
         &removable,
         &nodes(),
-        &view,
+        &v.aws(),
         &settings(false).budget,
         SystemClock.now(),
     )
 }
 
 async fn go(
-    aws: &Arc<Aws>,
+    aws: &FakeAws,
     c: &Cluster,
     dry_run: bool,
     pending: Option<&PendingAction>,
     journal: &mut MemJournal,
 ) -> Outcome {
-    let w = aws.with(|w| w.clone());
-    let p = the_plan(&w);
-    let view = AwsView {
-        nodegroups: std::slice::from_ref(&w.nodegroup),
-        groups: std::slice::from_ref(&w.group),
-        instances: &w.instances,
-    };
+    let v = View::of(aws);
+    let p = the_plan(&v);
     let access = ClusterAccess {
         client: &c.client,
         observer: &NoAudit,
@@ -358,10 +275,10 @@ async fn go(
     automation::run(
         &settings(dry_run),
         &p,
-        &view,
+        &v.aws(),
         pending,
         &[],
-        &aws.clients(),
+        &aws.clients(ACCOUNT, REGION, Arc::new(NoAudit)),
         &access,
         journal,
         &SystemClock,
@@ -391,7 +308,7 @@ fn cordon(c: &Cluster, node: &str) {
 
 #[tokio::test]
 async fn dry_run_plans_and_touches_nothing() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
     let mut j = MemJournal::default();
     let out = go(&aws, &c, true, None, &mut j).await;
@@ -399,7 +316,7 @@ async fn dry_run_plans_and_touches_nothing() {
     assert_eq!(out.planned.len(), 1);
     assert_eq!(out.planned[0].outcome, "Planned");
     assert!(out.planned[0].dry_run);
-    assert!(aws.mutating().is_empty());
+    assert!(mutating(&aws).is_empty());
     assert!(j.intents.is_empty(), "a dry run records no intent");
     assert!(
         !c.server.requests().iter().any(|r| r.is_write()),
@@ -409,14 +326,14 @@ async fn dry_run_plans_and_touches_nothing() {
 
 #[tokio::test]
 async fn live_run_drains_then_terminates_exactly_that_instance() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, None, &mut j).await;
     assert!(out.error.is_none(), "{out:?}");
     assert_eq!(
-        aws.mutating(),
-        vec!["TerminateInstanceInAutoScalingGroup asg i-1"]
+        mutating(&aws),
+        vec!["TerminateInstanceInAutoScalingGroup asg/i-1"]
     );
     assert_eq!(j.done.len(), 1);
     assert_eq!(j.done[0].outcome, "Succeeded");
@@ -453,7 +370,7 @@ async fn live_run_drains_then_terminates_exactly_that_instance() {
         "{out:?}"
     );
     assert_eq!(
-        aws.mutating().len(),
+        mutating(&aws).len(),
         1,
         "an unchanged cluster causes no mutating call"
     );
@@ -461,17 +378,20 @@ async fn live_run_drains_then_terminates_exactly_that_instance() {
 
 #[tokio::test]
 async fn nodegroup_scale_in_lets_eks_choose_and_drains_nothing() {
-    let mut w = world();
-    w.group.tags.clear(); // only the nodegroup is tagged (EKS does not copy its tags)
-    for i in &mut w.instances {
-        i.tags.clear();
-    }
-    let aws = Aws::new(w);
+    let aws = fake(|w| {
+        w.group_mut("asg").tags.clear(); // only the nodegroup is tagged (EKS does not copy its tags)
+        for i in w.instances.values_mut() {
+            i.tags.clear();
+        }
+    });
     let c = cluster(false).await;
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, None, &mut j).await;
     assert!(out.error.is_none(), "{out:?}");
-    assert_eq!(aws.mutating(), vec!["UpdateNodegroupConfig ng 2"]);
+    assert_eq!(
+        mutating(&aws),
+        vec!["UpdateNodegroupConfig prod/ng desiredSize=2"]
+    );
     assert_eq!(
         j.phases(),
         vec![Some("Calling".into()), None],
@@ -490,7 +410,7 @@ async fn nodegroup_scale_in_lets_eks_choose_and_drains_nothing() {
     // Until EKS has removed an instance, the nodegroup is not at rest: no second scale-in.
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, None, &mut j).await;
-    assert_eq!(aws.mutating().len(), 1, "{out:?}");
+    assert_eq!(mutating(&aws).len(), 1, "{out:?}");
     assert!(
         out.refusals[0].reason.contains("still changing size"),
         "{out:?}"
@@ -500,24 +420,26 @@ async fn nodegroup_scale_in_lets_eks_choose_and_drains_nothing() {
 #[tokio::test]
 async fn tags_removed_between_plan_and_call_are_refused_and_the_node_given_back() {
     for strip in ["group", "nodegroup", "instance", "other-cluster"] {
-        let aws = Aws::new(world());
+        let aws = fake(|_| {});
         let c = cluster(false).await;
         let mut j = MemJournal::default();
         let hook_aws = aws.clone();
         j.on_draining = Some(Box::new(move || {
-            hook_aws.with(|w| match strip {
-                "group" => w.group.tags.clear(),
+            hook_aws.with_world(ACCOUNT, REGION, |w| match strip {
+                "group" => w.group_mut("asg").tags.clear(),
                 "nodegroup" => {
-                    w.nodegroup.tags.remove(TAG_MANAGED);
+                    w.nodegroup_mut("prod", "ng").tags.remove(TAG_MANAGED);
                 }
-                "instance" => w.instances[1].tags.clear(),
+                "instance" => w.instance_mut("i-1").tags.clear(),
                 _ => {
-                    w.group.tags.insert(TAG_CLUSTER.into(), "staging".into());
+                    w.group_mut("asg")
+                        .tags
+                        .insert(TAG_CLUSTER.into(), "staging".into());
                 }
             })
         }));
         let out = go(&aws, &c, false, None, &mut j).await;
-        assert!(aws.mutating().is_empty(), "{strip}: nothing called");
+        assert!(mutating(&aws).is_empty(), "{strip}: nothing called");
         assert_eq!(out.refusals.len(), 1, "{strip}: {out:?}");
         assert!(
             out.refusals[0]
@@ -533,11 +455,11 @@ async fn tags_removed_between_plan_and_call_are_refused_and_the_node_given_back(
 
 #[tokio::test]
 async fn pdb_blocked_drain_times_out_and_uncordons() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(true).await;
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, None, &mut j).await;
-    assert!(aws.mutating().is_empty());
+    assert!(mutating(&aws).is_empty());
     assert_eq!(j.done[0].outcome, "Failed", "{out:?}");
     let message = j.done[0].message.clone().unwrap();
     assert!(
@@ -551,7 +473,7 @@ async fn pdb_blocked_drain_times_out_and_uncordons() {
 
 #[tokio::test]
 async fn a_pod_without_controller_stops_the_drain() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
     c.server
         .seed(json!({"apiVersion": "v1", "kind": "Pod",
@@ -561,7 +483,7 @@ async fn a_pod_without_controller_stops_the_drain() {
         .unwrap();
     let mut j = MemJournal::default();
     go(&aws, &c, false, None, &mut j).await;
-    assert!(aws.mutating().is_empty());
+    assert!(mutating(&aws).is_empty());
     assert!(
         j.done[0]
             .message
@@ -577,16 +499,20 @@ async fn a_pod_without_controller_stops_the_drain() {
 
 #[tokio::test]
 async fn a_call_without_a_definite_answer_is_verified_not_repeated() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
-    *aws.fail_terminate.lock().unwrap() = Some(AwsError::new(
-        "autoscaling",
+    aws.fail(
         "TerminateInstanceInAutoScalingGroup",
-        None,
-        Some("request timed out".into()),
-        None,
-        None,
-    ));
+        AwsError::new(
+            "autoscaling",
+            "TerminateInstanceInAutoScalingGroup",
+            None,
+            Some("request timed out".into()),
+            None,
+            None,
+        ),
+        1,
+    );
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, None, &mut j).await;
     assert_eq!(out.verify_again, Some(automation::VERIFY_RETRY), "{out:?}");
@@ -604,19 +530,23 @@ async fn a_call_without_a_definite_answer_is_verified_not_repeated() {
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, Some(&pending), &mut j).await;
     assert_eq!(out.verify_again, Some(automation::VERIFY_RETRY));
-    assert_eq!(aws.mutating().len(), 1, "never sent twice");
+    assert_eq!(mutating(&aws).len(), 1, "never sent twice");
 
     // A definite rejection (a 4xx service error) is a plain failure: node given back.
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
-    *aws.fail_terminate.lock().unwrap() = Some(AwsError::new(
-        "autoscaling",
+    aws.fail(
         "TerminateInstanceInAutoScalingGroup",
-        Some("ValidationError".into()),
-        Some("no".into()),
-        Some(400),
-        None,
-    ));
+        AwsError::new(
+            "autoscaling",
+            "TerminateInstanceInAutoScalingGroup",
+            Some("ValidationError".into()),
+            Some("no".into()),
+            Some(400),
+            None,
+        ),
+        1,
+    );
     let mut j = MemJournal::default();
     go(&aws, &c, false, None, &mut j).await;
     assert_eq!(j.done[0].outcome, "Failed");
@@ -625,13 +555,13 @@ async fn a_call_without_a_definite_answer_is_verified_not_repeated() {
 }
 
 fn pending(phase: &str, started: jiff::Timestamp) -> PendingAction {
-    let w = world();
-    automation::intent(&the_plan(&w).candidates[0], phase, started)
+    let v = View::of(&fake(|_| {}));
+    automation::intent(&the_plan(&v).candidates[0], phase, started)
 }
 
 #[tokio::test]
 async fn restart_in_draining_phase_uncordons_and_plans_only_next_run() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
     cordon(&c, "n-1");
     let mut j = MemJournal::default();
@@ -641,7 +571,7 @@ async fn restart_in_draining_phase_uncordons_and_plans_only_next_run() {
     assert!(!unschedulable(&c, "n-1"));
     assert_eq!(j.intents, vec![None]);
     assert!(
-        aws.mutating().is_empty(),
+        mutating(&aws).is_empty(),
         "settling stops the run: no new action from a stale plan"
     );
     assert!(out.finished.len() == 1 && out.planned.is_empty());
@@ -649,7 +579,7 @@ async fn restart_in_draining_phase_uncordons_and_plans_only_next_run() {
 
 #[tokio::test]
 async fn a_dry_run_leaves_a_leftover_intent_alone() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
     cordon(&c, "n-1");
     c.server.clear_requests();
@@ -679,12 +609,13 @@ async fn a_dry_run_leaves_a_leftover_intent_alone() {
 #[tokio::test]
 async fn restart_in_calling_phase_never_calls_again() {
     // The call landed before the restart: confirmed, not repeated.
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
-    aws.with(|w| {
-        w.group.instance_ids.retain(|i| i != "i-1");
-        w.group.desired_capacity = 2;
-        w.instances[1].state = Some("terminated".into());
+    aws.with_world(ACCOUNT, REGION, |w| {
+        let g = w.group_mut("asg");
+        g.instance_ids.retain(|i| i != "i-1");
+        g.desired_capacity = 2;
+        w.instance_mut("i-1").state = Some("terminated".into());
     });
     let mut j = MemJournal::default();
     let p = pending("Calling", SystemClock.now());
@@ -692,28 +623,27 @@ async fn restart_in_calling_phase_never_calls_again() {
     assert_eq!(j.done[0].outcome, "Succeeded");
     assert_eq!(j.removals.len(), 1, "counted against the hourly budget");
     assert!(
-        aws.mutating().is_empty(),
+        mutating(&aws).is_empty(),
         "confirmed by describing, not by calling again"
     );
 
     // Held by a lifecycle hook (still running, Terminating:Wait in the group): took effect.
-    let aws = Aws::new(world());
-    aws.with(|w| {
-        w.group
+    let aws = fake(|w| {
+        w.group_mut("asg")
             .instance_states
             .insert("i-1".into(), "Terminating:Wait".into());
     });
     let mut j = MemJournal::default();
     go(&aws, &c, false, Some(&p), &mut j).await;
     assert_eq!(j.done[0].outcome, "Succeeded");
-    assert!(aws.mutating().is_empty());
+    assert!(mutating(&aws).is_empty());
 
     // No effect yet, within the grace period: wait, and do nothing else at all.
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let mut j = MemJournal::default();
     let out = go(&aws, &c, false, Some(&p), &mut j).await;
     assert_eq!(out.verify_again, Some(automation::VERIFY_RETRY));
-    assert!(out.finished.is_empty() && aws.mutating().is_empty() && j.intents.is_empty());
+    assert!(out.finished.is_empty() && mutating(&aws).is_empty() && j.intents.is_empty());
 
     // No effect after the grace period (or an unreadable start): Failed, node uncordoned,
     // intent cleared, and still no call in this run.
@@ -738,21 +668,16 @@ async fn restart_in_calling_phase_never_calls_again() {
         );
         assert_eq!(j.intents, vec![None]);
         assert!(!unschedulable(&c, "n-1"));
-        assert!(aws.mutating().is_empty());
+        assert!(mutating(&aws).is_empty());
     }
 }
 
 #[tokio::test]
 async fn budget_counts_earlier_removals() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
-    let w = aws.with(|w| w.clone());
-    let p = the_plan(&w);
-    let view = AwsView {
-        nodegroups: std::slice::from_ref(&w.nodegroup),
-        groups: std::slice::from_ref(&w.group),
-        instances: &w.instances,
-    };
+    let v = View::of(&aws);
+    let p = the_plan(&v);
     let mut s = settings(false);
     s.budget.max_per_hour = 1;
     let earlier = [SystemClock.now() - jiff::SignedDuration::from_secs(600)];
@@ -764,10 +689,10 @@ async fn budget_counts_earlier_removals() {
     let out = automation::run(
         &s,
         &p,
-        &view,
+        &v.aws(),
         None,
         &earlier,
-        &aws.clients(),
+        &aws.clients(ACCOUNT, REGION, Arc::new(NoAudit)),
         &access,
         &mut j,
         &SystemClock,
@@ -777,19 +702,19 @@ async fn budget_counts_earlier_removals() {
         out.deferred, 1,
         "one removal in the last hour uses the hourly budget of 1"
     );
-    assert!(out.finished.is_empty() && aws.mutating().is_empty());
+    assert!(out.finished.is_empty() && mutating(&aws).is_empty());
 }
 
 #[tokio::test]
 async fn a_node_that_cannot_be_uncordoned_keeps_its_intent_until_it_can() {
-    let aws = Aws::new(world());
+    let aws = fake(|_| {});
     let c = cluster(false).await;
     // Both the cordon and the uncordon of n-1 fail.
     c.server
         .inject_failure(Some("PATCH"), "/api/v1/nodes/n-1", 500, 2);
     let mut j = MemJournal::default();
     go(&aws, &c, false, None, &mut j).await;
-    assert!(aws.mutating().is_empty());
+    assert!(mutating(&aws).is_empty());
     assert_eq!(j.done[0].outcome, "Failed");
     assert!(
         j.done[0]
@@ -812,6 +737,6 @@ async fn a_node_that_cannot_be_uncordoned_keeps_its_intent_until_it_can() {
     let out = go(&aws, &c, false, Some(&kept), &mut j).await;
     assert_eq!(j.done[0].outcome, "Abandoned", "{out:?}");
     assert_eq!(j.intents, vec![None]);
-    assert!(aws.mutating().is_empty());
+    assert!(mutating(&aws).is_empty());
     assert!(out.planned.is_empty());
 }

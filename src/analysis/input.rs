@@ -1132,8 +1132,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::analysis::synthetic::{SyntheticSpec, generate};
-    use crate::analysis::{AnalysisSettings, AwsInventory, PriceTable, analyze, dump};
+    use crate::analysis::{AnalysisSettings, AwsInventory, PriceTable, analyze};
+    use crate::testing::dump;
+    use crate::testing::synthetic::{SyntheticSpec, generate};
 
     fn read(v: &Value) -> AnalysisInput {
         AnalysisInput::from_dump(&serde_json::to_vec(v).unwrap(), &Sanitizer::default()).unwrap()
@@ -1437,7 +1438,7 @@ mod tests {
             let input = AnalysisInput::from_dump(dump, sanitizer).unwrap();
             let annotations = input.pods[0].metadata.annotations.clone().unwrap();
             // The stored path (sanitize, then typed objects) keeps the same.
-            let typed = crate::analysis::snapshot_from_dump(dump, sanitizer).unwrap();
+            let typed = crate::testing::dump::snapshot_from_dump(dump, sanitizer).unwrap();
             let stored = AnalysisInput::from(typed).pods[0]
                 .metadata
                 .annotations

@@ -8,21 +8,21 @@
 //! cheaper instance type per nodegroup; [`spot`] finds replicated stateless workloads;
 //! [`report`] puts the money on it. The analysis reads an [`AnalysisInput`], the
 //! allow-listed part of the cluster objects it needs: [`input`] parses it straight from a
-//! `kubectl get -o json` dump (the offline path) or converts a stored, sanitized
-//! [`ClusterSnapshot`](crate::cluster::snapshot::ClusterSnapshot). [`dump`] turns a dump into a typed snapshot and back, and
-//! [`synthetic`] generates realistic clusters for tests and benchmarks.
+//! `kubectl get -o json` dump (the offline path of `crossguard analyze`) or converts a
+//! stored, sanitized [`ClusterSnapshot`](crate::cluster::snapshot::ClusterSnapshot).
+//! Synthetic clusters and the snapshot <-> dump converter used by the tests and benchmarks
+//! are test support, outside the library's release build (`crate::testing`).
 
 mod consolidation;
-pub mod dump;
 pub mod input;
 mod model;
 pub mod prices;
 pub mod quantity;
 pub mod report;
-mod rightsizing;
+// Crate-visible for the synthetic clusters of `crate::testing`, which size nodes as it does.
+pub(crate) mod rightsizing;
 mod selectors;
 mod spot;
-pub mod synthetic;
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use dump::{AnalyzeInputError, DumpError, snapshot_from_documents, snapshot_from_dump};
 pub use input::{AnalysisInput, InputError};
 pub use model::instance_id;
 pub use prices::{InstanceCatalog, InstanceTypeInfo, PriceError, PriceTable};

@@ -19,10 +19,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::consolidation::{Outcome, consolidate, usable};
 use super::model::{self, Model, Res, Role};
-use super::synthetic::{SyntheticSpec, generate, make_node};
 use super::*;
 use crate::aws::Nodegroup;
 use crate::cluster::snapshot::ClusterSnapshot;
+use crate::testing::dump::{self, snapshot_from_documents, snapshot_from_dump};
+use crate::testing::synthetic::{SyntheticSpec, generate, make_node};
 
 // ---------------------------------------------------------------- test kit
 

@@ -6,10 +6,11 @@
 //!   that instance with TerminateInstanceInAutoScalingGroup (decrementing the group), which
 //!   removes the node that was drained and no other;
 //! - otherwise, when its group carries no crossguard tag at all and it belongs to an EKS
-//!   managed nodegroup → drain it, then lower the nodegroup's desired size by one with
+//!   managed nodegroup → lower the nodegroup's desired size by one with
 //!   UpdateNodegroupConfig (EKS does not copy nodegroup tags to the group it creates, so
-//!   customers often tag only the nodegroup). EKS then picks which instance goes, by the
-//!   group's termination policy; it is not necessarily the drained node;
+//!   customers often tag only the nodegroup). crossguard drains nothing then: EKS picks
+//!   which instance goes, by the group's termination policy (not necessarily this node),
+//!   and drains and terminates it itself;
 //! - otherwise → a termination in its group, which the guard will refuse as untagged.
 //!
 //! Untagged resources are deliberately kept in the plan: the guard refuses them and the
@@ -55,7 +56,8 @@ pub struct AwsView<'a> {
 /// One node to remove and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
-    /// The node to drain.
+    /// The node the consolidation found removable: the one drained and terminated by a
+    /// termination; for a nodegroup scale-in only the reason for it (EKS picks the node).
     pub node: String,
     /// Its instance.
     pub instance_id: String,

@@ -1,5 +1,12 @@
-//! Offline input: a `kubectl get -o json` dump (a `List`, nested lists, or single
-//! objects), already sanitized, sorted into a [`ClusterSnapshot`].
+//! Typed snapshot <-> `kubectl get -o json` `List`, for tests and benchmarks (test support:
+//! not in release builds, see [`crate::testing`]).
+//!
+//! [`snapshot_to_list`] and [`write_snapshot_list`] print a [`ClusterSnapshot`] as the
+//! `List` kubectl would; [`snapshot_from_dump`] and [`snapshot_from_documents`] sort such a
+//! dump back into typed objects. Tests use the pair to compare the offline reader with the
+//! stored-snapshot path on the same objects, and benchmarks to produce large inputs.
+//! `crossguard analyze` does not use this module: it reads dumps with
+//! [`AnalysisInput::from_dump`](crate::analysis::AnalysisInput::from_dump).
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -7,9 +14,9 @@ use serde_json::Value;
 use crate::cluster::snapshot::ClusterSnapshot;
 use crate::sanitize::{SanitizeError, Sanitizer, sanitize_documents};
 
-/// Reading a dump for offline analysis failed.
+/// Reading a dump into a typed snapshot failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AnalyzeInputError {
+pub enum ReadDumpError {
     /// The bytes are not JSON/YAML Kubernetes objects.
     #[error(transparent)]
     Sanitize(#[from] SanitizeError),
@@ -18,12 +25,12 @@ pub enum AnalyzeInputError {
     Dump(#[from] DumpError),
 }
 
-/// Parse, sanitize and sort a `kubectl get -o json` (or YAML) dump into a snapshot: the
-/// offline path of `crossguard analyze --snapshot FILE`.
+/// Parse, sanitize and sort a `kubectl get -o json` (or YAML) dump into a typed snapshot,
+/// as the operator's stored-snapshot path would hold the same objects.
 pub fn snapshot_from_dump(
     input: &[u8],
     sanitizer: &Sanitizer,
-) -> Result<ClusterSnapshot, AnalyzeInputError> {
+) -> Result<ClusterSnapshot, ReadDumpError> {
     Ok(snapshot_from_documents(sanitize_documents(
         input, sanitizer,
     )?)?)

@@ -1,4 +1,5 @@
-//! Deterministic synthetic clusters for tests, demos and benchmarks.
+//! Deterministic synthetic clusters for tests and benchmarks (test support: not in release
+//! builds, see [`crate::testing`]).
 //!
 //! A cluster has several nodegroups (general purpose amd64 and arm64, compute, a tainted
 //! memory group, a spot batch group) spread over three zones; on every node three
@@ -36,9 +37,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::AwsInventory;
-use super::prices::PriceTable;
-use super::rightsizing::estimated_allocatable;
+use crate::analysis::AwsInventory;
+use crate::analysis::prices::PriceTable;
+use crate::analysis::rightsizing::estimated_allocatable;
 use crate::aws::{Instance, Nodegroup};
 use crate::cluster::snapshot::ClusterSnapshot;
 
