@@ -174,9 +174,10 @@ impl Error {
         }
     }
 
-    /// Adding the finalizer lost a race with a newer version of the object (the watch
-    /// cache was behind): not a failure, the next reconcile sees the new version.
-    fn is_finalizer_race(&self) -> bool {
+    /// Adding or removing the finalizer was refused with a conflict (409) or a failed
+    /// JSON-patch test (422). Whether that was a race is decided by the caller, which
+    /// compares resource versions.
+    fn is_finalizer_conflict(&self) -> bool {
         use kube::runtime::finalizer::Error as F;
         let Error::Finalizer(inner) = self else {
             return false;
@@ -357,6 +358,7 @@ where
     let span =
         tracing::info_span!("reconcile", kind = %kind, namespace = %ns, name = %obj.name_any());
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let (name, seen_version) = (obj.name_any(), obj.resource_version());
     let mut applied: Option<&'static str> = None;
     let slot = &mut applied;
     let inner_ctx = ctx.clone();
@@ -374,7 +376,7 @@ where
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     let (result, outcome) = match result {
-        Err(e) if e.is_finalizer_race() => {
+        Err(e) if e.is_finalizer_conflict() && is_stale(&api, &name, &seen_version).await => {
             tracing::debug!(%kind, namespace = %ns, "finalizer write raced a newer version; retrying");
             (Ok(Action::requeue(Duration::from_secs(1))), "conflict")
         }
@@ -389,6 +391,20 @@ where
     }
     ctx.metrics.reconcile(&kind, outcome, started.elapsed());
     result
+}
+
+/// Whether the object changed on the API server since the version this reconcile was
+/// handed (the watch cache was behind): then a refused finalizer write was a race, not a
+/// fault. A schema rejection of the same version is a fault and stays one.
+async fn is_stale<K>(api: &Api<K>, name: &str, seen: &Option<String>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_metadata_opt(name).await {
+        Ok(Some(current)) => current.metadata.resource_version != *seen,
+        Ok(None) => true,
+        Err(_) => false,
+    }
 }
 
 pub(crate) fn error_policy<K: kube::Resource<DynamicType = ()>>(
