@@ -1,8 +1,8 @@
 //! The operator's own HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -17,8 +17,81 @@ use crate::metrics::Metrics;
 pub struct HttpState {
     /// Metrics to expose.
     pub metrics: Arc<Metrics>,
-    /// Set once the controllers are running.
-    pub ready: Arc<AtomicBool>,
+    /// What `/readyz` answers.
+    pub readiness: Arc<Readiness>,
+}
+
+/// Whether the operator can see what it manages: ready once every watch the controllers
+/// registered has completed its initial list, until they stop. Before that `/readyz`
+/// answers 503 with what it is waiting for (e.g. a CRD that is not installed).
+#[derive(Debug, Default)]
+pub struct Readiness {
+    watches: Mutex<BTreeMap<String, Watch>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Watch {
+    /// Initial list not done; the last known reason, if any.
+    Waiting(Option<String>),
+    /// Initial list done: the controller sees every object of the kind.
+    Established,
+    /// The controllers stopped.
+    Stopped,
+}
+
+impl Readiness {
+    /// Count `watch` (a kind's name) as not established yet.
+    pub fn register(&self, watch: &str) {
+        self.lock().insert(watch.to_string(), Watch::Waiting(None));
+    }
+
+    /// Note why `watch` is not established yet (shown by `/readyz`). Ignored once it is:
+    /// kube-runtime retries a broken watch by itself and the controller keeps its cache.
+    pub fn problem(&self, watch: &str, why: &str) {
+        if let Some(state @ Watch::Waiting(_)) = self.lock().get_mut(watch) {
+            *state = Watch::Waiting(Some(why.to_string()));
+        }
+    }
+
+    /// `watch` completed its initial list.
+    pub fn established(&self, watch: &str) {
+        self.lock().insert(watch.to_string(), Watch::Established);
+    }
+
+    /// The controllers stopped: not ready any more.
+    pub fn stopped(&self) {
+        for state in self.lock().values_mut() {
+            *state = Watch::Stopped;
+        }
+    }
+
+    /// `Ok` when ready, otherwise what is missing, for a human reading `/readyz`.
+    pub fn check(&self) -> Result<(), String> {
+        let watches = self.lock();
+        if watches.is_empty() {
+            return Err("starting: the controllers are not running yet".to_string());
+        }
+        let mut missing = Vec::new();
+        for (watch, state) in watches.iter() {
+            match state {
+                Watch::Established => {}
+                Watch::Stopped => missing.push(format!("{watch}: controller stopped")),
+                Watch::Waiting(None) => {
+                    missing.push(format!("{watch}: waiting for the initial list"))
+                }
+                Watch::Waiting(Some(why)) => missing.push(format!("{watch}: {why}")),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("\n"))
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Watch>> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The router serving the operator's endpoints.
@@ -41,10 +114,12 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    match state.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(missing) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{missing}\n"),
+        ),
     }
 }
 
@@ -61,4 +136,47 @@ pub async fn serve(
         }
     });
     Ok((bound, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_ready_until_every_registered_watch_is_established() {
+        let r = Readiness::default();
+        assert_eq!(
+            r.check(),
+            Err("starting: the controllers are not running yet".to_string())
+        );
+        r.register("CustomerAccount");
+        r.register("ManagedCluster");
+        r.problem(
+            "CustomerAccount",
+            "CRD customeraccounts.crossguard.dev is not installed",
+        );
+        r.established("ManagedCluster");
+        assert_eq!(
+            r.check(),
+            Err(
+                "CustomerAccount: CRD customeraccounts.crossguard.dev is not installed".to_string()
+            )
+        );
+        r.established("CustomerAccount");
+        assert_eq!(r.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_later_watch_error_does_not_unready_but_stopping_does() {
+        let r = Readiness::default();
+        r.register("CustomerAccount");
+        r.established("CustomerAccount");
+        r.problem("CustomerAccount", "watch failed");
+        assert_eq!(r.check(), Ok(()));
+        r.stopped();
+        assert_eq!(
+            r.check(),
+            Err("CustomerAccount: controller stopped".to_string())
+        );
+    }
 }

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -13,7 +12,7 @@ use crossguard::aws::sdk::{SdkFactory, StaticKeys};
 use crossguard::clock::SystemClock;
 use crossguard::controller::{self, Context};
 use crossguard::credentials::Broker;
-use crossguard::http::{self, HttpState};
+use crossguard::http::{self, HttpState, Readiness};
 use crossguard::metrics::Metrics;
 use crossguard::onboarding::{self, Mode, TemplateOptions};
 use crossguard::sanitize;
@@ -219,12 +218,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     crossguard::telemetry::disable_core_dumps().context("disabling core dumps")?;
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    // Not ready until both kinds' watches completed their initial list (controller::run).
+    let readiness = Arc::new(Readiness::default());
     let (bound, _server) = http::serve(
         args.http_addr,
         HttpState {
             metrics: metrics.clone(),
-            ready: ready.clone(),
+            readiness: readiness.clone(),
         },
     )
     .await
@@ -259,12 +259,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     let prices = load_prices(args.prices_file.as_deref())?;
     let ctx = Arc::new(Context::new(client, broker, metrics, clock, store, prices));
-    ready.store(true, Ordering::Relaxed);
     tracing::info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "controllers starting"
     );
-    controller::run(ctx, args.namespace).await;
+    controller::run(ctx, args.namespace, readiness).await;
     tracing::info!("shut down");
     Ok(())
 }

@@ -1,54 +1,555 @@
-//! Wiring of the two controllers into kube-runtime: watches, the account → clusters
-//! mapping, shutdown on signal.
+//! Wiring of the two controllers into kube-runtime: watches that read each object on its
+//! own (one unreadable object cannot stall the others), the account → clusters mapping,
+//! readiness, watch failures an operator can act on, shutdown on signal.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::{DeserializeGuard, NamespaceResourceScope, error_boundary::InvalidObject};
+use kube::runtime::controller::{self as kube_controller, Action};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
-use super::{Context, customer_account, error_policy, managed_cluster};
-use crate::api::{CustomerAccount, ManagedCluster};
+use super::failure::{Category, Failure, KubeOp};
+use super::{Context, Error, customer_account, error_policy, managed_cluster};
+use crate::api::{
+    Condition, ConditionStatus, CustomerAccount, FIELD_MANAGER, ManagedCluster, set_condition,
+};
+use crate::http::Readiness;
+
+/// A watched object that may not be readable as this version's type.
+type Guarded<K> = DeserializeGuard<K>;
 
 /// Run both controllers until a shutdown signal; `namespace` limits them to one namespace.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
-    let api = |client: Client| -> (Api<CustomerAccount>, Api<ManagedCluster>) {
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client)),
-        }
-    };
-    let (accounts, clusters) = api(ctx.client.clone());
+/// `readiness` turns ready once both kinds' watches completed their initial list.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<Readiness>) {
+    let client = ctx.client.clone();
+    let accounts: Api<Guarded<CustomerAccount>> = scoped(&client, namespace.as_deref());
+    let clusters: Api<Guarded<ManagedCluster>> = scoped(&client, namespace.as_deref());
+    let account_kind = CustomerAccount::kind(&()).to_string();
+    let cluster_kind = ManagedCluster::kind(&()).to_string();
+    readiness.register(&account_kind);
+    readiness.register(&cluster_kind);
+    let failures = Arc::new(WatchFailures::new(client, readiness.clone()));
 
-    let account_controller = Controller::new(accounts.clone(), watcher::Config::default())
+    let account_controller = Controller::new(accounts.clone(), watcher::Config::default());
+    let accounts_ready = account_controller.store();
+    let account_failures = failures.clone();
+    let account_controller = account_controller
         .shutdown_on_signal()
-        .run(customer_account::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .run(reconcile_account, error_policy, ctx.clone())
+        .for_each(move |result| {
+            let failures = account_failures.clone();
+            async move { failures.observe(result).await }
+        });
 
     let cluster_controller = Controller::new(clusters, watcher::Config::default());
+    let clusters_ready = cluster_controller.store();
     let clusters_store = cluster_controller.store();
+    let cluster_failures = failures.clone();
     let cluster_controller = cluster_controller
         // A change to an account (it became Ready, was suspended…) re-reconciles its clusters.
-        .watches(
-            accounts,
-            watcher::Config::default(),
-            move |account: CustomerAccount| {
-                let ns = account.namespace();
-                let name = account.name_any();
-                clusters_store
-                    .state()
-                    .into_iter()
-                    .filter(|mc| mc.namespace() == ns && mc.spec.account_ref.name == name)
-                    .map(|mc| kube::runtime::reflector::ObjectRef::from_obj(mc.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches(accounts, watcher::Config::default(), move |account| {
+            clusters_of(&clusters_store, &account)
+        })
         .shutdown_on_signal()
-        .run(managed_cluster::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .run(reconcile_cluster, error_policy, ctx.clone())
+        .for_each(move |result| {
+            let failures = cluster_failures.clone();
+            async move { failures.observe(result).await }
+        });
 
-    tokio::join!(account_controller, cluster_controller);
+    let established = async {
+        tokio::join!(
+            failures.established(account_kind, accounts_ready),
+            failures.established(cluster_kind, clusters_ready),
+        );
+        // Readiness stays until the controllers stop.
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = async { tokio::join!(account_controller, cluster_controller) } => {}
+        _ = established => {}
+    }
+    readiness.stopped();
+}
+
+/// An API of `K` in `namespace`, or in all namespaces.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The clusters referring to `account`; none when the account cannot be read.
+fn clusters_of(
+    clusters: &Store<Guarded<ManagedCluster>>,
+    account: &Guarded<CustomerAccount>,
+) -> Vec<ObjectRef<Guarded<ManagedCluster>>> {
+    let Ok(account) = &account.0 else {
+        return Vec::new();
+    };
+    let (ns, name) = (account.namespace(), account.name_any());
+    clusters
+        .state()
+        .into_iter()
+        .filter(|guarded| {
+            guarded
+                .0
+                .as_ref()
+                .is_ok_and(|mc| mc.namespace() == ns && mc.spec.account_ref.name == name)
+        })
+        .map(|guarded| ObjectRef::from_obj(guarded.as_ref()))
+        .collect()
+}
+
+/// Reconcile a readable account; report an unreadable one on itself.
+async fn reconcile_account(
+    obj: Arc<Guarded<CustomerAccount>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match &obj.0 {
+        Ok(account) => customer_account::reconcile(Arc::new(account.clone()), ctx).await,
+        Err(invalid) => report_invalid::<CustomerAccount>(&obj, invalid, &ctx).await,
+    }
+}
+
+/// Reconcile a readable cluster; report an unreadable one on itself.
+async fn reconcile_cluster(
+    obj: Arc<Guarded<ManagedCluster>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match &obj.0 {
+        Ok(cluster) => managed_cluster::reconcile(Arc::new(cluster.clone()), ctx).await,
+        Err(invalid) => report_invalid::<ManagedCluster>(&obj, invalid, &ctx).await,
+    }
+}
+
+/// An object this version cannot read: say so on the object itself (`Ready=False`,
+/// reason `InvalidObject`, naming the field) and in a Warning Event, then wait until it
+/// changes. The typed API cannot read it, so the status is written as a merge patch
+/// through the untyped one. Only the object's name and the field path are logged.
+async fn report_invalid<K>(
+    guarded: &Guarded<K>,
+    invalid: &InvalidObject,
+    ctx: &Context,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let started = Instant::now();
+    let kind = K::kind(&());
+    let ns = invalid.metadata.namespace.clone().unwrap_or_default();
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let result = write_invalid::<K>(guarded, ctx, &ns, &name).await;
+    let outcome = match &result {
+        Ok(_) => Category::InvalidObject.as_str(),
+        Err(e) => e.category().as_str(),
+    };
+    ctx.metrics.reconcile(&kind, outcome, started.elapsed());
+    result
+}
+
+/// Read the object as stored, name the unreadable field, and write the condition and
+/// Event unless they already say the same for this generation.
+async fn write_invalid<K>(
+    guarded: &Guarded<K>,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let kind = K::kind(&());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), ns, &ApiResource::erase::<K>(&()));
+    let stored = api.get_opt(name).await.map_err(|e| {
+        Error::Stage(Failure::kube(
+            KubeOp::GetStatus,
+            "reading the object as stored",
+            e,
+        ))
+    })?;
+    // Gone, or readable again by now: the watch brings the new version.
+    let Some(stored) = stored else {
+        return Ok(Action::await_change());
+    };
+    let raw = serde_json::to_value(&stored).unwrap_or_default();
+    let Some(problem) = unreadable_field::<K>(raw) else {
+        return Ok(Action::await_change());
+    };
+    let message = problem.message(&kind, K::plural(&()).as_ref(), ns, name, &stored);
+    let generation = stored.metadata.generation.unwrap_or_default();
+    let status = stored.data.get("status");
+    let mut conditions: Vec<Condition> = status
+        .and_then(|s| s.get("conditions"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let reason = Category::InvalidObject.as_str();
+    let already = conditions.iter().any(|c| {
+        c.type_ == "Ready"
+            && c.status == ConditionStatus::False
+            && c.reason == reason
+            && c.message == message
+    }) && status.and_then(|s| s.get("observedGeneration"))
+        == Some(&generation.into());
+    if already {
+        return Ok(Action::await_change());
+    }
+    tracing::warn!(kind = %kind, namespace = %ns, name = %name, field = %problem.path,
+        "object cannot be read as this version's {kind}; reported on its status");
+    let ready = Condition::new(
+        "Ready",
+        ConditionStatus::False,
+        reason,
+        message.clone(),
+        generation,
+        ctx.clock.now(),
+    );
+    set_condition(&mut conditions, ready);
+    let patch = serde_json::json!({
+        "status": { "conditions": conditions, "observedGeneration": generation }
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch_status(name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            Error::Stage(Failure::kube(
+                KubeOp::PatchStatus,
+                "merge patch of an unreadable object's status",
+                e,
+            ))
+        })?;
+    super::status::publish(ctx, guarded, false, reason, &message, "Reconcile").await;
+    Ok(Action::await_change())
+}
+
+/// Where and why a stored object does not deserialize as `K`.
+#[derive(Debug, Clone, PartialEq)]
+struct Unreadable {
+    /// Dotted path of the field, e.g. `spec.sessionDuration`.
+    path: String,
+    /// What is wrong with it, e.g. "invalid type: integer `30`, expected a string".
+    what: String,
+}
+
+impl Unreadable {
+    /// The condition message: the field, what is wrong, and how to fix it.
+    fn message(
+        &self,
+        kind: &str,
+        plural: &str,
+        ns: &str,
+        name: &str,
+        stored: &DynamicObject,
+    ) -> String {
+        let edit = if self.path.starts_with("status.") {
+            format!("kubectl edit {plural} {name} -n {ns} --subresource=status")
+        } else {
+            format!("kubectl edit {plural} {name} -n {ns}")
+        };
+        let mut message = format!(
+            "This {kind} cannot be read by this version of crossguard: {}: {}. Correct \
+             the field ({edit}); it is not reconciled until then. An older CRD or a write \
+             that bypassed the schema can leave such a value.",
+            self.path, self.what
+        );
+        if stored.metadata.deletion_timestamp.is_some() {
+            message.push_str(
+                " Its deletion also waits for the fix: crossguard erases the tenant's data \
+                 before letting it go.",
+            );
+        }
+        message
+    }
+}
+
+/// Why `raw` does not deserialize as `K`, naming the field; None when it does.
+fn unreadable_field<K: DeserializeOwned>(raw: serde_json::Value) -> Option<Unreadable> {
+    match serde_path_to_error::deserialize::<_, K>(raw) {
+        Ok(_) => None,
+        Err(e) => Some(Unreadable {
+            path: e.path().to_string(),
+            what: e.inner().to_string(),
+        }),
+    }
+}
+
+/// Watch failures, logged once per distinct failure (kube-runtime retries a failed watch
+/// with backoff, so the same error comes back every few seconds) and shown by `/readyz`
+/// while a kind is not established.
+struct WatchFailures {
+    client: Client,
+    readiness: Arc<Readiness>,
+    /// (kind, message) pairs logged since that kind's watch was last established.
+    logged: Mutex<HashSet<(String, String)>>,
+}
+
+impl WatchFailures {
+    fn new(client: Client, readiness: Arc<Readiness>) -> Self {
+        WatchFailures {
+            client,
+            readiness,
+            logged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Wait until `store`'s initial list is done, then count `kind` as established.
+    async fn established<K>(&self, kind: String, store: Store<K>)
+    where
+        K: kube::runtime::reflector::Lookup + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        if store.wait_until_ready().await.is_ok() {
+            tracing::info!(kind = %kind, "watch established: initial list done");
+            self.readiness.established(&kind);
+            self.lock().retain(|(k, _)| *k != kind);
+        }
+    }
+
+    /// Look at one result of a controller's stream: watch failures are explained and
+    /// logged once; reconcile failures were already logged by the error policy.
+    async fn observe<K, E>(
+        &self,
+        result: Result<(ObjectRef<K>, Action), kube_controller::Error<E, watcher::Error>>,
+    ) where
+        K: Resource,
+        E: std::error::Error,
+    {
+        match result {
+            Err(kube_controller::Error::QueueError(e)) => self.watch_failed(&e).await,
+            Err(kube_controller::Error::RunnerError(e)) => {
+                tracing::error!(error = %e, "controller runner failed");
+            }
+            Err(kube_controller::Error::ObjectNotFound(obj)) => {
+                tracing::debug!(object = %obj, "object to reconcile is gone");
+            }
+            Err(kube_controller::Error::ReconcilerFailed(..)) | Ok(_) => {}
+        }
+    }
+
+    /// Explain a failed watch: a missing CRD names the fix, a refusal names the RBAC.
+    async fn watch_failed(&self, error: &watcher::Error) {
+        let code = match error {
+            watcher::Error::InitialListFailed(kube::Error::Api(s))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+            watcher::Error::WatchError(s) => Some(s.code),
+            _ => None,
+        };
+        match code {
+            Some(404) => {
+                let missing = missing_crds(&self.client).await;
+                for (kind, crd) in &missing {
+                    let message = format!(
+                        "the CustomResourceDefinition {crd} is not installed, so crossguard \
+                         cannot watch {kind} objects: install the CRDs with `kubectl apply -f \
+                         crds/` (or the Helm chart, which carries them); crossguard picks them \
+                         up without a restart"
+                    );
+                    self.readiness.problem(
+                        kind,
+                        &format!("CRD {crd} is not installed (kubectl apply -f crds/)"),
+                    );
+                    self.log_once(kind, &message, || {
+                        tracing::error!(kind = %kind, crd = %crd, "{message}");
+                    });
+                }
+                if missing.is_empty() {
+                    let message = format!("watch failed: {error}");
+                    self.log_once("", &message, || tracing::error!("{message}"));
+                }
+            }
+            Some(403) => {
+                let message = format!(
+                    "the API server refused crossguard's watch: {error}; its ServiceAccount \
+                     needs get, list and watch on customeraccounts and managedclusters \
+                     (the Helm chart's RBAC grants them)"
+                );
+                self.log_once("", &message, || tracing::error!("{message}"));
+            }
+            // The resourceVersion expired: the watcher lists again, as designed.
+            Some(410) => tracing::debug!(error = %error, "watch expired; relisting"),
+            _ => {
+                let message = format!("watch failed, retrying with backoff: {error}");
+                self.log_once("", &message, || tracing::warn!("{message}"));
+            }
+        }
+    }
+
+    /// Run `log` unless (`kind`, `message`) was logged since `kind` was last established;
+    /// repeats go to debug.
+    fn log_once(&self, kind: &str, message: &str, log: impl FnOnce()) {
+        if self.lock().insert((kind.to_string(), message.to_string())) {
+            log();
+        } else {
+            tracing::debug!("{message}");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.logged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The kinds (and their CRD names) the API server does not serve, from discovery of
+/// crossguard's API group. Discovery is open to every authenticated client, so this needs
+/// no RBAC on CustomResourceDefinitions.
+async fn missing_crds(client: &Client) -> Vec<(String, String)> {
+    let kinds = [
+        (CustomerAccount::kind(&()), CustomerAccount::plural(&())),
+        (ManagedCluster::kind(&()), ManagedCluster::plural(&())),
+    ];
+    let served: Vec<String> = match client
+        .list_api_group_resources(&CustomerAccount::api_version(&()))
+        .await
+    {
+        Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
+        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+        Err(e) => {
+            tracing::debug!(error = %e, "discovery of crossguard's API group failed");
+            return Vec::new();
+        }
+    };
+    let group = CustomerAccount::group(&());
+    kinds
+        .into_iter()
+        .filter(|(_, plural)| !served.iter().any(|s| s == plural))
+        .map(|(kind, plural)| (kind.to_string(), format!("{plural}.{group}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn account(spec: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "crossguard.dev/v1alpha1", "kind": "CustomerAccount",
+            "metadata": {"name": "bad", "namespace": "acme"},
+            "spec": spec,
+        })
+    }
+
+    fn guarded<K: Resource + DeserializeOwned>(obj: serde_json::Value) -> Guarded<K> {
+        serde_json::from_value(obj).expect("guarded deserialization never fails")
+    }
+
+    fn cluster(name: &str, ns: &str, account: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "crossguard.dev/v1alpha1", "kind": "ManagedCluster",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"accountRef": {"name": account}, "region": "us-east-1", "clusterName": "prod"},
+        })
+    }
+
+    #[test]
+    fn an_account_maps_to_its_readable_clusters_and_an_unreadable_one_to_none() {
+        let (store, mut writer) = kube::runtime::reflector::store::<Guarded<ManagedCluster>>();
+        for obj in [
+            cluster("prod", "acme", json!("acme")),
+            cluster("dev", "acme", json!("acme")),
+            cluster("theirs", "acme", json!("globex")),
+            cluster("elsewhere", "other", json!("acme")),
+            // Unreadable: its account reference cannot be trusted, so it maps from nothing.
+            cluster("broken", "acme", json!(42)),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(guarded(obj)));
+        }
+        let good = account(json!({
+            "accountId": "111111111111",
+            "roleArn": "arn:aws:iam::111111111111:role/crossguard-access",
+            "regions": ["us-east-1"],
+        }));
+        let mut good = guarded::<CustomerAccount>(good);
+        good.meta_mut().name = Some("acme".into());
+        let mut names: Vec<String> = clusters_of(&store, &good)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["dev", "prod"]);
+
+        let mut bad = guarded::<CustomerAccount>(account(json!({"sessionDuration": 30})));
+        bad.meta_mut().name = Some("acme".into());
+        assert!(bad.0.is_err());
+        assert!(clusters_of(&store, &bad).is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_field_is_named_with_its_path() {
+        let raw = account(json!({
+            "accountId": "111111111111",
+            "roleArn": "arn:aws:iam::111111111111:role/crossguard-access",
+            "regions": ["us-east-1"],
+            "sessionDuration": 30,
+        }));
+        let problem = unreadable_field::<CustomerAccount>(raw).expect("unreadable");
+        assert_eq!(problem.path, "spec.sessionDuration");
+        assert!(
+            problem.what.contains("integer `30`") && problem.what.contains("string"),
+            "{}",
+            problem.what
+        );
+    }
+
+    #[test]
+    fn a_readable_object_has_no_problem() {
+        let raw = account(json!({
+            "accountId": "111111111111",
+            "roleArn": "arn:aws:iam::111111111111:role/crossguard-access",
+            "regions": ["us-east-1"],
+            "sessionDuration": "30m",
+        }));
+        assert_eq!(unreadable_field::<CustomerAccount>(raw), None);
+    }
+
+    #[test]
+    fn the_message_names_the_field_and_the_fix() {
+        let problem = Unreadable {
+            path: "spec.sessionDuration".into(),
+            what: "invalid type: integer `30`, expected a string".into(),
+        };
+        let mut stored = DynamicObject::new("bad", &ApiResource::erase::<CustomerAccount>(&()));
+        let message = problem.message(
+            "CustomerAccount",
+            "customeraccounts",
+            "acme",
+            "bad",
+            &stored,
+        );
+        assert!(message.contains("spec.sessionDuration: invalid type: integer `30`"));
+        assert!(message.contains("kubectl edit customeraccounts bad -n acme"));
+        assert!(!message.contains("deletion"));
+        stored.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        let status = Unreadable {
+            path: "status.externalId".into(),
+            ..problem
+        };
+        let message = status.message(
+            "CustomerAccount",
+            "customeraccounts",
+            "acme",
+            "bad",
+            &stored,
+        );
+        assert!(message.contains("--subresource=status"), "{message}");
+        assert!(message.contains("deletion also waits"), "{message}");
+    }
 }

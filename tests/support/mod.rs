@@ -566,3 +566,36 @@ impl Env {
         Operator::start(self.dir.path(), &self.kubeconfig, &self.moto.url, extra_env)
     }
 }
+
+/// A plain HTTP/1.0 GET on loopback; returns the status code and the body (0 and an empty
+/// body when nothing answers).
+pub fn http_status(base: &str, path: &str) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    if write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    if stream.read_to_string(&mut response).is_err() {
+        return (0, String::new());
+    }
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
+/// Write `yaml` to a file in `dir` and `kubectl apply` it.
+pub fn kubectl_apply_yaml(dir: &Path, kubeconfig: &Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("write manifest");
+    kubectl_ok(
+        kubeconfig,
+        &["apply", "--validate=false", "-f", path.to_str().unwrap()],
+    )
+}

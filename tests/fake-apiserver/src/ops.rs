@@ -310,18 +310,23 @@ impl State {
                     list.join(", ")
                 )));
             }
-            let structural_ok = out.causes.is_empty();
-            causes.extend(out.causes);
-            // CRD validation ratcheting (on by default since 1.30): a write that
-            // leaves the spec as it was, such as a status update, is not
-            // rejected for rules the stored object already broke.
+            // CRD validation ratcheting (on by default since 1.30): a write is not
+            // rejected for a value the stored object already had (a status update of
+            // an object whose spec an older schema allowed), nor, when it leaves the
+            // spec as it was, for CEL rules the stored object already broke.
             // Defaults are applied to the old object too, so defaulting alone
             // never counts as a change.
-            let spec_unchanged = old.is_some_and(|o| {
+            let stored = old.map(|o| {
                 let mut o = o.clone();
                 schema::process(schema, &mut o);
-                o.get("spec") == new.get("spec")
+                o
             });
+            // CEL runs only on structurally valid objects, ratcheted values included.
+            let structural_ok = out.causes.is_empty();
+            causes.extend(schema::ratchet(out.causes, new, stored.as_ref()));
+            let spec_unchanged = stored
+                .as_ref()
+                .is_some_and(|o| o.get("spec") == new.get("spec"));
             if structural_ok && !spec_unchanged {
                 causes.extend(schema::cel(schema, new, old));
             }

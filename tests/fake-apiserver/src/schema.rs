@@ -50,6 +50,35 @@ pub fn cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     }
 }
 
+/// Drops the causes about values `old` already had at the same path (validation
+/// ratcheting: what was stored before the schema forbade it may stay, unchanged).
+pub fn ratchet(causes: Vec<Cause>, new: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let Some(old) = old else { return causes };
+    causes
+        .into_iter()
+        .filter(|c| match (at_path(new, &c.field), at_path(old, &c.field)) {
+            (Some(n), Some(o)) => n != o,
+            (None, None) => false,
+            _ => true,
+        })
+        .collect()
+}
+
+/// The value at a cause's field path (`spec.items[0].name`); None when absent.
+fn at_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = v;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, indexes) = part.split_once('[').unwrap_or((part, ""));
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            cur = cur.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(cur)
+}
+
 fn flag(schema: &Value, key: &str) -> bool {
     schema.get(key).and_then(Value::as_bool) == Some(true)
 }

@@ -432,3 +432,50 @@ async fn cel_rules_reject_bad_objects_with_their_message_and_ratchet() {
         .await;
     assert_eq!(spec.status, 422, "{}", spec.body);
 }
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_already_stored_is_ratcheted_a_new_one_is_not() {
+    let ctx = setup().await;
+    install_widgets(&ctx).await;
+    // An older schema allowed a string: its status can still be written, and so can a
+    // spec change elsewhere, but not a new bad value.
+    ctx.server
+        .seed(json!({"apiVersion": "example.dev/v1", "kind": "Widget",
+                     "metadata": {"name": "legacy", "namespace": "default"},
+                     "spec": {"size": "three"}}))
+        .unwrap();
+    let status = ctx
+        .patch(
+            &format!("{WIDGETS}/legacy/status"),
+            "application/merge-patch+json",
+            r#"{"status":{"phase":"Invalid"}}"#,
+        )
+        .await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.body["status"]["phase"], "Invalid");
+    let elsewhere = ctx
+        .patch(
+            &format!("{WIDGETS}/legacy"),
+            "application/merge-patch+json",
+            r#"{"spec":{"color":"blue"}}"#,
+        )
+        .await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+    let changed = ctx
+        .patch(
+            &format!("{WIDGETS}/legacy"),
+            "application/merge-patch+json",
+            r#"{"spec":{"size":"four"}}"#,
+        )
+        .await;
+    assert_eq!(changed.status, 422, "{}", changed.body);
+    assert_eq!(changed.body["details"]["causes"][0]["field"], "spec.size");
+    let fixed = ctx
+        .patch(
+            &format!("{WIDGETS}/legacy"),
+            "application/merge-patch+json",
+            r#"{"spec":{"size":4}}"#,
+        )
+        .await;
+    assert_eq!(fixed.status, 200, "{}", fixed.body);
+}

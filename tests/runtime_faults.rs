@@ -1,0 +1,222 @@
+//! Faults of the controller runtime, as an SRE would meet them with the real binary (against
+//! the fake API server and the AWS emulator): a stored object this version cannot read must
+//! not stall the other tenants, and `/readyz` must mean the watches are established.
+
+mod support;
+
+use std::time::Duration;
+
+use kube::api::Api;
+use serde_json::{Value, json};
+
+use crossguard::api::CustomerAccount;
+use support::{http_status, kubectl_apply_yaml, wait_for};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A CustomerAccount in namespace acme for the emulator's seeded account and role.
+fn account_yaml(name: &str) -> String {
+    format!(
+        r#"apiVersion: crossguard.dev/v1alpha1
+kind: CustomerAccount
+metadata: {{name: {name}, namespace: acme}}
+spec:
+  accountId: "111111111111"
+  roleArn: arn:aws:iam::111111111111:role/crossguard-access
+  regions: [us-east-1]
+  sessionDuration: 1h
+"#
+    )
+}
+
+/// The account's ExternalId once its Ready condition is True.
+async fn ready_external_id(accounts: &Api<CustomerAccount>, name: &str) -> String {
+    wait_for(
+        &format!("CustomerAccount {name} Ready"),
+        TIMEOUT,
+        || async {
+            let status = accounts.get(name).await.ok()?.status?;
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            if ready.is_true() {
+                status.external_id
+            } else {
+                None
+            }
+        },
+    )
+    .await
+}
+
+/// The Ready condition of a stored object, read raw (the typed API cannot read a bad one).
+fn raw_ready(server: &fake_apiserver::FakeApiServer, name: &str) -> Option<Value> {
+    let obj = server.get_object(
+        "crossguard.dev/v1alpha1",
+        "customeraccounts",
+        Some("acme"),
+        name,
+    )?;
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_account_is_reported_on_itself_and_stalls_no_other_tenant() {
+    let env = support::Env::start().await;
+    let crds = support::repo().join("crds");
+    env.kubectl(&["apply", "--validate=false", "-f", crds.to_str().unwrap()]);
+    env.kubectl(&["create", "namespace", "acme"]);
+    let dir = env.dir.path();
+    for name in ["good-a", "good-b"] {
+        kubectl_apply_yaml(
+            dir,
+            &env.kubeconfig,
+            &format!("{name}.yaml"),
+            &account_yaml(name),
+        );
+    }
+    // What an older CRD or a write that bypassed the schema leaves in storage: an integer
+    // where this version reads a duration string.
+    env.server
+        .seed(json!({
+            "apiVersion": "crossguard.dev/v1alpha1", "kind": "CustomerAccount",
+            "metadata": {"name": "bad", "namespace": "acme", "uid": "seeded-bad", "generation": 1},
+            "spec": {
+                "accountId": "111111111111",
+                "roleArn": "arn:aws:iam::111111111111:role/crossguard-access",
+                "regions": ["us-east-1"],
+                "sessionDuration": 30,
+            },
+        }))
+        .expect("seed a malformed CustomerAccount");
+
+    let operator = env.operator(&[]);
+    let accounts: Api<CustomerAccount> = Api::namespaced(env.client().await, "acme");
+    let mut external_ids = Vec::new();
+    for name in ["good-a", "good-b"] {
+        external_ids.push(ready_external_id(&accounts, name).await);
+    }
+
+    // The bad one says on itself what is wrong, naming the field.
+    let ready = wait_for("Ready=False InvalidObject on bad", TIMEOUT, || async {
+        raw_ready(&env.server, "bad").filter(|c| c["reason"] == "InvalidObject")
+    })
+    .await;
+    assert_eq!(ready["status"], "False", "{ready}");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.sessionDuration") && message.contains("integer `30`"),
+        "{message}"
+    );
+    wait_for("bad's status observes its generation", TIMEOUT, || async {
+        let bad = env.server.get_object(
+            "crossguard.dev/v1alpha1",
+            "customeraccounts",
+            Some("acme"),
+            "bad",
+        )?;
+        (bad["status"]["observedGeneration"] == bad["metadata"]["generation"]).then_some(())
+    })
+    .await;
+    // ...and in a Warning Event on it.
+    let event = wait_for("InvalidObject Event on bad", TIMEOUT, || async {
+        env.server
+            .list_objects("events.k8s.io/v1", "events", Some("acme"))
+            .into_iter()
+            .find(|e| e["regarding"]["name"] == "bad" && e["reason"] == "InvalidObject")
+    })
+    .await;
+    assert_eq!(event["type"], "Warning", "{event}");
+    assert!(
+        event["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("spec.sessionDuration")),
+        "{event}"
+    );
+
+    // A relist (every resourceVersion expired) reads the bad object again; a new account
+    // created afterwards still becomes Ready.
+    env.server.compact();
+    kubectl_apply_yaml(dir, &env.kubeconfig, "good-c.yaml", &account_yaml("good-c"));
+    external_ids.push(ready_external_id(&accounts, "good-c").await);
+    let (code, body) = http_status(&operator.http, "/readyz");
+    assert_eq!(code, 200, "{body}");
+
+    // The log names the bad object and its field, and carries no tenant's ExternalId.
+    let log = operator.log_text();
+    let reported = log
+        .lines()
+        .filter(|l| {
+            l.contains("WARN") && l.contains("name=bad") && l.contains("spec.sessionDuration")
+        })
+        .count();
+    assert!(
+        (1..=4).contains(&reported),
+        "reported once per change of the object, not in a loop ({reported} times):\n{log}"
+    );
+    for id in &external_ids {
+        assert!(
+            !log.contains(id.as_str()),
+            "an ExternalId reached the operator's log:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_crds_not_ready_and_says_how_to_fix_then_recovers_without_restart() {
+    let env = support::Env::start().await;
+    let operator = env.operator(&[]);
+
+    // Blind: not ready, and the log says which CRDs are missing and how to install them.
+    wait_for("missing-CRD errors in the log", TIMEOUT, || async {
+        let log = operator.log_text();
+        let both = [
+            "customeraccounts.crossguard.dev",
+            "managedclusters.crossguard.dev",
+        ]
+        .iter()
+        .all(|crd| {
+            log.lines().any(|l| {
+                l.contains("ERROR") && l.contains(crd) && l.contains("kubectl apply -f crds/")
+            })
+        });
+        both.then_some(())
+    })
+    .await;
+    let (code, body) = http_status(&operator.http, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("customeraccounts.crossguard.dev"), "{body}");
+    // kube-runtime retries the watch with backoff; the same failure is logged once, not
+    // on every retry.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let log = operator.log_text();
+    let errors = log.lines().filter(|l| l.contains("ERROR")).count();
+    assert_eq!(errors, 2, "one error per missing CRD:\n{log}");
+    let (code, _) = http_status(&operator.http, "/readyz");
+    assert_eq!(code, 503);
+
+    // Installing the CRDs is enough: the operator becomes ready and reconciles, same process.
+    let crds = support::repo().join("crds");
+    env.kubectl(&["apply", "--validate=false", "-f", crds.to_str().unwrap()]);
+    env.kubectl(&["create", "namespace", "acme"]);
+    kubectl_apply_yaml(
+        env.dir.path(),
+        &env.kubeconfig,
+        "acme.yaml",
+        &account_yaml("acme"),
+    );
+    wait_for("/readyz 200 after installing the CRDs", TIMEOUT, || async {
+        (http_status(&operator.http, "/readyz").0 == 200).then_some(())
+    })
+    .await;
+    let accounts: Api<CustomerAccount> = Api::namespaced(env.client().await, "acme");
+    ready_external_id(&accounts, "acme").await;
+    let log = operator.log_text();
+    assert_eq!(
+        log.matches("controllers starting").count(),
+        1,
+        "one process did it all:\n{log}"
+    );
+}
