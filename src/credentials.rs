@@ -66,22 +66,25 @@ impl std::fmt::Debug for AccountSession {
     }
 }
 
-/// Why no session could be had.
+/// Why no session could be had. The message alone is what a customer reads in the
+/// CustomerAccount's status, so it carries AWS's answer; that answer is therefore not also
+/// the error's `source()` (the field is not called `source`), and a `{:#}` chain prints it
+/// once.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// sts:AssumeRole failed.
-    #[error("could not assume role {role_arn}: {source}")]
+    #[error("could not assume role {role_arn}: {aws}")]
     AssumeRole {
         /// The role.
         role_arn: String,
-        /// What AWS said.
-        source: AwsError,
+        /// What AWS said (part of the message, not the `source()`).
+        aws: AwsError,
     },
     /// sts:GetCallerIdentity with the new session failed.
-    #[error("could not verify the assumed session: {source}")]
+    #[error("could not verify the assumed session: {aws}")]
     VerifyIdentity {
-        /// What AWS said.
-        source: AwsError,
+        /// What AWS said (part of the message, not the `source()`).
+        aws: AwsError,
     },
     /// The session lives in a different account than spec.accountId; it was discarded.
     #[error("the role's session is in account {actual}, not {expected}; the session was discarded")]
@@ -97,16 +100,14 @@ impl BrokerError {
     /// The CamelCase reason used for conditions, Events and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            BrokerError::AssumeRole { source, .. } => match source.kind {
+            BrokerError::AssumeRole { aws, .. } => match aws.kind {
                 AwsErrorKind::AccessDenied => "AssumeRoleDenied",
                 AwsErrorKind::NotFound => "RoleNotFound",
                 AwsErrorKind::InvalidCredentials => "OperatorCredentialsInvalid",
                 AwsErrorKind::Throttled | AwsErrorKind::Unavailable => "AwsUnavailable",
                 AwsErrorKind::Other => "AssumeRoleFailed",
             },
-            BrokerError::VerifyIdentity { source } if source.kind.is_transient() => {
-                "AwsUnavailable"
-            }
+            BrokerError::VerifyIdentity { aws } if aws.kind.is_transient() => "AwsUnavailable",
             BrokerError::VerifyIdentity { .. } => "IdentityCheckFailed",
             BrokerError::AccountMismatch { .. } => "AccountMismatch",
         }
@@ -115,8 +116,8 @@ impl BrokerError {
     /// Worth retrying soon without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            BrokerError::AssumeRole { source, .. } | BrokerError::VerifyIdentity { source } => {
-                source.kind.is_transient()
+            BrokerError::AssumeRole { aws, .. } | BrokerError::VerifyIdentity { aws } => {
+                aws.kind.is_transient()
             }
             BrokerError::AccountMismatch { .. } => false,
         }
@@ -240,9 +241,9 @@ impl Broker {
             Err(e) => (e.kind.as_str(), e.request_id.as_deref()),
         };
         observer.call("sts", "AssumeRole", &p.role_arn, outcome, request_id, false);
-        let credentials = assumed.map_err(|source| BrokerError::AssumeRole {
+        let credentials = assumed.map_err(|aws| BrokerError::AssumeRole {
             role_arn: p.role_arn.clone(),
-            source,
+            aws,
         })?;
         let clients = self
             .factory
@@ -251,7 +252,7 @@ impl Broker {
             .identity
             .caller_identity()
             .await
-            .map_err(|source| BrokerError::VerifyIdentity { source })?;
+            .map_err(|aws| BrokerError::VerifyIdentity { aws })?;
         if identity.account != p.account_id {
             // `credentials` is dropped (and wiped) here, never cached or returned.
             return Err(BrokerError::AccountMismatch {

@@ -66,23 +66,43 @@ pub struct TemplateOptions {
     pub role_name: String,
 }
 
+/// Why [`TemplateOptions::validate`] refused the options. The messages name the flag's
+/// value so the person running `crossguard onboarding-template` can correct it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// An AWS account id is exactly 12 decimal digits.
+    #[error("account id {0:?} is not 12 digits")]
+    AccountId(String),
+    /// The trusted principal must be an IAM ARN (`arn:…`).
+    #[error("operator principal {0:?} is not an ARN")]
+    OperatorPrincipal(String),
+    /// Without an ExternalId the trust policy would not defend against a confused deputy.
+    #[error("external id is empty")]
+    EmptyExternalId,
+    /// Automated permissions are scoped to named clusters; there is no "every cluster".
+    #[error("automated mode needs at least one --cluster")]
+    NoCluster,
+    /// EKS cluster names are letters, digits, `-` and `_` (they end up inside ARNs).
+    #[error("invalid cluster name {0:?}")]
+    ClusterName(String),
+}
+
 impl TemplateOptions {
     /// Rejects options that would produce a useless or unsafe template.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TemplateError> {
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("account id {:?} is not 12 digits", self.account_id));
+            return Err(TemplateError::AccountId(self.account_id.clone()));
         }
         if !self.operator_principal.starts_with("arn:") {
-            return Err(format!(
-                "operator principal {:?} is not an ARN",
-                self.operator_principal
+            return Err(TemplateError::OperatorPrincipal(
+                self.operator_principal.clone(),
             ));
         }
         if self.external_id.trim().is_empty() {
-            return Err("external id is empty".into());
+            return Err(TemplateError::EmptyExternalId);
         }
         if self.mode == Mode::Automated && self.clusters.is_empty() {
-            return Err("automated mode needs at least one --cluster".into());
+            return Err(TemplateError::NoCluster);
         }
         if let Some(c) = self.clusters.iter().find(|c| {
             c.is_empty()
@@ -90,7 +110,7 @@ impl TemplateOptions {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         }) {
-            return Err(format!("invalid cluster name {c:?}"));
+            return Err(TemplateError::ClusterName(c.clone()));
         }
         Ok(())
     }
@@ -441,11 +461,28 @@ mod tests {
 
     #[test]
     fn validate_rejects_bad_input() {
-        assert!(opts(Mode::Automated, &["prod"]).validate().is_ok());
-        assert!(opts(Mode::Automated, &[]).validate().is_err());
-        assert!(opts(Mode::ReadOnly, &["a/b"]).validate().is_err());
+        assert_eq!(opts(Mode::Automated, &["prod"]).validate(), Ok(()));
+        assert_eq!(opts(Mode::ReadOnly, &[]).validate(), Ok(()));
+        assert_eq!(
+            opts(Mode::Automated, &[]).validate(),
+            Err(TemplateError::NoCluster)
+        );
+        assert_eq!(
+            opts(Mode::ReadOnly, &["a/b"]).validate(),
+            Err(TemplateError::ClusterName("a/b".into()))
+        );
         let mut o = opts(Mode::ReadOnly, &[]);
         o.account_id = "123".into();
-        assert!(o.validate().is_err());
+        assert_eq!(o.validate(), Err(TemplateError::AccountId("123".into())));
+        let mut o = opts(Mode::ReadOnly, &[]);
+        o.operator_principal = "crossguard".into();
+        let err = o.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "operator principal \"crossguard\" is not an ARN"
+        );
+        let mut o = opts(Mode::ReadOnly, &[]);
+        o.external_id = " ".into();
+        assert_eq!(o.validate(), Err(TemplateError::EmptyExternalId));
     }
 }

@@ -42,7 +42,9 @@ impl Kind {
     }
 }
 
-/// A store operation failed.
+/// A store operation failed. Customers read the message in status conditions (a failed
+/// report write, retention sweep or audit flush), so it carries the backend's answer; that
+/// answer is therefore not also the `source()`, and a `{:#}` chain prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store URL is not usable.
@@ -54,18 +56,17 @@ pub enum StoreError {
         reason: String,
     },
     /// The backend failed.
-    #[error("object store {operation} failed: {source}")]
+    #[error("object store {operation} failed: {cause}")]
     Backend {
         /// What was being done.
         operation: &'static str,
-        /// The backend error.
-        #[source]
-        source: object_store::Error,
+        /// The backend error (part of the message, not the `source()`).
+        cause: object_store::Error,
     },
 }
 
 fn backend(operation: &'static str) -> impl FnOnce(object_store::Error) -> StoreError {
-    move |source| StoreError::Backend { operation, source }
+    move |cause| StoreError::Backend { operation, cause }
 }
 
 /// Options for the S3 backend.

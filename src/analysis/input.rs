@@ -364,11 +364,13 @@ impl<'de> Visitor<'de> for KeyOf<'_> {
 /// Reading a dump for offline analysis failed. Messages carry the document, the object's
 /// position and kind, line and column; a type error may quote the offending value of a
 /// field the analysis reads, never of a skipped one (env values are never looked at).
+/// Each message names the document and object; the parser's error is the `source()`, so
+/// `crossguard analyze`'s error chain prints it once, after them.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The input looked like JSON but is not valid JSON (nor valid YAML), or an object
     /// is not a valid instance of its kind.
-    #[error("reading JSON document {index} failed{at}: {source}")]
+    #[error("reading JSON document {index} failed{at}")]
     Json {
         /// 0-based position of the top-level document.
         index: usize,
@@ -379,7 +381,7 @@ pub enum InputError {
         source: serde_json::Error,
     },
     /// The input is not valid YAML, or an object is not a valid instance of its kind.
-    #[error("reading YAML document {index} failed{at}: {source}")]
+    #[error("reading YAML document {index} failed{at}")]
     Yaml {
         /// 0-based position of the YAML document.
         index: usize,
@@ -1289,10 +1291,10 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_with_where_it_went_wrong() {
+        // As `crossguard analyze` prints it: the message, then the parser's error once.
         let err = |bytes: &[u8]| {
-            AnalysisInput::from_dump(bytes, &Sanitizer::default())
-                .unwrap_err()
-                .to_string()
+            let e = AnalysisInput::from_dump(bytes, &Sanitizer::default()).unwrap_err();
+            format!("{:#}", anyhow::Error::from(e))
         };
         let e = err(
             br#"{"kind":"List","items":[{"kind":"Node"},{"kind":"Pod","spec":{"containers":5}}]}"#,

@@ -69,7 +69,7 @@ impl InstanceCatalog {
 #[derive(Debug, thiserror::Error)]
 pub enum PriceError {
     /// The JSON does not have the price-table shape.
-    #[error("prices file is not a valid price table: {0}")]
+    #[error("prices file is not a valid price table")]
     Parse(#[from] serde_json::Error),
     /// A price is negative or not a number.
     #[error("price for {instance_type} in {region} must be a finite number >= 0")]

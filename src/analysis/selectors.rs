@@ -84,7 +84,24 @@ impl Req {
 }
 
 /// Does `selector` select an object with `labels`? A missing selector selects nothing
-/// (PDB and pod-affinity semantics); an empty one selects everything.
+/// (PDB and pod-affinity semantics); an empty one selects everything (policy/v1 PDBs).
+///
+/// For a valid selector this is what kube-core's `Selector::matches` answers (a property
+/// test below holds the two together). It is not built on kube-core's `Selector` because
+/// that type is made by *moving* a `LabelSelector` into sets of owned strings: the
+/// analysis borrows selectors straight from the snapshot and checks them inside its
+/// hottest loops (every PDB candidate of every pod, every hostname anti-affinity pair the
+/// consolidation tries over 150,000 pods, see BENCHMARKS.md), where a clone and a
+/// conversion per check would cost more than the match itself.
+///
+/// An invalid selector selects nothing, as in Kubernetes: `labels.NewRequirement` (via
+/// `metav1.LabelSelectorAsSelector`) refuses `In`/`NotIn` without values,
+/// `Exists`/`DoesNotExist` with values and any other operator, and the PDB lookups
+/// (client-go's `GetPodPodDisruptionBudgets`, the eviction API, scheduler preemption)
+/// treat a selector that fails to convert as matching no pod. kube-core is laxer here: it
+/// accepts `NotIn` with an empty list (which would select everything) and `Exists` with
+/// values. Label key and value syntax is not checked: the API server refuses such
+/// selectors when the object is written.
 pub(crate) fn label_selector_matches(
     selector: Option<&LabelSelector>,
     labels: &BTreeMap<String, String>,
@@ -97,15 +114,16 @@ pub(crate) fn label_selector_matches(
     {
         return false;
     }
+    // Requirements are ANDed, so one invalid requirement (false) makes the whole
+    // selector select nothing.
     selector.match_expressions.iter().flatten().all(|e| {
         let value = labels.get(&e.key).map(String::as_str);
         let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-            "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            // An invalid operator makes the selector invalid; the API server rejects it.
+        match (e.operator.as_str(), values.is_empty()) {
+            ("In", false) => value.is_some_and(|v| values.iter().any(|x| x == v)),
+            ("NotIn", false) => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+            ("Exists", true) => value.is_some(),
+            ("DoesNotExist", true) => value.is_none(),
             _ => false,
         }
     })
@@ -252,6 +270,96 @@ mod tests {
             Some(&sel(&[], vec![("env", "Exists", &[])])),
             &l
         ));
+    }
+
+    fn requirement(key: &str, op: &str, values: Option<&[&str]>) -> LabelSelectorRequirement {
+        LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: values.map(|vs| vs.iter().map(|v| v.to_string()).collect()),
+        }
+    }
+
+    fn with_expression(e: LabelSelectorRequirement) -> LabelSelector {
+        LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![e]),
+        }
+    }
+
+    #[test]
+    fn invalid_selectors_select_nothing_as_in_kubernetes() {
+        use kube::core::{Selector, SelectorExt};
+        let l = labels(&[("app", "web")]);
+        // (requirement, what kube-core makes of it: None = refused, Some(matches))
+        let cases = [
+            (requirement("app", "In", None), None),
+            (requirement("app", "In", Some(&[])), Some(false)),
+            (requirement("app", "NotIn", None), None),
+            (requirement("app", "NotIn", Some(&[])), Some(true)),
+            (requirement("app", "Exists", Some(&["web"])), Some(true)),
+            (requirement("env", "DoesNotExist", Some(&["x"])), Some(true)),
+            (requirement("app", "Gt", Some(&["1"])), None),
+            (requirement("app", "Equals", Some(&["web"])), None),
+        ];
+        for (e, kube_core) in cases {
+            let selector = with_expression(e);
+            assert!(
+                !label_selector_matches(Some(&selector), &l),
+                "{selector:?} is invalid in Kubernetes and must select nothing"
+            );
+            let theirs = Selector::try_from(selector.clone())
+                .ok()
+                .map(|s| s.matches(&l));
+            assert_eq!(theirs, kube_core, "kube-core on {selector:?}");
+        }
+        // One invalid requirement spoils a selector whose other parts match.
+        let mut selector = with_expression(requirement("app", "NotIn", Some(&[])));
+        selector.match_labels = Some(l.clone());
+        assert!(!label_selector_matches(Some(&selector), &l));
+    }
+
+    proptest::proptest! {
+        /// On valid selectors the hand-written matcher and kube-core's agree.
+        #[test]
+        fn valid_selectors_match_as_kube_core_does(
+            label_pairs in proptest::collection::btree_map("[abc]", "[xyz]", 0..4),
+            match_labels in proptest::option::of(
+                proptest::collection::btree_map("[abc]", "[xyz]", 0..3)
+            ),
+            expressions in proptest::collection::vec(
+                (
+                    "[abc]",
+                    proptest::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist"]),
+                    proptest::collection::vec("[xyz]", 1..3),
+                    proptest::bool::ANY,
+                ),
+                0..3,
+            ),
+        ) {
+            use kube::core::{Selector, SelectorExt};
+            let match_expressions = expressions
+                .into_iter()
+                .map(|(key, op, values, empty_as_none)| LabelSelectorRequirement {
+                    key,
+                    operator: op.to_string(),
+                    values: match op {
+                        "In" | "NotIn" => Some(values),
+                        _ if empty_as_none => None,
+                        _ => Some(Vec::new()),
+                    },
+                })
+                .collect();
+            let selector = LabelSelector {
+                match_labels,
+                match_expressions: Some(match_expressions),
+            };
+            let theirs = Selector::try_from(selector.clone()).expect("a valid selector");
+            proptest::prop_assert_eq!(
+                label_selector_matches(Some(&selector), &label_pairs),
+                theirs.matches(&label_pairs)
+            );
+        }
     }
 
     #[test]

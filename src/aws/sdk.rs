@@ -155,7 +155,8 @@ fn sdk_error<E: ProvideErrorMetadata>(
 }
 
 /// Where every customer call is reported: metrics, and the audit trail of the reconcile
-/// that made it.
+/// that made it. Listings use the SDK's page streams (`into_paginator().send()`) rather
+/// than `.items()`, so each page's request is reported on its own, as one audit record.
 #[derive(Clone)]
 struct Calls {
     metrics: Arc<Metrics>,
@@ -339,23 +340,19 @@ impl Eks for SdkEks {
 
     async fn list_nodegroups(&self, cluster: &str) -> Result<Vec<String>, AwsError> {
         let mut names = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_nodegroups()
-                .cluster_name(cluster)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("eks", "ListNodegroups", e));
+        // Page by page (not `.items()`): each request is reported on its own.
+        let mut pages = self
+            .client
+            .list_nodegroups()
+            .cluster_name(cluster)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("eks", "ListNodegroups", e));
             let page = self.calls.observe("eks", "ListNodegroups", cluster, page)?;
             names.extend(page.nodegroups.unwrap_or_default());
-            match page.next_token {
-                Some(t) if !t.is_empty() => next = Some(t),
-                _ => return Ok(names),
-            }
         }
+        Ok(names)
     }
 
     async fn describe_nodegroup(
@@ -459,16 +456,14 @@ impl AutoScaling for SdkAutoScaling {
         if names.is_empty() {
             return Ok(groups);
         }
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_auto_scaling_groups()
-                .set_auto_scaling_group_names(Some(names.to_vec()))
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("autoscaling", "DescribeAutoScalingGroups", e));
+        let mut pages = self
+            .client
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(names.to_vec()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("autoscaling", "DescribeAutoScalingGroups", e));
             let page = self.calls.observe(
                 "autoscaling",
                 "DescribeAutoScalingGroups",
@@ -503,11 +498,8 @@ impl AutoScaling for SdkAutoScaling {
                         .collect(),
                 });
             }
-            match page.next_token {
-                Some(t) if !t.is_empty() => next = Some(t),
-                _ => return Ok(groups),
-            }
         }
+        Ok(groups)
     }
 
     async fn terminate_instance(&self, approval: ApprovedTermination) -> Result<(), AwsError> {
@@ -546,30 +538,28 @@ impl Ec2 for SdkEc2 {
     async fn describe_cluster_instances(&self, cluster: &str) -> Result<Vec<Instance>, AwsError> {
         use aws_sdk_ec2::types::Filter;
         let mut instances = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name("tag-key")
-                        .values(format!("kubernetes.io/cluster/{cluster}"))
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .name("instance-state-name")
-                        .values("pending")
-                        .values("running")
-                        .values("stopping")
-                        .values("stopped")
-                        .build(),
-                )
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("ec2", "DescribeInstances", e));
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag-key")
+                    .values(format!("kubernetes.io/cluster/{cluster}"))
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .values("stopping")
+                    .values("stopped")
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("ec2", "DescribeInstances", e));
             let page = self.calls.observe(
                 "ec2",
                 "DescribeInstances",
@@ -585,11 +575,8 @@ impl Ec2 for SdkEc2 {
                         .map(instance_of),
                 );
             }
-            match page.next_token {
-                Some(t) if !t.is_empty() => next = Some(t),
-                _ => return Ok(instances),
-            }
         }
+        Ok(instances)
     }
 
     async fn describe_instance(&self, id: &str) -> Result<Option<Instance>, AwsError> {
@@ -624,21 +611,19 @@ impl Ec2 for SdkEc2 {
         if types.is_empty() {
             return Ok(shapes);
         }
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_instance_types()
-                .set_instance_types(Some(
-                    types
-                        .iter()
-                        .map(|t| InstanceType::from(t.as_str()))
-                        .collect(),
-                ))
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("ec2", "DescribeInstanceTypes", e));
+        let mut pages = self
+            .client
+            .describe_instance_types()
+            .set_instance_types(Some(
+                types
+                    .iter()
+                    .map(|t| InstanceType::from(t.as_str()))
+                    .collect(),
+            ))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("ec2", "DescribeInstanceTypes", e));
             let page =
                 self.calls
                     .observe("ec2", "DescribeInstanceTypes", &types.join(","), page)?;
@@ -678,11 +663,8 @@ impl Ec2 for SdkEc2 {
                     max_pods,
                 });
             }
-            match page.next_token {
-                Some(t) if !t.is_empty() => next = Some(t),
-                _ => return Ok(shapes),
-            }
         }
+        Ok(shapes)
     }
 }
 
@@ -697,5 +679,167 @@ fn instance_of(i: aws_sdk_ec2::types::Instance) -> Instance {
             .into_iter()
             .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The adapters against a local HTTP server that answers like EKS, so paging and the
+    //! per-request reports can be checked without an emulator.
+
+    use std::sync::Mutex;
+
+    use axum::extract::State;
+    use axum::http::{StatusCode, Uri, header};
+    use axum::response::{IntoResponse, Response};
+
+    use super::*;
+    use crate::aws::AwsErrorKind;
+
+    /// Every call the adapters reported, as (operation, target, outcome).
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(String, String, String)>>);
+
+    impl CallObserver for Recorded {
+        fn call(
+            &self,
+            _service: &str,
+            operation: &str,
+            target: &str,
+            outcome: &str,
+            _request_id: Option<&str>,
+            _mutating: bool,
+        ) {
+            self.0.lock().unwrap().push((
+                operation.to_string(),
+                target.to_string(),
+                outcome.to_string(),
+            ));
+        }
+    }
+
+    /// How the fake answers ListNodegroups for the page a request asks for.
+    type Pager = fn(Option<&str>) -> Response;
+
+    /// Serve `pager` as EKS's ListNodegroups on a local port; returns the endpoint URL.
+    async fn fake_eks(pager: Pager) -> String {
+        async fn list(State(pager): State<Pager>, uri: Uri) -> Response {
+            let token = uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("nextToken="));
+            pager(token)
+        }
+        let app = axum::Router::new()
+            .route("/clusters/{name}/node-groups", axum::routing::get(list))
+            .with_state(pager);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    /// EKS clients of one customer session pointed at `endpoint`, reporting to `observer`.
+    fn eks_at(endpoint: &str, observer: Arc<Recorded>) -> Arc<dyn Eks> {
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            // Without retries every page is exactly one request.
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let session = SessionCredentials {
+            access_key_id: "ASIATESTTESTTESTTEST".into(),
+            secret_access_key: SecretString::from("secret"),
+            session_token: SecretString::from("token"),
+            expiration: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+            lifetime: Duration::from_secs(3600),
+        };
+        SdkFactory::from_config(config, Arc::new(Metrics::new()))
+            .customer(&session, "us-east-1", observer)
+            .eks
+    }
+
+    fn json(status: StatusCode, error_type: &str, body: serde_json::Value) -> Response {
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        if !error_type.is_empty() {
+            let value = header::HeaderValue::from_str(error_type).unwrap();
+            response.headers_mut().insert("x-amzn-errortype", value);
+        }
+        response
+    }
+
+    fn page(names: &[&str], next: Option<&str>) -> Response {
+        let body = serde_json::json!({ "nodegroups": names, "nextToken": next });
+        json(StatusCode::OK, "", body)
+    }
+
+    #[tokio::test]
+    async fn list_nodegroups_reads_every_page_and_reports_each_request() {
+        let endpoint = fake_eks(|token| match token {
+            None => page(&["a", "b"], Some("p2")),
+            Some("p2") => page(&["c"], Some("")),
+            Some(other) => panic!("unexpected token {other}"),
+        })
+        .await;
+        let observer = Arc::new(Recorded::default());
+        let names = eks_at(&endpoint, observer.clone())
+            .list_nodegroups("prod")
+            .await
+            .unwrap();
+        assert_eq!(names, ["a", "b", "c"]);
+        let calls = observer.0.lock().unwrap().clone();
+        let one = ("ListNodegroups".into(), "prod".into(), "success".into());
+        assert_eq!(calls, [one.clone(), one]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_later_page_is_reported_and_returned_as_our_error() {
+        let endpoint = fake_eks(|token| match token {
+            None => page(&["a"], Some("p2")),
+            _ => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServerException",
+                serde_json::json!({ "message": "try later" }),
+            ),
+        })
+        .await;
+        let observer = Arc::new(Recorded::default());
+        let err = eks_at(&endpoint, observer.clone())
+            .list_nodegroups("prod")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, AwsErrorKind::Unavailable);
+        assert_eq!(err.operation, "ListNodegroups");
+        assert_eq!(err.code.as_deref(), Some("ServerException"));
+        assert_eq!(err.message, "try later");
+        let outcomes: Vec<String> = observer
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.2.clone())
+            .collect();
+        assert_eq!(outcomes, ["success", "unavailable"]);
+    }
+
+    #[tokio::test]
+    async fn a_token_repeated_by_the_service_ends_the_listing() {
+        // A service that keeps answering with the token it was sent would have kept a
+        // hand-written loop requesting forever; the SDK's paginator stops.
+        let endpoint = fake_eks(|_| page(&["a"], Some("same"))).await;
+        let observer = Arc::new(Recorded::default());
+        let names = eks_at(&endpoint, observer.clone())
+            .list_nodegroups("prod")
+            .await
+            .unwrap();
+        assert_eq!(names, ["a", "a"]);
+        assert_eq!(observer.0.lock().unwrap().len(), 2);
     }
 }

@@ -20,36 +20,36 @@ use crate::sanitize::Sanitizer;
 /// Objects per list page.
 pub const PAGE_SIZE: u32 = 500;
 
-/// Reading the customer cluster failed.
+/// Reading the customer cluster failed. The message is what a customer reads in the
+/// ManagedCluster's status, so it carries the client's answer; that answer is therefore
+/// not also the `source()`, and a `{:#}` chain prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The endpoint or CA bundle is unusable.
     #[error("invalid cluster endpoint: {0}")]
     Endpoint(String),
     /// A list call failed.
-    #[error("listing {kind} failed: {source}")]
+    #[error("listing {kind} failed: {cause}")]
     List {
         /// What was being listed.
         kind: &'static str,
-        /// The client error.
-        #[source]
-        source: kube::Error,
+        /// The client error (part of the message, not the `source()`).
+        cause: kube::Error,
     },
     /// An object did not have the expected shape.
-    #[error("decoding {kind} failed: {source}")]
+    #[error("decoding {kind} failed: {cause}")]
     Decode {
         /// What was being decoded.
         kind: &'static str,
-        /// The decode error.
-        #[source]
-        source: serde_json::Error,
+        /// The decode error (part of the message, not the `source()`).
+        cause: serde_json::Error,
     },
 }
 
 impl ReadError {
     /// True when the cluster refused us (401/403): the customer must grant access.
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, ReadError::List { source: kube::Error::Api(s), .. } if s.code == 401 || s.code == 403)
+        matches!(self, ReadError::List { cause: kube::Error::Api(s), .. } if s.code == 401 || s.code == 403)
     }
 }
 
@@ -133,18 +133,17 @@ where
             Err(_) => "unreachable".to_string(),
         };
         observer.call("kubernetes", "list", kind, &outcome, None, false);
-        let page = page.map_err(|source| ReadError::List { kind, source })?;
+        let page = page.map_err(|cause| ReadError::List { kind, cause })?;
         for object in page.items {
-            let mut value = serde_json::to_value(object)
-                .map_err(|source| ReadError::Decode { kind, source })?;
+            let mut value =
+                serde_json::to_value(object).map_err(|cause| ReadError::Decode { kind, cause })?;
             if let Some(map) = value.as_object_mut() {
                 map.insert("apiVersion".into(), resource.api_version.clone().into());
                 map.insert("kind".into(), resource.kind.clone().into());
             }
             sanitizer.sanitize(&mut value);
             out.push(
-                serde_json::from_value(value)
-                    .map_err(|source| ReadError::Decode { kind, source })?,
+                serde_json::from_value(value).map_err(|cause| ReadError::Decode { kind, cause })?,
             );
         }
         match page.metadata.continue_ {

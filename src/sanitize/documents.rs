@@ -9,10 +9,12 @@ use serde_json::Value;
 use super::{Redactions, Sanitizer};
 
 /// Reading or writing documents failed. Messages carry positions, never input content.
+/// Each message names the step; the parser's or writer's own error (line and column) is
+/// the `source()`, so the CLI's error chain prints it once, after the step.
 #[derive(Debug, thiserror::Error)]
 pub enum SanitizeError {
     /// The input looked like JSON but is not valid JSON (nor valid YAML).
-    #[error("parsing JSON document {index} failed: {source}")]
+    #[error("parsing JSON document {index} failed")]
     ParseJson {
         /// 0-based position of the document in the input.
         index: usize,
@@ -21,7 +23,7 @@ pub enum SanitizeError {
         source: serde_json::Error,
     },
     /// The input is not valid YAML.
-    #[error("parsing YAML document {index} failed: {source}")]
+    #[error("parsing YAML document {index} failed")]
     ParseYaml {
         /// 0-based position of the document in the input.
         index: usize,
@@ -38,15 +40,16 @@ pub enum SanitizeError {
         found: &'static str,
     },
     /// Serializing the output failed.
-    #[error("writing {format} output failed: {message}")]
+    #[error("writing {format} output failed")]
     Serialize {
         /// `json` or `yaml`.
         format: &'static str,
-        /// The serializer's message.
-        message: String,
+        /// The serializer's error (`serde_json::Error` or `serde_yaml::Error`).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Writing the output failed.
-    #[error("writing output failed: {0}")]
+    #[error("writing output failed")]
     Write(#[from] std::io::Error),
 }
 
@@ -95,7 +98,7 @@ pub fn write_documents(
         if json {
             serde_json::to_writer_pretty(&mut *out, doc).map_err(|e| SanitizeError::Serialize {
                 format: "json",
-                message: e.to_string(),
+                source: e.into(),
             })?;
             out.write_all(b"\n")?;
         } else {
@@ -104,7 +107,7 @@ pub fn write_documents(
             }
             let text = serde_yaml::to_string(doc).map_err(|e| SanitizeError::Serialize {
                 format: "yaml",
-                message: e.to_string(),
+                source: e.into(),
             })?;
             out.write_all(text.as_bytes())?;
         }

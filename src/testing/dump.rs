@@ -38,7 +38,7 @@ pub fn snapshot_from_dump(
 
 /// A document of the dump could not be read as the kind it claims to be.
 #[derive(Debug, thiserror::Error)]
-#[error("item {index} ({kind} {name}) is not a valid {kind}: {source}")]
+#[error("item {index} ({kind} {name}) is not a valid {kind}")]
 pub struct DumpError {
     /// Position of the item in the flattened dump.
     pub index: usize,
@@ -46,7 +46,7 @@ pub struct DumpError {
     pub kind: String,
     /// Its `metadata.name`, if any.
     pub name: String,
-    /// What serde said.
+    /// What serde said (the `source()`, not repeated in the message).
     #[source]
     pub source: serde_json::Error,
 }
