@@ -1008,3 +1008,25 @@ async fn a_finalizer_race_with_a_stale_cache_is_retried_not_failed() {
     );
     assert!(!text.contains("FinalizerFailed"), "{text}");
 }
+
+#[tokio::test]
+async fn a_cluster_of_an_unreadable_account_names_it_without_reading_it_whole() {
+    let w = world().await;
+    // Stored around the schema, as an older CRD could leave it: an integer duration.
+    w.server
+        .seed(json!({"apiVersion": "crossguard.dev/v1alpha1", "kind": "CustomerAccount",
+            "metadata": {"name": "acme", "namespace": NS, "uid": "uid-unreadable"},
+            "spec": {"accountId": ACCOUNT_ID, "roleArn": ROLE, "regions": [REGION],
+                "sessionDuration": 30},
+            "status": {"externalId": "CANARYEXTERNALID0123456789abcdefghijklmnop"}}))
+        .unwrap();
+    w.create_cluster("acme-prod", json!({})).await;
+    let result = w.reconcile_cluster("acme-prod").await;
+    assert_eq!(result.unwrap(), Action::requeue(managed_cluster::WAIT_RETRY));
+    let (_, reason, message) = condition(&w.cluster_status("acme-prod").await, "Ready");
+    assert_eq!(reason, "AccountNotReady");
+    assert!(message.contains("cannot be read"), "{message}");
+    assert!(message.contains("sessionDuration") || message.contains("integer"), "{message}");
+    assert!(!message.contains("CANARYEXTERNALID"), "{message}");
+    assert!(w.aws.calls().is_empty());
+}

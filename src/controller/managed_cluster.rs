@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
@@ -131,7 +132,9 @@ async fn resolve_account(
             ns,
         });
     }
-    let accounts: Api<CustomerAccount> = Api::namespaced(ctx.client.clone(), &ns);
+    // Read guarded: an account this version cannot deserialize is reported here by name,
+    // never dumped (whole, ExternalId included) into a client's parse-error log line.
+    let accounts: Api<DeserializeGuard<CustomerAccount>> = Api::namespaced(ctx.client.clone(), &ns);
     let account = accounts
         .get_opt(&name)
         .await
@@ -139,6 +142,11 @@ async fn resolve_account(
         .ok_or_else(|| AccountRefError::NotFound {
             name: name.clone(),
             ns,
+        })?
+        .0
+        .map_err(|invalid| AccountRefError::Unreadable {
+            name: name.clone(),
+            error: invalid.error,
         })?;
     if account.metadata.deletion_timestamp.is_some() {
         return Err(AccountRefError::Deleting { name });
@@ -179,6 +187,10 @@ enum AccountRefError {
     },
     #[error("CustomerAccount {name:?} has not been verified yet")]
     NotVerified { name: String },
+    #[error(
+        "CustomerAccount {name:?} cannot be read by this version of crossguard ({error}); its own status says how to fix it"
+    )]
+    Unreadable { name: String, error: String },
 }
 
 impl From<AccountRefError> for Failure {
@@ -200,7 +212,9 @@ impl From<AccountRefError> for Failure {
                 (Category::AccountNotFound, Retry::After(WAIT_RETRY))
             }
             AccountRefError::Deleting { .. } => (Category::AccountDeleting, Retry::AwaitChange),
-            AccountRefError::NotReady { .. } | AccountRefError::NotVerified { .. } => {
+            AccountRefError::NotReady { .. }
+            | AccountRefError::NotVerified { .. }
+            | AccountRefError::Unreadable { .. } => {
                 (Category::AccountNotReady, Retry::After(WAIT_RETRY))
             }
         };
