@@ -1014,19 +1014,122 @@ async fn a_cluster_of_an_unreadable_account_names_it_without_reading_it_whole() 
     let w = world().await;
     // Stored around the schema, as an older CRD could leave it: an integer duration.
     w.server
-        .seed(json!({"apiVersion": "crossguard.dev/v1alpha1", "kind": "CustomerAccount",
+        .seed(
+            json!({"apiVersion": "crossguard.dev/v1alpha1", "kind": "CustomerAccount",
             "metadata": {"name": "acme", "namespace": NS, "uid": "uid-unreadable"},
             "spec": {"accountId": ACCOUNT_ID, "roleArn": ROLE, "regions": [REGION],
                 "sessionDuration": 30},
-            "status": {"externalId": "CANARYEXTERNALID0123456789abcdefghijklmnop"}}))
+            "status": {"externalId": "CANARYEXTERNALID0123456789abcdefghijklmnop"}}),
+        )
         .unwrap();
     w.create_cluster("acme-prod", json!({})).await;
     let result = w.reconcile_cluster("acme-prod").await;
-    assert_eq!(result.unwrap(), Action::requeue(managed_cluster::WAIT_RETRY));
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(managed_cluster::WAIT_RETRY)
+    );
     let (_, reason, message) = condition(&w.cluster_status("acme-prod").await, "Ready");
     assert_eq!(reason, "AccountNotReady");
     assert!(message.contains("cannot be read"), "{message}");
-    assert!(message.contains("sessionDuration") || message.contains("integer"), "{message}");
+    assert!(
+        message.contains("sessionDuration") || message.contains("integer"),
+        "{message}"
+    );
     assert!(!message.contains("CANARYEXTERNALID"), "{message}");
     assert!(w.aws.calls().is_empty());
+}
+
+#[tokio::test]
+async fn endpoint_problems_fail_the_analysis_stage_with_what_to_set() {
+    let w = world().await;
+    w.ready_account().await;
+    // EKS reports no endpoint and none is configured.
+    w.aws.with_world(ACCOUNT_ID, REGION, |world| {
+        world.cluster_mut(CLUSTER).endpoint = None;
+    });
+    w.create_cluster("acme-prod", json!({})).await;
+    let result = w.reconcile_cluster("acme-prod").await;
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(managed_cluster::WAIT_RETRY)
+    );
+    let (_, reason, message) = condition(&w.cluster_status("acme-prod").await, "Analysed");
+    assert_eq!(reason, "NoEndpoint");
+    assert!(message.contains("spec.apiEndpoint"), "{message}");
+
+    // A configured endpoint whose CA bundle is not base64.
+    w.create_cluster(
+        "acme-prod-2",
+        json!({"apiEndpoint": {"url": w.customer.url(), "caBundle": "not base64!"}}),
+    )
+    .await;
+    let result = w.reconcile_cluster("acme-prod-2").await;
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(managed_cluster::WAIT_RETRY)
+    );
+    assert_eq!(
+        ready(&w.cluster_status("acme-prod-2").await).1,
+        "InvalidEndpoint"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_status_read_backs_off_before_any_call() {
+    let w = world().await;
+    w.ready_account().await;
+    w.create_cluster("acme-prod", json!({})).await;
+    w.aws.clear_calls();
+    w.server
+        .inject_failure(Some("GET"), "managedclusters/acme-prod/status", 500, 1);
+    let result = w.reconcile_cluster("acme-prod").await;
+    assert_eq!(category(&result), "KubernetesGetStatusFailed");
+    assert!(w.aws.calls().is_empty());
+}
+
+#[tokio::test]
+async fn deleting_a_cluster_forgets_it_and_leaves_the_account_alone() {
+    let w = world().await;
+    let account = w.ready_account().await;
+    w.create_cluster("acme-prod", json!({})).await;
+    w.reconcile_cluster("acme-prod").await.unwrap();
+    w.clusters()
+        .delete("acme-prod", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleting = w.clusters().get("acme-prod").await.unwrap();
+    let result = managed_cluster::reconcile(Arc::new(deleting), w.ctx.clone()).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(w.clusters().get_opt("acme-prod").await.unwrap().is_none());
+    assert!(w.aws.mutating_calls().is_empty());
+    assert!(
+        !w.ctx
+            .store
+            .keys(&account.uid().unwrap())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the account's data stays until the account goes"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_erasure_keeps_the_finalizer_and_says_why() {
+    let w = world().await;
+    w.ready_account().await;
+    w.accounts()
+        .delete("acme", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The store cannot be listed: erasure must not pretend it happened.
+    let root = w._dir.path().to_path_buf();
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::write(&root, b"not a directory").unwrap();
+    let deleting = w.accounts().get("acme").await.unwrap();
+    let result = customer_account::reconcile(Arc::new(deleting), w.ctx.clone()).await;
+    std::fs::remove_file(&root).unwrap();
+    assert_eq!(category(&result), "ErasureFailed");
+    let account = w.accounts().get("acme").await.unwrap();
+    assert!(!account.finalizers().is_empty(), "the finalizer stays");
+    assert_eq!(ready(&account_status_of(&account)).1, "ErasureFailed");
 }
