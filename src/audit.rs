@@ -76,13 +76,17 @@ pub struct Tenant {
     pub cluster: Option<String>,
 }
 
-/// Records collected during one reconcile, flushed to the store at its end.
+/// Records collected during one reconcile, flushed to the store as it goes (automation
+/// flushes before each durable step) and at its end.
 pub struct AuditTrail {
     tenant: Tenant,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     dry_run: bool,
+    /// Every record of this trail, in order, written or not.
     records: Mutex<Vec<AuditRecord>>,
+    /// How many of `records` are in the store; flushes are serialised by this lock.
+    written: tokio::sync::Mutex<usize>,
 }
 
 impl AuditTrail {
@@ -94,10 +98,11 @@ impl AuditTrail {
             metrics,
             dry_run: false,
             records: Mutex::new(Vec::new()),
+            written: tokio::sync::Mutex::new(0),
         })
     }
 
-    /// The records so far.
+    /// Every record of this trail so far, written to the store or not.
     pub fn records(&self) -> Vec<AuditRecord> {
         self.records
             .lock()
@@ -105,10 +110,15 @@ impl AuditTrail {
             .clone()
     }
 
-    /// Append the collected records to the tenant's audit log and clear them; returns the
-    /// key written, or None when there was nothing to write.
+    /// Append the records not written yet to the tenant's audit log; returns the key
+    /// written, or None when there was nothing new. On failure they stay unwritten, for
+    /// the next flush of this trail.
     pub async fn flush(&self, store: &Store) -> Result<Option<String>, StoreError> {
-        let records = std::mem::take(&mut *self.records.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut written = self.written.lock().await;
+        let records: Vec<AuditRecord> = {
+            let all = self.records.lock().unwrap_or_else(|p| p.into_inner());
+            all.get(*written..).unwrap_or_default().to_vec()
+        };
         if records.is_empty() {
             return Ok(None);
         }
@@ -118,7 +128,7 @@ impl AuditTrail {
             body.push(b'\n');
         }
         let scope = self.tenant.cluster.as_deref().unwrap_or("_account");
-        match store
+        let key = store
             .put(
                 &self.tenant.uid,
                 Kind::Audit,
@@ -127,18 +137,9 @@ impl AuditTrail {
                 self.clock.now(),
                 body,
             )
-            .await
-        {
-            Ok(key) => Ok(Some(key)),
-            Err(e) => {
-                // Keep them for the next flush rather than losing them.
-                self.records
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .splice(0..0, records);
-                Err(e)
-            }
-        }
+            .await?;
+        *written += records.len();
+        Ok(Some(key))
     }
 }
 
@@ -217,11 +218,23 @@ mod tests {
         assert_eq!(lines[0].operation, "DescribeCluster");
         assert_eq!(lines[0].request_id.as_deref(), Some("req-1"));
         assert_eq!(lines[1].service, "kubernetes");
-        assert!(t.records().is_empty());
+        assert_eq!(
+            t.records().len(),
+            2,
+            "the trail still shows what it recorded"
+        );
         assert_eq!(
             t.flush(&store).await.unwrap(),
             None,
             "nothing new, nothing written"
+        );
+        t.call("ec2", "DescribeInstances", "prod", "success", None, false);
+        let key = t.flush(&store).await.unwrap().expect("the new record");
+        let text = String::from_utf8(store.get(&key).await.unwrap()).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "only what was not written before: {text}"
         );
     }
 }

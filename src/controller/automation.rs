@@ -27,6 +27,7 @@ struct StatusJournal<'a> {
     api: &'a Api<ManagedCluster>,
     cluster: &'a ManagedCluster,
     ctx: &'a Context,
+    trail: &'a AuditTrail,
     status: ManagedClusterStatus,
 }
 
@@ -48,7 +49,16 @@ impl Journal for StatusJournal<'_> {
             self.status.recent_removals.push(t.to_string());
         }
         match apply_status(self.api, self.cluster, None, &self.status).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // The calls that led here (describes, the guard's decision, cordons and
+                // evictions, a finished call) go to the audit log now, not at the end of a
+                // run that a drain can keep going for minutes: a restart then loses at
+                // most the call in flight, whose intent status holds.
+                if let Err(e) = self.trail.flush(&self.ctx.store).await {
+                    tracing::warn!(error = %e, "audit records kept for the end of the run");
+                }
+                Ok(())
+            }
             Err(e) => {
                 // Whether the write landed is unknown: keep what is known to be durable, so
                 // the final status write cannot drop an action under way (the next run
@@ -130,6 +140,7 @@ pub(super) async fn automate(
         api,
         cluster,
         ctx,
+        trail,
         status: status.clone(),
     };
     let access = ClusterAccess { client, observer };

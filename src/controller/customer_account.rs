@@ -79,9 +79,11 @@ async fn pipeline(
         draft,
     )
     .await;
-    // Retention runs whether or not AWS answered: it concerns what is stored here.
-    retention(account, ctx).await?;
+    // Retention runs whether or not AWS answered: it concerns what is stored here. A
+    // failed verification is what status reports first, a failed sweep after it.
+    let retained = retention(account, ctx).await;
     let session = verified?;
+    retained?;
     let until_refresh = (session.refresh_at.as_second() - ctx.clock.now().as_second()).max(1);
     Ok(Action::requeue(
         Duration::from_secs(until_refresh as u64).min(MAX_RECHECK),

@@ -86,7 +86,7 @@ pub enum ExternalIdError {
     /// A Secret of that name exists but this CustomerAccount (this UID) does not own it,
     /// or it holds no usable value: it is never trusted as a source of ExternalIds.
     #[error(
-        "Secret {namespace}/{name} exists but was not created for this CustomerAccount (for example it was left by an earlier account of the same name). crossguard never trusts an ExternalId it did not generate for this account: delete it (`kubectl delete secret -n {namespace} {name}`) and crossguard generates a new ExternalId, which the customer's trust policy must then require"
+        "Secret {namespace}/{name} exists but was not created for this CustomerAccount (for example it was left by an earlier account of the same name). crossguard never trusts an ExternalId it did not generate for this account: delete it (`kubectl delete secret -n {namespace} {name}`) and crossguard generates a new ExternalId, which the customer's trust policy must then require. crossguard looks again every 2 minutes (or at once when the CustomerAccount changes)"
     )]
     Conflict {
         /// Namespace.

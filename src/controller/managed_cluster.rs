@@ -46,6 +46,15 @@ async fn apply(
         Err(e) => {
             let f = Failure::kube(KubeOp::GetStatus, "get ManagedCluster status", e);
             let category = f.category.as_str();
+            super::status::publish(
+                &ctx,
+                cluster.as_ref(),
+                false,
+                category,
+                &f.message,
+                "Reconcile",
+            )
+            .await;
             return (Err(Error::Stage(f)), category);
         }
     };

@@ -307,6 +307,18 @@ where
         .unwrap_or_default();
     status::publish_transition(ctx, obj, old_conditions, draft.status.conditions()).await;
     let written = status::apply_status(api, obj, draft.old.as_ref(), &draft.status).await;
+    if let Err(write) = &written {
+        // Status cannot say it, so an Event does.
+        status::publish(
+            ctx,
+            obj,
+            false,
+            write.category.as_str(),
+            &write.message,
+            "Reconcile",
+        )
+        .await;
+    }
     let outcome = match &result {
         Ok(_) => "ok",
         Err(f) => f.category.as_str(),

@@ -11,7 +11,7 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::{DeserializeGuard, NamespaceResourceScope, error_boundary::InvalidObject};
 use kube::runtime::controller::{self as kube_controller, Action};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -37,7 +37,9 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<Re
     readiness.register(&cluster_kind);
     let failures = Arc::new(WatchFailures::new(client, readiness.clone()));
 
-    let account_controller = Controller::new(accounts.clone(), watcher::Config::default());
+    let (accounts_reader, accounts_writer) = reflector::store();
+    let account_controller =
+        Controller::for_stream(trigger(accounts.clone(), accounts_writer), accounts_reader);
     let accounts_ready = account_controller.store();
     let account_failures = failures.clone();
     let account_controller = account_controller
@@ -48,7 +50,9 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<Re
             async move { failures.observe(result).await }
         });
 
-    let cluster_controller = Controller::new(clusters, watcher::Config::default());
+    let (clusters_reader, clusters_writer) = reflector::store();
+    let cluster_controller =
+        Controller::for_stream(trigger(clusters, clusters_writer), clusters_reader);
     let clusters_ready = cluster_controller.store();
     let clusters_store = cluster_controller.store();
     let cluster_failures = failures.clone();
@@ -77,6 +81,49 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<Re
         _ = established => {}
     }
     readiness.stopped();
+}
+
+/// The watch that triggers reconciles of `K`, reflected into the controller's store. Only
+/// changes worth a reconcile pass ([`worth_a_reconcile`]); the store still sees every
+/// change.
+fn trigger<K>(
+    api: Api<Guarded<K>>,
+    writer: reflector::store::Writer<Guarded<K>>,
+) -> impl futures::Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(worth_a_reconcile, Default::default())
+}
+
+/// A fingerprint of what is worth a reconcile: the spec (through `generation`, which a
+/// deletion also bumps), the UID (a re-created object), annotations (the ExternalId
+/// rotation), labels, finalizers (the first reconcile only adds ours) and the deletion
+/// mark. Status-only updates do not change it, above all this operator's own status
+/// writes: otherwise a failing stage whose message changes on every attempt (a timestamped
+/// object key, a request id) would trigger the next attempt at once and defeat the
+/// backoff, calling the customer's AWS account every couple of seconds.
+fn worth_a_reconcile<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.uid.hash(&mut h);
+    meta.generation.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
 }
 
 /// An API of `K` in `namespace`, or in all namespaces.
@@ -436,6 +483,46 @@ async fn missing_crds(client: &Client) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_changes_worth_a_reconcile_trigger_one() {
+        let base: CustomerAccount = serde_json::from_value(json!({
+            "apiVersion": "crossguard.dev/v1alpha1", "kind": "CustomerAccount",
+            "metadata": {"name": "acme", "namespace": "acme", "uid": "u1", "generation": 3,
+                "resourceVersion": "10"},
+            "spec": {"accountId": "111111111111", "roleArn": "arn:aws:iam::111111111111:role/r",
+                "regions": ["us-east-1"]},
+        }))
+        .unwrap();
+        let print = |obj: &CustomerAccount| worth_a_reconcile(obj);
+        // A status-only update (our own write): new resourceVersion and status, same print.
+        let mut status_only = base.clone();
+        status_only.metadata.resource_version = Some("11".into());
+        status_only.status = Some(Default::default());
+        assert_eq!(print(&status_only), print(&base));
+        // A spec change, the rotation annotation, our finalizer, a deletion, a re-creation.
+        let mut spec = base.clone();
+        spec.metadata.generation = Some(4);
+        let mut rotation = base.clone();
+        rotation.annotations_mut().insert(
+            "crossguard.dev/rotate-external-id".into(),
+            "2026-11-30".into(),
+        );
+        let mut finalizer = base.clone();
+        finalizer
+            .finalizers_mut()
+            .push(super::super::FINALIZER.into());
+        let mut deleting = base.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-30T00:00:00Z".parse().unwrap(),
+            ));
+        let mut recreated = base.clone();
+        recreated.metadata.uid = Some("u2".into());
+        for changed in [spec, rotation, finalizer, deleting, recreated] {
+            assert_ne!(print(&changed), print(&base), "{:?}", changed.metadata);
+        }
+    }
 
     fn account(spec: serde_json::Value) -> serde_json::Value {
         json!({

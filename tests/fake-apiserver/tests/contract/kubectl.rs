@@ -1,5 +1,5 @@
-//! Drives the real kubectl binary against the fake: the user journey of
-//! DESIGN.md (create namespace, apply CRD + CR, get, wait, describe, delete).
+//! Drives the real kubectl binary against the fake: a user's journey with crossguard
+//! (create namespace, apply CRD + CR, get, wait, describe, delete).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
