@@ -224,17 +224,32 @@ impl Failure {
 
     /// A failed Kubernetes call of the management cluster: transient, retried with backoff.
     pub fn kube(op: KubeOp, what: &str, source: kube::Error) -> Self {
+        // The API server's own words once (kube's Display of an API error repeats them).
+        let cause = match &source {
+            kube::Error::Api(status) => format!(
+                "{} {}: {}",
+                status.code,
+                if status.reason.is_empty() {
+                    "error"
+                } else {
+                    &status.reason
+                },
+                status.message
+            ),
+            other => other.to_string(),
+        };
         Failure::new(
             Category::Kubernetes(op),
-            format!("Kubernetes API call failed ({what}): {source}"),
+            format!("Kubernetes API call failed ({what}): {cause}"),
             Retry::Backoff,
         )
     }
 }
 
+/// The message alone: logs carry the category in a field of its own.
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.category, self.message)
+        f.write_str(&self.message)
     }
 }
 
