@@ -16,6 +16,7 @@ mod consolidation;
 pub mod dump;
 pub mod input;
 mod model;
+pub mod price_bundle;
 pub mod prices;
 pub mod quantity;
 pub mod report;
@@ -34,7 +35,9 @@ use serde::{Deserialize, Serialize};
 pub use dump::{AnalyzeInputError, DumpError, snapshot_from_documents, snapshot_from_dump};
 pub use input::{AnalysisInput, InputError};
 pub use model::instance_id;
-pub use prices::{InstanceCatalog, InstanceTypeInfo, PriceError, PriceTable};
+pub use prices::{
+    FargateRates, InstanceCatalog, InstanceTypeInfo, PriceError, PriceSource, PriceTable, Unpriced,
+};
 pub use report::{Category, ConsolidationDetail, Recommendation, RemovableNode, Report, Summary};
 
 use crate::aws::{Instance, Nodegroup};
@@ -71,6 +74,12 @@ pub struct AnalysisSettings {
     pub top_recommendations: usize,
     /// How many node names a recommendation lists (the rest are counted).
     pub max_listed_nodes: usize,
+    /// Instance families right-sizing may recommend (bare-metal sizes never): by default
+    /// the current-generation general-purpose (m5, m6i, m6g, m7i, m7g), compute-optimized
+    /// (c5, c6i, c6g, c7g), memory-optimized (r5, r6i, r6g) and burstable (t3, t3a)
+    /// families. The price table knows many more types (previous generations, GPU,
+    /// storage and HPC types) that are not sensible targets for moving a workload.
+    pub rightsizing_families: Vec<String>,
 }
 
 impl Default for AnalysisSettings {
@@ -95,6 +104,12 @@ impl Default for AnalysisSettings {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let rightsizing_families = [
+            "m5", "m6i", "m6g", "m7i", "m7g", "c5", "c6i", "c6g", "c7g", "r5", "r6i", "r6g", "t3",
+            "t3a",
+        ]
+        .map(String::from)
+        .to_vec();
         AnalysisSettings {
             headroom: 0.10,
             region: "us-east-1".to_string(),
@@ -104,6 +119,7 @@ impl Default for AnalysisSettings {
             hours_per_month: 730.0,
             top_recommendations: 10,
             max_listed_nodes: 20,
+            rightsizing_families,
         }
     }
 }

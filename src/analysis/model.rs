@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::input::{AnalysisInput, Container, Node, Pod, PodDisruptionBudget, PodSpec};
-use super::prices::{PriceTable, family};
+use super::prices::{LINUX, PriceTable, Unpriced, family};
 use super::quantity::{parse_count, parse_cpu_millis, parse_memory_bytes};
 use super::selectors::{
     NAME_FIELD, Req, Tol, is_hard_taint, label_selector_matches, tolerates_all,
@@ -30,6 +30,8 @@ const LABEL_INSTANCE_TYPE_BETA: &str = "beta.kubernetes.io/instance-type";
 /// Label with the availability zone of a node.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 const LABEL_REGION: &str = "topology.kubernetes.io/region";
+/// Label with the operating system of a node (`linux`, `windows`), set by the kubelet.
+pub const LABEL_OS: &str = "kubernetes.io/os";
 const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 const LABEL_EKS_CAPACITY: &str = "eks.amazonaws.com/capacityType";
 const LABEL_KARPENTER_CAPACITY: &str = "karpenter.sh/capacity-type";
@@ -178,8 +180,14 @@ pub(crate) struct NodeM<'a> {
     pub instance_type: Option<String>,
     pub region: String,
     pub alloc: Res,
+    /// Operating system (`kubernetes.io/os`; `linux` when the label is missing).
+    pub os: &'a str,
     /// Hourly price; `None` when the type or its price is unknown.
     pub hourly: Option<f64>,
+    /// The on-demand list price `hourly` derives from (equal unless spot).
+    pub on_demand_hourly: Option<f64>,
+    /// Why `hourly` is `None`.
+    pub unpriced: Option<Unpriced>,
     pub spot: bool,
     /// Ready and not cordoned: may receive pods.
     pub destination_ok: bool,
@@ -486,14 +494,17 @@ pub(crate) fn build<'a>(
             || labels
                 .get(LABEL_KARPENTER_CAPACITY)
                 .is_some_and(|v| v == "spot");
-        let hourly = instance_type.as_deref().and_then(|t| {
-            let on_demand = prices.on_demand_hourly(&region, t)?;
-            Some(if spot {
-                on_demand * (1.0 - settings.spot_discount_for(family(t)))
-            } else {
-                on_demand
-            })
-        });
+        let os = labels.get(LABEL_OS).map(String::as_str).unwrap_or(LINUX);
+        // Exactly this region, operating system and type: nothing else stands in.
+        let on_demand = match instance_type.as_deref() {
+            None => Err(Unpriced::NoInstanceType),
+            Some(t) => prices.on_demand_hourly_for(os, &region, t),
+        };
+        let hourly = match (&on_demand, instance_type.as_deref()) {
+            (Ok(od), Some(t)) if spot => Some(od * (1.0 - settings.spot_discount_for(family(t)))),
+            (Ok(od), _) => Some(*od),
+            (Err(_), _) => None,
+        };
         let annotations = node.metadata.annotations.as_ref();
         let pin = if annotations
             .and_then(|a| a.get(ANN_SCALE_DOWN_DISABLED))
@@ -517,7 +528,10 @@ pub(crate) fn build<'a>(
             instance_type,
             region,
             alloc: node_alloc(node),
+            os,
             hourly,
+            on_demand_hourly: on_demand.as_ref().ok().copied(),
+            unpriced: on_demand.err(),
             spot,
             destination_ok: node_ready(node)
                 && !spec.and_then(|s| s.unschedulable).unwrap_or(false),

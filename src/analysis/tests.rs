@@ -269,7 +269,7 @@ fn pdb_that_allows_no_disruption_blocks_removal() {
             "{max_unavailable:?}/{status:?}: b is pinned, a can move onto it"
         );
         let g = &r.nodegroups[0];
-        assert_eq!(g.kept_because.get("PodDisruptionBudget"), Some(&1), "{g:?}");
+        assert_eq!(g.kept_because.get("pdb"), Some(&1), "{g:?}");
     }
     // A PDB that allows one disruption does not pin.
     let mut k = Kit::default();
@@ -539,12 +539,7 @@ fn pods_per_node_limit_is_respected() {
     // a is full by pod count (3/3) and pinned; b's pod has nowhere to go.
     let r = k.report();
     assert!(r.consolidation.removable_nodes.is_empty());
-    assert_eq!(
-        r.nodegroups[0]
-            .kept_because
-            .get("pods do not fit elsewhere"),
-        Some(&1)
-    );
+    assert_eq!(r.nodegroups[0].kept_because.get("no-room"), Some(&1));
 }
 
 #[test]
@@ -566,6 +561,77 @@ fn headroom_keeps_destinations_below_the_line() {
     };
     assert_eq!(run(0.0), 1, "1750m of 1930m fits without headroom");
     assert_eq!(run(0.10), 0, "1750m > 90% of 1930m");
+}
+
+/// Every type of the instance facts file, as a node in us-east-1: each is priced from the
+/// bundled table (the list price, exactly) or reported unpriced with the reason; the total
+/// is the sum of the priced lines.
+#[test]
+fn every_type_in_the_facts_file_is_priced_or_reported_unpriced() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let facts: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("data/prices/source/ec2-instance-facts.json")).unwrap(),
+    )
+    .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("data/prices/source/ec2-on-demand-prices.json")).unwrap(),
+    )
+    .unwrap();
+    let list = &list["regions"]["us-east-1"];
+    let types: Vec<&String> = facts["instanceTypes"].as_object().unwrap().keys().collect();
+    assert_eq!(types.len(), 1409);
+    let mut k = Kit::default();
+    for (i, ty) in types.iter().enumerate() {
+        k.node(&format!("n{i}"), ty, "all", 1930, 7 * GI, 29);
+    }
+    let r = k.report();
+    assert_eq!(r.nodes.len(), types.len());
+    let (mut priced, mut cents) = (0, 0i64);
+    for (line, ty) in r.nodes.iter().zip(&types) {
+        match (line.monthly_cost, list.get(ty.as_str())) {
+            (Some(cost), Some(price)) => {
+                let want = (price.as_f64().unwrap() * 730.0 * 100.0).round() as i64;
+                assert_eq!((cost * 100.0).round() as i64, want, "{ty}");
+                assert!(line.unpriced_reason.is_none());
+                priced += 1;
+                cents += want;
+            }
+            (None, None) => {
+                let reason = line.unpriced_reason.as_deref().expect("a reason");
+                assert!(reason.contains(ty.as_str()), "{reason}");
+            }
+            (cost, price) => panic!("{ty}: priced {cost:?}, list price {price:?}"),
+        }
+    }
+    assert_eq!(priced + r.unpriced_nodes, types.len());
+    assert!(priced > 1300, "{priced}");
+    assert_eq!((r.current_monthly_cost * 100.0).round() as i64, cents);
+}
+
+#[test]
+fn a_region_missing_from_the_table_is_unpriced_never_another_regions_figure() {
+    let mut k = Kit::default();
+    let a = k.node("dublin", "m5.large", "ng", 1930, 7 * GI, 29);
+    k.node_label(a, "topology.kubernetes.io/region", "eu-west-1");
+    k.node("old", "m4.large", "legacy", 1930, 7 * GI, 29);
+    let r = k.report();
+    let dublin = r.nodes.iter().find(|n| n.node == "dublin").unwrap();
+    assert_eq!(dublin.monthly_cost, None);
+    assert_eq!(dublin.region, "eu-west-1");
+    let reason = dublin.unpriced_reason.as_deref().unwrap();
+    assert!(
+        reason.contains("eu-west-1") && reason.contains("m5.large"),
+        "{reason}"
+    );
+    assert_eq!(r.unpriced_examples[0].reason, reason);
+    // A previous-generation type is in the real table.
+    let old = r.nodes.iter().find(|n| n.node == "old").unwrap();
+    assert_eq!(old.monthly_cost, Some(73.0));
+    assert!(old.price_basis.contains("$0.1/h"), "{}", old.price_basis);
+    assert_eq!(r.current_monthly_cost, 73.0);
+    assert!(r.render_text().contains(reason));
+    assert!(r.prices_source.contains("AWS Pricing API"));
+    assert_eq!(r.price_sources, PriceTable::bundled().sources);
 }
 
 #[test]
@@ -633,10 +699,7 @@ fn nodegroup_min_size_is_respected() {
     });
     let r = k.report();
     assert_eq!(r.consolidation.removable_nodes.len(), 1);
-    assert_eq!(
-        r.nodegroups[0].kept_because.get("nodegroup minSize"),
-        Some(&2)
-    );
+    assert_eq!(r.nodegroups[0].kept_because.get("min-size"), Some(&2));
 }
 
 #[test]
@@ -1197,9 +1260,9 @@ fn synthetic_cluster_at_13_percent_cpu_consolidates_heavily_with_nothing_unplace
         .flat_map(|g| g.kept_because.clone())
         .collect();
     assert!(
-        kept.contains_key("PodDisruptionBudget")
-            || kept.contains_key("local storage")
-            || kept.contains_key("pod without controller"),
+        kept.contains_key("pdb")
+            || kept.contains_key("local-storage")
+            || kept.contains_key("no-controller"),
         "{kept:?}"
     );
 }
