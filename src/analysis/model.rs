@@ -40,6 +40,12 @@ const ANN_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 const ANN_DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 const ANN_SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
 const ANN_MIRROR: &str = "kubernetes.io/config.mirror";
+/// Label EKS puts on Fargate "nodes" (value `fargate`).
+pub const LABEL_COMPUTE_TYPE: &str = "eks.amazonaws.com/compute-type";
+/// Annotation EKS puts on a Fargate pod with what it is billed for, e.g. `0.5vCPU 1GB`.
+const ANN_CAPACITY_PROVISIONED: &str = "CapacityProvisioned";
+/// Nodegroup name under which Fargate nodes are reported.
+pub const FARGATE_GROUP: &str = "(fargate)";
 /// Name used for nodes that belong to no nodegroup we can see.
 pub const NO_NODEGROUP: &str = "(no nodegroup)";
 
@@ -189,6 +195,10 @@ pub(crate) struct NodeM<'a> {
     /// Why `hourly` is `None`.
     pub unpriced: Option<Unpriced>,
     pub spot: bool,
+    /// An EKS Fargate node: billed per pod, never removed, never a destination.
+    pub fargate: bool,
+    /// For Fargate nodes: the vCPUs and GB its pods are provisioned with.
+    pub fargate_capacity: (f64, f64),
     /// Ready and not cordoned: may receive pods.
     pub destination_ok: bool,
     /// Node-level reason it must not be removed.
@@ -200,6 +210,9 @@ impl<'a> NodeM<'a> {
     pub fn label(&self, key: &str) -> Option<&'a str> {
         if key == NAME_FIELD {
             return Some(self.name);
+        }
+        if key == LABEL_OS {
+            return Some(self.os);
         }
         self.labels.get(key).map(String::as_str)
     }
@@ -348,6 +361,20 @@ fn node_ready(node: &Node) -> bool {
     }
 }
 
+/// The vCPUs and GB of a Fargate pod's `CapacityProvisioned` annotation (`0.5vCPU 1GB`,
+/// `2vCPU 4GB`), as EKS writes it.
+pub(crate) fn parse_capacity_provisioned(value: &str) -> Option<(f64, f64)> {
+    let (mut vcpu, mut gb) = (None, None);
+    for part in value.split_whitespace() {
+        if let Some(v) = part.strip_suffix("vCPU") {
+            vcpu = v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+        } else if let Some(g) = part.strip_suffix("GB") {
+            gb = g.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+        }
+    }
+    Some((vcpu?, gb?))
+}
+
 /// The EC2 instance id in a providerID such as `aws:///us-east-1a/i-0123456789abcdef0`.
 pub fn instance_id(provider_id: &str) -> Option<&str> {
     provider_id
@@ -472,6 +499,9 @@ pub(crate) fn build<'a>(
             .or_else(|| labels.get(LABEL_INSTANCE_TYPE_BETA))
             .cloned()
             .or_else(|| instance.and_then(|i| i.instance_type.clone()));
+        let fargate = labels
+            .get(LABEL_COMPUTE_TYPE)
+            .is_some_and(|v| v == "fargate");
         let nodegroup = labels
             .get(LABEL_NODEGROUP)
             .cloned()
@@ -481,7 +511,7 @@ pub(crate) fn build<'a>(
                     .get(LABEL_KARPENTER_POOL)
                     .map(|p| format!("nodepool/{p}"))
             })
-            .unwrap_or_else(|| NO_NODEGROUP.to_string());
+            .unwrap_or_else(|| if fargate { FARGATE_GROUP } else { NO_NODEGROUP }.to_string());
         let region = if !aws.region.is_empty() {
             aws.region.clone()
         } else {
@@ -495,11 +525,18 @@ pub(crate) fn build<'a>(
                 .get(LABEL_KARPENTER_CAPACITY)
                 .is_some_and(|v| v == "spot");
         let os = labels.get(LABEL_OS).map(String::as_str).unwrap_or(LINUX);
-        // Exactly this region, operating system and type: nothing else stands in.
-        let on_demand = match instance_type.as_deref() {
-            None => Err(Unpriced::NoInstanceType),
-            Some(t) => prices.on_demand_hourly_for(os, &region, t),
-        };
+        // Exactly this region, operating system and type: nothing else stands in. Fargate
+        // nodes are priced per pod below.
+        let on_demand =
+            match instance_type.as_deref() {
+                _ if fargate => prices.fargate_rates(&region).map(|_| 0.0).ok_or_else(|| {
+                    Unpriced::FargateNoRates {
+                        region: region.clone(),
+                    }
+                }),
+                None => Err(Unpriced::NoInstanceType),
+                Some(t) => prices.on_demand_hourly_for(os, &region, t),
+            };
         let hourly = match (&on_demand, instance_type.as_deref()) {
             (Ok(od), Some(t)) if spot => Some(od * (1.0 - settings.spot_discount_for(family(t)))),
             (Ok(od), _) => Some(*od),
@@ -533,7 +570,10 @@ pub(crate) fn build<'a>(
             on_demand_hourly: on_demand.as_ref().ok().copied(),
             unpriced: on_demand.err(),
             spot,
-            destination_ok: node_ready(node)
+            fargate,
+            fargate_capacity: (0.0, 0.0),
+            destination_ok: !fargate
+                && node_ready(node)
                 && !spec.and_then(|s| s.unschedulable).unwrap_or(false),
             pin,
             class: 0,
@@ -624,6 +664,23 @@ pub(crate) fn build<'a>(
         let labels = pod.metadata.labels.as_ref().unwrap_or(&EMPTY_LABELS);
         let annotations = pod.metadata.annotations.as_ref();
         let (cpu, mem) = pod_requests(spec);
+        if nodes[node as usize].fargate {
+            let nd = &mut nodes[node as usize];
+            match annotations
+                .and_then(|a| a.get(ANN_CAPACITY_PROVISIONED))
+                .and_then(|v| parse_capacity_provisioned(v))
+            {
+                Some((vcpu, gb)) => {
+                    nd.fargate_capacity.0 += vcpu;
+                    nd.fargate_capacity.1 += gb;
+                }
+                None => {
+                    nd.unpriced.get_or_insert(Unpriced::FargateNoCapacity {
+                        pod: format!("{namespace}/{}", pod.metadata.name.as_deref().unwrap_or("")),
+                    });
+                }
+            }
+        }
         let controller = pod
             .metadata
             .owner_references
@@ -762,6 +819,16 @@ pub(crate) fn build<'a>(
         pending.push(p);
     }
 
+    // Fargate nodes cost what their pods are provisioned with.
+    for nd in nodes.iter_mut().filter(|n| n.fargate) {
+        let rates = prices.fargate_rates(&nd.region);
+        nd.hourly = match (rates, &nd.unpriced) {
+            (Some(r), None) => Some(r.hourly(nd.fargate_capacity.0, nd.fargate_capacity.1)),
+            _ => None,
+        };
+        nd.on_demand_hourly = nd.hourly;
+    }
+
     // PDB verdicts, then pod pins.
     let pdbs: Vec<PdbM<'a>> = snap
         .pod_disruption_budgets
@@ -869,6 +936,33 @@ pub(crate) fn build<'a>(
                 {
                     lock(&mut extra, &pods, &nodes, i, t.key);
                 }
+            }
+        }
+    }
+
+    // Operating system: a pod runs the one its nodeSelector names, else its node's (linux
+    // unless labelled), and is never planned onto a node of another. Only needed when the
+    // cluster mixes systems.
+    if nodes.iter().any(|n| n.os != nodes[0].os) {
+        for (i, (pod, p)) in pods.iter().zip(&pending).enumerate() {
+            if pod.role != Role::Movable {
+                continue;
+            }
+            let os = p
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.as_ref())
+                .and_then(|s| s.get(LABEL_OS))
+                .map(String::as_str)
+                .unwrap_or(nodes[pod.node as usize].os);
+            let r = Req {
+                key: LABEL_OS.to_string(),
+                op: super::selectors::Op::In,
+                values: vec![os.to_string()],
+            };
+            if !extra[i].contains(&r) {
+                extra[i].push(r);
             }
         }
     }

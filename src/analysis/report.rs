@@ -334,8 +334,18 @@ fn from_cents(c: i64) -> f64 {
 }
 
 /// How a node's cost is computed, in words a reader can check against the bill.
-fn price_basis(nd: &NodeM<'_>, settings: &AnalysisSettings) -> String {
+fn price_basis(nd: &NodeM<'_>, prices: &PriceTable, settings: &AnalysisSettings) -> String {
     let os = os_name(nd.os);
+    if nd.fargate {
+        let (vcpu, gb) = nd.fargate_capacity;
+        return match prices.fargate_rates(&nd.region) {
+            Some(r) if nd.hourly.is_some() => format!(
+                "Fargate: its pods are provisioned with {vcpu} vCPU × ${}/vCPU-hour + {gb} GB × ${}/GB-hour",
+                r.vcpu, r.memory_gb
+            ),
+            _ => "unknown".to_string(),
+        };
+    }
     match (nd.on_demand_hourly, nd.instance_type.as_deref()) {
         (Some(od), Some(t)) if nd.spot => format!(
             "{t} {os} on-demand ${od}/h minus an ESTIMATED {:.0}% spot discount",
@@ -538,6 +548,10 @@ fn pin_text(model: &Model<'_>, reason: &PinReason) -> String {
 /// The rule (a stable identifier, the key of `keptBecause`) and the case at hand.
 fn kept_by(model: &Model<'_>, b: &Blocker) -> KeptBy {
     let (rule, detail) = match b {
+        Blocker::Fargate => (
+            "fargate",
+            "an EKS Fargate node: billed per pod, never removed nor planned onto".to_string(),
+        ),
         Blocker::NodePinned(a) => ("node-annotation", format!("node {a}")),
         Blocker::UnknownPrice => (
             "unknown-price",
@@ -917,13 +931,15 @@ pub(crate) fn build(
             instance_type: nd.instance_type.clone(),
             region: nd.region.clone(),
             operating_system: nd.os.to_string(),
-            capacity_type: if nd.spot {
+            capacity_type: if nd.fargate {
+                CapacityType::Fargate
+            } else if nd.spot {
                 CapacityType::Spot
             } else {
                 CapacityType::OnDemand
             },
             monthly_cost: node_cents[i].map(from_cents),
-            price_basis: price_basis(nd, settings),
+            price_basis: price_basis(nd, prices, settings),
             unpriced_reason: nd.unpriced.as_ref().map(ToString::to_string),
             removable: outcome.is_removed[i],
             kept_by: kept[i].take(),

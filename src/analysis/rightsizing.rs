@@ -104,7 +104,11 @@ pub(crate) fn rightsize(
         // One operating system per group: its types are priced at that system's rates.
         let all_priced = nodes.iter().all(|&n| {
             let nd = &model.nodes[n as usize];
-            nd.hourly.is_some() && !nd.spot && nd.instance_type.is_some() && nd.os == first.os
+            nd.hourly.is_some()
+                && !nd.spot
+                && !nd.fargate
+                && nd.instance_type.is_some()
+                && nd.os == first.os
         });
         let archs: BTreeSet<&str> = types
             .iter()

@@ -635,6 +635,139 @@ fn a_region_missing_from_the_table_is_unpriced_never_another_regions_figure() {
 }
 
 #[test]
+fn pods_stay_on_their_operating_system() {
+    // Two Linux nodes (one unlabelled: the kubelet default is linux) and a Windows node
+    // with plenty of room; a Windows price is supplied so that price is not what keeps it.
+    let build = |windows_selector: bool| {
+        let mut k = Kit::default();
+        let a = k.m5("lin-a");
+        k.node_label(a, "kubernetes.io/os", "linux");
+        k.m5("lin-unlabelled");
+        let w = k.node("win", "m5.large", "win", 1930, 7 * GI, 29);
+        k.node_label(w, "kubernetes.io/os", "windows");
+        k.pod("web-1", "lin-a", 1200, 512);
+        k.pod("web-2", "lin-unlabelled", 1200, 512);
+        let p = k.pod("dotnet", "win", 100, 128);
+        if windows_selector {
+            k.spec(p).node_selector = Some(labels(&[("kubernetes.io/os", "windows")]));
+        }
+        let mut prices = PriceTable::bundled();
+        prices.set_on_demand_for("windows", "us-east-1", "m5.large", 0.188);
+        analyze(&k.snap, &k.aws, &prices, &AnalysisSettings::default())
+    };
+    for selector in [true, false] {
+        let r = build(selector);
+        // The Linux pods do not fit together on one Linux node, and may not use the
+        // Windows node: both Linux nodes stay; the Windows pod has no other Windows node.
+        assert!(
+            r.consolidation.removable_nodes.is_empty(),
+            "{selector}: {r:#?}"
+        );
+        let win = r.nodes.iter().find(|n| n.node == "win").unwrap();
+        assert_eq!(win.operating_system, "windows");
+        assert_eq!(win.monthly_cost, Some(137.24));
+        assert!(win.price_basis.contains("Windows"), "{}", win.price_basis);
+        assert_eq!(win.kept_by.as_ref().unwrap().rule, "no-room");
+        let unlabelled = r.nodes.iter().find(|n| n.node == "lin-unlabelled").unwrap();
+        assert_eq!(unlabelled.operating_system, "linux");
+        // Right-sizing a Windows group looks only at Windows prices (only m5.large here).
+        assert!(
+            !r.recommendations
+                .iter()
+                .any(|x| x.category == Category::RightSizing && x.nodegroup == "win"),
+        );
+    }
+    // Without the Windows price the node is unpriced, never at the Linux rate.
+    let mut k = Kit::default();
+    let w = k.m5("win");
+    k.node_label(w, "kubernetes.io/os", "windows");
+    let r = k.report();
+    assert_eq!(r.nodes[0].monthly_cost, None);
+    assert!(
+        r.nodes[0]
+            .unpriced_reason
+            .as_deref()
+            .unwrap()
+            .contains("Windows")
+    );
+    assert_eq!(r.current_monthly_cost, 0.0);
+}
+
+#[test]
+fn capacity_provisioned_annotation_is_read_as_eks_writes_it() {
+    use super::model::parse_capacity_provisioned as parse;
+    assert_eq!(parse("0.5vCPU 1GB"), Some((0.5, 1.0)));
+    assert_eq!(parse("0.25vCPU 0.5GB"), Some((0.25, 0.5)));
+    assert_eq!(parse("16vCPU 120GB"), Some((16.0, 120.0)));
+    assert_eq!(parse(" 2vCPU   4GB "), Some((2.0, 4.0)));
+    for bad in [
+        "",
+        "0.5vCPU",
+        "1GB",
+        "half a vCPU",
+        "-1vCPU 2GB",
+        "NaNvCPU 1GB",
+    ] {
+        assert_eq!(parse(bad), None, "{bad:?}");
+    }
+}
+
+/// A Fargate node running `pod` with the given CapacityProvisioned annotation.
+fn fargate_node(k: &mut Kit, name: &str, capacity: Option<&str>) -> usize {
+    let n = k.node(name, "", "", 2000, 4 * GI, 1);
+    let l = k.snap.nodes[n].metadata.labels.as_mut().unwrap();
+    l.remove("node.kubernetes.io/instance-type");
+    l.remove("eks.amazonaws.com/nodegroup");
+    l.insert("eks.amazonaws.com/compute-type".into(), "fargate".into());
+    let p = k.pod(&format!("{name}-pod"), name, 500, 1024);
+    if let Some(c) = capacity {
+        k.snap.pods[p].metadata.annotations = Some(labels(&[("CapacityProvisioned", c)]));
+    }
+    n
+}
+
+#[test]
+fn fargate_nodes_are_billed_per_pod_and_never_consolidated() {
+    let mut k = Kit::default();
+    k.m5("ec2");
+    k.pod("small", "ec2", 100, 64);
+    fargate_node(&mut k, "fargate-1", Some("0.5vCPU 1GB"));
+    fargate_node(&mut k, "fargate-2", Some("2vCPU 4GB"));
+    let r = k.report();
+    let line = |name: &str| r.nodes.iter().find(|n| n.node == name).unwrap().clone();
+    let f1 = line("fargate-1");
+    assert_eq!(f1.capacity_type, report::CapacityType::Fargate);
+    assert_eq!(f1.nodegroup, "(fargate)");
+    // (0.5 × 0.04048 + 1 × 0.004445) × 730 = 18.02; (2 × 0.04048 + 4 × 0.004445) × 730 = 72.08
+    assert_eq!(f1.monthly_cost, Some(18.02));
+    assert_eq!(line("fargate-2").monthly_cost, Some(72.08));
+    assert!(f1.price_basis.contains("0.5 vCPU"), "{}", f1.price_basis);
+    assert_eq!(f1.kept_by.as_ref().unwrap().rule, "fargate");
+    // The EC2 node's pod would fit on either Fargate node by its numbers: never planned.
+    assert!(r.consolidation.removable_nodes.is_empty());
+    assert_eq!(r.current_monthly_cost, 70.08 + 18.02 + 72.08);
+    assert!(r.recommendations.iter().all(|x| x.nodegroup != "(fargate)"));
+
+    // Without the annotation, or outside the regions with rates, a Fargate pod is unpriced.
+    let mut k = Kit::default();
+    fargate_node(&mut k, "bare", None);
+    let f = fargate_node(&mut k, "dublin", Some("1vCPU 2GB"));
+    k.node_label(f, "topology.kubernetes.io/region", "eu-west-1");
+    let r = k.report();
+    assert_eq!(r.unpriced_nodes, 2);
+    let reasons: Vec<&str> = r
+        .nodes
+        .iter()
+        .map(|n| n.unpriced_reason.as_deref().unwrap())
+        .collect();
+    assert!(reasons[0].contains("CapacityProvisioned"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("no Fargate rates for eu-west-1"),
+        "{reasons:?}"
+    );
+}
+
+#[test]
 fn unknown_instance_type_is_reported_unknown_never_zero() {
     let mut k = Kit::default();
     k.m5("a");
