@@ -20,7 +20,7 @@ use super::quantity::{parse_count, parse_cpu_millis, parse_memory_bytes};
 use super::selectors::{
     NAME_FIELD, Req, Tol, is_hard_taint, label_selector_matches, tolerates_all,
 };
-use super::{AnalysisSettings, AwsInventory};
+use super::{AnalysisSettings, AwsInventory, ScaleDownProfile};
 
 /// Label with the EKS managed nodegroup of a node.
 pub const LABEL_NODEGROUP: &str = "eks.amazonaws.com/nodegroup";
@@ -37,6 +37,8 @@ const LABEL_EKS_CAPACITY: &str = "eks.amazonaws.com/capacityType";
 const LABEL_KARPENTER_CAPACITY: &str = "karpenter.sh/capacity-type";
 const LABEL_KARPENTER_POOL: &str = "karpenter.sh/nodepool";
 const ANN_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+const ANN_SAFE_TO_EVICT_LOCAL_VOLUMES: &str =
+    "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes";
 const ANN_DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 const ANN_SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
 const ANN_MIRROR: &str = "kubernetes.io/config.mirror";
@@ -79,8 +81,11 @@ impl Res {
 pub(crate) enum PinReason {
     /// No controller would recreate it.
     NoController,
-    /// hostPath or memory-backed emptyDir volume (named).
+    /// hostPath or disk-backed emptyDir volume (described) not named in
+    /// `safe-to-evict-local-volumes` (cluster-autoscaler profile).
     LocalStorage(String),
+    /// A kube-system pod no PodDisruptionBudget covers (cluster-autoscaler profile).
+    KubeSystemNoPdb,
     /// An annotation asks not to evict it.
     DoNotEvict(&'static str),
     /// A PodDisruptionBudget (index) allows no disruption.
@@ -420,23 +425,32 @@ fn has_pvc(spec: Option<&PodSpec>) -> bool {
     })
 }
 
-/// Why a pod's volumes pin it to its node, if they do. hostPath and memory-backed
-/// emptyDir hold node-local state that eviction destroys. A disk-backed emptyDir is
-/// scratch space by contract (it is lost on any reschedule) and does not pin, as in
-/// Karpenter. PVCs do not pin, but EBS volumes are zonal, so such pods stay in their zone.
-fn local_storage(spec: &PodSpec) -> Option<String> {
+/// The first of a pod's *local* volumes, as cluster-autoscaler counts them (its FAQ,
+/// "What types of pods can prevent CA from removing a node?"): hostPath, and emptyDir not
+/// backed by memory; ConfigMap, Secret, projected and `medium: Memory` emptyDir volumes are
+/// not local storage. Volumes named in the pod's comma-separated
+/// `cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes` annotation are skipped.
+/// Returns (volume name, kind). PVCs do not count, but EBS volumes are zonal, so such pods
+/// stay in their zone.
+fn local_storage<'s>(
+    spec: &'s PodSpec,
+    safe_volumes: Option<&str>,
+) -> Option<(&'s str, &'static str)> {
+    let listed =
+        |name: &str| safe_volumes.is_some_and(|list| list.split(',').any(|v| v.trim() == name));
     spec.volumes.iter().flatten().find_map(|v| {
-        if v.host_path.is_some() {
-            Some(format!("hostPath volume {}", v.name))
+        let kind = if v.host_path.is_some() {
+            "hostPath"
         } else if v
             .empty_dir
             .as_ref()
-            .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
+            .is_some_and(|e| e.medium.as_deref() != Some("Memory"))
         {
-            Some(format!("memory-backed emptyDir {}", v.name))
+            "disk-backed emptyDir"
         } else {
-            None
-        }
+            return None;
+        };
+        (!listed(&v.name)).then_some((v.name.as_str(), kind))
     })
 }
 
@@ -543,9 +557,10 @@ pub(crate) fn build<'a>(
             (Err(_), _) => None,
         };
         let annotations = node.metadata.annotations.as_ref();
-        let pin = if annotations
-            .and_then(|a| a.get(ANN_SCALE_DOWN_DISABLED))
-            .is_some_and(|v| v == "true")
+        let pin = if settings.scale_down_profile == ScaleDownProfile::ClusterAutoscaler
+            && annotations
+                .and_then(|a| a.get(ANN_SCALE_DOWN_DISABLED))
+                .is_some_and(|v| v == "true")
         {
             Some("annotated cluster-autoscaler.kubernetes.io/scale-down-disabled=true")
         } else if annotations
@@ -637,8 +652,9 @@ pub(crate) fn build<'a>(
         pdbs: Vec<u32>,
         host_affinity: bool,
         no_controller: bool,
-        local: Option<String>,
-        do_not_evict: Option<&'static str>,
+        local: Option<(&'a str, &'static str)>,
+        safe_to_evict_false: bool,
+        do_not_disrupt: bool,
         safe_to_evict: bool,
     }
     let mut pods: Vec<PodM<'a>> = Vec::with_capacity(snap.pods.len());
@@ -704,16 +720,19 @@ pub(crate) fn build<'a>(
             pdbs: Vec::new(),
             host_affinity: false,
             no_controller: controller.is_none(),
-            local: local_storage(spec),
-            do_not_evict: None,
+            local: local_storage(
+                spec,
+                annotations
+                    .and_then(|a| a.get(ANN_SAFE_TO_EVICT_LOCAL_VOLUMES))
+                    .map(String::as_str),
+            ),
+            safe_to_evict_false: false,
+            do_not_disrupt: false,
             safe_to_evict: false,
         };
         if let Some(a) = annotations {
-            if a.get(ANN_SAFE_TO_EVICT).is_some_and(|v| v == "false") {
-                p.do_not_evict = Some("cluster-autoscaler.kubernetes.io/safe-to-evict=false");
-            } else if a.get(ANN_DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
-                p.do_not_evict = Some("karpenter.sh/do-not-disrupt=true");
-            }
+            p.safe_to_evict_false = a.get(ANN_SAFE_TO_EVICT).is_some_and(|v| v == "false");
+            p.do_not_disrupt = a.get(ANN_DO_NOT_DISRUPT).is_some_and(|v| v == "true");
             p.safe_to_evict = a.get(ANN_SAFE_TO_EVICT).is_some_and(|v| v == "true");
         }
         let mut host_terms = Vec::new();
@@ -850,12 +869,21 @@ pub(crate) fn build<'a>(
         {
             deployments[d as usize].pdb_forbids = true;
         }
-        pod.role = if let Some(a) = p.do_not_evict {
-            Role::Pinned(PinReason::DoNotEvict(a))
+        // The scale-down rules of the profile (README "Scale-down profiles"): cluster-
+        // autoscaler's defaults, or Karpenter's, which leave out the CA-only rules.
+        let ca = settings.scale_down_profile == ScaleDownProfile::ClusterAutoscaler;
+        pod.role = if ca && p.safe_to_evict_false {
+            Role::Pinned(PinReason::DoNotEvict(
+                "cluster-autoscaler.kubernetes.io/safe-to-evict=false",
+            ))
+        } else if p.do_not_disrupt {
+            Role::Pinned(PinReason::DoNotEvict("karpenter.sh/do-not-disrupt=true"))
         } else if p.no_controller && !p.safe_to_evict {
             Role::Pinned(PinReason::NoController)
-        } else if let (Some(l), false) = (&p.local, p.safe_to_evict) {
-            Role::Pinned(PinReason::LocalStorage(l.clone()))
+        } else if let (true, Some((name, kind)), false) = (ca, p.local, p.safe_to_evict) {
+            Role::Pinned(PinReason::LocalStorage(format!("{kind} volume {name}")))
+        } else if ca && !p.safe_to_evict && pod.namespace == "kube-system" && p.pdbs.is_empty() {
+            Role::Pinned(PinReason::KubeSystemNoPdb)
         } else if p.host_affinity {
             Role::Pinned(PinReason::HostAffinity)
         } else if let Some(i) = forbidding {

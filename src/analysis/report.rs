@@ -15,13 +15,13 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::AnalysisSettings;
 use super::consolidation::{Blocker, Outcome};
 use super::input::AnalysisInput;
 use super::model::{Model, NodeM, PinReason, Role};
 use super::prices::{PriceSource, PriceTable, family, os_name};
 use super::rightsizing::{RightSizing, fmt_cpu};
 use super::spot::SpotCandidate;
+use super::{AnalysisSettings, ScaleDownProfile};
 
 /// Kind of recommendation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
@@ -268,6 +268,8 @@ pub struct Report {
     pub currency: String,
     /// Hours per month used to turn hourly prices into monthly ones.
     pub hours_per_month: f64,
+    /// Whose scale-down rules decided which nodes stay (`cluster-autoscaler`, `karpenter`).
+    pub scale_down_profile: ScaleDownProfile,
     /// Where the prices come from, as one line.
     pub prices_source: String,
     /// Where the prices come from: each layer with its date.
@@ -407,6 +409,11 @@ impl Report {
         let _ = writeln!(s, "  region(s):       {}", self.regions.join(", "));
         let _ = writeln!(
             s,
+            "  scale-down:      {} profile (which pods keep their node; see notes)",
+            self.scale_down_profile
+        );
+        let _ = writeln!(
+            s,
             "  nodes / pods:    {} / {} ({} movable, {} pinned, {} DaemonSet/static, {} unscheduled)",
             self.counts.nodes,
             self.counts.pods,
@@ -499,6 +506,27 @@ impl Report {
                 g.removable_nodes
             );
         }
+        let kept: Vec<&NodeLine> = self.nodes.iter().filter(|n| n.kept_by.is_some()).collect();
+        if !kept.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "  nodes that stay ({} scale-down profile; rule: case):",
+                self.scale_down_profile
+            );
+            let listed = kept.len().min(20);
+            for n in kept.iter().take(listed) {
+                let k = n.kept_by.as_ref().expect("filtered");
+                let _ = writeln!(s, "    {}: {}: {}", n.node, k.rule, k.detail);
+            }
+            if kept.len() > listed {
+                let _ = writeln!(
+                    s,
+                    "    … and {} more (-o json lists all)",
+                    kept.len() - listed
+                );
+            }
+        }
         let _ = writeln!(s);
         if self.recommendations.is_empty() {
             let _ = writeln!(s, "  no recommendations: the cluster is already tight.");
@@ -531,7 +559,9 @@ impl Report {
 fn pin_text(model: &Model<'_>, reason: &PinReason) -> String {
     match reason {
         PinReason::NoController => "pod without a controller".into(),
-        PinReason::LocalStorage(what) => format!("pod with local storage ({what})"),
+        PinReason::LocalStorage(what) => format!(
+            "pod with local storage ({what}, not named in cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes)"
+        ),
         PinReason::DoNotEvict(a) => format!("pod annotated {a}"),
         PinReason::Pdb(i) => {
             let p = &model.pdbs[*i as usize];
@@ -539,6 +569,9 @@ fn pin_text(model: &Model<'_>, reason: &PinReason) -> String {
                 "PodDisruptionBudget {}/{} allows no disruption",
                 p.namespace, p.name
             )
+        }
+        PinReason::KubeSystemNoPdb => {
+            "kube-system pod that no PodDisruptionBudget covers (cluster-autoscaler evicts kube-system pods only under a PDB)".into()
         }
         PinReason::HostAffinity => "pod with required pod affinity on the hostname".into(),
         PinReason::NodeName => "pod that selects its node by name".into(),
@@ -566,6 +599,7 @@ fn kept_by(model: &Model<'_>, b: &Blocker) -> KeptBy {
             let rule = match reason {
                 PinReason::NoController => "no-controller",
                 PinReason::LocalStorage(_) => "local-storage",
+                PinReason::KubeSystemNoPdb => "kube-system-pod-without-pdb",
                 PinReason::DoNotEvict(a) if a.starts_with("karpenter.sh") => "do-not-disrupt",
                 PinReason::DoNotEvict(_) => "safe-to-evict-false",
                 PinReason::Pdb(_) => "pdb",
@@ -772,8 +806,8 @@ pub(crate) fn build(
             ];
             for (kind, count) in &kept_because {
                 reasoning.push(format!(
-                    "{count} node(s) stay by rule {kind}, e.g. {}.",
-                    examples[kind]
+                    "{count} node(s) stay by rule {kind} of the {} scale-down profile, e.g. {}.",
+                    settings.scale_down_profile, examples[kind]
                 ));
             }
             let (listed, more) = list_nodes(
@@ -908,6 +942,10 @@ pub(crate) fn build(
         format!("Prices: {}.", prices.provenance()),
         "Spot savings are estimates from a configurable per-family discount; no spot price feed is used.".to_string(),
         "Consolidation packs resource requests, not observed usage, as the scheduler does.".to_string(),
+        match settings.scale_down_profile {
+            ScaleDownProfile::ClusterAutoscaler => "Scale-down rules: cluster-autoscaler's defaults. A node stays when a pod on it has a hostPath or disk-backed emptyDir volume not named in cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes, is a kube-system pod without a PodDisruptionBudget, is annotated safe-to-evict=false or karpenter.sh/do-not-disrupt=true, has no controller, or is held by a PodDisruptionBudget that allows no disruption.".to_string(),
+            ScaleDownProfile::Karpenter => "Scale-down rules: Karpenter's. A node stays when a pod on it is annotated karpenter.sh/do-not-disrupt=true, has no controller, or is held by a PodDisruptionBudget that allows no disruption; local volumes and kube-system pods without a PDB do not keep it (cluster-autoscaler's defaults would).".to_string(),
+        },
     ];
     if model.nodes.iter().any(|nd| nd.spot && nd.hourly.is_some()) {
         notes.push(
@@ -951,6 +989,7 @@ pub(crate) fn build(
         regions,
         currency: prices.currency.clone(),
         hours_per_month: h,
+        scale_down_profile: settings.scale_down_profile,
         prices_source: prices.provenance(),
         price_sources: prices.sources.clone(),
         current_monthly_cost: from_cents(current_cents),

@@ -335,96 +335,223 @@ fn taint_without_toleration_blocks_a_move() {
 
 type Setup = Box<dyn Fn(&mut Kit, usize)>;
 
+fn annotate(k: &mut Kit, pod: usize, pairs: &[(&str, &str)]) {
+    k.snap.pods[pod]
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .extend(labels(pairs));
+}
+
+fn host_path(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        host_path: Some(HostPathVolumeSource {
+            path: "/x".into(),
+            type_: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(String::from),
+            size_limit: None,
+        }),
+        ..Default::default()
+    }
+}
+
+const CA_LOCAL_VOLUMES: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes";
+const CA_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+
+/// Each scale-down rule, under both profiles: (case, setup, rule that keeps the node under
+/// cluster-autoscaler, under karpenter). `None`: the pod moves and its node goes.
 #[test]
-fn local_storage_and_missing_controller_pin_their_node() {
-    let cases: Vec<(&str, Setup, bool)> = vec![
+fn scale_down_rules_follow_the_profile() {
+    let cases: Vec<(&str, Setup, Option<&str>, Option<&str>)> = vec![
         (
             "hostPath",
-            Box::new(|k: &mut Kit, p| {
-                k.volume(
-                    p,
-                    Volume {
-                        name: "h".into(),
-                        host_path: Some(HostPathVolumeSource {
-                            path: "/x".into(),
-                            type_: None,
-                        }),
-                        ..Default::default()
-                    },
-                )
-            }),
-            true,
+            Box::new(|k: &mut Kit, p| k.volume(p, host_path("h"))),
+            Some("local-storage"),
+            None,
         ),
         (
-            "memory emptyDir",
-            Box::new(|k: &mut Kit, p| {
-                k.volume(
-                    p,
-                    Volume {
-                        name: "m".into(),
-                        empty_dir: Some(EmptyDirVolumeSource {
-                            medium: Some("Memory".into()),
-                            size_limit: None,
-                        }),
-                        ..Default::default()
-                    },
-                )
-            }),
-            true,
+            "disk emptyDir",
+            Box::new(|k: &mut Kit, p| k.volume(p, empty_dir("scratch", None))),
+            Some("local-storage"),
+            None,
         ),
         (
-            "disk emptyDir is scratch",
+            "memory emptyDir is not local storage",
+            Box::new(|k: &mut Kit, p| k.volume(p, empty_dir("m", Some("Memory")))),
+            None,
+            None,
+        ),
+        (
+            "local volumes all named in safe-to-evict-local-volumes",
             Box::new(|k: &mut Kit, p| {
-                k.volume(
-                    p,
-                    Volume {
-                        name: "d".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    },
-                )
+                k.volume(p, empty_dir("tmp", None));
+                k.volume(p, host_path("cache"));
+                annotate(k, p, &[(CA_LOCAL_VOLUMES, "tmp, cache")]);
             }),
-            false,
+            None,
+            None,
+        ),
+        (
+            "one local volume not named",
+            Box::new(|k: &mut Kit, p| {
+                k.volume(p, empty_dir("tmp", None));
+                k.volume(p, empty_dir("data", None));
+                annotate(k, p, &[(CA_LOCAL_VOLUMES, "tmp")]);
+            }),
+            Some("local-storage"),
+            None,
+        ),
+        (
+            "safe-to-evict=true lifts local storage",
+            Box::new(|k: &mut Kit, p| {
+                k.volume(p, host_path("h"));
+                annotate(k, p, &[(CA_SAFE_TO_EVICT, "true")]);
+            }),
+            None,
+            None,
+        ),
+        (
+            "kube-system pod without a PDB",
+            Box::new(|k: &mut Kit, p| {
+                k.snap.pods[p].metadata.namespace = Some("kube-system".into())
+            }),
+            Some("kube-system-pod-without-pdb"),
+            None,
+        ),
+        (
+            "kube-system pod with a PDB that allows disruption",
+            Box::new(|k: &mut Kit, p| {
+                k.snap.pods[p].metadata.namespace = Some("kube-system".into());
+                k.pdb("p2-pdb", "p2", Some(1), Some(1));
+                k.snap.pod_disruption_budgets[0].metadata.namespace = Some("kube-system".into());
+            }),
+            None,
+            None,
+        ),
+        (
+            "kube-system DaemonSet pod goes with its node",
+            Box::new(|k: &mut Kit, p| {
+                k.snap.pods[p].metadata.namespace = Some("kube-system".into());
+                k.snap.pods[p].metadata.owner_references.as_mut().unwrap()[0].kind =
+                    "DaemonSet".into();
+            }),
+            None,
+            None,
+        ),
+        (
+            "safe-to-evict=false",
+            Box::new(|k: &mut Kit, p| annotate(k, p, &[(CA_SAFE_TO_EVICT, "false")])),
+            Some("safe-to-evict-false"),
+            None,
+        ),
+        (
+            "do-not-disrupt",
+            Box::new(|k: &mut Kit, p| annotate(k, p, &[("karpenter.sh/do-not-disrupt", "true")])),
+            Some("do-not-disrupt"),
+            Some("do-not-disrupt"),
         ),
         (
             "no controller",
             Box::new(|k: &mut Kit, p| k.snap.pods[p].metadata.owner_references = None),
-            true,
-        ),
-        (
-            "safe-to-evict=false",
-            Box::new(|k: &mut Kit, p| {
-                k.snap.pods[p].metadata.annotations = Some(labels(&[(
-                    "cluster-autoscaler.kubernetes.io/safe-to-evict",
-                    "false",
-                )]))
-            }),
-            true,
+            Some("no-controller"),
+            Some("no-controller"),
         ),
         (
             "safe-to-evict=true overrides a missing controller",
             Box::new(|k: &mut Kit, p| {
                 k.snap.pods[p].metadata.owner_references = None;
-                k.snap.pods[p].metadata.annotations = Some(labels(&[(
-                    "cluster-autoscaler.kubernetes.io/safe-to-evict",
-                    "true",
-                )]))
+                annotate(k, p, &[(CA_SAFE_TO_EVICT, "true")]);
             }),
-            false,
+            None,
+            None,
+        ),
+        (
+            "PDB that allows no disruption",
+            Box::new(|k: &mut Kit, _| k.pdb("p2-pdb", "p2", Some(0), None)),
+            Some("pdb"),
+            Some("pdb"),
         ),
     ];
-    for (what, setup, pins) in cases {
-        let mut k = Kit::default();
-        k.m5("a");
-        k.m5("b");
-        k.pod("p1", "a", 800, 512);
-        let p = k.pod("p2", "b", 300, 256);
-        setup(&mut k, p);
-        let removed = k.removed();
-        if pins {
-            assert_eq!(removed, vec!["a"], "{what}: b pinned, a moves onto it");
-        } else {
-            assert_eq!(removed, vec!["b"], "{what}: does not pin");
+    for profile in [
+        ScaleDownProfile::ClusterAutoscaler,
+        ScaleDownProfile::Karpenter,
+    ] {
+        for (what, setup, ca_rule, karpenter_rule) in &cases {
+            let rule = match profile {
+                ScaleDownProfile::ClusterAutoscaler => ca_rule,
+                ScaleDownProfile::Karpenter => karpenter_rule,
+            };
+            let mut k = Kit::default();
+            k.m5("a");
+            k.m5("b");
+            k.pod("p1", "a", 800, 512);
+            let p = k.pod("p2", "b", 300, 256);
+            setup(&mut k, p);
+            let settings = AnalysisSettings {
+                scale_down_profile: profile,
+                ..Default::default()
+            };
+            let r = analyze(&k.snap, &k.aws, &PriceTable::bundled(), &settings);
+            assert_eq!(r.scale_down_profile, profile);
+            let removed: Vec<&str> = r
+                .consolidation
+                .removable_nodes
+                .iter()
+                .map(|n| n.node.as_str())
+                .collect();
+            let b = r.nodes.iter().find(|n| n.node == "b").unwrap();
+            match rule {
+                Some(rule) => {
+                    assert_eq!(removed, ["a"], "{profile} {what}: b stays, a moves onto it");
+                    let kept = b.kept_by.as_ref().expect("b is kept");
+                    assert_eq!(kept.rule, *rule, "{profile} {what}: {}", kept.detail);
+                    assert!(kept.detail.contains("/p2"), "{}", kept.detail);
+                }
+                None => assert_eq!(removed, ["b"], "{profile} {what}: does not keep b"),
+            }
+        }
+    }
+}
+
+#[test]
+fn node_annotations_follow_the_profile() {
+    for (annotation, ca, karpenter) in [
+        (
+            "cluster-autoscaler.kubernetes.io/scale-down-disabled",
+            true,
+            false,
+        ),
+        ("karpenter.sh/do-not-disrupt", true, true),
+    ] {
+        for (profile, keeps) in [
+            (ScaleDownProfile::ClusterAutoscaler, ca),
+            (ScaleDownProfile::Karpenter, karpenter),
+        ] {
+            let mut k = Kit::default();
+            let a = k.m5("a");
+            k.m5("b");
+            k.pod("p1", "b", 800, 512);
+            k.snap.nodes[a].metadata.annotations = Some(labels(&[(annotation, "true")]));
+            let settings = AnalysisSettings {
+                scale_down_profile: profile,
+                ..Default::default()
+            };
+            let r = analyze(&k.snap, &k.aws, &PriceTable::bundled(), &settings);
+            let line = &r.nodes[0];
+            assert_eq!(line.removable, !keeps, "{profile} {annotation}");
+            if keeps {
+                assert_eq!(line.kept_by.as_ref().unwrap().rule, "node-annotation");
+            }
         }
     }
 }
