@@ -321,13 +321,15 @@ pub struct Summary {
     pub top_recommendation: Option<String>,
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-/// An amount in whole cents, rounded half away from zero.
+/// An amount in whole cents, rounded half away from zero (`-0.0` is `0`).
 fn to_cents(x: f64) -> i64 {
     (x * 100.0).round() as i64
+}
+
+/// A share of 0..=100 percent rounded to hundredths, never `-0.0`.
+fn round2(x: f64) -> f64 {
+    let r = (x * 100.0).round() / 100.0;
+    if r == 0.0 { 0.0 } else { r }
 }
 
 /// Cents as an amount.
@@ -358,9 +360,23 @@ fn price_basis(nd: &NodeM<'_>, prices: &PriceTable, settings: &AnalysisSettings)
     }
 }
 
-/// "$1234.56".
+/// "$1234.56": rounded to the cent, never "$-0.00" (an amount that rounds to zero is
+/// "$0.00"; a negative one, which the analysis never produces, is "-$1.00").
 pub fn money(x: f64) -> String {
-    format!("${x:.2}")
+    let c = to_cents(x);
+    let sign = if c < 0 { "-" } else { "" };
+    let c = c.unsigned_abs();
+    format!("{sign}${}.{:02}", c / 100, c % 100)
+}
+
+/// "37.0%": one decimal, never "-0.0%".
+fn percent(x: f64) -> String {
+    let tenths = (x * 10.0).round();
+    if tenths == 0.0 {
+        "0.0%".to_string()
+    } else {
+        format!("{:.1}%", tenths / 10.0)
+    }
 }
 
 impl Report {
@@ -374,7 +390,7 @@ impl Report {
         Summary {
             monthly_cost: money(self.current_monthly_cost),
             monthly_savings: money(self.savings.total),
-            savings_percent: format!("{pct:.1}%"),
+            savings_percent: percent(pct),
             nodes: u32::try_from(self.counts.nodes).unwrap_or(u32::MAX),
             unpriced_nodes: u32::try_from(self.unpriced_nodes).unwrap_or(u32::MAX),
             top_recommendation: self.recommendations.first().map(|r| {
@@ -440,8 +456,9 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  savings:         {}/month ({pct:.1}%)",
-            money(self.savings.total)
+            "  savings:         {}/month ({})",
+            money(self.savings.total),
+            percent(pct)
         );
         let _ = writeln!(
             s,
@@ -1025,5 +1042,35 @@ pub(crate) fn build(
         },
         nodes: lines,
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_percentages_never_print_a_negative_zero() {
+        for (x, want) in [
+            (0.0, "$0.00"),
+            (-0.0, "$0.00"),
+            (-0.004, "$0.00"),
+            (0.004, "$0.00"),
+            (0.005, "$0.01"),
+            (70.08, "$70.08"),
+            (1234.5, "$1234.50"),
+            (-1.0, "-$1.00"),
+            (f64::from(-0.0f32), "$0.00"),
+        ] {
+            assert_eq!(money(x), want, "{x}");
+        }
+        // The sum of no f64 is -0.0: what printed a group total as $-0.00.
+        let empty: f64 = std::iter::empty::<f64>().sum();
+        assert_eq!(money(empty), "$0.00");
+        assert_eq!(percent(-0.0), "0.0%");
+        assert_eq!(percent(-0.04), "0.0%");
+        assert_eq!(percent(37.04), "37.0%");
+        assert_eq!(round2(-0.0).to_string(), "0");
+        assert_eq!(from_cents(to_cents(-0.0)).to_string(), "0");
     }
 }

@@ -1813,3 +1813,139 @@ mod brute_force {
         );
     }
 }
+
+/// Property: the report's figures add up as printed. Every total is the exact sum (in
+/// cents) of the lines under it, whatever mix of priced, unpriced, spot, Windows and
+/// Fargate nodes, and no money figure prints as a negative zero.
+mod totals {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct NodeGen {
+        ty: u8,    // m5.large, m5.xlarge, c5.large, m4.large, x9.unknown
+        group: u8, // a, b, c
+        kind: u8,  // 0..=5 on-demand Linux, 6 spot, 7 Windows, 8 Fargate, 9 eu-west-1
+    }
+
+    fn cluster() -> impl Strategy<Value = (Vec<NodeGen>, Vec<(usize, i64, i64, bool)>)> {
+        (1usize..=10).prop_flat_map(|n| {
+            let nodes = prop::collection::vec(
+                (0u8..5, 0u8..3, 0u8..10).prop_map(|(ty, group, kind)| NodeGen { ty, group, kind }),
+                n,
+            );
+            let pods = prop::collection::vec(
+                (0..n, 10i64..=1500, 16i64..=4000, prop::bool::weighted(0.6)),
+                0..=(3 * n),
+            );
+            (nodes, pods)
+        })
+    }
+
+    fn build(nodes: &[NodeGen], pods: &[(usize, i64, i64, bool)]) -> Kit {
+        let mut k = Kit::default();
+        for (i, n) in nodes.iter().enumerate() {
+            let ty = [
+                "m5.large",
+                "m5.xlarge",
+                "c5.large",
+                "m4.large",
+                "x9.unknown",
+            ][n.ty as usize];
+            let group = ["a", "b", "c"][n.group as usize];
+            let name = format!("n{i}");
+            let idx = k.node(&name, ty, group, 1930, 7 * GI, 29);
+            match n.kind {
+                6 => k.node_label(idx, "eks.amazonaws.com/capacityType", "SPOT"),
+                7 => k.node_label(idx, "kubernetes.io/os", "windows"),
+                8 => {
+                    k.node_label(idx, "eks.amazonaws.com/compute-type", "fargate");
+                    let l = k.snap.nodes[idx].metadata.labels.as_mut().unwrap();
+                    l.remove("eks.amazonaws.com/nodegroup");
+                }
+                9 => k.node_label(idx, "topology.kubernetes.io/region", "eu-west-1"),
+                _ => {}
+            }
+        }
+        for (j, &(node, cpu, mem, deployment)) in pods.iter().enumerate() {
+            let owner = deployment.then_some(("ReplicaSet", "rs-1"));
+            let p = k.pod_owned(&format!("p{j}"), &format!("n{node}"), cpu, mem, owner);
+            if nodes[node].kind == 8 {
+                let capacity = format!("{}vCPU {}GB", cpu as f64 / 1000.0, (mem + 1023) / 1024);
+                k.snap.pods[p].metadata.annotations =
+                    Some(labels(&[("CapacityProvisioned", &capacity)]));
+            }
+        }
+        k
+    }
+
+    fn cents(x: f64) -> i64 {
+        (x * 100.0).round() as i64
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        #[test]
+        fn report_totals_are_the_sums_of_its_lines((nodes, pods) in cluster()) {
+            let k = build(&nodes, &pods);
+            let settings = AnalysisSettings {
+                top_recommendations: usize::MAX,
+                ..Default::default()
+            };
+            let mut prices = PriceTable::bundled();
+            prices.set_on_demand_for("windows", "us-east-1", "m5.large", 0.188);
+            let r = analyze(&k.snap, &k.aws, &prices, &settings);
+
+            let lines: i64 = r.nodes.iter().filter_map(|n| n.monthly_cost).map(cents).sum();
+            prop_assert_eq!(lines, cents(r.current_monthly_cost));
+            let groups: i64 = r.nodegroups.iter().map(|g| cents(g.monthly_cost)).sum();
+            prop_assert_eq!(groups, cents(r.current_monthly_cost));
+            for g in &r.nodegroups {
+                let of_group: i64 = r
+                    .nodes
+                    .iter()
+                    .filter(|n| n.nodegroup == g.name)
+                    .filter_map(|n| n.monthly_cost)
+                    .map(cents)
+                    .sum();
+                prop_assert_eq!(of_group, cents(g.monthly_cost), "{}", g.name);
+            }
+            let unpriced = r.nodes.iter().filter(|n| n.monthly_cost.is_none()).count();
+            prop_assert_eq!(unpriced, r.unpriced_nodes);
+            prop_assert!(r.nodes.iter().all(|n| n.monthly_cost.is_some() != n.unpriced_reason.is_some()));
+
+            let removed: i64 = r.consolidation.removable_nodes.iter().map(|n| cents(n.monthly_cost)).sum();
+            prop_assert_eq!(removed, cents(r.savings.consolidation));
+            for n in &r.nodes {
+                let listed = r.consolidation.removable_nodes.iter().any(|x| x.node == n.node);
+                prop_assert_eq!(n.removable, listed);
+                prop_assert_eq!(n.removable, n.kept_by.is_none());
+                // Removed nodes are priced EC2 nodes.
+                prop_assert!(!n.removable || (n.monthly_cost.is_some() && n.capacity_type != report::CapacityType::Fargate));
+            }
+            let by = |c: Category| -> i64 {
+                r.recommendations.iter().filter(|x| x.category == c).map(|x| cents(x.monthly_saving)).sum()
+            };
+            prop_assert_eq!(by(Category::Consolidation), cents(r.savings.consolidation));
+            prop_assert_eq!(by(Category::RightSizing), cents(r.savings.rightsizing));
+            prop_assert_eq!(by(Category::Spot), cents(r.savings.spot));
+            prop_assert_eq!(
+                cents(r.savings.consolidation) + cents(r.savings.rightsizing) + cents(r.savings.spot),
+                cents(r.savings.total)
+            );
+            prop_assert_eq!(
+                cents(r.optimized_monthly_cost),
+                (cents(r.current_monthly_cost) - cents(r.savings.total)).max(0)
+            );
+            prop_assert!(r.savings.total <= r.current_monthly_cost + 1e-9);
+
+            let text = r.render_text();
+            let json = serde_json::to_string(&r).unwrap();
+            let summary = serde_json::to_string(&r.summary()).unwrap();
+            for s in [&text, &json, &summary] {
+                prop_assert!(!s.contains("-0.0"), "{}", s);
+                prop_assert!(!s.contains("$-"), "{}", s);
+            }
+        }
+    }
+}
