@@ -23,10 +23,11 @@
 //!    largest saving is kept (ties: the order listed here).
 //! 4. To try a candidate, its movable pods are sorted by dominant share, largest first,
 //!    and each is placed on the *first* node in destination order that is not removed, is
-//!    Ready and schedulable, whose class its signature allows (nodeSelector, required node
-//!    affinity, taints/tolerations, zone lock for PVC pods and zone-level spread or
-//!    anti-affinity), that has room for its CPU, memory and one pod slot, and that breaks
-//!    no hostname anti-affinity in either direction. If every pod finds a place, the node
+//!    Ready and schedulable, has a known price (a node of unknown price is never treated
+//!    as free room) and is not Fargate, whose class its signature allows (nodeSelector,
+//!    required node affinity, taints/tolerations, operating system, zone lock for PVC
+//!    pods and zone-level spread or anti-affinity), that has room for its CPU, memory and
+//!    one pod slot, and that breaks no hostname anti-affinity in either direction. If every pod finds a place, the node
 //!    is removed and the placements are kept; otherwise they are rolled back and the node
 //!    stays. A nodegroup is never taken below its `minSize`.
 //!

@@ -204,7 +204,8 @@ pub(crate) struct NodeM<'a> {
     pub fargate: bool,
     /// For Fargate nodes: the vCPUs and GB its pods are provisioned with.
     pub fargate_capacity: (f64, f64),
-    /// Ready and not cordoned: may receive pods.
+    /// Ready, not cordoned, priced and not Fargate: may receive pods. A node of unknown
+    /// price receives nothing, so no saving rests on moving pods onto it as if it were free.
     pub destination_ok: bool,
     /// Node-level reason it must not be removed.
     pub pin: Option<&'static str>,
@@ -846,6 +847,9 @@ pub(crate) fn build<'a>(
             _ => None,
         };
         nd.on_demand_hourly = nd.hourly;
+    }
+    for nd in nodes.iter_mut().filter(|n| n.hourly.is_none()) {
+        nd.destination_ok = false;
     }
 
     // PDB verdicts, then pod pins.

@@ -912,17 +912,33 @@ fn unknown_instance_type_is_reported_unknown_never_zero() {
         (r.current_monthly_cost - m5_month()).abs() < 0.01,
         "the unknown node adds nothing to the known total"
     );
-    // It is never "removed" for a saving we cannot state, but it can receive pods.
+    // It is never "removed" for a saving we cannot state, and never receives pods as if
+    // it were free: a's pod has nowhere else to go, so nothing is removed.
+    assert!(r.consolidation.removable_nodes.is_empty(), "{r:#?}");
+    assert_eq!(r.savings.consolidation, 0.0);
     assert_eq!(
-        r.consolidation
-            .removable_nodes
-            .iter()
-            .map(|n| n.node.as_str())
-            .collect::<Vec<_>>(),
-        vec!["a"]
+        r.nodes[0].kept_by.as_ref().unwrap().rule,
+        "no-room",
+        "a stays"
     );
-    assert!(r.savings.consolidation > 0.0);
+    assert_eq!(r.nodes[1].kept_by.as_ref().unwrap().rule, "unknown-price");
+    assert!(
+        r.optimized_monthly_cost > 0.0,
+        "never 'optimized cost $0.00'"
+    );
+    assert!(!r.render_text().contains("100.0%"));
     assert_eq!(r.summary().unpriced_nodes, 1);
+    // With a priced node beside it, a's pod moves there, not onto the unknown node.
+    let mut k2 = Kit::default();
+    k2.m5("a");
+    k2.m5("b");
+    k2.node("mystery", "x9.weird", "ng", 1930, 7 * GI, 29);
+    k2.pod("p1", "a", 500, 512);
+    k2.pod("p2", "b", 900, 512);
+    k2.pod("p3", "mystery", 100, 128);
+    let r2 = k2.report();
+    assert_eq!(r2.consolidation.removable_nodes.len(), 1);
+    assert_eq!(r2.consolidation.removable_nodes[0].node, "a");
     let text = r.render_text();
     assert!(
         text.contains("UNKNOWN cost") && text.contains("x9.weird"),
