@@ -1844,7 +1844,10 @@ mod totals {
         kind: u8,  // 0..=5 on-demand Linux, 6 spot, 7 Windows, 8 Fargate, 9 eu-west-1
     }
 
-    fn cluster() -> impl Strategy<Value = (Vec<NodeGen>, Vec<(usize, i64, i64, bool)>)> {
+    /// (node index, CPU millicores, memory MiB, owned by a ReplicaSet).
+    type PodGen = (usize, i64, i64, bool);
+
+    fn cluster() -> impl Strategy<Value = (Vec<NodeGen>, Vec<PodGen>)> {
         (1usize..=10).prop_flat_map(|n| {
             let nodes = prop::collection::vec(
                 (0u8..5, 0u8..3, 0u8..10).prop_map(|(ty, group, kind)| NodeGen { ty, group, kind }),
@@ -1858,7 +1861,7 @@ mod totals {
         })
     }
 
-    fn build(nodes: &[NodeGen], pods: &[(usize, i64, i64, bool)]) -> Kit {
+    fn build(nodes: &[NodeGen], pods: &[PodGen]) -> Kit {
         let mut k = Kit::default();
         for (i, n) in nodes.iter().enumerate() {
             let ty = [
