@@ -12,7 +12,7 @@ TOOLS_BIN := $(REPO)/.tools/bin
 # Extra arguments for cargo test, e.g. `make test CARGO_TEST_ARGS='-- e2e'`.
 CARGO_TEST_ARGS ?=
 
-.PHONY: tools build crds test verify demo bench clean-demo
+.PHONY: tools build crds prices test verify demo bench clean-demo
 
 ## tools: python venv with moto (.venv) and kubectl + helm (.tools/bin)
 tools:
@@ -25,6 +25,15 @@ build:
 ## crds: regenerate crds/*.yaml and charts/crossguard/crds/*.yaml from the Rust types
 crds:
 	cargo run --quiet -- crdgen
+
+## prices: regenerate data/prices/on-demand.json from data/prices/source/ (the real AWS
+## list prices and instance facts; PRICES_SOURCE=../shared/data copies fresh ones in first)
+PRICES_SOURCE ?=
+prices:
+	if [[ -n "$(PRICES_SOURCE)" ]]; then \
+	  cp "$(PRICES_SOURCE)/ec2-on-demand-prices.json" "$(PRICES_SOURCE)/ec2-instance-facts.json" "$(REPO)/data/prices/source/"; \
+	fi
+	cargo run --quiet --bin pricegen -- "$(REPO)"
 
 ## test: every test; they find python via CROSSGUARD_VENV, kubectl/helm via PATH
 test: tools

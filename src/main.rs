@@ -51,6 +51,10 @@ enum Command {
         /// Region for pricing when nodes carry no region label.
         #[arg(long, default_value = "us-east-1")]
         region: String,
+        /// Whose scale-down rules decide which pods keep their node: cluster-autoscaler
+        /// (its defaults) or karpenter (README "Scale-down profiles").
+        #[arg(long, default_value = "cluster-autoscaler")]
+        scale_down_profile: analysis::ScaleDownProfile,
         /// Output format: a readable summary or the full report.
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -334,6 +338,7 @@ fn main() -> anyhow::Result<()> {
             snapshot,
             prices,
             region,
+            scale_down_profile,
             output,
         } => {
             let input = std::fs::read(&snapshot)
@@ -360,6 +365,7 @@ fn main() -> anyhow::Result<()> {
             }
             let settings = analysis::AnalysisSettings {
                 region,
+                scale_down_profile,
                 ..Default::default()
             };
             let report = analysis::analyze(

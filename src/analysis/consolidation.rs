@@ -6,7 +6,8 @@
 //!    `1 - headroom`, and its allocatable pod slots. Its free capacity is usable minus the
 //!    requests of every pod on it now (DaemonSet, static and pinned pods included), so a
 //!    node already above the headroom line receives nothing.
-//! 2. A node is a *removal candidate* unless something pins it: a node annotation
+//! 2. A node is a *removal candidate* unless it is an EKS Fargate node (billed per pod;
+//!    never a source nor a destination) or something pins it: a node annotation
 //!    (`scale-down-disabled`, `do-not-disrupt`), an unknown price (the saving could not be
 //!    stated), or a pinned pod on it — no controller, hostPath or memory-backed emptyDir,
 //!    `safe-to-evict=false` / `do-not-disrupt`, required pod affinity on the hostname, a
@@ -22,10 +23,11 @@
 //!    largest saving is kept (ties: the order listed here).
 //! 4. To try a candidate, its movable pods are sorted by dominant share, largest first,
 //!    and each is placed on the *first* node in destination order that is not removed, is
-//!    Ready and schedulable, whose class its signature allows (nodeSelector, required node
-//!    affinity, taints/tolerations, zone lock for PVC pods and zone-level spread or
-//!    anti-affinity), that has room for its CPU, memory and one pod slot, and that breaks
-//!    no hostname anti-affinity in either direction. If every pod finds a place, the node
+//!    Ready and schedulable, has a known price (a node of unknown price is never treated
+//!    as free room) and is not Fargate, whose class its signature allows (nodeSelector,
+//!    required node affinity, taints/tolerations, operating system, zone lock for PVC
+//!    pods and zone-level spread or anti-affinity), that has room for its CPU, memory and
+//!    one pod slot, and that breaks no hostname anti-affinity in either direction. If every pod finds a place, the node
 //!    is removed and the placements are kept; otherwise they are rolled back and the node
 //!    stays. A nodegroup is never taken below its `minSize`.
 //!
@@ -119,6 +121,8 @@ impl FitTree {
 /// Why a node stays.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Blocker {
+    /// An EKS Fargate node: billed per pod, nothing to remove.
+    Fargate,
     /// Node-level annotation.
     NodePinned(&'static str),
     /// A pod (index) that must not move.
@@ -247,7 +251,9 @@ pub(crate) fn consolidate_ordered(model: &Model<'_>, headroom: f64, order: Order
     let mut blocked: Vec<(u32, Blocker)> = Vec::new();
     let mut candidates: Vec<(f64, f64, u32)> = Vec::new();
     for (i, node) in model.nodes.iter().enumerate() {
-        let blocker = if let Some(reason) = node.pin {
+        let blocker = if node.fargate {
+            Some(Blocker::Fargate)
+        } else if let Some(reason) = node.pin {
             Some(Blocker::NodePinned(reason))
         } else if let Some(p) = pinned_pod(model, i) {
             Some(Blocker::PodPinned(p))

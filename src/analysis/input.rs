@@ -14,8 +14,9 @@
 //! # Sanitizing
 //! The allow-list is the sanitizer on this path, and it is stricter than the stored
 //! path's redaction: environment variables, `envFrom`, commands, arguments, probes,
-//! lifecycle hooks, CSI attributes, termination messages and all annotations but four
-//! boolean-style ones are skipped over in the input bytes, never copied out of them, so
+//! lifecycle hooks, CSI attributes, termination messages and all annotations but the few
+//! scheduling ones in [`KEPT_ANNOTATIONS`] are skipped over in the input bytes, never
+//! copied out of them, so
 //! no rule has to recognise them. What is kept goes through the same value rules as
 //! [`Sanitizer`]: label values (of objects, pod templates and PodDisruptionBudgets'
 //! `spec.selector`) and the kept annotations are redacted when
@@ -53,11 +54,14 @@ use crate::cluster::snapshot::ClusterSnapshot;
 use crate::sanitize::{AnnotationRule, REDACTED, Sanitizer};
 
 /// Annotations the analysis reads; every other annotation is skipped unread.
-pub(crate) const KEPT_ANNOTATIONS: [&str; 4] = [
+pub(crate) const KEPT_ANNOTATIONS: [&str; 6] = [
     "cluster-autoscaler.kubernetes.io/safe-to-evict",
+    "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes",
     "cluster-autoscaler.kubernetes.io/scale-down-disabled",
     "karpenter.sh/do-not-disrupt",
     "kubernetes.io/config.mirror",
+    // What a Fargate pod is billed for, e.g. "0.5vCPU 1GB" (set by EKS).
+    "CapacityProvisioned",
 ];
 
 /// The objects the analysis reads, reduced to the fields it uses.

@@ -16,6 +16,7 @@
 mod consolidation;
 pub mod input;
 mod model;
+pub mod price_bundle;
 pub mod prices;
 pub mod quantity;
 pub mod report;
@@ -33,8 +34,13 @@ use serde::{Deserialize, Serialize};
 
 pub use input::{AnalysisInput, InputError};
 pub use model::instance_id;
-pub use prices::{InstanceCatalog, InstanceTypeInfo, PriceError, PriceTable};
-pub use report::{Category, ConsolidationDetail, Recommendation, RemovableNode, Report, Summary};
+pub use prices::{
+    FargateRates, InstanceCatalog, InstanceTypeInfo, PriceError, PriceSource, PriceTable, Unpriced,
+};
+pub use report::{
+    CapacityType, Category, ConsolidationDetail, KeptBy, NodeLine, Recommendation, RemovableNode,
+    Report, Summary,
+};
 
 use crate::aws::{Instance, Nodegroup};
 
@@ -70,6 +76,71 @@ pub struct AnalysisSettings {
     pub top_recommendations: usize,
     /// How many node names a recommendation lists (the rest are counted).
     pub max_listed_nodes: usize,
+    /// Instance families right-sizing may recommend (bare-metal sizes never): by default
+    /// the current-generation general-purpose (m5, m6i, m6g, m7i, m7g), compute-optimized
+    /// (c5, c6i, c6g, c7g), memory-optimized (r5, r6i, r6g) and burstable (t3, t3a)
+    /// families. The price table knows many more types (previous generations, GPU,
+    /// storage and HPC types) that are not sensible targets for moving a workload.
+    pub rightsizing_families: Vec<String>,
+    /// Which autoscaler's rules decide that a pod keeps its node (README "Scale-down
+    /// profiles").
+    pub scale_down_profile: ScaleDownProfile,
+}
+
+/// The scale-down rules consolidation applies: whose rules decide which pods may be
+/// evicted to remove a node. Both keep nodes whose pods fit nowhere else, pods without a
+/// controller (unless `cluster-autoscaler.kubernetes.io/safe-to-evict: "true"`; nothing
+/// would recreate them), pods annotated `karpenter.sh/do-not-disrupt: "true"`, pods whose
+/// PodDisruptionBudget allows no disruption, and pods that must stay beside another pod or
+/// on their node by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScaleDownProfile {
+    /// cluster-autoscaler's defaults (its FAQ, "What types of pods can prevent CA from
+    /// removing a node?", with `--skip-nodes-with-local-storage` and
+    /// `--skip-nodes-with-system-pods` at their default `true`), which platform teams know
+    /// and expect; additionally: a pod with a hostPath or disk-backed emptyDir volume not
+    /// named in `cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes` keeps its
+    /// node, as does a kube-system pod (not DaemonSet, not mirror) no PodDisruptionBudget
+    /// covers, and one annotated `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"`
+    /// (`safe-to-evict: "true"` lifts the first two); a node annotated
+    /// `cluster-autoscaler.kubernetes.io/scale-down-disabled: "true"` stays.
+    #[default]
+    ClusterAutoscaler,
+    /// Karpenter's consolidation rules (karpenter.sh, Concepts → Disruption, "Pod-Level
+    /// Controls"): only `karpenter.sh/do-not-disrupt` (pod or node) and blocking
+    /// PodDisruptionBudgets keep a node; local volumes, kube-system pods without a PDB and
+    /// cluster-autoscaler's annotations do not.
+    Karpenter,
+}
+
+impl ScaleDownProfile {
+    /// The name used in reports and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScaleDownProfile::ClusterAutoscaler => "cluster-autoscaler",
+            ScaleDownProfile::Karpenter => "karpenter",
+        }
+    }
+}
+
+impl std::fmt::Display for ScaleDownProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ScaleDownProfile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cluster-autoscaler" => Ok(ScaleDownProfile::ClusterAutoscaler),
+            "karpenter" => Ok(ScaleDownProfile::Karpenter),
+            other => Err(format!(
+                "unknown scale-down profile {other:?}: expected cluster-autoscaler or karpenter"
+            )),
+        }
+    }
 }
 
 impl Default for AnalysisSettings {
@@ -94,6 +165,12 @@ impl Default for AnalysisSettings {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let rightsizing_families = [
+            "m5", "m6i", "m6g", "m7i", "m7g", "c5", "c6i", "c6g", "c7g", "r5", "r6i", "r6g", "t3",
+            "t3a",
+        ]
+        .map(String::from)
+        .to_vec();
         AnalysisSettings {
             headroom: 0.10,
             region: "us-east-1".to_string(),
@@ -103,6 +180,8 @@ impl Default for AnalysisSettings {
             hours_per_month: 730.0,
             top_recommendations: 10,
             max_listed_nodes: 20,
+            rightsizing_families,
+            scale_down_profile: ScaleDownProfile::default(),
         }
     }
 }

@@ -15,12 +15,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::input::{AnalysisInput, Container, Node, Pod, PodDisruptionBudget, PodSpec};
-use super::prices::{PriceTable, family};
+use super::prices::{LINUX, PriceTable, Unpriced, family};
 use super::quantity::{parse_count, parse_cpu_millis, parse_memory_bytes};
 use super::selectors::{
     NAME_FIELD, Req, Tol, is_hard_taint, label_selector_matches, tolerates_all,
 };
-use super::{AnalysisSettings, AwsInventory};
+use super::{AnalysisSettings, AwsInventory, ScaleDownProfile};
 
 /// Label with the EKS managed nodegroup of a node.
 pub const LABEL_NODEGROUP: &str = "eks.amazonaws.com/nodegroup";
@@ -30,14 +30,24 @@ const LABEL_INSTANCE_TYPE_BETA: &str = "beta.kubernetes.io/instance-type";
 /// Label with the availability zone of a node.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 const LABEL_REGION: &str = "topology.kubernetes.io/region";
+/// Label with the operating system of a node (`linux`, `windows`), set by the kubelet.
+pub const LABEL_OS: &str = "kubernetes.io/os";
 const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 const LABEL_EKS_CAPACITY: &str = "eks.amazonaws.com/capacityType";
 const LABEL_KARPENTER_CAPACITY: &str = "karpenter.sh/capacity-type";
 const LABEL_KARPENTER_POOL: &str = "karpenter.sh/nodepool";
 const ANN_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+const ANN_SAFE_TO_EVICT_LOCAL_VOLUMES: &str =
+    "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes";
 const ANN_DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 const ANN_SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
 const ANN_MIRROR: &str = "kubernetes.io/config.mirror";
+/// Label EKS puts on Fargate "nodes" (value `fargate`).
+pub const LABEL_COMPUTE_TYPE: &str = "eks.amazonaws.com/compute-type";
+/// Annotation EKS puts on a Fargate pod with what it is billed for, e.g. `0.5vCPU 1GB`.
+const ANN_CAPACITY_PROVISIONED: &str = "CapacityProvisioned";
+/// Nodegroup name under which Fargate nodes are reported.
+pub const FARGATE_GROUP: &str = "(fargate)";
 /// Name used for nodes that belong to no nodegroup we can see.
 pub const NO_NODEGROUP: &str = "(no nodegroup)";
 
@@ -71,8 +81,11 @@ impl Res {
 pub(crate) enum PinReason {
     /// No controller would recreate it.
     NoController,
-    /// hostPath or memory-backed emptyDir volume (named).
+    /// hostPath or disk-backed emptyDir volume (described) not named in
+    /// `safe-to-evict-local-volumes` (cluster-autoscaler profile).
     LocalStorage(String),
+    /// A kube-system pod no PodDisruptionBudget covers (cluster-autoscaler profile).
+    KubeSystemNoPdb,
     /// An annotation asks not to evict it.
     DoNotEvict(&'static str),
     /// A PodDisruptionBudget (index) allows no disruption.
@@ -178,10 +191,21 @@ pub(crate) struct NodeM<'a> {
     pub instance_type: Option<String>,
     pub region: String,
     pub alloc: Res,
+    /// Operating system (`kubernetes.io/os`; `linux` when the label is missing).
+    pub os: &'a str,
     /// Hourly price; `None` when the type or its price is unknown.
     pub hourly: Option<f64>,
+    /// The on-demand list price `hourly` derives from (equal unless spot).
+    pub on_demand_hourly: Option<f64>,
+    /// Why `hourly` is `None`.
+    pub unpriced: Option<Unpriced>,
     pub spot: bool,
-    /// Ready and not cordoned: may receive pods.
+    /// An EKS Fargate node: billed per pod, never removed, never a destination.
+    pub fargate: bool,
+    /// For Fargate nodes: the vCPUs and GB its pods are provisioned with.
+    pub fargate_capacity: (f64, f64),
+    /// Ready, not cordoned, priced and not Fargate: may receive pods. A node of unknown
+    /// price receives nothing, so no saving rests on moving pods onto it as if it were free.
     pub destination_ok: bool,
     /// Node-level reason it must not be removed.
     pub pin: Option<&'static str>,
@@ -192,6 +216,9 @@ impl<'a> NodeM<'a> {
     pub fn label(&self, key: &str) -> Option<&'a str> {
         if key == NAME_FIELD {
             return Some(self.name);
+        }
+        if key == LABEL_OS {
+            return Some(self.os);
         }
         self.labels.get(key).map(String::as_str)
     }
@@ -340,6 +367,20 @@ fn node_ready(node: &Node) -> bool {
     }
 }
 
+/// The vCPUs and GB of a Fargate pod's `CapacityProvisioned` annotation (`0.5vCPU 1GB`,
+/// `2vCPU 4GB`), as EKS writes it.
+pub(crate) fn parse_capacity_provisioned(value: &str) -> Option<(f64, f64)> {
+    let (mut vcpu, mut gb) = (None, None);
+    for part in value.split_whitespace() {
+        if let Some(v) = part.strip_suffix("vCPU") {
+            vcpu = v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+        } else if let Some(g) = part.strip_suffix("GB") {
+            gb = g.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+        }
+    }
+    Some((vcpu?, gb?))
+}
+
 /// The EC2 instance id in a providerID such as `aws:///us-east-1a/i-0123456789abcdef0`.
 pub fn instance_id(provider_id: &str) -> Option<&str> {
     provider_id
@@ -385,23 +426,32 @@ fn has_pvc(spec: Option<&PodSpec>) -> bool {
     })
 }
 
-/// Why a pod's volumes pin it to its node, if they do. hostPath and memory-backed
-/// emptyDir hold node-local state that eviction destroys. A disk-backed emptyDir is
-/// scratch space by contract (it is lost on any reschedule) and does not pin, as in
-/// Karpenter. PVCs do not pin, but EBS volumes are zonal, so such pods stay in their zone.
-fn local_storage(spec: &PodSpec) -> Option<String> {
+/// The first of a pod's *local* volumes, as cluster-autoscaler counts them (its FAQ,
+/// "What types of pods can prevent CA from removing a node?"): hostPath, and emptyDir not
+/// backed by memory; ConfigMap, Secret, projected and `medium: Memory` emptyDir volumes are
+/// not local storage. Volumes named in the pod's comma-separated
+/// `cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes` annotation are skipped.
+/// Returns (volume name, kind). PVCs do not count, but EBS volumes are zonal, so such pods
+/// stay in their zone.
+fn local_storage<'s>(
+    spec: &'s PodSpec,
+    safe_volumes: Option<&str>,
+) -> Option<(&'s str, &'static str)> {
+    let listed =
+        |name: &str| safe_volumes.is_some_and(|list| list.split(',').any(|v| v.trim() == name));
     spec.volumes.iter().flatten().find_map(|v| {
-        if v.host_path.is_some() {
-            Some(format!("hostPath volume {}", v.name))
+        let kind = if v.host_path.is_some() {
+            "hostPath"
         } else if v
             .empty_dir
             .as_ref()
-            .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
+            .is_some_and(|e| e.medium.as_deref() != Some("Memory"))
         {
-            Some(format!("memory-backed emptyDir {}", v.name))
+            "disk-backed emptyDir"
         } else {
-            None
-        }
+            return None;
+        };
+        (!listed(&v.name)).then_some((v.name.as_str(), kind))
     })
 }
 
@@ -464,6 +514,9 @@ pub(crate) fn build<'a>(
             .or_else(|| labels.get(LABEL_INSTANCE_TYPE_BETA))
             .cloned()
             .or_else(|| instance.and_then(|i| i.instance_type.clone()));
+        let fargate = labels
+            .get(LABEL_COMPUTE_TYPE)
+            .is_some_and(|v| v == "fargate");
         let nodegroup = labels
             .get(LABEL_NODEGROUP)
             .cloned()
@@ -473,7 +526,7 @@ pub(crate) fn build<'a>(
                     .get(LABEL_KARPENTER_POOL)
                     .map(|p| format!("nodepool/{p}"))
             })
-            .unwrap_or_else(|| NO_NODEGROUP.to_string());
+            .unwrap_or_else(|| if fargate { FARGATE_GROUP } else { NO_NODEGROUP }.to_string());
         let region = if !aws.region.is_empty() {
             aws.region.clone()
         } else {
@@ -486,18 +539,29 @@ pub(crate) fn build<'a>(
             || labels
                 .get(LABEL_KARPENTER_CAPACITY)
                 .is_some_and(|v| v == "spot");
-        let hourly = instance_type.as_deref().and_then(|t| {
-            let on_demand = prices.on_demand_hourly(&region, t)?;
-            Some(if spot {
-                on_demand * (1.0 - settings.spot_discount_for(family(t)))
-            } else {
-                on_demand
-            })
-        });
+        let os = labels.get(LABEL_OS).map(String::as_str).unwrap_or(LINUX);
+        // Exactly this region, operating system and type: nothing else stands in. Fargate
+        // nodes are priced per pod below.
+        let on_demand =
+            match instance_type.as_deref() {
+                _ if fargate => prices.fargate_rates(&region).map(|_| 0.0).ok_or_else(|| {
+                    Unpriced::FargateNoRates {
+                        region: region.clone(),
+                    }
+                }),
+                None => Err(Unpriced::NoInstanceType),
+                Some(t) => prices.on_demand_hourly_for(os, &region, t),
+            };
+        let hourly = match (&on_demand, instance_type.as_deref()) {
+            (Ok(od), Some(t)) if spot => Some(od * (1.0 - settings.spot_discount_for(family(t)))),
+            (Ok(od), _) => Some(*od),
+            (Err(_), _) => None,
+        };
         let annotations = node.metadata.annotations.as_ref();
-        let pin = if annotations
-            .and_then(|a| a.get(ANN_SCALE_DOWN_DISABLED))
-            .is_some_and(|v| v == "true")
+        let pin = if settings.scale_down_profile == ScaleDownProfile::ClusterAutoscaler
+            && annotations
+                .and_then(|a| a.get(ANN_SCALE_DOWN_DISABLED))
+                .is_some_and(|v| v == "true")
         {
             Some("annotated cluster-autoscaler.kubernetes.io/scale-down-disabled=true")
         } else if annotations
@@ -517,9 +581,15 @@ pub(crate) fn build<'a>(
             instance_type,
             region,
             alloc: node_alloc(node),
+            os,
             hourly,
+            on_demand_hourly: on_demand.as_ref().ok().copied(),
+            unpriced: on_demand.err(),
             spot,
-            destination_ok: node_ready(node)
+            fargate,
+            fargate_capacity: (0.0, 0.0),
+            destination_ok: !fargate
+                && node_ready(node)
                 && !spec.and_then(|s| s.unschedulable).unwrap_or(false),
             pin,
             class: 0,
@@ -583,8 +653,9 @@ pub(crate) fn build<'a>(
         pdbs: Vec<u32>,
         host_affinity: bool,
         no_controller: bool,
-        local: Option<String>,
-        do_not_evict: Option<&'static str>,
+        local: Option<(&'a str, &'static str)>,
+        safe_to_evict_false: bool,
+        do_not_disrupt: bool,
         safe_to_evict: bool,
     }
     let mut pods: Vec<PodM<'a>> = Vec::with_capacity(snap.pods.len());
@@ -610,6 +681,23 @@ pub(crate) fn build<'a>(
         let labels = pod.metadata.labels.as_ref().unwrap_or(&EMPTY_LABELS);
         let annotations = pod.metadata.annotations.as_ref();
         let (cpu, mem) = pod_requests(spec);
+        if nodes[node as usize].fargate {
+            let nd = &mut nodes[node as usize];
+            match annotations
+                .and_then(|a| a.get(ANN_CAPACITY_PROVISIONED))
+                .and_then(|v| parse_capacity_provisioned(v))
+            {
+                Some((vcpu, gb)) => {
+                    nd.fargate_capacity.0 += vcpu;
+                    nd.fargate_capacity.1 += gb;
+                }
+                None => {
+                    nd.unpriced.get_or_insert(Unpriced::FargateNoCapacity {
+                        pod: format!("{namespace}/{}", pod.metadata.name.as_deref().unwrap_or("")),
+                    });
+                }
+            }
+        }
         let controller = pod
             .metadata
             .owner_references
@@ -633,16 +721,19 @@ pub(crate) fn build<'a>(
             pdbs: Vec::new(),
             host_affinity: false,
             no_controller: controller.is_none(),
-            local: local_storage(spec),
-            do_not_evict: None,
+            local: local_storage(
+                spec,
+                annotations
+                    .and_then(|a| a.get(ANN_SAFE_TO_EVICT_LOCAL_VOLUMES))
+                    .map(String::as_str),
+            ),
+            safe_to_evict_false: false,
+            do_not_disrupt: false,
             safe_to_evict: false,
         };
         if let Some(a) = annotations {
-            if a.get(ANN_SAFE_TO_EVICT).is_some_and(|v| v == "false") {
-                p.do_not_evict = Some("cluster-autoscaler.kubernetes.io/safe-to-evict=false");
-            } else if a.get(ANN_DO_NOT_DISRUPT).is_some_and(|v| v == "true") {
-                p.do_not_evict = Some("karpenter.sh/do-not-disrupt=true");
-            }
+            p.safe_to_evict_false = a.get(ANN_SAFE_TO_EVICT).is_some_and(|v| v == "false");
+            p.do_not_disrupt = a.get(ANN_DO_NOT_DISRUPT).is_some_and(|v| v == "true");
             p.safe_to_evict = a.get(ANN_SAFE_TO_EVICT).is_some_and(|v| v == "true");
         }
         let mut host_terms = Vec::new();
@@ -748,6 +839,19 @@ pub(crate) fn build<'a>(
         pending.push(p);
     }
 
+    // Fargate nodes cost what their pods are provisioned with.
+    for nd in nodes.iter_mut().filter(|n| n.fargate) {
+        let rates = prices.fargate_rates(&nd.region);
+        nd.hourly = match (rates, &nd.unpriced) {
+            (Some(r), None) => Some(r.hourly(nd.fargate_capacity.0, nd.fargate_capacity.1)),
+            _ => None,
+        };
+        nd.on_demand_hourly = nd.hourly;
+    }
+    for nd in nodes.iter_mut().filter(|n| n.hourly.is_none()) {
+        nd.destination_ok = false;
+    }
+
     // PDB verdicts, then pod pins.
     let pdbs: Vec<PdbM<'a>> = snap
         .pod_disruption_budgets
@@ -769,12 +873,21 @@ pub(crate) fn build<'a>(
         {
             deployments[d as usize].pdb_forbids = true;
         }
-        pod.role = if let Some(a) = p.do_not_evict {
-            Role::Pinned(PinReason::DoNotEvict(a))
+        // The scale-down rules of the profile (README "Scale-down profiles"): cluster-
+        // autoscaler's defaults, or Karpenter's, which leave out the CA-only rules.
+        let ca = settings.scale_down_profile == ScaleDownProfile::ClusterAutoscaler;
+        pod.role = if ca && p.safe_to_evict_false {
+            Role::Pinned(PinReason::DoNotEvict(
+                "cluster-autoscaler.kubernetes.io/safe-to-evict=false",
+            ))
+        } else if p.do_not_disrupt {
+            Role::Pinned(PinReason::DoNotEvict("karpenter.sh/do-not-disrupt=true"))
         } else if p.no_controller && !p.safe_to_evict {
             Role::Pinned(PinReason::NoController)
-        } else if let (Some(l), false) = (&p.local, p.safe_to_evict) {
-            Role::Pinned(PinReason::LocalStorage(l.clone()))
+        } else if let (true, Some((name, kind)), false) = (ca, p.local, p.safe_to_evict) {
+            Role::Pinned(PinReason::LocalStorage(format!("{kind} volume {name}")))
+        } else if ca && !p.safe_to_evict && pod.namespace == "kube-system" && p.pdbs.is_empty() {
+            Role::Pinned(PinReason::KubeSystemNoPdb)
         } else if p.host_affinity {
             Role::Pinned(PinReason::HostAffinity)
         } else if let Some(i) = forbidding {
@@ -855,6 +968,33 @@ pub(crate) fn build<'a>(
                 {
                     lock(&mut extra, &pods, &nodes, i, t.key);
                 }
+            }
+        }
+    }
+
+    // Operating system: a pod runs the one its nodeSelector names, else its node's (linux
+    // unless labelled), and is never planned onto a node of another. Only needed when the
+    // cluster mixes systems.
+    if nodes.iter().any(|n| n.os != nodes[0].os) {
+        for (i, (pod, p)) in pods.iter().zip(&pending).enumerate() {
+            if pod.role != Role::Movable {
+                continue;
+            }
+            let os = p
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.as_ref())
+                .and_then(|s| s.get(LABEL_OS))
+                .map(String::as_str)
+                .unwrap_or(nodes[pod.node as usize].os);
+            let r = Req {
+                key: LABEL_OS.to_string(),
+                op: super::selectors::Op::In,
+                values: vec![os.to_string()],
+            };
+            if !extra[i].contains(&r) {
+                extra[i].push(r);
             }
         }
     }

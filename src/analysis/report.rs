@@ -3,20 +3,25 @@
 //! Savings are attributed in order so that nothing is counted twice: consolidation
 //! removes nodes; right-sizing prices the *remaining* nodes of a group on a cheaper type;
 //! spot discounts the part of the (right-sized) group cost that spot-eligible workloads
-//! account for. Nodes of unknown price are counted, listed and left out of every sum.
+//! account for. Nodes of unknown price are counted, listed with the reason and left out
+//! of every sum.
+//!
+//! Money is added up in whole cents: every node line's monthly cost is rounded to the
+//! cent once, and every total (a nodegroup's cost, the cluster's cost, the savings of a
+//! category) is the exact sum of the lines under it, so the figures add up as printed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::AnalysisSettings;
 use super::consolidation::{Blocker, Outcome};
 use super::input::AnalysisInput;
-use super::model::{Model, PinReason, Role};
-use super::prices::{PriceTable, family};
+use super::model::{Model, NodeM, PinReason, Role};
+use super::prices::{PriceSource, PriceTable, family, os_name};
 use super::rightsizing::{RightSizing, fmt_cpu};
 use super::spot::SpotCandidate;
+use super::{AnalysisSettings, ScaleDownProfile};
 
 /// Kind of recommendation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
@@ -124,6 +129,62 @@ pub struct UnpricedNode {
     pub node: String,
     /// Its instance type, if known at all.
     pub instance_type: Option<String>,
+    /// Why it has no price (which price is missing, and how to supply it).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// How a node is bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapacityType {
+    /// EC2 on-demand.
+    OnDemand,
+    /// EC2 spot (`eks.amazonaws.com/capacityType=SPOT` or `karpenter.sh/capacity-type=spot`).
+    Spot,
+    /// An EKS Fargate "node" (`eks.amazonaws.com/compute-type=fargate`), billed per pod.
+    Fargate,
+}
+
+/// The scale-down rule that keeps a node, and the case at hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptBy {
+    /// The rule, a stable identifier (`local-storage`, `kube-system-pod-without-pdb`,
+    /// `no-room`…; README "Scale-down profiles" lists them).
+    pub rule: String,
+    /// The object and reason, e.g. `jobs/scratchy-rs-1: pod with local storage (…)`.
+    pub detail: String,
+}
+
+/// One node: what it is, what it costs and why, and what consolidation does with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeLine {
+    /// Node name.
+    pub node: String,
+    /// Its nodegroup (or `nodepool/…`, `(fargate)`, `(no nodegroup)`).
+    pub nodegroup: String,
+    /// Its instance type, if known.
+    pub instance_type: Option<String>,
+    /// Its region.
+    pub region: String,
+    /// `kubernetes.io/os` (`linux` when unlabelled).
+    pub operating_system: String,
+    /// How it is bought.
+    pub capacity_type: CapacityType,
+    /// Monthly cost in the report currency, rounded to the cent; `null` when unknown.
+    pub monthly_cost: Option<f64>,
+    /// How the cost was computed (which price, which rate).
+    pub price_basis: String,
+    /// Why the cost is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced_reason: Option<String>,
+    /// Consolidation removes it.
+    pub removable: bool,
+    /// Why consolidation keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_by: Option<KeptBy>,
 }
 
 /// A node consolidation would remove.
@@ -207,8 +268,12 @@ pub struct Report {
     pub currency: String,
     /// Hours per month used to turn hourly prices into monthly ones.
     pub hours_per_month: f64,
-    /// Where the prices come from.
+    /// Whose scale-down rules decided which nodes stay (`cluster-autoscaler`, `karpenter`).
+    pub scale_down_profile: ScaleDownProfile,
+    /// Where the prices come from, as one line.
     pub prices_source: String,
+    /// Where the prices come from: each layer with its date.
+    pub price_sources: Vec<PriceSource>,
     /// What the priced nodes cost per month now.
     pub current_monthly_cost: f64,
     /// What they would cost after every recommendation.
@@ -231,6 +296,8 @@ pub struct Report {
     pub recommendations: Vec<Recommendation>,
     /// Consolidation details.
     pub consolidation: ConsolidationDetail,
+    /// Every node, in snapshot order: its price and what consolidation does with it.
+    pub nodes: Vec<NodeLine>,
     /// Caveats the reader must know (estimates, price source).
     pub notes: Vec<String>,
 }
@@ -254,13 +321,62 @@ pub struct Summary {
     pub top_recommendation: Option<String>,
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+/// An amount in whole cents, rounded half away from zero (`-0.0` is `0`).
+fn to_cents(x: f64) -> i64 {
+    (x * 100.0).round() as i64
 }
 
-/// "$1234.56".
+/// A share of 0..=100 percent rounded to hundredths, never `-0.0`.
+fn round2(x: f64) -> f64 {
+    let r = (x * 100.0).round() / 100.0;
+    if r == 0.0 { 0.0 } else { r }
+}
+
+/// Cents as an amount.
+fn from_cents(c: i64) -> f64 {
+    c as f64 / 100.0
+}
+
+/// How a node's cost is computed, in words a reader can check against the bill.
+fn price_basis(nd: &NodeM<'_>, prices: &PriceTable, settings: &AnalysisSettings) -> String {
+    let os = os_name(nd.os);
+    if nd.fargate {
+        let (vcpu, gb) = nd.fargate_capacity;
+        return match prices.fargate_rates(&nd.region) {
+            Some(r) if nd.hourly.is_some() => format!(
+                "Fargate: its pods are provisioned with {vcpu} vCPU × ${}/vCPU-hour + {gb} GB × ${}/GB-hour",
+                r.vcpu, r.memory_gb
+            ),
+            _ => "unknown".to_string(),
+        };
+    }
+    match (nd.on_demand_hourly, nd.instance_type.as_deref()) {
+        (Some(od), Some(t)) if nd.spot => format!(
+            "{t} {os} on-demand ${od}/h minus an ESTIMATED {:.0}% spot discount",
+            settings.spot_discount_for(family(t)) * 100.0
+        ),
+        (Some(od), Some(t)) => format!("{t} {os} on-demand list price ${od}/h"),
+        _ => "unknown".to_string(),
+    }
+}
+
+/// "$1234.56": rounded to the cent, never "$-0.00" (an amount that rounds to zero is
+/// "$0.00"; a negative one, which the analysis never produces, is "-$1.00").
 pub fn money(x: f64) -> String {
-    format!("${x:.2}")
+    let c = to_cents(x);
+    let sign = if c < 0 { "-" } else { "" };
+    let c = c.unsigned_abs();
+    format!("{sign}${}.{:02}", c / 100, c % 100)
+}
+
+/// "37.0%": one decimal, never "-0.0%".
+fn percent(x: f64) -> String {
+    let tenths = (x * 10.0).round();
+    if tenths == 0.0 {
+        "0.0%".to_string()
+    } else {
+        format!("{:.1}%", tenths / 10.0)
+    }
 }
 
 impl Report {
@@ -274,7 +390,7 @@ impl Report {
         Summary {
             monthly_cost: money(self.current_monthly_cost),
             monthly_savings: money(self.savings.total),
-            savings_percent: format!("{pct:.1}%"),
+            savings_percent: percent(pct),
             nodes: u32::try_from(self.counts.nodes).unwrap_or(u32::MAX),
             unpriced_nodes: u32::try_from(self.unpriced_nodes).unwrap_or(u32::MAX),
             top_recommendation: self.recommendations.first().map(|r| {
@@ -309,6 +425,11 @@ impl Report {
         let _ = writeln!(s, "  region(s):       {}", self.regions.join(", "));
         let _ = writeln!(
             s,
+            "  scale-down:      {} profile (which pods keep their node; see notes)",
+            self.scale_down_profile
+        );
+        let _ = writeln!(
+            s,
             "  nodes / pods:    {} / {} ({} movable, {} pinned, {} DaemonSet/static, {} unscheduled)",
             self.counts.nodes,
             self.counts.pods,
@@ -335,8 +456,9 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  savings:         {}/month ({pct:.1}%)",
-            money(self.savings.total)
+            "  savings:         {}/month ({})",
+            money(self.savings.total),
+            percent(pct)
         );
         let _ = writeln!(
             s,
@@ -368,11 +490,12 @@ impl Report {
             for n in &self.unpriced_examples {
                 let _ = writeln!(
                     s,
-                    "    {} ({})",
+                    "    {} ({}): {}",
                     n.node,
                     n.instance_type
                         .as_deref()
-                        .unwrap_or("instance type unknown")
+                        .unwrap_or("instance type unknown"),
+                    n.reason
                 );
             }
         }
@@ -399,6 +522,27 @@ impl Report {
                 g.utilization.memory_percent,
                 g.removable_nodes
             );
+        }
+        let kept: Vec<&NodeLine> = self.nodes.iter().filter(|n| n.kept_by.is_some()).collect();
+        if !kept.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "  nodes that stay ({} scale-down profile; rule: case):",
+                self.scale_down_profile
+            );
+            let listed = kept.len().min(20);
+            for n in kept.iter().take(listed) {
+                let k = n.kept_by.as_ref().expect("filtered");
+                let _ = writeln!(s, "    {}: {}: {}", n.node, k.rule, k.detail);
+            }
+            if kept.len() > listed {
+                let _ = writeln!(
+                    s,
+                    "    … and {} more (-o json lists all)",
+                    kept.len() - listed
+                );
+            }
         }
         let _ = writeln!(s);
         if self.recommendations.is_empty() {
@@ -432,7 +576,9 @@ impl Report {
 fn pin_text(model: &Model<'_>, reason: &PinReason) -> String {
     match reason {
         PinReason::NoController => "pod without a controller".into(),
-        PinReason::LocalStorage(what) => format!("pod with local storage ({what})"),
+        PinReason::LocalStorage(what) => format!(
+            "pod with local storage ({what}, not named in cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes)"
+        ),
         PinReason::DoNotEvict(a) => format!("pod annotated {a}"),
         PinReason::Pdb(i) => {
             let p = &model.pdbs[*i as usize];
@@ -441,35 +587,44 @@ fn pin_text(model: &Model<'_>, reason: &PinReason) -> String {
                 p.namespace, p.name
             )
         }
+        PinReason::KubeSystemNoPdb => {
+            "kube-system pod that no PodDisruptionBudget covers (cluster-autoscaler evicts kube-system pods only under a PDB)".into()
+        }
         PinReason::HostAffinity => "pod with required pod affinity on the hostname".into(),
         PinReason::NodeName => "pod that selects its node by name".into(),
     }
 }
 
-/// Short reason category for counting, and a detailed example.
-fn blocker_text(model: &Model<'_>, b: &Blocker) -> (String, String) {
-    match b {
-        Blocker::NodePinned(a) => ("node annotation".into(), format!("node {a}")),
-        Blocker::UnknownPrice => ("unknown price".into(), "its price is unknown".into()),
-        Blocker::MinSize(m) => (
-            "nodegroup minSize".into(),
-            format!("the nodegroup is at its minSize {m}"),
+/// The rule (a stable identifier, the key of `keptBecause`) and the case at hand.
+fn kept_by(model: &Model<'_>, b: &Blocker) -> KeptBy {
+    let (rule, detail) = match b {
+        Blocker::Fargate => (
+            "fargate",
+            "an EKS Fargate node: billed per pod, never removed nor planned onto".to_string(),
         ),
+        Blocker::NodePinned(a) => ("node-annotation", format!("node {a}")),
+        Blocker::UnknownPrice => (
+            "unknown-price",
+            "its price is unknown, so removing it saves an unknown amount".to_string(),
+        ),
+        Blocker::MinSize(m) => ("min-size", format!("the nodegroup is at its minSize {m}")),
         Blocker::PodPinned(p) => {
             let pod = &model.pods[*p as usize];
             let Role::Pinned(reason) = &pod.role else {
                 unreachable!("pinned blocker names a pinned pod")
             };
-            let kind = match reason {
-                PinReason::NoController => "pod without controller",
-                PinReason::LocalStorage(_) => "local storage",
-                PinReason::DoNotEvict(_) => "do-not-evict annotation",
-                PinReason::Pdb(_) => "PodDisruptionBudget",
-                PinReason::HostAffinity => "pod affinity",
-                PinReason::NodeName => "node-name selector",
+            let rule = match reason {
+                PinReason::NoController => "no-controller",
+                PinReason::LocalStorage(_) => "local-storage",
+                PinReason::KubeSystemNoPdb => "kube-system-pod-without-pdb",
+                PinReason::DoNotEvict(a) if a.starts_with("karpenter.sh") => "do-not-disrupt",
+                PinReason::DoNotEvict(_) => "safe-to-evict-false",
+                PinReason::Pdb(_) => "pdb",
+                PinReason::HostAffinity => "pod-affinity",
+                PinReason::NodeName => "node-name-selector",
             };
             (
-                kind.into(),
+                rule,
                 format!(
                     "{}/{}: {}",
                     pod.namespace,
@@ -481,7 +636,7 @@ fn blocker_text(model: &Model<'_>, b: &Blocker) -> (String, String) {
         Blocker::NoRoom(p) => {
             let pod = &model.pods[*p as usize];
             (
-                "pods do not fit elsewhere".into(),
+                "no-room",
                 format!(
                     "{}/{} ({} CPU, {} memory) fits on no other node its constraints allow",
                     pod.namespace,
@@ -491,6 +646,10 @@ fn blocker_text(model: &Model<'_>, b: &Blocker) -> (String, String) {
                 ),
             )
         }
+    };
+    KeptBy {
+        rule: rule.to_string(),
+        detail,
     }
 }
 
@@ -563,7 +722,13 @@ pub(crate) fn build(
         }
     }
 
-    let current_hourly: f64 = model.nodes.iter().filter_map(|nd| nd.hourly).sum();
+    // Each node's monthly cost, rounded to the cent once; every total sums these.
+    let node_cents: Vec<Option<i64>> = model
+        .nodes
+        .iter()
+        .map(|nd| nd.hourly.map(|x| to_cents(x * h)))
+        .collect();
+    let current_cents: i64 = node_cents.iter().flatten().sum();
     let unpriced: Vec<usize> = (0..n)
         .filter(|&i| model.nodes[i].hourly.is_none())
         .collect();
@@ -582,7 +747,7 @@ pub(crate) fn build(
                 node: nd.name.to_string(),
                 nodegroup: nd.nodegroup.clone(),
                 instance_type: nd.instance_type.clone(),
-                monthly_cost: round2(nd.hourly.unwrap_or(0.0) * h),
+                monthly_cost: from_cents(node_cents[i as usize].unwrap_or(0)),
                 pods_moved: moved_from[i as usize],
             }
         })
@@ -595,14 +760,15 @@ pub(crate) fn build(
             .or_default()
             .push(i);
     }
-    let mut blocked_by_node: Vec<Option<&Blocker>> = vec![None; n];
+    let mut kept: Vec<Option<KeptBy>> = vec![None; n];
     for (i, b) in &outcome.blocked {
-        blocked_by_node[*i as usize] = Some(b);
+        kept[*i as usize] = Some(kept_by(model, b));
     }
 
     let mut recs: Vec<Recommendation> = Vec::new();
     let mut nodegroups = Vec::new();
-    let mut savings = Savings::default();
+    // Savings per category in cents: the sum of the recommendations' savings.
+    let (mut consolidation_cents, mut rightsizing_cents, mut spot_cents) = (0i64, 0i64, 0i64);
     let rs_by_group: BTreeMap<&str, &RightSizing> = rightsizing
         .iter()
         .map(|r| (r.nodegroup.as_str(), r))
@@ -622,16 +788,17 @@ pub(crate) fn build(
         let mut kept_because: BTreeMap<String, usize> = BTreeMap::new();
         let mut examples: BTreeMap<String, String> = BTreeMap::new();
         for &i in nodes {
-            if let Some(b) = blocked_by_node[i] {
-                let (kind, example) = blocker_text(model, b);
-                *kept_because.entry(kind.clone()).or_default() += 1;
-                examples.entry(kind).or_insert(example);
+            if let Some(k) = &kept[i] {
+                *kept_because.entry(k.rule.clone()).or_default() += 1;
+                examples
+                    .entry(k.rule.clone())
+                    .or_insert_with(|| k.detail.clone());
             }
         }
-        let group_hourly: f64 = nodes.iter().filter_map(|&i| model.nodes[i].hourly).sum();
+        let group_cents: i64 = nodes.iter().filter_map(|&i| node_cents[i]).sum();
         let util = utilization(model, nodes.iter().copied(), before);
         if !removed.is_empty() {
-            let saving_hourly: f64 = removed.iter().filter_map(|&i| model.nodes[i].hourly).sum();
+            let saving_cents: i64 = removed.iter().filter_map(|&i| node_cents[i]).sum();
             let pods_moved: usize = removed.iter().map(|&i| moved_from[i]).sum();
             let util_after = utilization(
                 model,
@@ -656,8 +823,8 @@ pub(crate) fn build(
             ];
             for (kind, count) in &kept_because {
                 reasoning.push(format!(
-                    "{count} node(s) stay because of {kind}, e.g. {}.",
-                    examples[kind]
+                    "{count} node(s) stay by rule {kind} of the {} scale-down profile, e.g. {}.",
+                    settings.scale_down_profile, examples[kind]
                 ));
             }
             let (listed, more) = list_nodes(
@@ -667,12 +834,11 @@ pub(crate) fn build(
                     .collect(),
                 settings.max_listed_nodes,
             );
-            let saving = saving_hourly * h;
-            savings.consolidation += saving;
+            consolidation_cents += saving_cents;
             recs.push(Recommendation {
                 category: Category::Consolidation,
                 nodegroup: group.to_string(),
-                monthly_saving: round2(saving),
+                monthly_saving: from_cents(saving_cents),
                 summary: format!(
                     "remove {} of {} node(s) ({})",
                     removed.len(),
@@ -692,14 +858,14 @@ pub(crate) fn build(
             .sum();
         let mut group_family = types.first().map(|t| family(t).to_string());
         if let Some(r) = rs_by_group.get(group) {
-            let saving = (r.from_hourly - r.to_hourly) * h;
-            savings.rightsizing += saving;
+            let saving = to_cents((r.from_hourly - r.to_hourly) * h);
+            rightsizing_cents += saving;
             group_after_hourly = r.to_hourly;
             group_family = Some(family(&r.to_type).to_string());
             recs.push(Recommendation {
                 category: Category::RightSizing,
                 nodegroup: group.to_string(),
-                monthly_saving: round2(saving),
+                monthly_saving: from_cents(saving),
                 summary: format!(
                     "switch {} × {} to {} × {}",
                     r.from_nodes,
@@ -716,9 +882,9 @@ pub(crate) fn build(
         if let Some(c) = spot.iter().find(|c| c.nodegroup == group) {
             let fam = group_family.clone().unwrap_or_else(|| c.family.clone());
             let discount = settings.spot_discount_for(&fam);
-            let saving = group_after_hourly * c.share * discount * h;
-            if saving > 0.0 {
-                savings.spot += saving;
+            let saving = to_cents(group_after_hourly * c.share * discount * h);
+            if saving > 0 {
+                spot_cents += saving;
                 let (shown, more) = list_nodes(c.deployments.clone(), 5);
                 let deps = if more > 0 {
                     format!("{} and {more} more", shown.join(", "))
@@ -736,7 +902,7 @@ pub(crate) fn build(
                 recs.push(Recommendation {
                     category: Category::Spot,
                     nodegroup: group.to_string(),
-                    monthly_saving: round2(saving),
+                    monthly_saving: from_cents(saving),
                     summary,
                     reasoning: vec![
                         format!(
@@ -764,7 +930,7 @@ pub(crate) fn build(
                 .iter()
                 .filter(|&&i| model.nodes[i].hourly.is_none())
                 .count(),
-            monthly_cost: round2(group_hourly * h),
+            monthly_cost: from_cents(group_cents),
             utilization: util,
             removable_nodes: removed.len(),
             kept_because,
@@ -778,13 +944,12 @@ pub(crate) fn build(
     });
     recs.truncate(settings.top_recommendations);
 
-    savings.total = savings.consolidation + savings.rightsizing + savings.spot;
-    let current = current_hourly * h;
+    let total_cents = consolidation_cents + rightsizing_cents + spot_cents;
     let savings = Savings {
-        consolidation: round2(savings.consolidation),
-        rightsizing: round2(savings.rightsizing),
-        spot: round2(savings.spot),
-        total: round2(savings.total),
+        consolidation: from_cents(consolidation_cents),
+        rightsizing: from_cents(rightsizing_cents),
+        spot: from_cents(spot_cents),
+        total: from_cents(total_cents),
     };
     let mut regions: Vec<String> = model.nodes.iter().map(|nd| nd.region.clone()).collect();
     regions.sort();
@@ -794,6 +959,10 @@ pub(crate) fn build(
         format!("Prices: {}.", prices.provenance()),
         "Spot savings are estimates from a configurable per-family discount; no spot price feed is used.".to_string(),
         "Consolidation packs resource requests, not observed usage, as the scheduler does.".to_string(),
+        match settings.scale_down_profile {
+            ScaleDownProfile::ClusterAutoscaler => "Scale-down rules: cluster-autoscaler's defaults. A node stays when a pod on it has a hostPath or disk-backed emptyDir volume not named in cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes, is a kube-system pod without a PodDisruptionBudget, is annotated safe-to-evict=false or karpenter.sh/do-not-disrupt=true, has no controller, or is held by a PodDisruptionBudget that allows no disruption.".to_string(),
+            ScaleDownProfile::Karpenter => "Scale-down rules: Karpenter's. A node stays when a pod on it is annotated karpenter.sh/do-not-disrupt=true, has no controller, or is held by a PodDisruptionBudget that allows no disruption; local volumes and kube-system pods without a PDB do not keep it (cluster-autoscaler's defaults would).".to_string(),
+        },
     ];
     if model.nodes.iter().any(|nd| nd.spot && nd.hourly.is_some()) {
         notes.push(
@@ -803,19 +972,45 @@ pub(crate) fn build(
     }
     if !unpriced.is_empty() {
         notes.push(format!(
-            "{} node(s) have an unknown instance type or price; their cost is unknown and excluded from every total (add them to a prices file).",
+            "{} node(s) have an unknown instance type or price; their cost is unknown and excluded from every total, and nothing is planned onto them (add their prices with a prices file).",
             unpriced.len()
         ));
     }
+    let lines: Vec<NodeLine> = model
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, nd)| NodeLine {
+            node: nd.name.to_string(),
+            nodegroup: nd.nodegroup.clone(),
+            instance_type: nd.instance_type.clone(),
+            region: nd.region.clone(),
+            operating_system: nd.os.to_string(),
+            capacity_type: if nd.fargate {
+                CapacityType::Fargate
+            } else if nd.spot {
+                CapacityType::Spot
+            } else {
+                CapacityType::OnDemand
+            },
+            monthly_cost: node_cents[i].map(from_cents),
+            price_basis: price_basis(nd, prices, settings),
+            unpriced_reason: nd.unpriced.as_ref().map(ToString::to_string),
+            removable: outcome.is_removed[i],
+            kept_by: kept[i].take(),
+        })
+        .collect();
 
     Report {
         snapshot_taken_at: snap.taken_at.clone(),
         regions,
         currency: prices.currency.clone(),
         hours_per_month: h,
+        scale_down_profile: settings.scale_down_profile,
         prices_source: prices.provenance(),
-        current_monthly_cost: round2(current),
-        optimized_monthly_cost: round2(current - savings.total).max(0.0),
+        price_sources: prices.sources.clone(),
+        current_monthly_cost: from_cents(current_cents),
+        optimized_monthly_cost: from_cents((current_cents - total_cents).max(0)),
         savings,
         unpriced_nodes: unpriced.len(),
         unpriced_examples: unpriced
@@ -824,6 +1019,11 @@ pub(crate) fn build(
             .map(|&i| UnpricedNode {
                 node: model.nodes[i].name.to_string(),
                 instance_type: model.nodes[i].instance_type.clone(),
+                reason: model.nodes[i]
+                    .unpriced
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             })
             .collect(),
         utilization: utilization(model, 0..n, before),
@@ -840,6 +1040,37 @@ pub(crate) fn build(
             pods_unplaced,
             removable_nodes: removable,
         },
+        nodes: lines,
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_percentages_never_print_a_negative_zero() {
+        for (x, want) in [
+            (0.0, "$0.00"),
+            (-0.0, "$0.00"),
+            (-0.004, "$0.00"),
+            (0.004, "$0.00"),
+            (0.005, "$0.01"),
+            (70.08, "$70.08"),
+            (1234.5, "$1234.50"),
+            (-1.0, "-$1.00"),
+            (f64::from(-0.0f32), "$0.00"),
+        ] {
+            assert_eq!(money(x), want, "{x}");
+        }
+        // The sum of no f64 is -0.0: what printed a group total as $-0.00.
+        let empty: f64 = std::iter::empty::<f64>().sum();
+        assert_eq!(money(empty), "$0.00");
+        assert_eq!(percent(-0.0), "0.0%");
+        assert_eq!(percent(-0.04), "0.0%");
+        assert_eq!(percent(37.04), "37.0%");
+        assert_eq!(round2(-0.0).to_string(), "0");
+        assert_eq!(from_cents(to_cents(-0.0)).to_string(), "0");
     }
 }

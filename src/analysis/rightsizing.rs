@@ -5,8 +5,9 @@
 //! then hold. DaemonSet and static pods become a per-node overhead (the largest seen on
 //! any node of the group); every other pod is workload, including pinned pods, because
 //! replacing the nodes replaces them too (the reasoning says how many nodes need care).
-//! For each priced type of the same architecture (burstable `t*` families only when the
-//! group already runs them):
+//! For each type of the same architecture priced for the group's operating system in its
+//! region, of a family in `AnalysisSettings::rightsizing_families` and not bare metal
+//! (burstable `t*` families only when the group already runs them):
 //!
 //! 1. estimate its allocatable with the EKS AMI reservation formula (CPU: 6% of the first
 //!    core, 1% of the second, 0.5% of the next two, 0.25% above four; memory: 255 MiB +
@@ -100,9 +101,14 @@ pub(crate) fn rightsize(
             .iter()
             .filter_map(|&n| model.nodes[n as usize].instance_type.as_deref())
             .collect();
+        // One operating system per group: its types are priced at that system's rates.
         let all_priced = nodes.iter().all(|&n| {
             let nd = &model.nodes[n as usize];
-            nd.hourly.is_some() && !nd.spot && nd.instance_type.is_some()
+            nd.hourly.is_some()
+                && !nd.spot
+                && !nd.fargate
+                && nd.instance_type.is_some()
+                && nd.os == first.os
         });
         let archs: BTreeSet<&str> = types
             .iter()
@@ -156,8 +162,16 @@ pub(crate) fn rightsize(
 
         // Feasible types with their lower-bound cost.
         let mut options: Vec<(f64, &str, &InstanceTypeInfo, f64, Res)> = Vec::new();
-        for (name, info, hourly) in prices.priced_types(&first.region) {
+        for (name, info, hourly) in prices.priced_types_for(first.os, &first.region) {
             if info.architecture != arch || (types.len() == 1 && types.contains(name)) {
+                continue;
+            }
+            if !settings
+                .rightsizing_families
+                .iter()
+                .any(|f| f == family(name))
+                || name.contains(".metal")
+            {
                 continue;
             }
             if family(name).starts_with('t') && !burstable_now {

@@ -57,6 +57,7 @@ pub(crate) fn spot_candidates(
         let node = &model.nodes[n];
         if outcome.is_removed[n]
             || node.spot
+            || node.fargate
             || node.hourly.is_none()
             || node.nodegroup == NO_NODEGROUP
         {

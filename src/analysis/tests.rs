@@ -270,7 +270,7 @@ fn pdb_that_allows_no_disruption_blocks_removal() {
             "{max_unavailable:?}/{status:?}: b is pinned, a can move onto it"
         );
         let g = &r.nodegroups[0];
-        assert_eq!(g.kept_because.get("PodDisruptionBudget"), Some(&1), "{g:?}");
+        assert_eq!(g.kept_because.get("pdb"), Some(&1), "{g:?}");
     }
     // A PDB that allows one disruption does not pin.
     let mut k = Kit::default();
@@ -336,96 +336,223 @@ fn taint_without_toleration_blocks_a_move() {
 
 type Setup = Box<dyn Fn(&mut Kit, usize)>;
 
+fn annotate(k: &mut Kit, pod: usize, pairs: &[(&str, &str)]) {
+    k.snap.pods[pod]
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .extend(labels(pairs));
+}
+
+fn host_path(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        host_path: Some(HostPathVolumeSource {
+            path: "/x".into(),
+            type_: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(String::from),
+            size_limit: None,
+        }),
+        ..Default::default()
+    }
+}
+
+const CA_LOCAL_VOLUMES: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes";
+const CA_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+
+/// Each scale-down rule, under both profiles: (case, setup, rule that keeps the node under
+/// cluster-autoscaler, under karpenter). `None`: the pod moves and its node goes.
 #[test]
-fn local_storage_and_missing_controller_pin_their_node() {
-    let cases: Vec<(&str, Setup, bool)> = vec![
+fn scale_down_rules_follow_the_profile() {
+    let cases: Vec<(&str, Setup, Option<&str>, Option<&str>)> = vec![
         (
             "hostPath",
-            Box::new(|k: &mut Kit, p| {
-                k.volume(
-                    p,
-                    Volume {
-                        name: "h".into(),
-                        host_path: Some(HostPathVolumeSource {
-                            path: "/x".into(),
-                            type_: None,
-                        }),
-                        ..Default::default()
-                    },
-                )
-            }),
-            true,
+            Box::new(|k: &mut Kit, p| k.volume(p, host_path("h"))),
+            Some("local-storage"),
+            None,
         ),
         (
-            "memory emptyDir",
-            Box::new(|k: &mut Kit, p| {
-                k.volume(
-                    p,
-                    Volume {
-                        name: "m".into(),
-                        empty_dir: Some(EmptyDirVolumeSource {
-                            medium: Some("Memory".into()),
-                            size_limit: None,
-                        }),
-                        ..Default::default()
-                    },
-                )
-            }),
-            true,
+            "disk emptyDir",
+            Box::new(|k: &mut Kit, p| k.volume(p, empty_dir("scratch", None))),
+            Some("local-storage"),
+            None,
         ),
         (
-            "disk emptyDir is scratch",
+            "memory emptyDir is not local storage",
+            Box::new(|k: &mut Kit, p| k.volume(p, empty_dir("m", Some("Memory")))),
+            None,
+            None,
+        ),
+        (
+            "local volumes all named in safe-to-evict-local-volumes",
             Box::new(|k: &mut Kit, p| {
-                k.volume(
-                    p,
-                    Volume {
-                        name: "d".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    },
-                )
+                k.volume(p, empty_dir("tmp", None));
+                k.volume(p, host_path("cache"));
+                annotate(k, p, &[(CA_LOCAL_VOLUMES, "tmp, cache")]);
             }),
-            false,
+            None,
+            None,
+        ),
+        (
+            "one local volume not named",
+            Box::new(|k: &mut Kit, p| {
+                k.volume(p, empty_dir("tmp", None));
+                k.volume(p, empty_dir("data", None));
+                annotate(k, p, &[(CA_LOCAL_VOLUMES, "tmp")]);
+            }),
+            Some("local-storage"),
+            None,
+        ),
+        (
+            "safe-to-evict=true lifts local storage",
+            Box::new(|k: &mut Kit, p| {
+                k.volume(p, host_path("h"));
+                annotate(k, p, &[(CA_SAFE_TO_EVICT, "true")]);
+            }),
+            None,
+            None,
+        ),
+        (
+            "kube-system pod without a PDB",
+            Box::new(|k: &mut Kit, p| {
+                k.snap.pods[p].metadata.namespace = Some("kube-system".into())
+            }),
+            Some("kube-system-pod-without-pdb"),
+            None,
+        ),
+        (
+            "kube-system pod with a PDB that allows disruption",
+            Box::new(|k: &mut Kit, p| {
+                k.snap.pods[p].metadata.namespace = Some("kube-system".into());
+                k.pdb("p2-pdb", "p2", Some(1), Some(1));
+                k.snap.pod_disruption_budgets[0].metadata.namespace = Some("kube-system".into());
+            }),
+            None,
+            None,
+        ),
+        (
+            "kube-system DaemonSet pod goes with its node",
+            Box::new(|k: &mut Kit, p| {
+                k.snap.pods[p].metadata.namespace = Some("kube-system".into());
+                k.snap.pods[p].metadata.owner_references.as_mut().unwrap()[0].kind =
+                    "DaemonSet".into();
+            }),
+            None,
+            None,
+        ),
+        (
+            "safe-to-evict=false",
+            Box::new(|k: &mut Kit, p| annotate(k, p, &[(CA_SAFE_TO_EVICT, "false")])),
+            Some("safe-to-evict-false"),
+            None,
+        ),
+        (
+            "do-not-disrupt",
+            Box::new(|k: &mut Kit, p| annotate(k, p, &[("karpenter.sh/do-not-disrupt", "true")])),
+            Some("do-not-disrupt"),
+            Some("do-not-disrupt"),
         ),
         (
             "no controller",
             Box::new(|k: &mut Kit, p| k.snap.pods[p].metadata.owner_references = None),
-            true,
-        ),
-        (
-            "safe-to-evict=false",
-            Box::new(|k: &mut Kit, p| {
-                k.snap.pods[p].metadata.annotations = Some(labels(&[(
-                    "cluster-autoscaler.kubernetes.io/safe-to-evict",
-                    "false",
-                )]))
-            }),
-            true,
+            Some("no-controller"),
+            Some("no-controller"),
         ),
         (
             "safe-to-evict=true overrides a missing controller",
             Box::new(|k: &mut Kit, p| {
                 k.snap.pods[p].metadata.owner_references = None;
-                k.snap.pods[p].metadata.annotations = Some(labels(&[(
-                    "cluster-autoscaler.kubernetes.io/safe-to-evict",
-                    "true",
-                )]))
+                annotate(k, p, &[(CA_SAFE_TO_EVICT, "true")]);
             }),
-            false,
+            None,
+            None,
+        ),
+        (
+            "PDB that allows no disruption",
+            Box::new(|k: &mut Kit, _| k.pdb("p2-pdb", "p2", Some(0), None)),
+            Some("pdb"),
+            Some("pdb"),
         ),
     ];
-    for (what, setup, pins) in cases {
-        let mut k = Kit::default();
-        k.m5("a");
-        k.m5("b");
-        k.pod("p1", "a", 800, 512);
-        let p = k.pod("p2", "b", 300, 256);
-        setup(&mut k, p);
-        let removed = k.removed();
-        if pins {
-            assert_eq!(removed, vec!["a"], "{what}: b pinned, a moves onto it");
-        } else {
-            assert_eq!(removed, vec!["b"], "{what}: does not pin");
+    for profile in [
+        ScaleDownProfile::ClusterAutoscaler,
+        ScaleDownProfile::Karpenter,
+    ] {
+        for (what, setup, ca_rule, karpenter_rule) in &cases {
+            let rule = match profile {
+                ScaleDownProfile::ClusterAutoscaler => ca_rule,
+                ScaleDownProfile::Karpenter => karpenter_rule,
+            };
+            let mut k = Kit::default();
+            k.m5("a");
+            k.m5("b");
+            k.pod("p1", "a", 800, 512);
+            let p = k.pod("p2", "b", 300, 256);
+            setup(&mut k, p);
+            let settings = AnalysisSettings {
+                scale_down_profile: profile,
+                ..Default::default()
+            };
+            let r = analyze(&k.snap, &k.aws, &PriceTable::bundled(), &settings);
+            assert_eq!(r.scale_down_profile, profile);
+            let removed: Vec<&str> = r
+                .consolidation
+                .removable_nodes
+                .iter()
+                .map(|n| n.node.as_str())
+                .collect();
+            let b = r.nodes.iter().find(|n| n.node == "b").unwrap();
+            match rule {
+                Some(rule) => {
+                    assert_eq!(removed, ["a"], "{profile} {what}: b stays, a moves onto it");
+                    let kept = b.kept_by.as_ref().expect("b is kept");
+                    assert_eq!(kept.rule, *rule, "{profile} {what}: {}", kept.detail);
+                    assert!(kept.detail.contains("/p2"), "{}", kept.detail);
+                }
+                None => assert_eq!(removed, ["b"], "{profile} {what}: does not keep b"),
+            }
+        }
+    }
+}
+
+#[test]
+fn node_annotations_follow_the_profile() {
+    for (annotation, ca, karpenter) in [
+        (
+            "cluster-autoscaler.kubernetes.io/scale-down-disabled",
+            true,
+            false,
+        ),
+        ("karpenter.sh/do-not-disrupt", true, true),
+    ] {
+        for (profile, keeps) in [
+            (ScaleDownProfile::ClusterAutoscaler, ca),
+            (ScaleDownProfile::Karpenter, karpenter),
+        ] {
+            let mut k = Kit::default();
+            let a = k.m5("a");
+            k.m5("b");
+            k.pod("p1", "b", 800, 512);
+            k.snap.nodes[a].metadata.annotations = Some(labels(&[(annotation, "true")]));
+            let settings = AnalysisSettings {
+                scale_down_profile: profile,
+                ..Default::default()
+            };
+            let r = analyze(&k.snap, &k.aws, &PriceTable::bundled(), &settings);
+            let line = &r.nodes[0];
+            assert_eq!(line.removable, !keeps, "{profile} {annotation}");
+            if keeps {
+                assert_eq!(line.kept_by.as_ref().unwrap().rule, "node-annotation");
+            }
         }
     }
 }
@@ -540,12 +667,7 @@ fn pods_per_node_limit_is_respected() {
     // a is full by pod count (3/3) and pinned; b's pod has nowhere to go.
     let r = k.report();
     assert!(r.consolidation.removable_nodes.is_empty());
-    assert_eq!(
-        r.nodegroups[0]
-            .kept_because
-            .get("pods do not fit elsewhere"),
-        Some(&1)
-    );
+    assert_eq!(r.nodegroups[0].kept_because.get("no-room"), Some(&1));
 }
 
 #[test]
@@ -569,6 +691,210 @@ fn headroom_keeps_destinations_below_the_line() {
     assert_eq!(run(0.10), 0, "1750m > 90% of 1930m");
 }
 
+/// Every type of the instance facts file, as a node in us-east-1: each is priced from the
+/// bundled table (the list price, exactly) or reported unpriced with the reason; the total
+/// is the sum of the priced lines.
+#[test]
+fn every_type_in_the_facts_file_is_priced_or_reported_unpriced() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let facts: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("data/prices/source/ec2-instance-facts.json")).unwrap(),
+    )
+    .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("data/prices/source/ec2-on-demand-prices.json")).unwrap(),
+    )
+    .unwrap();
+    let list = &list["regions"]["us-east-1"];
+    let types: Vec<&String> = facts["instanceTypes"].as_object().unwrap().keys().collect();
+    assert_eq!(types.len(), 1409);
+    let mut k = Kit::default();
+    for (i, ty) in types.iter().enumerate() {
+        k.node(&format!("n{i}"), ty, "all", 1930, 7 * GI, 29);
+    }
+    let r = k.report();
+    assert_eq!(r.nodes.len(), types.len());
+    let (mut priced, mut cents) = (0, 0i64);
+    for (line, ty) in r.nodes.iter().zip(&types) {
+        match (line.monthly_cost, list.get(ty.as_str())) {
+            (Some(cost), Some(price)) => {
+                let want = (price.as_f64().unwrap() * 730.0 * 100.0).round() as i64;
+                assert_eq!((cost * 100.0).round() as i64, want, "{ty}");
+                assert!(line.unpriced_reason.is_none());
+                priced += 1;
+                cents += want;
+            }
+            (None, None) => {
+                let reason = line.unpriced_reason.as_deref().expect("a reason");
+                assert!(reason.contains(ty.as_str()), "{reason}");
+            }
+            (cost, price) => panic!("{ty}: priced {cost:?}, list price {price:?}"),
+        }
+    }
+    assert_eq!(priced + r.unpriced_nodes, types.len());
+    assert!(priced > 1300, "{priced}");
+    assert_eq!((r.current_monthly_cost * 100.0).round() as i64, cents);
+}
+
+#[test]
+fn a_region_missing_from_the_table_is_unpriced_never_another_regions_figure() {
+    let mut k = Kit::default();
+    let a = k.node("dublin", "m5.large", "ng", 1930, 7 * GI, 29);
+    k.node_label(a, "topology.kubernetes.io/region", "eu-west-1");
+    k.node("old", "m4.large", "legacy", 1930, 7 * GI, 29);
+    let r = k.report();
+    let dublin = r.nodes.iter().find(|n| n.node == "dublin").unwrap();
+    assert_eq!(dublin.monthly_cost, None);
+    assert_eq!(dublin.region, "eu-west-1");
+    let reason = dublin.unpriced_reason.as_deref().unwrap();
+    assert!(
+        reason.contains("eu-west-1") && reason.contains("m5.large"),
+        "{reason}"
+    );
+    assert_eq!(r.unpriced_examples[0].reason, reason);
+    // A previous-generation type is in the real table.
+    let old = r.nodes.iter().find(|n| n.node == "old").unwrap();
+    assert_eq!(old.monthly_cost, Some(73.0));
+    assert!(old.price_basis.contains("$0.1/h"), "{}", old.price_basis);
+    assert_eq!(r.current_monthly_cost, 73.0);
+    assert!(r.render_text().contains(reason));
+    assert!(r.prices_source.contains("AWS Pricing API"));
+    assert_eq!(r.price_sources, PriceTable::bundled().sources);
+}
+
+#[test]
+fn pods_stay_on_their_operating_system() {
+    // Two Linux nodes (one unlabelled: the kubelet default is linux) and a Windows node
+    // with plenty of room; a Windows price is supplied so that price is not what keeps it.
+    let build = |windows_selector: bool| {
+        let mut k = Kit::default();
+        let a = k.m5("lin-a");
+        k.node_label(a, "kubernetes.io/os", "linux");
+        k.m5("lin-unlabelled");
+        let w = k.node("win", "m5.large", "win", 1930, 7 * GI, 29);
+        k.node_label(w, "kubernetes.io/os", "windows");
+        k.pod("web-1", "lin-a", 1200, 512);
+        k.pod("web-2", "lin-unlabelled", 1200, 512);
+        let p = k.pod("dotnet", "win", 100, 128);
+        if windows_selector {
+            k.spec(p).node_selector = Some(labels(&[("kubernetes.io/os", "windows")]));
+        }
+        let mut prices = PriceTable::bundled();
+        prices.set_on_demand_for("windows", "us-east-1", "m5.large", 0.188);
+        analyze(&k.snap, &k.aws, &prices, &AnalysisSettings::default())
+    };
+    for selector in [true, false] {
+        let r = build(selector);
+        // The Linux pods do not fit together on one Linux node, and may not use the
+        // Windows node: both Linux nodes stay; the Windows pod has no other Windows node.
+        assert!(
+            r.consolidation.removable_nodes.is_empty(),
+            "{selector}: {r:#?}"
+        );
+        let win = r.nodes.iter().find(|n| n.node == "win").unwrap();
+        assert_eq!(win.operating_system, "windows");
+        assert_eq!(win.monthly_cost, Some(137.24));
+        assert!(win.price_basis.contains("Windows"), "{}", win.price_basis);
+        assert_eq!(win.kept_by.as_ref().unwrap().rule, "no-room");
+        let unlabelled = r.nodes.iter().find(|n| n.node == "lin-unlabelled").unwrap();
+        assert_eq!(unlabelled.operating_system, "linux");
+        // Right-sizing a Windows group looks only at Windows prices (only m5.large here).
+        assert!(
+            !r.recommendations
+                .iter()
+                .any(|x| x.category == Category::RightSizing && x.nodegroup == "win"),
+        );
+    }
+    // Without the Windows price the node is unpriced, never at the Linux rate.
+    let mut k = Kit::default();
+    let w = k.m5("win");
+    k.node_label(w, "kubernetes.io/os", "windows");
+    let r = k.report();
+    assert_eq!(r.nodes[0].monthly_cost, None);
+    assert!(
+        r.nodes[0]
+            .unpriced_reason
+            .as_deref()
+            .unwrap()
+            .contains("Windows")
+    );
+    assert_eq!(r.current_monthly_cost, 0.0);
+}
+
+#[test]
+fn capacity_provisioned_annotation_is_read_as_eks_writes_it() {
+    use super::model::parse_capacity_provisioned as parse;
+    assert_eq!(parse("0.5vCPU 1GB"), Some((0.5, 1.0)));
+    assert_eq!(parse("0.25vCPU 0.5GB"), Some((0.25, 0.5)));
+    assert_eq!(parse("16vCPU 120GB"), Some((16.0, 120.0)));
+    assert_eq!(parse(" 2vCPU   4GB "), Some((2.0, 4.0)));
+    for bad in [
+        "",
+        "0.5vCPU",
+        "1GB",
+        "half a vCPU",
+        "-1vCPU 2GB",
+        "NaNvCPU 1GB",
+    ] {
+        assert_eq!(parse(bad), None, "{bad:?}");
+    }
+}
+
+/// A Fargate node running `pod` with the given CapacityProvisioned annotation.
+fn fargate_node(k: &mut Kit, name: &str, capacity: Option<&str>) -> usize {
+    let n = k.node(name, "", "", 2000, 4 * GI, 1);
+    let l = k.snap.nodes[n].metadata.labels.as_mut().unwrap();
+    l.remove("node.kubernetes.io/instance-type");
+    l.remove("eks.amazonaws.com/nodegroup");
+    l.insert("eks.amazonaws.com/compute-type".into(), "fargate".into());
+    let p = k.pod(&format!("{name}-pod"), name, 500, 1024);
+    if let Some(c) = capacity {
+        k.snap.pods[p].metadata.annotations = Some(labels(&[("CapacityProvisioned", c)]));
+    }
+    n
+}
+
+#[test]
+fn fargate_nodes_are_billed_per_pod_and_never_consolidated() {
+    let mut k = Kit::default();
+    k.m5("ec2");
+    k.pod("small", "ec2", 100, 64);
+    fargate_node(&mut k, "fargate-1", Some("0.5vCPU 1GB"));
+    fargate_node(&mut k, "fargate-2", Some("2vCPU 4GB"));
+    let r = k.report();
+    let line = |name: &str| r.nodes.iter().find(|n| n.node == name).unwrap().clone();
+    let f1 = line("fargate-1");
+    assert_eq!(f1.capacity_type, report::CapacityType::Fargate);
+    assert_eq!(f1.nodegroup, "(fargate)");
+    // (0.5 × 0.04048 + 1 × 0.004445) × 730 = 18.02; (2 × 0.04048 + 4 × 0.004445) × 730 = 72.08
+    assert_eq!(f1.monthly_cost, Some(18.02));
+    assert_eq!(line("fargate-2").monthly_cost, Some(72.08));
+    assert!(f1.price_basis.contains("0.5 vCPU"), "{}", f1.price_basis);
+    assert_eq!(f1.kept_by.as_ref().unwrap().rule, "fargate");
+    // The EC2 node's pod would fit on either Fargate node by its numbers: never planned.
+    assert!(r.consolidation.removable_nodes.is_empty());
+    assert_eq!(r.current_monthly_cost, 70.08 + 18.02 + 72.08);
+    assert!(r.recommendations.iter().all(|x| x.nodegroup != "(fargate)"));
+
+    // Without the annotation, or outside the regions with rates, a Fargate pod is unpriced.
+    let mut k = Kit::default();
+    fargate_node(&mut k, "bare", None);
+    let f = fargate_node(&mut k, "dublin", Some("1vCPU 2GB"));
+    k.node_label(f, "topology.kubernetes.io/region", "eu-west-1");
+    let r = k.report();
+    assert_eq!(r.unpriced_nodes, 2);
+    let reasons: Vec<&str> = r
+        .nodes
+        .iter()
+        .map(|n| n.unpriced_reason.as_deref().unwrap())
+        .collect();
+    assert!(reasons[0].contains("CapacityProvisioned"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("no Fargate rates for eu-west-1"),
+        "{reasons:?}"
+    );
+}
+
 #[test]
 fn unknown_instance_type_is_reported_unknown_never_zero() {
     let mut k = Kit::default();
@@ -587,17 +913,33 @@ fn unknown_instance_type_is_reported_unknown_never_zero() {
         (r.current_monthly_cost - m5_month()).abs() < 0.01,
         "the unknown node adds nothing to the known total"
     );
-    // It is never "removed" for a saving we cannot state, but it can receive pods.
+    // It is never "removed" for a saving we cannot state, and never receives pods as if
+    // it were free: a's pod has nowhere else to go, so nothing is removed.
+    assert!(r.consolidation.removable_nodes.is_empty(), "{r:#?}");
+    assert_eq!(r.savings.consolidation, 0.0);
     assert_eq!(
-        r.consolidation
-            .removable_nodes
-            .iter()
-            .map(|n| n.node.as_str())
-            .collect::<Vec<_>>(),
-        vec!["a"]
+        r.nodes[0].kept_by.as_ref().unwrap().rule,
+        "no-room",
+        "a stays"
     );
-    assert!(r.savings.consolidation > 0.0);
+    assert_eq!(r.nodes[1].kept_by.as_ref().unwrap().rule, "unknown-price");
+    assert!(
+        r.optimized_monthly_cost > 0.0,
+        "never 'optimized cost $0.00'"
+    );
+    assert!(!r.render_text().contains("100.0%"));
     assert_eq!(r.summary().unpriced_nodes, 1);
+    // With a priced node beside it, a's pod moves there, not onto the unknown node.
+    let mut k2 = Kit::default();
+    k2.m5("a");
+    k2.m5("b");
+    k2.node("mystery", "x9.weird", "ng", 1930, 7 * GI, 29);
+    k2.pod("p1", "a", 500, 512);
+    k2.pod("p2", "b", 900, 512);
+    k2.pod("p3", "mystery", 100, 128);
+    let r2 = k2.report();
+    assert_eq!(r2.consolidation.removable_nodes.len(), 1);
+    assert_eq!(r2.consolidation.removable_nodes[0].node, "a");
     let text = r.render_text();
     assert!(
         text.contains("UNKNOWN cost") && text.contains("x9.weird"),
@@ -634,10 +976,7 @@ fn nodegroup_min_size_is_respected() {
     });
     let r = k.report();
     assert_eq!(r.consolidation.removable_nodes.len(), 1);
-    assert_eq!(
-        r.nodegroups[0].kept_because.get("nodegroup minSize"),
-        Some(&2)
-    );
+    assert_eq!(r.nodegroups[0].kept_because.get("min-size"), Some(&2));
 }
 
 #[test]
@@ -1198,9 +1537,9 @@ fn synthetic_cluster_at_13_percent_cpu_consolidates_heavily_with_nothing_unplace
         .flat_map(|g| g.kept_because.clone())
         .collect();
     assert!(
-        kept.contains_key("PodDisruptionBudget")
-            || kept.contains_key("local storage")
-            || kept.contains_key("pod without controller"),
+        kept.contains_key("pdb")
+            || kept.contains_key("local-storage")
+            || kept.contains_key("no-controller"),
         "{kept:?}"
     );
 }
@@ -1489,5 +1828,144 @@ mod brute_force {
             rate >= 80.0,
             "greedy should match the optimum most of the time, got {rate:.1}%"
         );
+    }
+}
+
+/// Property: the report's figures add up as printed. Every total is the exact sum (in
+/// cents) of the lines under it, whatever mix of priced, unpriced, spot, Windows and
+/// Fargate nodes, and no money figure prints as a negative zero.
+mod totals {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct NodeGen {
+        ty: u8,    // m5.large, m5.xlarge, c5.large, m4.large, x9.unknown
+        group: u8, // a, b, c
+        kind: u8,  // 0..=5 on-demand Linux, 6 spot, 7 Windows, 8 Fargate, 9 eu-west-1
+    }
+
+    /// (node index, CPU millicores, memory MiB, owned by a ReplicaSet).
+    type PodGen = (usize, i64, i64, bool);
+
+    fn cluster() -> impl Strategy<Value = (Vec<NodeGen>, Vec<PodGen>)> {
+        (1usize..=10).prop_flat_map(|n| {
+            let nodes = prop::collection::vec(
+                (0u8..5, 0u8..3, 0u8..10).prop_map(|(ty, group, kind)| NodeGen { ty, group, kind }),
+                n,
+            );
+            let pods = prop::collection::vec(
+                (0..n, 10i64..=1500, 16i64..=4000, prop::bool::weighted(0.6)),
+                0..=(3 * n),
+            );
+            (nodes, pods)
+        })
+    }
+
+    fn build(nodes: &[NodeGen], pods: &[PodGen]) -> Kit {
+        let mut k = Kit::default();
+        for (i, n) in nodes.iter().enumerate() {
+            let ty = [
+                "m5.large",
+                "m5.xlarge",
+                "c5.large",
+                "m4.large",
+                "x9.unknown",
+            ][n.ty as usize];
+            let group = ["a", "b", "c"][n.group as usize];
+            let name = format!("n{i}");
+            let idx = k.node(&name, ty, group, 1930, 7 * GI, 29);
+            match n.kind {
+                6 => k.node_label(idx, "eks.amazonaws.com/capacityType", "SPOT"),
+                7 => k.node_label(idx, "kubernetes.io/os", "windows"),
+                8 => {
+                    k.node_label(idx, "eks.amazonaws.com/compute-type", "fargate");
+                    let l = k.snap.nodes[idx].metadata.labels.as_mut().unwrap();
+                    l.remove("eks.amazonaws.com/nodegroup");
+                }
+                9 => k.node_label(idx, "topology.kubernetes.io/region", "eu-west-1"),
+                _ => {}
+            }
+        }
+        for (j, &(node, cpu, mem, deployment)) in pods.iter().enumerate() {
+            let owner = deployment.then_some(("ReplicaSet", "rs-1"));
+            let p = k.pod_owned(&format!("p{j}"), &format!("n{node}"), cpu, mem, owner);
+            if nodes[node].kind == 8 {
+                let capacity = format!("{}vCPU {}GB", cpu as f64 / 1000.0, (mem + 1023) / 1024);
+                k.snap.pods[p].metadata.annotations =
+                    Some(labels(&[("CapacityProvisioned", &capacity)]));
+            }
+        }
+        k
+    }
+
+    fn cents(x: f64) -> i64 {
+        (x * 100.0).round() as i64
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        #[test]
+        fn report_totals_are_the_sums_of_its_lines((nodes, pods) in cluster()) {
+            let k = build(&nodes, &pods);
+            let settings = AnalysisSettings {
+                top_recommendations: usize::MAX,
+                ..Default::default()
+            };
+            let mut prices = PriceTable::bundled();
+            prices.set_on_demand_for("windows", "us-east-1", "m5.large", 0.188);
+            let r = analyze(&k.snap, &k.aws, &prices, &settings);
+
+            let lines: i64 = r.nodes.iter().filter_map(|n| n.monthly_cost).map(cents).sum();
+            prop_assert_eq!(lines, cents(r.current_monthly_cost));
+            let groups: i64 = r.nodegroups.iter().map(|g| cents(g.monthly_cost)).sum();
+            prop_assert_eq!(groups, cents(r.current_monthly_cost));
+            for g in &r.nodegroups {
+                let of_group: i64 = r
+                    .nodes
+                    .iter()
+                    .filter(|n| n.nodegroup == g.name)
+                    .filter_map(|n| n.monthly_cost)
+                    .map(cents)
+                    .sum();
+                prop_assert_eq!(of_group, cents(g.monthly_cost), "{}", g.name);
+            }
+            let unpriced = r.nodes.iter().filter(|n| n.monthly_cost.is_none()).count();
+            prop_assert_eq!(unpriced, r.unpriced_nodes);
+            prop_assert!(r.nodes.iter().all(|n| n.monthly_cost.is_some() != n.unpriced_reason.is_some()));
+
+            let removed: i64 = r.consolidation.removable_nodes.iter().map(|n| cents(n.monthly_cost)).sum();
+            prop_assert_eq!(removed, cents(r.savings.consolidation));
+            for n in &r.nodes {
+                let listed = r.consolidation.removable_nodes.iter().any(|x| x.node == n.node);
+                prop_assert_eq!(n.removable, listed);
+                prop_assert_eq!(n.removable, n.kept_by.is_none());
+                // Removed nodes are priced EC2 nodes.
+                prop_assert!(!n.removable || (n.monthly_cost.is_some() && n.capacity_type != report::CapacityType::Fargate));
+            }
+            let by = |c: Category| -> i64 {
+                r.recommendations.iter().filter(|x| x.category == c).map(|x| cents(x.monthly_saving)).sum()
+            };
+            prop_assert_eq!(by(Category::Consolidation), cents(r.savings.consolidation));
+            prop_assert_eq!(by(Category::RightSizing), cents(r.savings.rightsizing));
+            prop_assert_eq!(by(Category::Spot), cents(r.savings.spot));
+            prop_assert_eq!(
+                cents(r.savings.consolidation) + cents(r.savings.rightsizing) + cents(r.savings.spot),
+                cents(r.savings.total)
+            );
+            prop_assert_eq!(
+                cents(r.optimized_monthly_cost),
+                (cents(r.current_monthly_cost) - cents(r.savings.total)).max(0)
+            );
+            prop_assert!(r.savings.total <= r.current_monthly_cost + 1e-9);
+
+            let text = r.render_text();
+            let json = serde_json::to_string(&r).unwrap();
+            let summary = serde_json::to_string(&r.summary()).unwrap();
+            for s in [&text, &json, &summary] {
+                prop_assert!(!s.contains("-0.0"), "{}", s);
+                prop_assert!(!s.contains("$-"), "{}", s);
+            }
+        }
     }
 }

@@ -45,12 +45,30 @@
 //!
 //! # Sensitive names
 //! Case-insensitive. The name is split into words (at separators, camelCase, acronyms and
-//! digits) and compacted (`DB_CONN_STR` → `dbconnstr`). It is sensitive when the compacted
-//! form contains `password`, `passwd`, `passphrase`, `pwd`, `secret`, `token`,
-//! `credential`, `private`, `privkey`, `cert`, `dsn`, `connectionstring`/`connstring`/
-//! `connstr`, `auth`, `session`, `cookie`, `signature`, `apikey`, `accesskey`,
-//! `kubeconfig`, `webhook` or a configured extra; or when a word is `pass`, `pw`, `salt`,
-//! `sig`, `pat`, `otp`, `hmac`, `jwt`, `bearer`, `sas`, `psk`, or ends in `key`/`keys`/`salt`.
+//! digits) and compacted (`DB_CONN_STR` → `dbconnstr`), so words glued together without
+//! separators (`ADMINPASSCODE`, `walletMnemonic`) are matched like separated ones. It is
+//! sensitive when the compacted form contains a word of one of these families (or a
+//! configured extra):
+//! - passwords: `pass` anywhere (`DB_PASS`, `PGPASS`, `ROOTPASSFILE`, `passcode`,
+//!   `passphrase`, `passwd`, `passwort`) except inside the ordinary words `bypass`,
+//!   `compass`, `encompass`, `overpass`, `underpass`, `surpass`, `trespass`, `passthrough`,
+//!   `passthru`, `passenger`, `passive`, `passage`, `passing`, `passed`, `passes`; and `pwd`;
+//! - PINs and codes: `pincode`, `pinnumber`, `totp`, `hotp`, `backupcode`, `recoverycode`,
+//!   `unlockcode`, `verificationcode`;
+//! - wallet seeds: `mnemonic`, `seedphrase`, `seedwords`, `recoveryphrase`,
+//!   `recoverywords`, `backupphrase`, `walletseed`, `masterseed`, `hdseed`, `bip39`;
+//! - secrets, tokens, credentials: `secret`, `token`, `credential`, `creds`, `bearer`,
+//!   `auth`, `apikey`, `accesskey`;
+//! - keys and certificates: `private`, `privkey`, `keypair`, `cert`, `signature`;
+//! - sessions and cookies: `session`, `cookie`, `csrf`, `xsrf`;
+//! - connection strings: `dsn`, `connectionstring`/`connstring`/`connstr`, `webhook`;
+//! - credential files named after the file: `kubeconfig`, `pgpass`, `netrc`, `npmrc`,
+//!   `pypirc`, `dockercfg`, `dockerconfigjson`.
+//!
+//! Short words count only as a whole word, or as the end of one: a word is sensitive when
+//! it is `pass`, `pw`, `pin`, `salt`, `sig`, `pat`, `otp`, `hmac`, `jwt`, `sas`, `psk` or
+//! `cred`, or ends in `key`/`keys`/`salt`/`pw`/`pin` (`SIGNINGKEY`, `ROOTPW`, `ADMINPIN`;
+//! not `spin`).
 //!
 //! Trade-offs, chosen to redact too much rather than too little:
 //! - `key` is a word rule, not a substring: `API_KEY`, `apiKey`, `SIGNINGKEY`, `KEY_ID` are

@@ -8,41 +8,109 @@ use regex::{Regex, RegexSet};
 use super::REDACTED;
 
 /// Substrings that make a name sensitive wherever they occur in its compacted form
-/// (lowercase, separators removed, allow-listed tokens dropped).
+/// (lowercase, separators removed), so that words glued together without separators
+/// (`ADMINPASSCODE`, `walletMnemonic`) are found too, unless the occurrence is part of
+/// one of [`NAME_ORDINARY_WORDS`]. Grouped by the family of secret they name.
 const NAME_SUBSTRINGS: &[&str] = &[
+    // Passwords and their spellings: `pass` anywhere (`DB_PASS`, `PGPASS`, `ROOTPASSFILE`).
+    // (Longer words first: the regex takes the first alternative that matches.)
     "password",
     "passwd",
+    "passwort",
     "passphrase",
+    "passcode",
+    "pass",
     "pwd",
+    // PINs and one-time or recovery codes.
+    "pincode",
+    "pinnumber",
+    "totp",
+    "hotp",
+    "backupcode",
+    "recoverycode",
+    "unlockcode",
+    "verificationcode",
+    // Wallet seeds and mnemonics (BIP-39 recovery phrases).
+    "mnemonic",
+    "seedphrase",
+    "seedwords",
+    "recoveryphrase",
+    "recoverywords",
+    "backupphrase",
+    "walletseed",
+    "masterseed",
+    "hdseed",
+    "bip39",
+    // Generic secrets, tokens and credentials.
     "secret",
     "token",
     "credential",
+    "creds",
+    "bearer",
+    "auth",
+    "apikey",
+    "accesskey",
+    // Keys and certificates (any word ending in `key` has its own rule).
     "private",
     "privkey",
+    "keypair",
     "cert",
+    "signature",
+    // Sessions and cookies.
+    "session",
+    "cookie",
+    "csrf",
+    "xsrf",
+    // Connection strings.
     "dsn",
     "connectionstring",
     "connstring",
     "connstr",
-    "auth",
-    "session",
-    "cookie",
-    "signature",
-    "apikey",
-    "accesskey",
-    "kubeconfig",
     "webhook",
+    // Files that hold credentials, named after them (`PGPASS`, `NPMRC`…).
+    "kubeconfig",
+    "pgpass",
+    "netrc",
+    "npmrc",
+    "pypirc",
+    "dockercfg",
+    "dockerconfigjson",
 ];
 
-/// Short words that are sensitive only as a whole token (`DB_PASS`, `PW`, `SALT`), because
-/// as substrings they occur in ordinary words (`passthrough`, `salty`…).
+/// Short words that are sensitive only as a whole token (`DB_PASS`, `PW`, `SALT`, `PIN`),
+/// because as substrings they occur in ordinary words (`salty`, `spinner`…).
 const NAME_TOKENS: &[&str] = &[
-    "pass", "pw", "salt", "sig", "pat", "otp", "hmac", "jwt", "bearer", "sas", "psk",
+    "pass", "pw", "pin", "salt", "sig", "pat", "otp", "hmac", "jwt", "sas", "psk", "cred",
 ];
 
-/// Tokens that contain a sensitive substring but are not about secrets. They are dropped
-/// before the substring match, so `AUTHOR_EMAIL` is kept and `AUTHOR_TOKEN` is not.
-const NAME_ALLOWED_TOKENS: &[&str] = &["author", "authors", "authored", "tokenizer", "tokenizers"];
+/// Endings that make a token sensitive (`SIGNINGKEY`, `SSH_KEYS`, `HASHSALT`, `ROOTPW`,
+/// `ADMINPIN`, `ADMINOTP`); `spin` is the one ordinary word ending in `pin` that names use.
+const NAME_TOKEN_SUFFIXES: &[&str] = &["key", "keys", "salt", "pw", "pin", "otp"];
+const NAME_TOKEN_SUFFIX_ORDINARY: &[&str] = &["spin"];
+
+/// Ordinary words that contain a sensitive substring but are not about secrets: a match
+/// inside one of them does not count, so `AUTHOR_EMAIL`, `TOKENIZERS_PARALLELISM`,
+/// `BYPASS_CACHE` and `PASSTHROUGH_MODE` are kept (glued or not) while `AUTHOR_TOKEN` and
+/// `BYPASS_PASSWORD` are not. Each word comes with the longer words that start with it and
+/// are sensitive after all (`author` is ordinary, `authorization` is not).
+const NAME_ORDINARY_WORDS: &[(&str, &[&str])] = &[
+    ("author", &["authoriz", "authoris", "authorit"]),
+    ("tokenizer", &[]),
+    ("bypass", &[]),
+    ("compass", &[]),
+    ("overpass", &[]),
+    ("underpass", &[]),
+    ("surpass", &[]),
+    ("trespass", &[]),
+    ("passthrough", &[]),
+    ("passthru", &[]),
+    ("passenger", &[]),
+    ("passive", &[]),
+    ("passage", &[]),
+    ("passing", &[]),
+    ("passed", &[]),
+    ("passes", &[]),
+];
 
 /// Values with a known secret shape, matched anywhere in the value.
 const VALUE_PATTERNS: &[&str] = &[
@@ -118,20 +186,18 @@ impl Rules {
             let start = compact.len();
             compact.extend(token.chars().map(|c| c.to_ascii_lowercase()));
             let lower = &compact[start..];
-            if NAME_ALLOWED_TOKENS.contains(&lower) {
-                compact.truncate(start);
-                return;
-            }
             if NAME_TOKENS.contains(&lower)
-                || lower.ends_with("key")
-                || lower.ends_with("keys")
-                || lower.ends_with("salt")
+                || (NAME_TOKEN_SUFFIXES.iter().any(|s| lower.ends_with(s))
+                    && !NAME_TOKEN_SUFFIX_ORDINARY.contains(&lower))
             {
                 token_hit = true;
             }
         });
         token_hit
-            || self.name_substrings.is_match(&compact)
+            || self
+                .name_substrings
+                .find_iter(&compact)
+                .any(|m| !inside_ordinary_word(&compact, m.start(), m.end()))
             || self
                 .extra_names
                 .iter()
@@ -219,6 +285,19 @@ impl Rules {
         }
         false
     }
+}
+
+/// Is `compact[start..end]` part of an occurrence of one of [`NAME_ORDINARY_WORDS`]?
+fn inside_ordinary_word(compact: &str, start: usize, end: usize) -> bool {
+    NAME_ORDINARY_WORDS.iter().any(|(word, sensitive_longer)| {
+        compact.match_indices(word).any(|(at, _)| {
+            at <= start
+                && end <= at + word.len()
+                && !sensitive_longer
+                    .iter()
+                    .any(|w| compact[at..].starts_with(w))
+        })
+    })
 }
 
 /// Split an identifier into words: at separators, lower→Upper (`apiKey`), the end of an
@@ -526,6 +605,192 @@ mod tests {
         assert!(r.is_sensitive_name("MONKEY"));
         // Documented over-redaction: the shell's working directory variable.
         assert!(r.is_sensitive_name("PWD"));
+    }
+
+    /// A name in one of the spellings env vars, flags and annotations use, from its
+    /// lowercase words.
+    fn spell(words: &[&str], style: usize) -> String {
+        let cap = |w: &str| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        };
+        match style {
+            0 => words.join("_").to_ascii_uppercase(), // ADMIN_PASSCODE
+            1 => words.concat().to_ascii_uppercase(),  // ADMINPASSCODE
+            2 => words.concat(),                       // adminpasscode
+            3 => words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| if i == 0 { w.to_string() } else { cap(w) })
+                .collect(), // adminPasscode
+            4 => words.iter().map(|w| cap(w)).collect(), // AdminPasscode
+            5 => words.join("-"),                      // admin-passcode
+            _ => words.join("."),                      // admin.passcode
+        }
+    }
+    const STYLES: usize = 7;
+
+    /// Every family of secret-bearing words, alone or after an ordinary word, in every
+    /// spelling (separated, glued, camelCase…), is sensitive.
+    #[test]
+    fn secret_word_families_are_sensitive_in_every_spelling() {
+        let r = Rules::new(&[]);
+        let families: &[(&str, &[&[&str]])] = &[
+            (
+                "passwords",
+                &[
+                    &["password"],
+                    &["passwd"],
+                    &["passwort"],
+                    &["pass"],
+                    &["passcode"],
+                    &["pass", "code"],
+                    &["passphrase"],
+                    &["pass", "phrase"],
+                    &["pgpass"],
+                    &["pass", "file"],
+                    &["pwd"],
+                    &["pw"],
+                    &["htpasswd"],
+                ],
+            ),
+            (
+                "pins and codes",
+                &[
+                    &["pin"],
+                    &["pin", "code"],
+                    &["pin", "number"],
+                    &["totp", "seed"],
+                    &["hotp"],
+                    &["otp"],
+                    &["backup", "codes"],
+                    &["recovery", "code"],
+                    &["unlock", "code"],
+                ],
+            ),
+            (
+                "wallet seeds",
+                &[
+                    &["mnemonic"],
+                    &["seed", "phrase"],
+                    &["seed", "words"],
+                    &["recovery", "phrase"],
+                    &["wallet", "seed"],
+                    &["master", "seed"],
+                    &["bip39", "words"],
+                ],
+            ),
+            (
+                "tokens and credentials",
+                &[
+                    &["secret"],
+                    &["token"],
+                    &["bearer"],
+                    &["credentials"],
+                    &["creds"],
+                    &["auth"],
+                    &["api", "key"],
+                    &["access", "key"],
+                ],
+            ),
+            (
+                "keys",
+                &[
+                    &["private", "key"],
+                    &["signing", "key"],
+                    &["encryption", "key"],
+                    &["master", "key"],
+                    &["key", "pair"],
+                    &["privkey"],
+                    &["cert"],
+                ],
+            ),
+            (
+                "sessions and cookies",
+                &[
+                    &["session", "secret"],
+                    &["cookie", "secret"],
+                    &["session", "key"],
+                    &["csrf"],
+                    &["xsrf", "token"],
+                ],
+            ),
+            (
+                "credential files",
+                &[
+                    &["npmrc"],
+                    &["netrc"],
+                    &["pypirc"],
+                    &["docker", "config", "json"],
+                    &["dockercfg"],
+                    &["kubeconfig"],
+                ],
+            ),
+        ];
+        let prefixes: &[&[&str]] = &[
+            &[],
+            &["admin"],
+            &["db"],
+            &["wallet"],
+            &["mysql", "root"],
+            &["app"],
+            &["x"],
+        ];
+        let mut checked = 0;
+        for (family, words) in families {
+            for word in *words {
+                for prefix in prefixes {
+                    let parts: Vec<&str> = prefix.iter().chain(word.iter()).copied().collect();
+                    for style in 0..STYLES {
+                        let name = spell(&parts, style);
+                        assert!(r.is_sensitive_name(&name), "{family}: {name}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 2000, "{checked}");
+    }
+
+    /// Ordinary names that share letters with the secret families stay readable in every
+    /// spelling.
+    #[test]
+    fn ordinary_words_near_the_families_are_kept_in_every_spelling() {
+        let r = Rules::new(&[]);
+        let ordinary: &[&[&str]] = &[
+            &["log", "level"],
+            &["client", "id"],
+            &["bypass", "cache"],
+            &["passthrough", "mode"],
+            &["compass", "url"],
+            &["passenger", "count"],
+            &["passive", "mode"],
+            &["max", "passes"],
+            &["spin", "wait"],
+            &["pinned", "version"],
+            &["ping", "url"],
+            &["pipeline", "name"],
+            &["random", "seed"],
+            &["seed", "hosts"],
+            &["npm", "config", "registry"],
+            &["docker", "config"],
+            &["keycloak", "url"],
+            &["keyspace"],
+            &["author", "email"],
+            &["node", "env"],
+            &["aws", "region"],
+        ];
+        for words in ordinary {
+            for style in 0..STYLES {
+                let name = spell(words, style);
+                assert!(
+                    !r.is_sensitive_name(&name),
+                    "{name} should not be sensitive"
+                );
+            }
+        }
     }
 
     #[test]

@@ -813,6 +813,12 @@ pub fn generate(spec: &SyntheticSpec) -> SyntheticCluster {
                     namespace: Some(ns.clone()),
                     labels: Some(labels),
                     owner_references: owner_ref.clone().map(|o| vec![o]),
+                    // Its scratch `tmp` emptyDir is disposable, as charts that run under
+                    // cluster-autoscaler declare (else it would keep every node).
+                    annotations: Some(BTreeMap::from([(
+                        "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes".into(),
+                        "tmp".into(),
+                    )])),
                     ..Default::default()
                 },
                 spec: Some(PodSpec {
