@@ -54,34 +54,37 @@ pub enum Issued {
 #[derive(Debug, thiserror::Error)]
 pub enum ExternalIdError {
     /// GET of the Secret failed.
-    #[error("kubernetes get secret {namespace}/{name} failed: {source}")]
+    #[error("kubernetes get secret {namespace}/{name} failed: {cause}")]
     Get {
         /// Namespace.
         namespace: String,
         /// Secret name.
         name: String,
-        /// The client error.
-        source: kube::Error,
+        /// The client error (in the message, which customers read; not repeated as the
+        /// error's source).
+        cause: kube::Error,
     },
     /// CREATE of the Secret failed.
-    #[error("kubernetes create secret {namespace}/{name} failed: {source}")]
+    #[error("kubernetes create secret {namespace}/{name} failed: {cause}")]
     Create {
         /// Namespace.
         namespace: String,
         /// Secret name.
         name: String,
-        /// The client error.
-        source: kube::Error,
+        /// The client error (in the message, which customers read; not repeated as the
+        /// error's source).
+        cause: kube::Error,
     },
     /// The rotation PATCH failed.
-    #[error("kubernetes patch secret {namespace}/{name} (rotation) failed: {source}")]
+    #[error("kubernetes patch secret {namespace}/{name} (rotation) failed: {cause}")]
     Rotate {
         /// Namespace.
         namespace: String,
         /// Secret name.
         name: String,
-        /// The client error.
-        source: kube::Error,
+        /// The client error (in the message, which customers read; not repeated as the
+        /// error's source).
+        cause: kube::Error,
     },
     /// A Secret of that name exists but this CustomerAccount (this UID) does not own it,
     /// or it holds no usable value: it is never trusted as a source of ExternalIds.
@@ -156,10 +159,10 @@ pub async fn ensure(
         namespace: ns.clone(),
         name: name.clone(),
     };
-    let get_failed = |source| ExternalIdError::Get {
+    let get_failed = |cause| ExternalIdError::Get {
         namespace: ns.clone(),
         name: name.clone(),
-        source,
+        cause,
     };
     let rotate_for = account.annotations().get(ROTATE_ANNOTATION).cloned();
     let existing = match secrets.get_opt(&name).await.map_err(get_failed)? {
@@ -176,11 +179,11 @@ pub async fn ensure(
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     secrets.get(&name).await.map_err(get_failed)?
                 }
-                Err(source) => {
+                Err(cause) => {
                     return Err(ExternalIdError::Create {
                         namespace: ns.clone(),
                         name: name.clone(),
-                        source,
+                        cause,
                     });
                 }
             }
@@ -204,10 +207,10 @@ pub async fn ensure(
     secrets
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|source| ExternalIdError::Rotate {
+        .map_err(|cause| ExternalIdError::Rotate {
             namespace: ns.clone(),
             name: name.clone(),
-            source,
+            cause,
         })?;
     tracing::info!(namespace = %ns, name = %account.name_any(), "ExternalId rotated");
     Ok((fresh, Issued::Rotated))
@@ -222,10 +225,10 @@ pub async fn read(account: &CustomerAccount, client: &Client) -> Result<String, 
     let secret = secrets
         .get_opt(&name)
         .await
-        .map_err(|source| ExternalIdError::Get {
+        .map_err(|cause| ExternalIdError::Get {
             namespace: ns.clone(),
             name: name.clone(),
-            source,
+            cause,
         })?
         .ok_or_else(|| ExternalIdError::Missing {
             namespace: ns.clone(),
