@@ -48,14 +48,7 @@ async fn apply(
     draft.status.observed_generation = generation;
     let mut trail = None;
     let result = pipeline(&account, &ctx, &mut draft, &mut trail).await;
-    let result = match (result, ctx.flush(trail.as_deref()).await) {
-        (Ok(_), Err(lost)) => Err(lost),
-        (Err(f), Err(lost)) => {
-            tracing::warn!(error = %lost, "audit records of a failed reconcile were not written");
-            Err(f)
-        }
-        (result, Ok(())) => result,
-    };
+    let result = ctx.flush(trail.as_deref(), result).await;
     super::conclude(&ctx, &api, account.as_ref(), draft, result).await
 }
 

@@ -62,14 +62,7 @@ async fn apply(
     let mut draft = Draft::new(old, generation, ctx.clock.now());
     let mut trail = None;
     let result = pipeline(&cluster, &ctx, &api, &mut draft, &mut trail).await;
-    let result = match (result, ctx.flush(trail.as_deref()).await) {
-        (Ok(_), Err(lost)) => Err(lost),
-        (Err(f), Err(lost)) => {
-            tracing::warn!(error = %lost, "audit records of a failed reconcile were not written");
-            Err(f)
-        }
-        (result, Ok(())) => result,
-    };
+    let result = ctx.flush(trail.as_deref(), result).await;
     super::conclude(&ctx, &api, cluster.as_ref(), draft, result).await
 }
 

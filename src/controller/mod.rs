@@ -133,18 +133,31 @@ impl Context {
         AuditTrail::new(tenant, self.clock.clone(), self.metrics.clone())
     }
 
-    /// Append `trail`'s records to the tenant's audit log. Called on every exit of a
-    /// reconcile that made calls, success or failure; a failed write becomes the run's
-    /// failure (the records cannot be kept anywhere else).
-    async fn flush(&self, trail: Option<&AuditTrail>) -> Result<(), Failure> {
-        let Some(trail) = trail else { return Ok(()) };
-        trail.flush(&self.store).await.map(|_| ()).map_err(|e| {
-            Failure::new(
-                Category::StoreUnavailable,
-                format!("The audit log could not be written: {e}"),
-                Retry::Backoff,
-            )
-        })
+    /// Append `trail`'s records to the tenant's audit log at the end of a reconcile,
+    /// whatever `result` is, and return the reconcile's result: a failed write makes a
+    /// successful run fail (the records cannot be kept anywhere else); after a failed run
+    /// the run's own failure is kept and the lost write is logged.
+    async fn flush(
+        &self,
+        trail: Option<&AuditTrail>,
+        result: Result<Action, Failure>,
+    ) -> Result<Action, Failure> {
+        let Some(trail) = trail else { return result };
+        let Err(e) = trail.flush(&self.store).await else {
+            return result;
+        };
+        let lost = Failure::new(
+            Category::StoreUnavailable,
+            format!("The audit log could not be written: {e}"),
+            Retry::Backoff,
+        );
+        match result {
+            Ok(_) => Err(lost),
+            Err(failure) => {
+                tracing::warn!(error = %lost, "audit records of a failed reconcile were not written");
+                Err(failure)
+            }
+        }
     }
 }
 
