@@ -269,10 +269,12 @@ pub struct Report {
     /// Hours per month used to turn hourly prices into monthly ones.
     pub hours_per_month: f64,
     /// Whose scale-down rules decided which nodes stay (`cluster-autoscaler`, `karpenter`).
+    #[serde(default)]
     pub scale_down_profile: ScaleDownProfile,
     /// Where the prices come from, as one line.
     pub prices_source: String,
     /// Where the prices come from: each layer with its date.
+    #[serde(default)]
     pub price_sources: Vec<PriceSource>,
     /// What the priced nodes cost per month now.
     pub current_monthly_cost: f64,
@@ -297,6 +299,8 @@ pub struct Report {
     /// Consolidation details.
     pub consolidation: ConsolidationDetail,
     /// Every node, in snapshot order: its price and what consolidation does with it.
+    /// (Reports stored before this field existed read back with none.)
+    #[serde(default)]
     pub nodes: Vec<NodeLine>,
     /// Caveats the reader must know (estimates, price source).
     pub notes: Vec<String>,
