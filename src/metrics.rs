@@ -40,6 +40,28 @@ struct AssumeRoleLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyAgeLabels {
+    namespace: String,
+    name: String,
+    band: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    route: String,
+    outcome: String,
+}
+
+/// Age bands of [`Metrics::key_ages`]: under the first warning, warned, past the deadline.
+pub const KEY_AGE_BANDS: [&str; 3] = ["ok", "expiring", "overdue"];
+
 /// All of crossguard's metrics and the registry that serves them.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -52,6 +74,9 @@ pub struct Metrics {
     session_cache_misses: Counter,
     sessions_held: Gauge,
     nearest_expiry_seconds: Gauge,
+    access_keys: Family<KeyAgeLabels, Gauge>,
+    access_keys_disabled: Family<AccountLabels, Counter>,
+    key_notifications: Family<NotificationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -120,8 +145,29 @@ impl Metrics {
             "Seconds until the soonest-expiring held session expires",
             nearest_expiry_seconds.clone(),
         );
+        let access_keys = Family::<KeyAgeLabels, Gauge>::default();
+        registry.register(
+            "access_keys",
+            "Active IAM access keys found by the last key-age scan of each CustomerAccount, by age band (ok, expiring, overdue)",
+            access_keys.clone(),
+        );
+        let access_keys_disabled = Family::<AccountLabels, Counter>::default();
+        registry.register(
+            "access_keys_disabled",
+            "IAM access keys crossguard set Inactive, per CustomerAccount",
+            access_keys_disabled.clone(),
+        );
+        let key_notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "key_audit_notifications",
+            "Key-audit notification attempts by route (slack_dm, slack_channel, slack_webhook, webhook) and outcome (sent or the failure)",
+            key_notifications.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
+            access_keys,
+            access_keys_disabled,
+            key_notifications,
             aws_calls,
             reconciles,
             reconcile_seconds,
@@ -132,6 +178,39 @@ impl Metrics {
             sessions_held,
             nearest_expiry_seconds,
         }
+    }
+
+    /// Set the active-key counts of one CustomerAccount by band (see [`KEY_AGE_BANDS`]).
+    pub fn key_ages(&self, namespace: &str, name: &str, counts: [u32; 3]) {
+        for (band, count) in KEY_AGE_BANDS.iter().zip(counts) {
+            self.access_keys
+                .get_or_create(&KeyAgeLabels {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    band: band.to_string(),
+                })
+                .set(i64::from(count));
+        }
+    }
+
+    /// Count one access key crossguard disabled.
+    pub fn key_disabled(&self, namespace: &str, name: &str) {
+        self.access_keys_disabled
+            .get_or_create(&AccountLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one notification attempt.
+    pub fn key_notification(&self, route: &str, outcome: &str) {
+        self.key_notifications
+            .get_or_create(&NotificationLabels {
+                route: route.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Count one AWS call.

@@ -36,11 +36,7 @@ use super::{Condition, Mode};
         type_ = "string",
         json_path = ".status.credentialsExpireAt"
     ),
-    printcolumn(
-        name = "Keys",
-        type_ = "integer",
-        json_path = ".status.keyAudit.keys"
-    ),
+    printcolumn(name = "Keys", type_ = "integer", json_path = ".status.keyAudit.keys"),
     printcolumn(
         name = "Age",
         type_ = "date",

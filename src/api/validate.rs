@@ -128,23 +128,21 @@ pub fn customer_account(ca: &CustomerAccount) -> Result<ValidAccount, Vec<String
                 .to_string(),
         );
     }
-    let key_scan_interval = match parse_duration(
-        "spec.accessKeyAudit.scanInterval",
-        &audit.scan_interval,
-    ) {
-        Ok(d) if (MIN_KEY_SCAN..=MAX_KEY_SCAN).contains(&d) => d,
-        Ok(_) => {
-            errors.push(format!(
-                "spec.accessKeyAudit.scanInterval: \"{}\" must be between 1h and 168h",
-                audit.scan_interval
-            ));
-            MAX_KEY_SCAN
-        }
-        Err(e) => {
-            errors.push(e);
-            MAX_KEY_SCAN
-        }
-    };
+    let key_scan_interval =
+        match parse_duration("spec.accessKeyAudit.scanInterval", &audit.scan_interval) {
+            Ok(d) if (MIN_KEY_SCAN..=MAX_KEY_SCAN).contains(&d) => d,
+            Ok(_) => {
+                errors.push(format!(
+                    "spec.accessKeyAudit.scanInterval: \"{}\" must be between 1h and 168h",
+                    audit.scan_interval
+                ));
+                MAX_KEY_SCAN
+            }
+            Err(e) => {
+                errors.push(e);
+                MAX_KEY_SCAN
+            }
+        };
     let session_duration = match parse_duration("spec.sessionDuration", &spec.session_duration) {
         Ok(d) if (MIN_SESSION..=MAX_SESSION).contains(&d) => Some(d),
         Ok(_) => {

@@ -76,11 +76,40 @@ async fn pipeline(
     // failed verification is what status reports first, a failed sweep after it.
     let retained = retention(account, ctx).await;
     let session = verified?;
+    let hygiene = account_hygiene(account, ctx, &session, audit, &valid, draft).await;
     retained?;
     let until_refresh = (session.refresh_at.as_second() - ctx.clock.now().as_second()).max(1);
-    Ok(Action::requeue(
-        Duration::from_secs(until_refresh as u64).min(MAX_RECHECK),
-    ))
+    let wait = Duration::from_secs(until_refresh as u64).min(MAX_RECHECK);
+    Ok(Action::requeue(hygiene.map_or(wait, |h| h.min(wait))))
+}
+
+/// The account-level checks that need a session and never fail the reconcile: the
+/// access-key audit. Returns when they next want to run.
+async fn account_hygiene(
+    account: &CustomerAccount,
+    ctx: &Context,
+    session: &AccountSession,
+    audit: &Arc<AuditTrail>,
+    valid: &validate::ValidAccount,
+    draft: &mut Draft<CustomerAccountStatus>,
+) -> Option<Duration> {
+    let region = account
+        .spec
+        .regions
+        .first()
+        .map(String::as_str)
+        .unwrap_or("us-east-1");
+    let observer: Arc<dyn CallObserver> = audit.clone();
+    let clients = ctx.broker.clients(session, region, observer);
+    super::key_audit::run(
+        account,
+        ctx,
+        &clients,
+        audit,
+        valid.key_scan_interval,
+        draft,
+    )
+    .await
 }
 
 fn validate(
