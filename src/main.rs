@@ -146,6 +146,15 @@ struct RunArgs {
     /// JSON price table overriding the bundled on-demand prices (negotiated rates).
     #[arg(long, env = "CROSSGUARD_PRICES_FILE")]
     prices_file: Option<PathBuf>,
+    /// Slack Web API base URL for key-audit messages (tests and the demo point it at a
+    /// local receiver; plain http only on loopback).
+    #[arg(long, env = "CROSSGUARD_SLACK_API_URL", default_value = controller::SLACK_API)]
+    slack_api_url: String,
+    /// ARN of the operator's own IAM role, the one principal customers' trust policies
+    /// should name; the role-posture check reports a trust policy naming anything else.
+    /// When unset, only account roots and "*" are reported.
+    #[arg(long, env = "CROSSGUARD_OPERATOR_PRINCIPAL")]
+    operator_principal: Option<String>,
 }
 
 /// The bundled price table, with a file's prices on top when given.
@@ -262,7 +271,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.source_identity,
     ));
     let prices = load_prices(args.prices_file.as_deref())?;
-    let ctx = Arc::new(Context::new(client, broker, metrics, clock, store, prices));
+    let notifier = crossguard::keyaudit::notify::Sender::new(
+        &args.slack_api_url,
+        std::time::Duration::from_secs(10),
+    )
+    .context("--slack-api-url")?;
+    let ctx = Arc::new(
+        Context::new(client, broker, metrics, clock, store, prices)
+            .with_notifier(notifier)
+            .with_operator_principal(args.operator_principal),
+    );
     tracing::info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "controllers starting"

@@ -100,6 +100,10 @@ pub struct CustomerAccountSpec {
     pub access_key_audit: AccessKeyAudit,
 }
 
+/// Annotation on a CustomerAccount asking for the access-key scan and the role-posture
+/// check now rather than at their schedule; any new value (e.g. a timestamp) is one request.
+pub const CHECK_REQUESTED_AT: &str = "crossguard.dev/check-requested-at";
+
 /// Settings of the access-key age monitor: every IAM user's access keys in the account are
 /// scanned (`iam:ListUsers`, `ListUserTags`, `ListAccessKeys`, `GetAccessKeyLastUsed`), the
 /// owner and the team are told on a ladder of key ages, and, with `enforce`, a key is made
@@ -293,6 +297,11 @@ pub struct CustomerAccountStatus {
     /// The metadata.generation the status was computed from.
     #[serde(default)]
     pub observed_generation: i64,
+
+    /// The value of the `crossguard.dev/check-requested-at` annotation last acted on: a
+    /// different value makes the next reconcile scan keys and read the role at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_check_request: Option<String>,
 
     /// What the last access-key scan found (absent while the audit is disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]

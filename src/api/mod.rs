@@ -9,7 +9,7 @@ pub use conditions::{
     Condition, ConditionStatus, find as conditions_find, remove_condition, set_condition,
 };
 pub use customer_account::{
-    AccessKeyAudit, CustomerAccount, CustomerAccountSpec, CustomerAccountStatus, KeyAgeThresholds,
+    AccessKeyAudit, CHECK_REQUESTED_AT, CustomerAccount, CustomerAccountSpec, CustomerAccountStatus, KeyAgeThresholds,
     KeyAuditNotifications, KeyAuditStatus, KeyFinding, OwnerTags, RolePostureStatus,
     VerifiedIdentity,
 };

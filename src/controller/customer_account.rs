@@ -15,7 +15,8 @@ use super::failure::{Category, Failure, Retry};
 use super::session::{self, uid};
 use super::{Context, Draft, Error, PROBLEM_RETRY};
 use crate::api::{
-    ConditionStatus, CustomerAccount, CustomerAccountStatus, VerifiedIdentity, validate,
+    CHECK_REQUESTED_AT, ConditionStatus, CustomerAccount, CustomerAccountStatus,
+    VerifiedIdentity, validate,
 };
 use crate::audit::{AuditTrail, CallObserver};
 use crate::credentials::{AccountSession, BrokerError};
@@ -83,8 +84,10 @@ async fn pipeline(
     Ok(Action::requeue(hygiene.map_or(wait, |h| h.min(wait))))
 }
 
-/// The account-level checks that need a session and never fail the reconcile: the
-/// access-key audit. Returns when they next want to run.
+/// The account-level checks that need a session and never fail the reconcile: the role
+/// posture and the access-key audit, at their schedule or at once when the
+/// `crossguard.dev/check-requested-at` annotation has a new value. Returns when they next
+/// want to run.
 async fn account_hygiene(
     account: &CustomerAccount,
     ctx: &Context,
@@ -101,15 +104,30 @@ async fn account_hygiene(
         .unwrap_or("us-east-1");
     let observer: Arc<dyn CallObserver> = audit.clone();
     let clients = ctx.broker.clients(session, region, observer);
-    super::key_audit::run(
+    let request = account.annotations().get(CHECK_REQUESTED_AT).cloned();
+    let forced = request.is_some() && request != draft.status.last_handled_check_request;
+    let posture = super::role_posture::run(
+        account,
+        clients.iam.as_ref(),
+        ctx.operator_principal.as_deref(),
+        forced,
+        draft,
+    )
+    .await;
+    let keys = super::key_audit::run(
         account,
         ctx,
         &clients,
         audit,
         valid.key_scan_interval,
+        forced,
         draft,
     )
-    .await
+    .await;
+    if forced {
+        draft.status.last_handled_check_request = request;
+    }
+    Some(keys.map_or(posture, |k| k.min(posture)))
 }
 
 fn validate(

@@ -42,6 +42,7 @@ pub(super) async fn run(
     clients: &CustomerClients,
     audit: &Arc<AuditTrail>,
     interval: Duration,
+    forced: bool,
     draft: &mut Draft<CustomerAccountStatus>,
 ) -> Option<Duration> {
     let spec = &account.spec.access_key_audit;
@@ -77,7 +78,7 @@ pub(super) async fn run(
     };
     let next_scan = next_scan_at(run.state.last_scan_at, interval, &run.tenant);
     let mut problem = None;
-    if next_scan.is_none_or(|t| now >= t) {
+    if forced || next_scan.is_none_or(|t| now >= t) {
         match run.scan_and_act().await {
             Ok(plan) => publish_status(&run, &plan, interval, draft),
             Err(message) => problem = Some(("ScanFailed", message)),

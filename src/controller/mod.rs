@@ -76,6 +76,8 @@ pub struct Context {
     pub prices: PriceTable,
     /// Sends key-audit notifications (Slack, webhooks); None when it could not be built.
     pub notifier: Option<Arc<crate::keyaudit::notify::Sender>>,
+    /// The operator's own role ARN, which customers' trust policies should name.
+    pub operator_principal: Option<String>,
     /// Backoff state per object with consecutive transient failures.
     failures: Mutex<HashMap<String, ExponentialBackoff>>,
 }
@@ -107,6 +109,7 @@ impl Context {
             notifier: crate::keyaudit::notify::Sender::new(SLACK_API, NOTIFY_TIMEOUT)
                 .ok()
                 .map(Arc::new),
+            operator_principal: None,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -115,6 +118,12 @@ impl Context {
     /// local receiver in tests and the demo).
     pub fn with_notifier(mut self, sender: crate::keyaudit::notify::Sender) -> Self {
         self.notifier = Some(Arc::new(sender));
+        self
+    }
+
+    /// Name the operator's own role for the role-posture check.
+    pub fn with_operator_principal(mut self, principal: Option<String>) -> Self {
+        self.operator_principal = principal;
         self
     }
 

@@ -121,6 +121,9 @@ pub const OPERATIONS: &[(&str, &str, bool)] = &[
     ("iam", "GetPolicyVersion", false),
 ];
 
+/// The operator role the roles made by [`FakeAws::add_role`] trust.
+pub const OPERATOR_ROLE: &str = "arn:aws:iam::000000000000:role/crossguard-operator";
+
 /// Instance states `DescribeInstances` returns for a cluster: the SDK adapter filters on
 /// `instance-state-name` with these.
 const LISTED_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
@@ -367,9 +370,29 @@ impl FakeAws {
             account_of_arn(role_arn).is_some(),
             "{role_arn:?} is not arn:aws:iam::<account>:role/<name>"
         );
-        self.lock()
-            .roles
+        let account = account_of_arn(role_arn).unwrap_or_default();
+        let name = role_arn.rsplit('/').next().unwrap_or_default().to_string();
+        let mut st = self.lock();
+        st.roles
             .insert(role_arn.to_string(), external_id.to_string());
+        // IAM's view of the same role, as the onboarding template makes it: trusted by the
+        // operator's role with this ExternalId, sessions of at most an hour. Tests give it
+        // policies (or a worse trust policy) with `put_iam_role`.
+        let role = IamRole {
+            name: name.clone(),
+            arn: role_arn.to_string(),
+            trust_policy: serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"AWS": OPERATOR_ROLE},
+                    "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+                    "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+                }],
+            }),
+            max_session_duration: 3600,
+        };
+        st.iam.entry(account).or_default().roles.insert(name, role);
     }
 
     /// Make GetCallerIdentity answer `account` for every session (a role that is not in
