@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod http;
 pub mod metrics;
 pub mod onboarding;
+pub mod posture;
 pub mod sanitize;
 pub mod store;
 pub mod telemetry;
