@@ -17,6 +17,7 @@ pub mod http;
 pub mod keyaudit;
 pub mod metrics;
 pub mod onboarding;
+pub mod posture;
 pub mod sanitize;
 pub mod store;
 pub mod telemetry;

@@ -75,7 +75,8 @@ enum Command {
         mode: crossguard::onboarding::Mode,
     },
     /// Print the CloudFormation template (JSON) creating the IAM role a customer lets
-    /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in.
+    /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in; optionally
+    /// with the access-key audit.
     OnboardingTemplate {
         /// The customer's AWS account id.
         #[arg(long)]
@@ -98,6 +99,14 @@ enum Command {
         /// Name of the IAM role created.
         #[arg(long, default_value = "crossguard-access")]
         role_name: String,
+        /// Also let crossguard audit access-key age: list IAM users, their tags, their
+        /// access keys and when each key was last used.
+        #[arg(long)]
+        key_audit: bool,
+        /// Also let crossguard deactivate stale access keys of IAM users tagged
+        /// crossguard.dev/managed=true (implies --key-audit).
+        #[arg(long)]
+        key_audit_enforce: bool,
     },
     /// Write the CustomResourceDefinitions to crds/ and the Helm chart.
     Crdgen {
@@ -320,6 +329,8 @@ fn main() -> anyhow::Result<()> {
             external_id,
             require_source_identity,
             role_name,
+            key_audit,
+            key_audit_enforce,
         } => {
             let opts = TemplateOptions {
                 account_id,
@@ -329,6 +340,8 @@ fn main() -> anyhow::Result<()> {
                 external_id,
                 require_source_identity,
                 role_name,
+                key_audit,
+                key_audit_enforce,
             };
             opts.validate().map_err(anyhow::Error::msg)?;
             println!(
