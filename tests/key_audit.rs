@@ -90,7 +90,8 @@ impl Receiver {
     fn script(&self, status: u16, body: &str, retry_after: Option<u64>, times: usize) {
         let mut st = self.state.lock().unwrap();
         for _ in 0..times {
-            st.scripted.push_back((status, body.to_string(), retry_after));
+            st.scripted
+                .push_back((status, body.to_string(), retry_after));
         }
     }
 
@@ -106,11 +107,17 @@ async fn answer(
     body: String,
 ) -> Response {
     let mut st = state.lock().unwrap();
-    let forced = st.always.clone().map(|(s, b)| (s, b, None)).or_else(|| st.scripted.pop_front());
+    let forced = st
+        .always
+        .clone()
+        .map(|(s, b)| (s, b, None))
+        .or_else(|| st.scripted.pop_front());
     if let Some((status, body, retry_after)) = forced {
         let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
         if let Some(secs) = retry_after {
-            response.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
+            response
+                .headers_mut()
+                .insert("retry-after", secs.to_string().parse().unwrap());
         }
         return response;
     }
@@ -160,22 +167,37 @@ async fn world() -> World {
     let receiver = Receiver::start().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "key-audit-delivery"},
-        "stringData": {
-            "slack-bot-token": BOT_TOKEN,
-            "webhook-url": format!("{}/hooks/generic-CANARY", receiver.url),
-        }}))
+    "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "key-audit-delivery"},
+    "stringData": {
+        "slack-bot-token": BOT_TOKEN,
+        "webhook-url": format!("{}/hooks/generic-CANARY", receiver.url),
+    }}))
     .unwrap();
-    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
 
     let clock = ManualClock::at(NOW);
     let aws = FakeAws::new(clock.clone());
     // alice: engineer, owned, managed, key 81 days old -> warned.
-    aws.put_iam_user(ACCOUNT_ID, "alice", &[("type", "engineer"), ("slack-id", "U0ALICE"),
-        ("full-name", "Alice Doe"), (TAG_MANAGED, "true")]);
+    aws.put_iam_user(
+        ACCOUNT_ID,
+        "alice",
+        &[
+            ("type", "engineer"),
+            ("slack-id", "U0ALICE"),
+            ("full-name", "Alice Doe"),
+            (TAG_MANAGED, "true"),
+        ],
+    );
     aws.put_access_key(ACCOUNT_ID, "alice", "AKIAALICE00000000001", ago(81));
     // bob: owned, managed, key 95 days old -> disabled (grace 0 in these tests).
-    aws.put_iam_user(ACCOUNT_ID, "bob", &[("slack-id", "U0BOB"), (TAG_MANAGED, "true")]);
+    aws.put_iam_user(
+        ACCOUNT_ID,
+        "bob",
+        &[("slack-id", "U0BOB"), (TAG_MANAGED, "true")],
+    );
     aws.put_access_key(ACCOUNT_ID, "bob", "AKIABOB0000000000001", ago(95));
     aws.put_access_key(ACCOUNT_ID, "bob", "AKIABOB0000000000002", ago(10));
     // carol: no tags at all, key 120 days old -> overdue, never disabled, unowned.
@@ -183,7 +205,12 @@ async fn world() -> World {
     aws.put_access_key(ACCOUNT_ID, "carol", "AKIACAROL00000000001", ago(120));
 
     let metrics = Arc::new(Metrics::new());
-    let broker = Arc::new(Broker::new(aws.clone(), clock.clone(), metrics.clone(), "crossguard-test"));
+    let broker = Arc::new(Broker::new(
+        aws.clone(),
+        clock.clone(),
+        metrics.clone(),
+        "crossguard-test",
+    ));
     let store = Store::open("memory://", &S3Options::default()).unwrap();
     let ctx = context(&client, &broker, &metrics, &clock, &store, &receiver);
     World {
@@ -210,8 +237,15 @@ fn context(
 ) -> Arc<Context> {
     let sender = Sender::new(&format!("{}/api", receiver.url), Duration::from_secs(5)).unwrap();
     Arc::new(
-        Context::new(client.clone(), broker.clone(), metrics.clone(), clock.clone(), store.clone(), PriceTable::bundled())
-            .with_notifier(sender),
+        Context::new(
+            client.clone(),
+            broker.clone(),
+            metrics.clone(),
+            clock.clone(),
+            store.clone(),
+            PriceTable::bundled(),
+        )
+        .with_notifier(sender),
     )
 }
 
@@ -234,10 +268,16 @@ impl World {
             "spec": {"accountId": ACCOUNT_ID, "roleArn": ROLE, "regions": ["us-east-1"],
                 "accessKeyAudit": settings}}))
         .unwrap();
-        self.accounts().create(&PostParams::default(), &obj).await.unwrap();
+        self.accounts()
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
         self.reconcile().await; // finalizer
         self.reconcile().await; // ExternalId
-        let external_id = self.status().await["externalId"].as_str().unwrap().to_string();
+        let external_id = self.status().await["externalId"]
+            .as_str()
+            .unwrap()
+            .to_string();
         self.aws.add_role(ROLE, &external_id);
     }
 
@@ -287,8 +327,12 @@ impl World {
 
     async fn request_check(&self, value: &str) {
         self.accounts()
-            .patch("acme", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {
-                "crossguard.dev/check-requested-at": value}}})))
+            .patch(
+                "acme",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                "crossguard.dev/check-requested-at": value}}})),
+            )
             .await
             .unwrap();
     }
@@ -298,7 +342,9 @@ impl World {
         let uid = self.accounts().get("acme").await.unwrap().uid().unwrap();
         let mut out = String::new();
         for key in self.store.keys(&uid).await.unwrap() {
-            out.push_str(&String::from_utf8_lossy(&self.store.get(&key).await.unwrap()));
+            out.push_str(&String::from_utf8_lossy(
+                &self.store.get(&key).await.unwrap(),
+            ));
         }
         out
     }
@@ -318,16 +364,25 @@ impl World {
     }
 
     async fn events(&self) -> Vec<Value> {
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), NS);
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
         api.list(&Default::default())
             .await
-            .map(|l| l.items.into_iter().map(|e| serde_json::to_value(e).unwrap()).collect())
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .map(|e| serde_json::to_value(e).unwrap())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
 
 fn count(texts: &[(String, String)], to: &str, needle: &str) -> usize {
-    texts.iter().filter(|(t, text)| t.contains(to) && text.contains(needle)).count()
+    texts
+        .iter()
+        .filter(|(t, text)| t.contains(to) && text.contains(needle))
+        .count()
 }
 
 // ---------------------------------------------------------------- tests
@@ -338,10 +393,19 @@ async fn the_ladder_warns_disables_exactly_one_key_and_spares_the_untagged_user(
     w.account(json!({})).await;
     w.reconcile().await;
 
-    assert!(!w.key_active("AKIABOB0000000000001"), "bob's 95-day key is disabled");
-    assert!(w.key_active("AKIABOB0000000000002"), "bob's other key is untouched");
+    assert!(
+        !w.key_active("AKIABOB0000000000001"),
+        "bob's 95-day key is disabled"
+    );
+    assert!(
+        w.key_active("AKIABOB0000000000002"),
+        "bob's other key is untouched"
+    );
     assert!(w.key_active("AKIAALICE00000000001"));
-    assert!(w.key_active("AKIACAROL00000000001"), "carol carries no management tag");
+    assert!(
+        w.key_active("AKIACAROL00000000001"),
+        "carol carries no management tag"
+    );
     let updates = w.aws.calls_of("UpdateAccessKey");
     assert_eq!(updates.len(), 1, "{updates:?}");
     assert_eq!(updates[0].target, "bob/AKIABOB0000000000001 Inactive");
@@ -350,42 +414,98 @@ async fn the_ladder_warns_disables_exactly_one_key_and_spares_the_untagged_user(
     assert_eq!(count(&texts, "U0ALICE", "81 days old"), 1, "{texts:#?}");
     assert_eq!(count(&texts, "C0TEAM", "AKIAALICE00000000001"), 1);
     assert_eq!(count(&texts, "U0BOB", "has been disabled"), 1);
-    assert_eq!(count(&texts, "C0TEAM", "unowned"), 2, "carol's overdue key, team only: {texts:#?}");
+    assert_eq!(
+        count(&texts, "C0TEAM", "unowned"),
+        2,
+        "carol's overdue key, team only: {texts:#?}"
+    );
     assert_eq!(count(&texts, "U0BOB", "2 active access keys"), 1);
     assert!(texts.iter().all(|(_, t)| !t.contains(CANARY)));
-    let dm = w.receiver.received().into_iter().find(|r| r.path == "/api/chat.postMessage").unwrap();
+    let dm = w
+        .receiver
+        .received()
+        .into_iter()
+        .find(|r| r.path == "/api/chat.postMessage")
+        .unwrap();
     assert_eq!(dm.auth.as_deref(), Some(&*format!("Bearer {BOT_TOKEN}")));
-    assert!(w.receiver.received().iter().any(|r| r.path == "/hooks/generic-CANARY"
-        && r.body["event"] == "AccessKeyDisabled" && r.body["accessKeyId"] == "AKIABOB0000000000001"));
+    assert!(
+        w.receiver
+            .received()
+            .iter()
+            .any(|r| r.path == "/hooks/generic-CANARY"
+                && r.body["event"] == "AccessKeyDisabled"
+                && r.body["accessKeyId"] == "AKIABOB0000000000001")
+    );
 
     let s = w.status().await;
     let k = &s["keyAudit"];
-    assert_eq!((k["users"].as_u64(), k["keys"].as_u64()), (Some(3), Some(4)));
+    assert_eq!(
+        (k["users"].as_u64(), k["keys"].as_u64()),
+        (Some(3), Some(4))
+    );
     assert_eq!(k["expiring"], 1);
     assert_eq!(k["disabled"], 1);
     assert_eq!(k["overdue"], 1, "carol's");
     assert_eq!(k["unowned"], 1);
     assert_eq!(k["usersWithMultipleActiveKeys"], 1);
     assert_eq!(k["pendingNotifications"], 0);
-    assert!(k["findings"].as_array().unwrap().iter().any(|f| f["finding"] == "Overdue"
-        && f["user"] == "carol" && f["message"].as_str().unwrap().contains("not tagged")));
+    assert!(
+        k["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["finding"] == "Overdue"
+                && f["user"] == "carol"
+                && f["message"].as_str().unwrap().contains("not tagged"))
+    );
     let (status, reason, message) = w.condition("KeyAudit").await;
-    assert_eq!((status.as_str(), reason.as_str()), ("True", "Scanned"), "{message}");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "Scanned"),
+        "{message}"
+    );
     let events = w.events().await;
-    assert!(events.iter().any(|e| e["reason"] == "AccessKeyDisabled"), "{events:#?}");
+    assert!(
+        events.iter().any(|e| e["reason"] == "AccessKeyDisabled"),
+        "{events:#?}"
+    );
 
     let audit = w.audit().await;
-    for op in ["ListUsers", "ListUserTags", "ListAccessKeys", "GetAccessKeyLastUsed", "UpdateAccessKey"] {
-        assert!(audit.iter().any(|r| r.service == "iam" && r.operation == op), "{op} audited");
+    for op in [
+        "ListUsers",
+        "ListUserTags",
+        "ListAccessKeys",
+        "GetAccessKeyLastUsed",
+        "UpdateAccessKey",
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|r| r.service == "iam" && r.operation == op),
+            "{op} audited"
+        );
     }
-    assert!(audit.iter().any(|r| r.service == "keyaudit" && r.operation == "Deliver" && r.outcome == "sent"));
-    assert!(audit.iter().any(|r| r.service == "iam" && r.operation == "UpdateAccessKey" && r.mutating));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.service == "keyaudit" && r.operation == "Deliver" && r.outcome == "sent")
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.service == "iam" && r.operation == "UpdateAccessKey" && r.mutating)
+    );
 
     // A day later nothing is repeated.
     let before = w.receiver.received().len();
     w.advance(DAY + 3 * 3600);
     w.reconcile().await;
-    assert_eq!(w.receiver.received().len(), before, "{:#?}", &w.receiver.texts()[before..]);
+    assert_eq!(
+        w.receiver.received().len(),
+        before,
+        "{:#?}",
+        &w.receiver.texts()[before..]
+    );
     assert_eq!(w.aws.calls_of("UpdateAccessKey").len(), 1);
 }
 
@@ -397,7 +517,11 @@ async fn without_enforce_nothing_is_disabled_and_the_team_hears_what_would_be() 
     assert!(w.aws.calls_of("UpdateAccessKey").is_empty());
     assert!(w.key_active("AKIABOB0000000000001"));
     let texts = w.receiver.texts();
-    assert_eq!(count(&texts, "C0TEAM", "enforce is false"), 2, "bob's and carol's: {texts:#?}");
+    assert_eq!(
+        count(&texts, "C0TEAM", "enforce is false"),
+        2,
+        "bob's and carol's: {texts:#?}"
+    );
     assert_eq!(w.status().await["keyAudit"]["overdue"], 2);
 }
 
@@ -407,18 +531,30 @@ async fn new_and_reenabled_keys_are_reported_and_the_reenabled_one_disabled_agai
     w.account(json!({})).await;
     w.reconcile().await;
     let before = w.receiver.received().len();
-    w.aws.put_access_key(ACCOUNT_ID, "alice", "AKIAALICE00000000002", ago(0));
+    w.aws
+        .put_access_key(ACCOUNT_ID, "alice", "AKIAALICE00000000002", ago(0));
     w.aws.with_iam(ACCOUNT_ID, |iam| {
-        iam.keys.iter_mut().find(|k| k.id == "AKIABOB0000000000001").unwrap().active = true;
+        iam.keys
+            .iter_mut()
+            .find(|k| k.id == "AKIABOB0000000000001")
+            .unwrap()
+            .active = true;
     });
     w.advance(3600);
     w.request_check("now").await;
     w.reconcile().await;
     let texts = w.receiver.texts()[before..].to_vec();
     assert_eq!(count(&texts, "U0ALICE", "was this you?"), 1, "{texts:#?}");
-    assert_eq!(count(&texts, "C0TEAM", "AKIAALICE00000000002"), 2, "new key, and alice's two keys");
+    assert_eq!(
+        count(&texts, "C0TEAM", "AKIAALICE00000000002"),
+        2,
+        "new key, and alice's two keys"
+    );
     assert_eq!(count(&texts, "U0BOB", "is active again"), 1);
-    assert!(!w.key_active("AKIABOB0000000000001"), "disabled again under enforce");
+    assert!(
+        !w.key_active("AKIABOB0000000000001"),
+        "disabled again under enforce"
+    );
     assert_eq!(w.aws.calls_of("UpdateAccessKey").len(), 2);
     let events = w.events().await;
     assert!(events.iter().any(|e| e["reason"] == "NewAccessKey"));
@@ -435,15 +571,30 @@ async fn a_restart_between_deciding_and_sending_sends_each_message_exactly_once(
     w.account(json!({})).await;
     w.reconcile().await;
     assert!(w.receiver.received().is_empty());
-    let pending = w.status().await["keyAudit"]["pendingNotifications"].as_u64().unwrap();
+    let pending = w.status().await["keyAudit"]["pendingNotifications"]
+        .as_u64()
+        .unwrap();
     assert!(pending >= 6, "{pending}");
-    assert!(!w.key_active("AKIABOB0000000000001"), "a disable goes ahead while delivery fails");
+    assert!(
+        !w.key_active("AKIABOB0000000000001"),
+        "a disable goes ahead while delivery fails"
+    );
     let (status, reason, _) = w.condition("KeyAudit").await;
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "NotificationsFailing"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NotificationsFailing")
+    );
 
     // A new operator over the same store, once delivery works again.
     let restarted = World {
-        ctx: context(&w.client, &w.broker, &w.metrics, &w.clock, &w.store, &w.receiver),
+        ctx: context(
+            &w.client,
+            &w.broker,
+            &w.metrics,
+            &w.clock,
+            &w.store,
+            &w.receiver,
+        ),
         ..w
     };
     restarted.receiver.fail_always(None);
@@ -457,35 +608,58 @@ async fn a_restart_between_deciding_and_sending_sends_each_message_exactly_once(
     restarted.reconcile().await;
     restarted.request_check("again").await;
     restarted.reconcile().await;
-    assert_eq!(restarted.receiver.received().len(), n, "nothing is sent twice");
-    assert_eq!(restarted.status().await["keyAudit"]["pendingNotifications"], 0);
+    assert_eq!(
+        restarted.receiver.received().len(),
+        n,
+        "nothing is sent twice"
+    );
+    assert_eq!(
+        restarted.status().await["keyAudit"]["pendingNotifications"],
+        0
+    );
 }
 
 #[tokio::test]
 async fn slack_errors_rate_limits_and_outages_are_retried_without_duplicates() {
     let w = world().await;
     // 200 with ok:false (Slack's usual error answer), then a 429 with Retry-After, then a 500.
-    w.receiver.script(200, r#"{"ok":false,"error":"internal_error"}"#, None, 1);
-    w.receiver.script(429, r#"{"ok":false,"error":"ratelimited"}"#, Some(120), 1);
+    w.receiver
+        .script(200, r#"{"ok":false,"error":"internal_error"}"#, None, 1);
+    w.receiver
+        .script(429, r#"{"ok":false,"error":"ratelimited"}"#, Some(120), 1);
     w.receiver.script(500, "oops", None, 1);
     w.account(json!({})).await;
     let wait = w.reconcile().await;
-    assert!(wait <= Duration::from_secs(120), "retried within the Retry-After: {wait:?}");
+    assert!(
+        wait <= Duration::from_secs(120),
+        "retried within the Retry-After: {wait:?}"
+    );
     let (_, reason, message) = w.condition("KeyAudit").await;
     assert_eq!(reason, "NotificationsFailing", "{message}");
-    assert!(!message.contains(CANARY) && !message.contains("xoxb"), "{message}");
+    assert!(
+        !message.contains(CANARY) && !message.contains("xoxb"),
+        "{message}"
+    );
     for _ in 0..4 {
         w.advance(3600);
         w.reconcile().await;
     }
     let texts = w.receiver.texts();
     assert_eq!(count(&texts, "U0ALICE", "81 days old"), 1, "{texts:#?}");
-    assert_eq!(count(&texts, "C0TEAM", "AKIAALICE00000000001 of IAM user alice"), 1);
+    assert_eq!(
+        count(&texts, "C0TEAM", "AKIAALICE00000000001 of IAM user alice"),
+        1
+    );
     assert_eq!(w.status().await["keyAudit"]["pendingNotifications"], 0);
     let (status, reason, _) = w.condition("KeyAudit").await;
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Scanned"));
     let metrics = w.metrics.encode();
-    assert!(metrics.contains("crossguard_key_audit_notifications_total{route=\"slack_dm\",outcome=\"sent\"}"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "crossguard_key_audit_notifications_total{route=\"slack_dm\",outcome=\"sent\"}"
+        ),
+        "{metrics}"
+    );
     assert!(metrics.contains("crossguard_access_keys_disabled_total"));
 }
 
@@ -493,7 +667,8 @@ async fn slack_errors_rate_limits_and_outages_are_retried_without_duplicates() {
 async fn tokens_and_webhook_urls_appear_in_no_output() {
     let w = world().await;
     w.receiver.script(403, "action_prohibited", None, 2);
-    w.receiver.script(200, r#"{"ok":false,"error":"invalid_auth"}"#, None, 2);
+    w.receiver
+        .script(200, r#"{"ok":false,"error":"invalid_auth"}"#, None, 2);
     w.account(json!({})).await;
     for _ in 0..3 {
         w.reconcile().await;
@@ -503,11 +678,19 @@ async fn tokens_and_webhook_urls_appear_in_no_output() {
     let events = serde_json::to_string(&w.events().await).unwrap();
     let stored = w.stored().await;
     let metrics = w.metrics.encode();
-    for (what, text) in [("status", &account), ("events", &events), ("store", &stored), ("metrics", &metrics)] {
+    for (what, text) in [
+        ("status", &account),
+        ("events", &events),
+        ("store", &stored),
+        ("metrics", &metrics),
+    ] {
         assert!(!text.contains(CANARY), "canary in {what}: {text}");
         assert!(!text.contains("xoxb-"), "bot token in {what}");
     }
-    assert!(stored.contains("AKIAALICE00000000001"), "the store holds the audit state");
+    assert!(
+        stored.contains("AKIAALICE00000000001"),
+        "the store holds the audit state"
+    );
 }
 
 #[tokio::test]
@@ -518,7 +701,10 @@ async fn a_failed_scan_is_reported_and_keeps_the_account_ready() {
     let wait = w.reconcile().await;
     let (status, reason, message) = w.condition("KeyAudit").await;
     assert_eq!((status.as_str(), reason.as_str()), ("False", "ScanFailed"));
-    assert!(message.contains("onboarding-template --key-audit"), "{message}");
+    assert!(
+        message.contains("onboarding-template --key-audit"),
+        "{message}"
+    );
     assert_eq!(w.condition("Ready").await.0, "True");
     assert!(wait <= Duration::from_secs(15 * 60));
     w.advance(16 * 60);

@@ -15,8 +15,8 @@ use super::failure::{Category, Failure, Retry};
 use super::session::{self, uid};
 use super::{Context, Draft, Error, PROBLEM_RETRY};
 use crate::api::{
-    CHECK_REQUESTED_AT, ConditionStatus, CustomerAccount, CustomerAccountStatus,
-    VerifiedIdentity, validate,
+    CHECK_REQUESTED_AT, ConditionStatus, CustomerAccount, CustomerAccountStatus, VerifiedIdentity,
+    validate,
 };
 use crate::audit::{AuditTrail, CallObserver};
 use crate::credentials::{AccountSession, BrokerError};

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod inventory;
 pub mod key_audit;
 pub mod managed_cluster;
+mod role_posture;
 mod runner;
 pub mod session;
 mod status;

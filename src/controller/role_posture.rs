@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use super::Draft;
-use crate::api::{ConditionStatus, CustomerAccount, CustomerAccountStatus, Mode, RolePostureStatus};
+use crate::api::{
+    ConditionStatus, CustomerAccount, CustomerAccountStatus, Mode, RolePostureStatus,
+};
 use crate::aws::{AwsError, AwsErrorKind, Iam};
 use crate::posture::{self, Expectations, RoleDocuments};
 
@@ -78,7 +80,12 @@ pub(super) async fn run(
             } else {
                 format!("Reading the role failed and is retried: {e}")
             };
-            draft.set(ROLE_POSTURE, ConditionStatus::Unknown, "RoleUnreadable", message);
+            draft.set(
+                ROLE_POSTURE,
+                ConditionStatus::Unknown,
+                "RoleUnreadable",
+                message,
+            );
             Duration::from_secs(60 * 60)
         }
     }
@@ -116,7 +123,13 @@ async fn read_role(iam: &dyn Iam, role_arn: &str) -> Result<RoleDocuments, AwsEr
 mod tests {
     #[test]
     fn role_names_drop_the_path() {
-        assert_eq!(super::role_name("arn:aws:iam::1:role/crossguard-access"), "crossguard-access");
-        assert_eq!(super::role_name("arn:aws:iam::1:role/team/x/crossguard"), "crossguard");
+        assert_eq!(
+            super::role_name("arn:aws:iam::1:role/crossguard-access"),
+            "crossguard-access"
+        );
+        assert_eq!(
+            super::role_name("arn:aws:iam::1:role/team/x/crossguard"),
+            "crossguard"
+        );
     }
 }
