@@ -14,6 +14,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod credentials;
 pub mod http;
+pub mod keyaudit;
 pub mod metrics;
 pub mod onboarding;
 pub mod sanitize;
