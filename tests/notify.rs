@@ -450,9 +450,11 @@ async fn a_route_without_its_credential_is_not_configured() {
             .send(&only_generic, &route, &message())
             .await
             .unwrap_err();
-        assert!(
-            matches!(err, DeliveryError::NotConfigured { .. }),
-            "{err:?}"
+        assert_eq!(
+            err,
+            DeliveryError::NotConfigured {
+                route: route.label()
+            }
         );
         assert!(err.is_permanent());
         assert_eq!(err.label(), "not_configured");

@@ -254,7 +254,7 @@ impl Sender {
                             message: "the owner's Slack id is not a member id (U… or W…)".into(),
                         });
                     }
-                    self.post_message(to, user, message).await
+                    self.post_message(to, route, user, message).await
                 }
                 Route::SlackChannel { channel } => {
                     if !is_slack_id(channel) {
@@ -262,7 +262,7 @@ impl Sender {
                             message: "the team channel is not a Slack channel id".into(),
                         });
                     }
-                    self.post_message(to, channel, message).await
+                    self.post_message(to, route, channel, message).await
                 }
                 Route::SlackWebhook => self.slack_webhook(to, message).await,
                 Route::Webhook => self.webhook(to, message).await,
@@ -279,6 +279,7 @@ impl Sender {
     async fn post_message(
         &self,
         to: &Destinations,
+        route: &Route,
         channel: &str,
         message: &Message,
     ) -> Result<(), DeliveryError> {
@@ -286,7 +287,7 @@ impl Sender {
             .slack_bot_token
             .as_ref()
             .ok_or(DeliveryError::NotConfigured {
-                route: "slack_bot_token",
+                route: route.label(),
             })?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
             .map_err(|_| DeliveryError::Rejected {
