@@ -416,8 +416,18 @@ async fn the_ladder_warns_disables_exactly_one_key_and_spares_the_untagged_user(
     assert_eq!(count(&texts, "U0BOB", "has been disabled"), 1);
     assert_eq!(
         count(&texts, "C0TEAM", "unowned"),
-        2,
-        "carol's overdue key, team only: {texts:#?}"
+        1,
+        "carol's overdue key, to the team: {texts:#?}"
+    );
+    assert_eq!(
+        count(&texts, "/hooks/generic", "unowned"),
+        1,
+        "and to the generic webhook"
+    );
+    assert_eq!(
+        count(&texts, "U", "AKIACAROL"),
+        0,
+        "carol has no owner to message privately"
     );
     assert_eq!(count(&texts, "U0BOB", "2 active access keys"), 1);
     assert!(texts.iter().all(|(_, t)| !t.contains(CANARY)));
