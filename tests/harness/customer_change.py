@@ -13,11 +13,13 @@ its call, play EKS removing an instance after a nodegroup scale-in, and report s
                                            does when the group changes (moto does not)
     state CLUSTER                          JSON: nodegroups, groups and instances as AWS has them
     iam-user NAME [KEY=VALUE...]           create (or re-tag) an IAM user
-    access-key USER [--age-days N]         create an access key, back-date its CreateDate by N days
+    access-key USER [AGE_DAYS]             create an access key, back-date its CreateDate by AGE_DAYS
                                            (through the shim's /_crossguard/backdate-access-key)
                                            and print its id; the secret is thrown away
     key-status USER KEY_ID Active|Inactive set a key's status (the customer re-enabling a key)
     keys                                   JSON: every user's keys {user: {key id: status}}
+    attach-policy NAME JSON                create a customer managed policy NAME with document JSON and
+                                           attach it to the role (a customer's own guardrail policy)
     deploy-template FILE                   play the customer deploying `crossguard onboarding-template`:
                                            the role's trust policy, MaxSessionDuration and inline
                                            policies become the template's (Fn::Sub, Ref resolved)
@@ -112,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     creds = base.client("sts", endpoint_url=a.endpoint).assume_role(
         RoleArn=f"arn:aws:iam::{a.account_id}:role/{a.role_name}", RoleSessionName="customer-change"
     )["Credentials"]
+    if os.environ.get("CROSSGUARD_HARNESS_KEYS_FILE"):
+        # Tests tell the harness's calls from the operator's by this session's key id.
+        with open(os.environ["CROSSGUARD_HARNESS_KEYS_FILE"], "a") as f:
+            f.write(creds["AccessKeyId"] + "\n")
     sess = boto3.session.Session(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
@@ -178,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         except iam.exceptions.EntityAlreadyExistsException:
             if tags:
                 iam.tag_user(UserName=args[0], Tags=tags)
-    elif cmd == "access-key" and len(args) in (1, 3) and (len(args) == 1 or args[1] == "--age-days"):
+    elif cmd == "access-key" and len(args) in (1, 2):
         key_id = iam.create_access_key(UserName=args[0])["AccessKey"]["AccessKeyId"]
-        if len(args) == 3:
-            shim_backdate(a, args[0], key_id, int(args[2]))
+        if len(args) == 2:
+            shim_backdate(a, args[0], key_id, int(args[1]))
         print(key_id)
     elif cmd == "key-status" and len(args) == 3:
         iam.update_access_key(UserName=args[0], AccessKeyId=args[1], Status=args[2])
@@ -192,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                 keys = iam.list_access_keys(UserName=u["UserName"])["AccessKeyMetadata"]
                 out[u["UserName"]] = {k["AccessKeyId"]: k["Status"] for k in keys}
         print(json.dumps(out, sort_keys=True))
+    elif cmd == "attach-policy" and len(args) == 2:
+        arn = iam.create_policy(PolicyName=args[0], PolicyDocument=args[1])["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=a.role_name, PolicyArn=arn)
+        print(arn)
     elif cmd == "deploy-template" and len(args) == 1:
         deploy_template(iam, a, args[0])
     else:

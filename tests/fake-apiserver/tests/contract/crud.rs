@@ -54,7 +54,10 @@ async fn create_fills_server_metadata_from_one_counter() {
         s.body["data"]["a"], "Yg==",
         "stringData is stored base64-encoded under data"
     );
-    assert!(s.body.get("stringData").is_none(), "stringData is write-only");
+    assert!(
+        s.body.get("stringData").is_none(),
+        "stringData is write-only"
+    );
 
     let d = ctx.post(DEPLOYS, deployment("web")).await;
     assert_eq!(d.status, 201);
