@@ -207,6 +207,39 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// With the legacy static keys, check their age at start and daily, on the same ladder as
+/// customers' keys (engineer defaults: warnings from day 76, rotation due on day 91):
+/// logged at warn (error once overdue) and exported as
+/// `crossguard_operator_access_key_age_days`. crossguard cannot rotate its own key; the
+/// message says how.
+async fn watch_own_key(factory: Arc<SdkFactory>, access_key_id: String, metrics: Arc<Metrics>) {
+    let defaults = crossguard::api::AccessKeyAudit::default();
+    let first_warning = defaults.warn_days.iter().copied().min().unwrap_or(76);
+    loop {
+        match factory.own_key_created(&access_key_id).await {
+            Ok(Some(created)) => {
+                let age = crossguard::keyaudit::ladder::age_days(created, jiff::Timestamp::now());
+                metrics.operator_key_age(age);
+                let how = "create a new key for the operator's IAM user, put it in the --static-credentials-secret Secret, restart the operator, then deactivate the old key (better: move to IRSA or EKS Pod Identity)";
+                if age >= defaults.disable_day {
+                    tracing::error!(key = %access_key_id, age_days = age, "the operator's own access key is past the {}-day rotation limit: {how}", defaults.disable_day);
+                } else if age >= first_warning {
+                    tracing::warn!(key = %access_key_id, age_days = age, "the operator's own access key must be rotated by day {}: {how}", defaults.disable_day);
+                } else {
+                    tracing::info!(key = %access_key_id, age_days = age, "the operator's own access key is within its rotation period");
+                }
+            }
+            Ok(None) => {
+                tracing::warn!(key = %access_key_id, "the operator's own access key is not among its user's keys; its age is unknown")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the age of the operator's own access key (grant iam:ListAccessKeys on the operator's user)")
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(24 * 60 * 60)).await;
+    }
+}
+
 /// Read the legacy static keys from `NAMESPACE/NAME`.
 async fn read_static_keys(client: &kube::Client, reference: &str) -> anyhow::Result<StaticKeys> {
     let (ns, name) = reference
@@ -271,7 +304,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let own_key = static_keys.as_ref().map(|k| k.access_key_id.clone());
     let factory = Arc::new(SdkFactory::from_env(metrics.clone(), static_keys).await);
+    if let Some(key) = own_key {
+        tokio::spawn(watch_own_key(factory.clone(), key, metrics.clone()));
+    }
     let clock = Arc::new(SystemClock);
     let broker = Arc::new(Broker::new(
         factory,

@@ -77,6 +77,7 @@ pub struct Metrics {
     access_keys: Family<KeyAgeLabels, Gauge>,
     access_keys_disabled: Family<AccountLabels, Counter>,
     key_notifications: Family<NotificationLabels, Counter>,
+    operator_key_age_days: Gauge,
 }
 
 impl Default for Metrics {
@@ -163,7 +164,14 @@ impl Metrics {
             "Key-audit notification attempts by route (slack_dm, slack_channel, slack_webhook, webhook) and outcome (sent or the failure)",
             key_notifications.clone(),
         );
+        let operator_key_age_days = Gauge::default();
+        registry.register(
+            "operator_access_key_age_days",
+            "Age in whole days of the operator's own long-lived access key (only with --static-credentials-secret)",
+            operator_key_age_days.clone(),
+        );
         Metrics {
+            operator_key_age_days,
             registry: Mutex::new(registry),
             access_keys,
             access_keys_disabled,
@@ -201,6 +209,11 @@ impl Metrics {
                 name: name.to_string(),
             })
             .inc();
+    }
+
+    /// Set the age of the operator's own access key.
+    pub fn operator_key_age(&self, days: u32) {
+        self.operator_key_age_days.set(i64::from(days));
     }
 
     /// Count one notification attempt.

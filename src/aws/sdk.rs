@@ -60,6 +60,28 @@ impl SdkFactory {
         }
     }
 
+    /// When the operator's own access key `access_key_id` was created: iam:ListAccessKeys
+    /// without a user name, which IAM answers for the calling user. None when the key is not
+    /// among that user's keys. Only meaningful with [`StaticKeys`]; the call needs
+    /// `iam:ListAccessKeys` on the operator's own user.
+    pub async fn own_key_created(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<jiff::Timestamp>, AwsError> {
+        let out = aws_sdk_iam::Client::new(&self.config)
+            .list_access_keys()
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam", "ListAccessKeys", e));
+        let out = observe_operator(&self.metrics, "iam", "ListAccessKeys", out)?;
+        Ok(out
+            .access_key_metadata()
+            .iter()
+            .find(|k| k.access_key_id() == Some(access_key_id))
+            .and_then(|k| k.create_date())
+            .and_then(|d| jiff::Timestamp::from_second(d.secs()).ok()))
+    }
+
     /// Use an already built SDK configuration (tests point it at the emulator).
     pub fn from_config(config: SdkConfig, metrics: Arc<Metrics>) -> Self {
         SdkFactory { config, metrics }

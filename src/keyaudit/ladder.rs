@@ -378,9 +378,9 @@ impl KeyView<'_> {
 
     fn last_used(&self) -> String {
         match (&self.last_used.at, &self.last_used.service) {
-            (Some(at), Some(service)) => format!("last used {} with {service}", date_of(*at)),
-            (Some(at), None) => format!("last used {}", date_of(*at)),
-            _ => "never used".to_string(),
+            (Some(at), Some(service)) => format!("Last used {} with {service}", date_of(*at)),
+            (Some(at), None) => format!("Last used {}", date_of(*at)),
+            _ => "Never used".to_string(),
         }
     }
 
