@@ -201,6 +201,17 @@ impl Metrics {
         }
     }
 
+    /// Forget the active-key counts of one CustomerAccount (audit turned off).
+    pub fn forget_key_ages(&self, namespace: &str, name: &str) {
+        for band in KEY_AGE_BANDS {
+            self.access_keys.remove(&KeyAgeLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                band: band.to_string(),
+            });
+        }
+    }
+
     /// Count one access key crossguard disabled.
     pub fn key_disabled(&self, namespace: &str, name: &str) {
         self.access_keys_disabled

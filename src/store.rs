@@ -224,6 +224,15 @@ impl Store {
         }
     }
 
+    /// Delete the tenant's state object `name`; deleting one that does not exist is fine.
+    pub async fn delete_state(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
+        match self.inner.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("delete")(e)),
+        }
+    }
+
     /// Every key under the tenant's prefix.
     pub async fn keys(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
         let prefix = Self::tenant_prefix(tenant);
@@ -343,6 +352,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(swept, 0, "retention never removes state");
+        store.delete_state("uid-b", "key-audit").await.unwrap();
+        store
+            .put_state("uid-a", "other", b"3".to_vec())
+            .await
+            .unwrap();
+        store.delete_state("uid-a", "other").await.unwrap();
+        assert_eq!(store.get_state("uid-a", "other").await.unwrap(), None);
         assert_eq!(store.purge("uid-a").await.unwrap(), 1);
         assert_eq!(store.get_state("uid-a", "key-audit").await.unwrap(), None);
     }

@@ -733,3 +733,157 @@ async fn a_disabled_audit_makes_no_iam_calls_and_shows_nothing() {
     assert!(w.status().await.get("keyAudit").is_none());
     assert_eq!(w.condition("KeyAudit").await.0, "");
 }
+
+#[tokio::test]
+async fn turning_the_audit_off_and_on_is_a_fresh_start_with_the_grace() {
+    let w = world().await;
+    w.account(json!({"firstScanGraceDays": 7})).await;
+    w.reconcile().await;
+    assert!(
+        w.key_active("AKIABOB0000000000001"),
+        "grace at the first scan"
+    );
+    w.accounts()
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"accessKeyAudit": {"enabled": false}}})),
+        )
+        .await
+        .unwrap();
+    w.reconcile().await;
+    let uid = w.accounts().get("acme").await.unwrap().uid().unwrap();
+    assert_eq!(
+        w.store.get_state(&uid, "key-audit").await.unwrap(),
+        None,
+        "state removed"
+    );
+    assert!(w.status().await.get("keyAudit").is_none());
+    // Thirty days later it is turned on again: still a first scan, so grace, not a disable.
+    w.advance(30 * DAY);
+    w.accounts()
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"accessKeyAudit": {"enabled": true}}})),
+        )
+        .await
+        .unwrap();
+    w.reconcile().await;
+    assert!(w.key_active("AKIABOB0000000000001"));
+    assert!(w.aws.calls_of("UpdateAccessKey").is_empty());
+    let findings = w.status().await["keyAudit"]["findings"].to_string();
+    assert!(findings.contains("after the grace period"), "{findings}");
+}
+
+#[tokio::test]
+async fn messages_wait_for_a_secret_and_team_copies_for_a_route() {
+    let w = world().await;
+    // No Secret named yet: the ladder runs and its messages wait.
+    w.account(json!({"notifications": {"secretName": null, "slackChannel": null}}))
+        .await;
+    w.reconcile().await;
+    let pending = w.status().await["keyAudit"]["pendingNotifications"]
+        .as_u64()
+        .unwrap();
+    assert!(pending >= 6, "{pending}");
+    assert!(w.receiver.received().is_empty());
+    assert_eq!(w.condition("KeyAudit").await.1, "Scanned");
+    // A Secret with only a bot token and no team channel: owners hear, the team's copies
+    // wait, and the condition says why.
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
+    let secret: Secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bot-only"}, "stringData": {"slack-bot-token": BOT_TOKEN}}))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    w.accounts()
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"accessKeyAudit": {
+            "notifications": {"secretName": "bot-only"}}}})),
+        )
+        .await
+        .unwrap();
+    w.reconcile().await;
+    let texts = w.receiver.texts();
+    assert_eq!(count(&texts, "U0ALICE", "81 days old"), 1, "{texts:#?}");
+    assert_eq!(count(&texts, "C0", ""), 0, "no team channel yet");
+    let (status, reason, message) = w.condition("KeyAudit").await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NotificationRouteMissing"),
+        "{message}"
+    );
+    assert!(message.contains("slackChannel"), "{message}");
+    // The channel is set: the waiting team copies go, once each.
+    w.accounts()
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"accessKeyAudit": {
+            "notifications": {"slackChannel": "C0TEAM"}}}})),
+        )
+        .await
+        .unwrap();
+    w.reconcile().await;
+    w.advance(3600);
+    w.reconcile().await;
+    let texts = w.receiver.texts();
+    assert_eq!(
+        count(&texts, "C0TEAM", "AKIAALICE00000000001 of IAM user alice"),
+        1,
+        "{texts:#?}"
+    );
+    assert_eq!(count(&texts, "U0ALICE", "81 days old"), 1);
+    assert_eq!(w.status().await["keyAudit"]["pendingNotifications"], 0);
+    assert_eq!(w.condition("KeyAudit").await.1, "Scanned");
+}
+
+#[tokio::test]
+async fn a_disable_the_role_does_not_allow_is_reported() {
+    let w = world().await;
+    w.account(json!({})).await;
+    w.aws.fail("UpdateAccessKey", AwsErrorKind::AccessDenied, 1);
+    w.reconcile().await;
+    assert!(w.key_active("AKIABOB0000000000001"));
+    let (status, reason, message) = w.condition("KeyAudit").await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "DisableFailed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("--key-audit-enforce") && message.contains("AKIABOB0000000000001"),
+        "{message}"
+    );
+    assert_eq!(w.condition("Ready").await.0, "True");
+    // The next scan tries again and succeeds.
+    w.request_check("retry").await;
+    w.reconcile().await;
+    assert!(!w.key_active("AKIABOB0000000000001"));
+    assert_eq!(w.condition("KeyAudit").await.1, "Scanned");
+}
+
+#[tokio::test]
+async fn each_new_key_gets_its_own_event() {
+    let w = world().await;
+    w.account(json!({})).await;
+    w.reconcile().await;
+    w.aws
+        .put_access_key(ACCOUNT_ID, "alice", "AKIAALICE00000000002", ago(0));
+    w.aws
+        .put_access_key(ACCOUNT_ID, "carol", "AKIACAROL00000000002", ago(0));
+    w.request_check("new-keys").await;
+    w.reconcile().await;
+    let events = serde_json::to_string(&w.events().await).unwrap();
+    for key in ["AKIAALICE00000000002", "AKIACAROL00000000002"] {
+        assert!(
+            events.contains(&format!("New access key {key}")),
+            "{events}"
+        );
+    }
+}

@@ -225,7 +225,7 @@ pub struct KeyAuditNotifications {
 
     /// Slack channel id for the team's copy when sent with the bot token, e.g. C012AB3CD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(r"^[A-Z0-9]{2,32}$"))]
+    #[schemars(pattern(r"^[A-Z0-9]{3,32}$"))]
     pub slack_channel: Option<String>,
 
     /// Also emit a Kubernetes Event on the CustomerAccount for each disable, new key and
@@ -328,14 +328,15 @@ pub struct KeyAuditStatus {
     /// Access keys scanned (active and inactive).
     #[serde(default)]
     pub keys: u32,
-    /// Active keys at or past their first warning day and not yet disabled.
+    /// Active keys at or past their first warning day and before their deadline (keys in
+    /// a grace period count here).
     #[serde(default)]
     pub expiring: u32,
     /// Keys crossguard has disabled and that are still inactive.
     #[serde(default)]
     pub disabled: u32,
-    /// Active keys past their deadline that were not disabled (enforce is off, the user
-    /// is not tagged crossguard.dev/managed=true, or the first-scan grace runs).
+    /// Active keys past their deadline (and any grace) that were not disabled: enforce is
+    /// off, the user is not tagged crossguard.dev/managed=true, or the disable failed.
     #[serde(default)]
     pub overdue: u32,
     /// Keys first seen in the last scan.
@@ -372,7 +373,7 @@ pub struct KeyFinding {
     /// Whole UTC days since the key's CreateDate.
     pub age_days: u32,
     /// What is the matter: Expiring, Overdue, Disabled, New, Reactivated, Exempt,
-    /// InvalidExemption, MultipleActiveKeys or Unowned.
+    /// InvalidExemption or MultipleActiveKeys.
     pub finding: String,
     /// Explanation, e.g. the deadline or why a key was not disabled.
     pub message: String,

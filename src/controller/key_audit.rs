@@ -32,6 +32,10 @@ pub const KEY_AUDIT: &str = "KeyAudit";
 const SCAN_RETRY: Duration = Duration::from_secs(15 * 60);
 /// Longest wait between delivery attempts of one message.
 const MAX_DELIVERY_BACKOFF: i64 = 60 * 60;
+/// A message still failing this long after it was queued is given up.
+const GIVE_UP_AFTER_SECS: i64 = 7 * 86_400;
+/// Most messages kept waiting for delivery; beyond it the oldest is dropped.
+const MAX_OUTBOX: usize = 500;
 /// Findings kept in status.
 const MAX_FINDINGS: usize = 20;
 
@@ -47,21 +51,31 @@ pub(super) async fn run(
 ) -> Option<Duration> {
     let spec = &account.spec.access_key_audit;
     if !spec.enabled {
+        // Turned off: its memory goes too, so turning it on again is a fresh start (the
+        // first-scan grace applies again instead of a mass disable of what aged meanwhile).
+        if draft.status.key_audit.is_some()
+            && let Err(e) = ctx.store.delete_state(&uid(account), STATE_OBJECT).await
+        {
+            draft.set(KEY_AUDIT, ConditionStatus::False, "StoreUnavailable", format!(
+                "The key audit was turned off but its stored state could not be removed; retried: {e}"
+            ));
+            return Some(SCAN_RETRY);
+        }
         draft.status.key_audit = None;
         crate::api::remove_condition(&mut draft.status.conditions, KEY_AUDIT);
+        ctx.metrics.forget_key_ages(
+            &account.namespace().unwrap_or_default(),
+            &account.name_any(),
+        );
         return None;
     }
     let now = ctx.clock.now();
     let tenant = uid(account);
     let mut state = match load(ctx, &tenant).await {
         Ok(s) => s,
-        Err(message) => {
-            draft.set(
-                KEY_AUDIT,
-                ConditionStatus::False,
-                "StoreUnavailable",
-                message,
-            );
+        Err((reason, message)) => {
+            tracing::error!(reason, %message, "key audit stopped");
+            draft.set(KEY_AUDIT, ConditionStatus::False, reason, message);
             return Some(SCAN_RETRY);
         }
     };
@@ -75,6 +89,7 @@ pub(super) async fn run(
         tenant,
         state: &mut state,
         now,
+        problem: None,
     };
     let next_scan = next_scan_at(run.state.last_scan_at, interval, &run.tenant);
     let mut problem = None;
@@ -90,7 +105,7 @@ pub(super) async fn run(
         s.next_scan_at =
             next_scan_at(run.state.last_scan_at, interval, &run.tenant).map(|t| t.to_string());
     }
-    let problem = problem.or(delivery.err());
+    let problem = problem.or(run.problem.take()).or(delivery.err());
     conclude_condition(draft, run.state, problem);
     let scan_wait = next_scan_at(run.state.last_scan_at, interval, &run.tenant)
         .map(|t| seconds_until(now, t))
@@ -142,13 +157,17 @@ pub fn next_scan_at(
     Timestamp::from_second(last.as_second() + (interval.as_secs() + jitter) as i64).ok()
 }
 
-async fn load(ctx: &Context, tenant: &str) -> Result<AuditState, String> {
+async fn load(ctx: &Context, tenant: &str) -> Result<AuditState, (&'static str, String)> {
     match ctx.store.get_state(tenant, STATE_OBJECT).await {
         Ok(None) => Ok(AuditState::default()),
-        Ok(Some(bytes)) => AuditState::from_json(&bytes),
-        Err(e) => Err(format!(
+        Ok(Some(bytes)) => AuditState::from_json(&bytes).map_err(|e| {
+            ("StateUnreadable", format!(
+                "{e}; nothing was scanned or sent. To start over, turn spec.accessKeyAudit.enabled off and on again (keys then get the first-scan grace and messages already sent may be sent again)"
+            ))
+        }),
+        Err(e) => Err(("StoreUnavailable", format!(
             "Reading the key-audit state failed; nothing was scanned or sent: {e}"
-        )),
+        ))),
     }
 }
 
@@ -161,6 +180,8 @@ struct Run<'a> {
     tenant: String,
     state: &'a mut AuditState,
     now: Timestamp,
+    /// A problem worth the condition that did not stop the run (a disable that failed).
+    problem: Option<(&'static str, String)>,
 }
 
 impl Run<'_> {
@@ -181,14 +202,20 @@ impl Run<'_> {
     }
 
     fn queue(&mut self, notice: Notice) {
-        let deliverable = deliverable(self.account);
+        if self.state.outbox.len() >= MAX_OUTBOX {
+            // Delivery has been failing for long (a Secret that never came): the oldest
+            // message makes room, and the audit log says so.
+            let dropped = self.state.outbox.remove(0);
+            self.decided("Notify", &dropped.message.id, "dropped-outbox-full");
+        }
+        // Queued even while no Secret is named: messages wait for one (bounded above).
         let queue = |to: Recipient, suffix: &str, text: &str, state: &mut AuditState| {
             let message = Message {
                 id: format!("{}/{suffix}", notice.id),
                 text: text.to_string(),
                 fields: notice.fields.clone(),
             };
-            deliverable && state.enqueue(to, message, self.now)
+            state.enqueue(to, message, self.now)
         };
         if let Some(slack_id) = &notice.owner {
             let to = Recipient::Owner {
@@ -197,15 +224,7 @@ impl Run<'_> {
             queue(to, "owner", &notice.owner_text, self.state);
         }
         queue(Recipient::Team, "team", &notice.team_text, self.state);
-        self.decided(
-            "Notify",
-            &notice.id,
-            if deliverable {
-                "queued"
-            } else {
-                "no-destination"
-            },
-        );
+        self.decided("Notify", &notice.id, "queued");
     }
 
     async fn scan_and_act(&mut self) -> Result<Plan, String> {
@@ -295,6 +314,18 @@ impl Run<'_> {
             // The call may have taken effect (outcome unknown): the intent stays, and the
             // next scan resolves it from the key's status.
             tracing::warn!(error = %e, key = %d.access_key_id, "UpdateAccessKey failed");
+            let hint = if e.kind == crate::aws::AwsErrorKind::AccessDenied {
+                "; the role does not allow it: re-deploy the template printed with --key-audit-enforce"
+            } else {
+                "; retried at the next scan"
+            };
+            self.problem = Some((
+                "DisableFailed",
+                format!(
+                    "Disabling access key {} of IAM user {} failed: {e}{hint}",
+                    d.access_key_id, d.user
+                ),
+            ));
             if !e.outcome_unknown {
                 self.state.disabling.remove(&d.access_key_id);
                 self.save().await?;
@@ -340,18 +371,19 @@ impl Run<'_> {
                 self.now.to_zoned(jiff::tz::TimeZone::UTC).date()
             );
         }
-        self.events(&[(
-            "AccessKeyDisabled",
-            format!(
+        self.events(&[ladder::KeyEvent {
+            reason: "AccessKeyDisabled",
+            access_key_id: d.access_key_id.clone(),
+            note: format!(
                 "Disabled access key {} of IAM user {} ({} days old)",
                 d.access_key_id, d.user, d.age_days
             ),
-        )])
+        }])
         .await;
         Ok(())
     }
 
-    async fn events(&self, events: &[(&'static str, String)]) {
+    async fn events(&self, events: &[ladder::KeyEvent]) {
         if !self
             .account
             .spec
@@ -361,8 +393,11 @@ impl Run<'_> {
         {
             return;
         }
-        for (reason, note) in events {
-            super::status::publish(self.ctx, self.account, false, reason, note, "KeyAudit").await;
+        for e in events {
+            // The key in the action keeps Events of different keys apart (kube's recorder
+            // folds Events that differ only in their note into one series).
+            let action = format!("KeyAudit/{}", e.access_key_id);
+            super::status::publish(self.ctx, self.account, false, e.reason, &e.note, &action).await;
         }
     }
 
@@ -397,6 +432,7 @@ impl Run<'_> {
             .slack_channel
             .clone();
         let mut limited: Vec<&'static str> = Vec::new();
+        let mut no_team_route = false;
         let mut i = 0;
         while i < self.state.outbox.len() {
             if self.state.outbox[i].next_attempt_at > self.now {
@@ -405,12 +441,18 @@ impl Run<'_> {
             }
             let item = self.state.outbox[i].clone();
             let routes = destinations.routes(&item.to.audience(), team_channel.as_deref());
-            if routes.is_empty() {
-                // Nowhere to send this one (an owner's message without a bot token): the
-                // team's copy of the same notice carries it.
+            if routes.is_empty() && item.to != Recipient::Team {
+                // No private route to this owner (no bot token): the team's copy of the
+                // same notice carries it.
                 self.decided("Deliver", &item.message.id, "no-route");
                 self.state.outbox.remove(i);
                 self.state.sent.insert(item.message.id, self.now);
+                continue;
+            }
+            if routes.is_empty() {
+                // The team's copy waits until the settings give it somewhere to go.
+                no_team_route = true;
+                i += 1;
                 continue;
             }
             let mut failed = None;
@@ -458,6 +500,15 @@ impl Run<'_> {
                 continue;
             }
             entry.attempts += 1;
+            if self.now.as_second() - entry.queued_at.as_second() > GIVE_UP_AFTER_SECS {
+                // A week of failures (a revoked token, an archived channel): the message
+                // is given up, and the audit log says so.
+                let id = entry.message.id.clone();
+                self.ctx.metrics.key_notification("any", "given_up");
+                self.decided("Deliver", &id, "given-up");
+                self.state.outbox.remove(i);
+                continue;
+            }
             let wait = match &failed {
                 Some(Some(e)) => e.retry_after().map(|d| d.as_secs() as i64),
                 _ => None,
@@ -472,6 +523,14 @@ impl Run<'_> {
             i += 1;
         }
         self.save().await.map_err(|m| ("StoreUnavailable", m))?;
+        if no_team_route {
+            return Err((
+                "NotificationRouteMissing",
+                format!(
+                    "Messages for the team have nowhere to go and wait: with only slack-bot-token in Secret {secret_name}, set spec.accessKeyAudit.notifications.slackChannel, or add slack-webhook-url or webhook-url"
+                ),
+            ));
+        }
         match self.state.outbox.iter().find_map(|o| o.last_error.clone()) {
             Some(e) if self.state.outbox.iter().any(|o| o.attempts > 0) => Err((
                 "NotificationsFailing",

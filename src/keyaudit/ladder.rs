@@ -125,6 +125,17 @@ pub struct Disable {
     pub age_days: u32,
 }
 
+/// A Kubernetes Event about one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEvent {
+    /// Event reason, e.g. NewAccessKey.
+    pub reason: &'static str,
+    /// The key it is about.
+    pub access_key_id: String,
+    /// The Event's note.
+    pub note: String,
+}
+
 /// Counts for status and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -163,8 +174,8 @@ pub struct Plan {
     pub findings: Vec<KeyFinding>,
     /// Counts.
     pub counts: Counts,
-    /// Kubernetes Events to publish: (reason, message) for new and reactivated keys.
-    pub events: Vec<(&'static str, String)>,
+    /// Kubernetes Events to publish for new and reactivated keys.
+    pub events: Vec<KeyEvent>,
 }
 
 /// Whole UTC days from `from` to `now` (0 for a time in the future).
@@ -183,19 +194,61 @@ fn plus_days(t: Timestamp, days: u32) -> Timestamp {
 /// The owner and how to address them.
 struct Owner<'a> {
     slack_id: Option<&'a str>,
-    name: Option<&'a str>,
+    name: Option<String>,
     machine: bool,
 }
 
-impl Owner<'_> {
+impl<'a> Owner<'a> {
+    /// Read from the user's tags. Tag values are the customer's free text: the Slack id is
+    /// used only if it is a Slack member id (so a tag like `C0123` or `#general` never
+    /// turns a private message into a channel post), and the name is made inert for
+    /// Slack's mrkdwn (no `<!channel>`) and bounded.
+    fn of(tags: &'a BTreeMap<String, String>, names: &OwnerTags) -> Owner<'a> {
+        Owner {
+            slack_id: tags
+                .get(&names.slack_id)
+                .map(String::as_str)
+                .filter(|s| is_member_id(s)),
+            name: tags
+                .get(&names.full_name)
+                .map(|n| inert(n, 64))
+                .filter(|n| !n.is_empty()),
+            machine: tags
+                .get(&names.kind)
+                .is_some_and(|t| t.eq_ignore_ascii_case("machine")),
+        }
+    }
+
     fn label(&self) -> String {
-        match (self.name, self.slack_id) {
+        match (&self.name, self.slack_id) {
             (Some(n), Some(id)) => format!("{n} (<@{id}>)"),
             (None, Some(id)) => format!("<@{id}>"),
-            (Some(n), None) => format!("{n} (unowned: no Slack id tag)"),
+            (Some(n), None) => format!("{n} (unowned: no valid Slack id tag)"),
             (None, None) => "unowned (no owner tag)".to_string(),
         }
     }
+}
+
+/// A Slack member id: `U` or `W` then capital letters and digits (Slack's user ids).
+fn is_member_id(s: &str) -> bool {
+    s.len() >= 3
+        && s.len() <= 32
+        && (s.starts_with('U') || s.starts_with('W'))
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Customer text made safe for a Slack message: control characters dropped, `&`, `<` and
+/// `>` escaped as Slack's formatting rules require (so no mention or link can be
+/// injected), at most `max` characters.
+pub fn inert(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect::<String>()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// What the scan's context is, for messages.
@@ -224,19 +277,7 @@ pub fn plan(
     plan.counts.users = scanned.len() as u32;
     for su in scanned {
         let tags = &su.user.tags;
-        let owner = Owner {
-            slack_id: tags
-                .get(&policy.tags.slack_id)
-                .map(String::as_str)
-                .filter(|s| !s.is_empty()),
-            name: tags
-                .get(&policy.tags.full_name)
-                .map(String::as_str)
-                .filter(|s| !s.is_empty()),
-            machine: tags
-                .get(&policy.tags.kind)
-                .is_some_and(|t| t.eq_ignore_ascii_case("machine")),
-        };
+        let owner = Owner::of(tags, &policy.tags);
         let thresholds = if owner.machine {
             &policy.machine
         } else {
@@ -269,6 +310,7 @@ pub fn plan(
                 grace_until: (first_scan && age >= thresholds.disable_day)
                     .then(|| plus_days(now, policy.grace_days)),
                 notified: Default::default(),
+                warned_disable: false,
                 disabled_at: None,
             });
             let k = KeyView {
@@ -447,10 +489,11 @@ fn new_key(ctx: &Ctx<'_>, k: &KeyView<'_>, record: &mut KeyRecord, plan: &mut Pl
         &k.rotate(),
         "If not, deactivate it at once and tell your security team.",
     );
-    plan.events.push((
-        "NewAccessKey",
-        format!("New access key {} for IAM user {}", k.key.id, k.user),
-    ));
+    plan.events.push(KeyEvent {
+        reason: "NewAccessKey",
+        access_key_id: k.key.id.clone(),
+        note: format!("New access key {} for IAM user {}", k.key.id, k.user),
+    });
     plan.notices.push(notice);
 }
 
@@ -465,6 +508,23 @@ fn ladder(
     plan: &mut Plan,
 ) {
     let created_deadline = plus_days(k.key.created, thresholds.disable_day);
+    let will_disable = policy.enforce && k.managed;
+    if will_disable
+        && !record.warned_disable
+        && record.disabled_at.is_none()
+        && policy.grace_days > 0
+        && ctx.now
+            >= record
+                .grace_until
+                .unwrap_or(created_deadline)
+                .max(created_deadline)
+        && !matches!(exemption, Exemption::Until(_))
+    {
+        // Due for disabling, but nobody was told it would be (an exemption just ended,
+        // the user's type changed, enforcement was just turned on): a final warning and
+        // the grace period first, never a disable out of the blue.
+        record.grace_until = Some(plus_days(ctx.now, policy.grace_days));
+    }
     let deadline = record
         .grace_until
         .map_or(created_deadline, |g| g.max(created_deadline));
@@ -488,13 +548,14 @@ fn ladder(
                 date_of(disabled_at),
                 k.age
             );
-            plan.events.push((
-                "AccessKeyReactivated",
-                format!(
+            plan.events.push(KeyEvent {
+                reason: "AccessKeyReactivated",
+                access_key_id: k.key.id.clone(),
+                note: format!(
                     "Access key {} of IAM user {} is active again after crossguard disabled it",
                     k.key.id, k.user
                 ),
-            ));
+            });
             plan.notices.push(k.notice(
                 ctx,
                 &step,
@@ -558,15 +619,22 @@ fn ladder(
         }
         return;
     }
-    if record.grace_until.is_some() && k.age >= thresholds.disable_day {
+    if let Some(grace_until) = record
+        .grace_until
+        .filter(|_| k.age >= thresholds.disable_day)
+    {
         plan.counts.expiring += 1;
         plan.findings.push(k.finding("Expiring", format!(
-            "already past day {} at the first scan: disabled on {deadline_date} after the grace period",
+            "past day {} without an earlier warning that it would be disabled: disabled on {deadline_date} after the grace period",
             thresholds.disable_day
         )));
-        if record.notified.insert("final".into()) {
+        if will_disable {
+            record.warned_disable = true;
+        }
+        let step = format!("final-{}", grace_until.as_second());
+        if record.notified.insert(step.clone()) {
             let body = format!(
-                "Final warning: access key {} of IAM user {} in account {} is {} days old, past the {}-day limit. crossguard starts watching this account today; the key will be {} on {deadline_date}. {}.",
+                "Final warning: access key {} of IAM user {} in account {} is {} days old, past the {}-day limit, and was not warned about before; the key will be {} on {deadline_date}. {}.",
                 k.key.id,
                 k.user,
                 ctx.account,
@@ -581,7 +649,7 @@ fn ladder(
             );
             plan.notices.push(k.notice(
                 ctx,
-                "final",
+                &step,
                 "AccessKeyFinalWarning",
                 Some(deadline_date),
                 body,
@@ -604,6 +672,9 @@ fn ladder(
         "Expiring",
         format!("warned at day {day}; deadline {deadline_date}"),
     ));
+    if will_disable {
+        record.warned_disable = true;
+    }
     let step = format!("warn-{day}");
     if record.notified.contains(&step) {
         return;
@@ -694,19 +765,8 @@ pub fn disabled_notice(
     age: u32,
     disabled_at: Timestamp,
 ) -> Notice {
-    let tags = &user.tags;
-    let slack = tags
-        .get(&policy.tags.slack_id)
-        .filter(|s| !s.is_empty())
-        .map(String::as_str);
-    let owner = Owner {
-        slack_id: slack,
-        name: tags
-            .get(&policy.tags.full_name)
-            .filter(|s| !s.is_empty())
-            .map(String::as_str),
-        machine: false,
-    };
+    let owner = Owner::of(&user.tags, &policy.tags);
+    let slack = owner.slack_id;
     let body = format!(
         "Access key {access_key_id} of IAM user {} in account {account_id} was {age} days old and has been disabled (set Inactive, not deleted) by crossguard.",
         user.name

@@ -61,10 +61,14 @@ pub struct KeyRecord {
     /// For keys already past their deadline at the first scan: the end of their grace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_until: Option<Timestamp>,
-    /// Ladder steps already notified (`warn-76`, `final`, `would-disable`, `not-managed`,
+    /// Ladder steps already notified (`warn-76`, `final-<grace end>`, `would-disable`, `not-managed`,
     /// `new`, `disabled-<time>`, `reactivated-<time>`).
     #[serde(default)]
     pub notified: BTreeSet<String>,
+    /// Whether a message already told the owner this key would be disabled on its
+    /// deadline; without one, a due disable gets a final warning and the grace first.
+    #[serde(default)]
+    pub warned_disable: bool,
     /// When crossguard last set the key Inactive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<Timestamp>,
@@ -124,8 +128,15 @@ impl AuditState {
     /// Parse a stored state; a newer or unreadable object is an error, never a silent reset
     /// (a reset would repeat every notification).
     pub fn from_json(bytes: &[u8]) -> Result<AuditState, String> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| format!("the stored key-audit state is unreadable: {e}"))
+        let state: AuditState = serde_json::from_slice(bytes)
+            .map_err(|e| format!("the stored key-audit state is unreadable: {e}"))?;
+        if state.version > 1 {
+            return Err(format!(
+                "the stored key-audit state has format version {}, newer than this operator understands (1)",
+                state.version
+            ));
+        }
+        Ok(state)
     }
 
     /// The stored form.

@@ -251,15 +251,15 @@ fn an_exemption_suspends_the_ladder_through_its_date_inclusive() {
             .insert(TAG_EXEMPT_UNTIL.into(), "2026-04-10".into());
         vec![u]
     };
-    let plans = days(&policy, &mut state, users, 1, 100);
+    let plans = days(&policy, &mut state, users, 1, 107);
     assert!((1..=99).all(|d| plans[&d].notices.is_empty() && plans[&d].disable.is_empty()));
+    assert_eq!(plans[&107].disable.len(), 1, "when the grace ends");
     assert_eq!(plans[&99].counts.exempt, 1);
     assert_eq!(plans[&99].findings[0].finding, "Exempt");
-    assert_eq!(
-        plans[&100].disable.len(),
-        1,
-        "the day after the exemption the deadline applies"
-    );
+    // The day after, the key is long overdue but nobody was told it would be disabled:
+    // a final warning and the grace first.
+    assert!(plans[&100].disable.is_empty());
+    assert!(steps(&plans[&100])[0].starts_with("final-"));
     assert_eq!(plans[&100].counts.exempt, 0);
 }
 
@@ -326,15 +326,14 @@ fn a_new_key_is_announced_after_the_first_scan_only() {
 fn a_key_active_again_after_crossguard_disabled_it_is_reported_and_disabled_again() {
     let policy = policy(true);
     let mut state = AuditState::default();
-    for day in [1, 91] {
-        ladder::plan(
-            &policy,
-            ACCOUNT,
-            &[alice(vec![key("alice", "AKIA1", 0, true)], true)],
-            &mut state,
-            at_day(day),
-        );
-    }
+    let p91 = days(
+        &policy,
+        &mut state,
+        |_| vec![alice(vec![key("alice", "AKIA1", 0, true)], true)],
+        1,
+        91,
+    );
+    assert_eq!(p91[&91].disable.len(), 1);
     // The controller disabled it on day 91.
     state.keys.get_mut("AKIA1").unwrap().disabled_at = Some(at_day(91));
     let p92 = ladder::plan(
@@ -382,7 +381,10 @@ fn keys_overdue_at_the_first_scan_get_a_grace_period_and_a_final_warning() {
         120,
         128,
     );
-    assert_eq!(steps(&plans[&120]), ["final/AKIA1"]);
+    assert_eq!(
+        steps(&plans[&120]),
+        [format!("final-{}/AKIA1", at_day(127).as_second())]
+    );
     assert!(
         plans[&120].notices[0].owner_text.contains("2026-05-08"),
         "{}",
@@ -490,4 +492,95 @@ fn deleted_keys_are_forgotten() {
     );
     assert_eq!(state.keys.keys().collect::<Vec<_>>(), ["AKIA1"]);
     assert!(state.multiple_active.is_empty());
+}
+
+#[test]
+fn customer_tag_values_cannot_post_publicly_or_inject_mentions() {
+    let policy = policy(true);
+    let mut state = AuditState::default();
+    let users = |_| {
+        vec![ScannedUser {
+            user: user(
+                "mallory",
+                &[
+                    ("slack-id", "C0GENERAL"),
+                    (
+                        "full-name",
+                        "<!channel> & <https://evil.example|click>\u{7}",
+                    ),
+                ],
+            ),
+            keys: vec![key("mallory", "AKIAM", 0, true)],
+        }]
+    };
+    let plans = days(&policy, &mut state, users, 76, 76);
+    let notice = &plans[&76].notices[0];
+    assert_eq!(
+        notice.owner, None,
+        "a channel id is not an owner to message privately"
+    );
+    assert!(
+        !notice.team_text.contains("<!channel>"),
+        "{}",
+        notice.team_text
+    );
+    assert!(
+        notice.team_text.contains("&lt;!channel&gt; &amp;"),
+        "{}",
+        notice.team_text
+    );
+    assert!(!notice.team_text.contains('\u{7}'));
+    assert_eq!(plans[&76].counts.unowned, 1);
+    assert_eq!(ladder::inert(&"x".repeat(500), 64).len(), 64);
+}
+
+#[test]
+fn a_disable_is_always_announced_first_when_the_ladder_never_said_so() {
+    // Enforcement turned on long after a dry run: the overdue key gets the final warning
+    // and the grace, not a disable out of the blue.
+    let mut state = AuditState::default();
+    let users = |_| vec![alice(vec![key("alice", "AKIA1", 0, true)], true)];
+    days(&policy(false), &mut state, users, 1, 100);
+    let plans = days(&policy(true), &mut state, users, 101, 110);
+    assert!(plans[&101].disable.is_empty());
+    assert_eq!(
+        steps(&plans[&101]),
+        [format!("final-{}/AKIA1", at_day(108).as_second())]
+    );
+    assert!(
+        plans[&101].notices[0]
+            .owner_text
+            .contains("will be disabled on 2026-04-19")
+    );
+    assert!((102..108).all(|d| plans[&d].disable.is_empty() && plans[&d].notices.is_empty()));
+    assert_eq!(plans[&108].disable.len(), 1);
+
+    // An exemption that ends past the deadline: the same.
+    let mut state = AuditState::default();
+    let exempt = |_| {
+        let mut u = alice(vec![key("alice", "AKIA2", 0, true)], true);
+        u.user
+            .tags
+            .insert(TAG_EXEMPT_UNTIL.into(), "2026-06-30".into());
+        vec![u]
+    };
+    let plans = days(&policy(true), &mut state, exempt, 1, 190);
+    let first = (1..=190).find(|d| !plans[d].disable.is_empty()).unwrap();
+    let warned = (1..=190).find(|d| !plans[d].notices.is_empty()).unwrap();
+    assert!(
+        warned < first,
+        "warned on day {warned}, disabled on day {first}"
+    );
+    assert_eq!(first - warned, 7);
+
+    // Where warnings went out while enforcement was on, day 91 disables as promised.
+    let mut state = AuditState::default();
+    let plans = days(&policy(true), &mut state, users, 1, 91);
+    assert_eq!(plans[&91].disable.len(), 1);
+}
+
+#[test]
+fn a_state_from_a_newer_operator_is_refused() {
+    assert!(AuditState::from_json(br#"{"version": 2}"#).is_err());
+    assert!(AuditState::from_json(br#"{"version": 1}"#).is_ok());
 }
