@@ -16,6 +16,7 @@ pub use customer_account::{
 pub use managed_cluster::{
     AccountRef, ActionRecord, ApiEndpoint, Automation, DisruptionBudget, Inventory, ManagedCluster,
     ManagedClusterSpec, ManagedClusterStatus, PendingAction, RefusalRecord, SanitizerSettings,
+    ScaleDownProfile,
 };
 
 use schemars::JsonSchema;
