@@ -18,6 +18,8 @@ export PATH="$repo/.tools/bin:$PATH"
 demo=$repo/.demo
 namespace=acme
 ready_timeout=${DEMO_READY_TIMEOUT:-90}
+# The operator's own role, which the customer's trust policy should name.
+operator_principal=arn:aws:iam::123456789012:role/crossguard-operator
 
 if [[ -t 1 ]]; then
   say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
@@ -26,7 +28,7 @@ else
 fi
 fail() {
   echo "demo: FAILED: $*" >&2
-  for log in operator fake-apiserver moto; do
+  for log in operator fake-apiserver moto receiver; do
     if [[ -s $demo/$log.log ]]; then
       echo "----- last lines of .demo/$log.log -----" >&2
       tail -n "$([[ $log == operator ]] && echo 60 || echo 20)" "$demo/$log.log" >&2
@@ -52,7 +54,7 @@ for f in "$demo"/*.pid; do # leftovers of a demo that was killed hard
   [[ -f $f ]] || continue
   pid=$(cat "$f")
   # only if that pid still runs one of ours (pids get reused)
-  if [[ -n $pid ]] && grep -qaE 'crossguard|moto_shim|fake-apiserver' "/proc/$pid/cmdline" 2>/dev/null; then
+  if [[ -n $pid ]] && grep -qaE 'crossguard|moto_shim|fake-apiserver|receiver.py' "/proc/$pid/cmdline" 2>/dev/null; then
     kill "$pid" 2>/dev/null || true
   fi
 done
@@ -62,7 +64,7 @@ kubeconfig=$demo/kubeconfig
 kc() { kubectl --kubeconfig "$kubeconfig" "$@"; }
 
 pids=()
-fake_apiserver_pid='' moto_pid='' operator_pid=''
+fake_apiserver_pid='' moto_pid='' operator_pid='' receiver_pid=''
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -116,6 +118,18 @@ done
 moto_port=$(cat "$demo/moto.port")
 moto_url=http://127.0.0.1:$moto_port
 say "moto at $moto_url"
+
+# --- a local stand-in for Slack (the key-audit messages land here) ---------------
+start receiver "$python" "$repo/tests/harness/receiver.py" --port 0 --port-file "$demo/receiver.port" \
+  --log "$demo/receiver.jsonl" --exit-with-parent
+for _ in $(seq 300); do
+  alive "$receiver_pid" || fail "receiver.py exited early"
+  [[ -s $demo/receiver.port ]] && break
+  sleep 0.1
+done
+[[ -s $demo/receiver.port ]] || fail "receiver.py did not start within 30s"
+receiver_url=http://127.0.0.1:$(cat "$demo/receiver.port")
+say "Slack stand-in at $receiver_url (messages in .demo/receiver.jsonl)"
 
 if ! "$python" "$repo/tests/harness/seed.py" --endpoint "$moto_url" >"$demo/seed.json" 2>"$demo/seed.log"; then
   cat "$demo/seed.log" >&2
@@ -209,7 +223,8 @@ say "applied crds/ and examples/ (acme-prod reads the customer cluster at $custo
   cd "$demo"
   export KUBECONFIG=$kubeconfig AWS_ENDPOINT_URL=$moto_url AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing RUST_LOG=${RUST_LOG:-info} \
-    CROSSGUARD_STORE_URL="file://$demo/store"
+    CROSSGUARD_STORE_URL="file://$demo/store" CROSSGUARD_SLACK_API_URL="$receiver_url/api" \
+    CROSSGUARD_OPERATOR_PRINCIPAL="$operator_principal"
   unset AWS_SESSION_TOKEN AWS_PROFILE
   exec "$operator" run --http-addr 127.0.0.1:0
 ) >"$demo/operator.log" 2>&1 &
@@ -326,6 +341,82 @@ PY
 ) || fail "could not read the customer cluster's request log"
 [[ ${writes#* } == 0 ]] || fail "crossguard wrote something other than cordon/eviction in the customer cluster"
 say "writes to the customer cluster: ${writes% *}, all cordon or eviction (the automated RBAC)"
+
+# --- account hygiene: the customer's role and its IAM users' access keys ---------
+echo
+account_json() { kc get customeraccount acme -n "$namespace" -o json; }
+condition_of() { # type -> "status reason: message"
+  account_json | "$python" -c '
+import json, sys
+c = [c for c in json.load(sys.stdin)["status"].get("conditions", []) if c["type"] == sys.argv[1]]
+print("%s %s: %s" % (c[0]["status"], c[0]["reason"], c[0]["message"]) if c else "absent")
+' "$1"
+}
+say "role posture of the seeded role (it trusts the operator's whole account):"
+echo "  RolePosture $(condition_of RolePosture)"
+external_id=$(kc get customeraccount acme -n "$namespace" -o jsonpath='{.status.externalId}')
+"$operator" onboarding-template --account-id 111111111111 --mode automated --cluster prod \
+  --operator-principal "$operator_principal" --external-id "$external_id" --key-audit-enforce \
+  >"$demo/crossguard-role.json" || fail "onboarding-template failed"
+"$python" "$repo/tests/harness/customer_change.py" --endpoint "$moto_url" deploy-template "$demo/crossguard-role.json" \
+  || fail "deploying the template into moto failed"
+say "the customer re-deployed the role from: crossguard onboarding-template --mode automated --cluster prod --key-audit-enforce ..."
+
+cc() { "$python" "$repo/tests/harness/customer_change.py" --endpoint "$moto_url" "$@"; }
+cc iam-user alice type=engineer slack-id=U0ALICE "full-name=Alice Doe" crossguard.dev/managed=true
+cc iam-user bob type=engineer slack-id=U0BOB "full-name=Bob Roe" crossguard.dev/managed=true
+alice_key=$(cc access-key alice 81) || fail "creating alice's key failed"
+bob_key=$(cc access-key bob 95) || fail "creating bob's key failed"
+say "IAM users in the customer account: alice (key $alice_key, 81 days old), bob (key $bob_key, 95 days old), both tagged crossguard.dev/managed=true"
+kc create secret generic key-audit-delivery -n "$namespace" \
+  --from-literal=slack-bot-token=xoxb-demo-not-a-real-token \
+  --from-literal=webhook-url="$receiver_url/hooks/generic" >>"$demo/kubectl.log" 2>&1 \
+  || fail "creating the delivery Secret failed"
+kc patch customeraccount acme -n "$namespace" --type merge -p '{"spec":{"accessKeyAudit":{
+  "enabled":true,"enforce":true,"firstScanGraceDays":0,
+  "notifications":{"secretName":"key-audit-delivery","slackChannel":"C0PLATFORM"}}}}' >>"$demo/kubectl.log" 2>&1 \
+  || fail "turning on the key audit failed"
+say "spec.accessKeyAudit: enabled, enforce (firstScanGraceDays 0 so the demo need not wait a week)"
+wait_account() { # what, python expression over the status dict `s`
+  local deadline=$((SECONDS + ready_timeout))
+  while ((SECONDS < deadline)); do
+    alive "$operator_pid" || fail "the operator exited"
+    if account_json | "$python" -c 'import json, sys; s = json.load(sys.stdin).get("status", {}); sys.exit(0 if eval(sys.argv[1]) else 1)' "$2" 2>/dev/null; then
+      return 0
+    fi
+    sleep 1
+  done
+  fail "$1 did not happen within ${ready_timeout}s"
+}
+scanned='any(c["type"] == "KeyAudit" and c["reason"] == "Scanned" for c in s.get("conditions", [])) and s.get("keyAudit", {}).get("pendingNotifications", 1) == 0'
+wait_account "the first key scan" "$scanned"
+cc access-key alice >/dev/null || fail "creating a new key failed"
+kc annotate customeraccount acme -n "$namespace" --overwrite crossguard.dev/check-requested-at=demo-1 >>"$demo/kubectl.log" 2>&1
+wait_account "the requested check" 's.get("lastHandledCheckRequest") == "demo-1" and '"$scanned"
+echo
+kc get customeraccounts -n "$namespace"
+echo
+echo "  RolePosture $(condition_of RolePosture)"
+echo "  KeyAudit    $(condition_of KeyAudit)"
+keys=$(cc keys) || fail "reading the keys failed"
+say "keys in AWS now: $keys"
+[[ $("$python" -c 'import json,sys; print(json.loads(sys.argv[1])["bob"][sys.argv[2]])' "$keys" "$bob_key") == Inactive ]] \
+  || fail "bob's 95-day key was not disabled"
+say "messages the Slack stand-in received (owner DMs to U0…, the team's copy to C0PLATFORM):"
+"$python" - "$demo/receiver.jsonl" <<'PY' || fail "reading the receiver's log failed"
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    to = m.get("channel") or m["path"]
+    print("  -> %-14s %s" % (to, (m.get("text") or "")[:150]))
+PY
+for what in "81 days old" "has been disabled" "was this you?"; do
+  grep -q "$what" "$demo/receiver.jsonl" || fail "no message saying \"$what\""
+done
+if grep -rq xoxb-demo "$demo/store" "$demo/operator.log" || kc get customeraccount acme -n "$namespace" -o yaml | grep -q xoxb-demo; then
+  fail "the bot token reached the store, the log or status"
+fi
+say "one key warned, one disabled, one new-key alert; the bot token appears in no status, log or stored object"
 
 if [[ ${DEMO_KEEP:-} == 1 ]]; then
   echo

@@ -75,7 +75,8 @@ enum Command {
         mode: crossguard::onboarding::Mode,
     },
     /// Print the CloudFormation template (JSON) creating the IAM role a customer lets
-    /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in.
+    /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in; optionally
+    /// with the access-key audit.
     OnboardingTemplate {
         /// The customer's AWS account id.
         #[arg(long)]
@@ -98,6 +99,14 @@ enum Command {
         /// Name of the IAM role created.
         #[arg(long, default_value = "crossguard-access")]
         role_name: String,
+        /// Also let crossguard audit access-key age: list IAM users, their tags, their
+        /// access keys and when each key was last used.
+        #[arg(long)]
+        key_audit: bool,
+        /// Also let crossguard deactivate stale access keys of IAM users tagged
+        /// crossguard.dev/managed=true (implies --key-audit).
+        #[arg(long)]
+        key_audit_enforce: bool,
     },
     /// Write the CustomResourceDefinitions to crds/ and the Helm chart.
     Crdgen {
@@ -146,6 +155,15 @@ struct RunArgs {
     /// JSON price table overriding the bundled on-demand prices (negotiated rates).
     #[arg(long, env = "CROSSGUARD_PRICES_FILE")]
     prices_file: Option<PathBuf>,
+    /// Slack Web API base URL for key-audit messages (tests and the demo point it at a
+    /// local receiver; plain http only on loopback).
+    #[arg(long, env = "CROSSGUARD_SLACK_API_URL", default_value = controller::SLACK_API)]
+    slack_api_url: String,
+    /// ARN of the operator's own IAM role, the one principal customers' trust policies
+    /// should name; the role-posture check reports a trust policy naming anything else.
+    /// When unset, only account roots and "*" are reported.
+    #[arg(long, env = "CROSSGUARD_OPERATOR_PRINCIPAL")]
+    operator_principal: Option<String>,
 }
 
 /// The bundled price table, with a file's prices on top when given.
@@ -186,6 +204,39 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// With the legacy static keys, check their age at start and daily, on the same ladder as
+/// customers' keys (engineer defaults: warnings from day 76, rotation due on day 91):
+/// logged at warn (error once overdue) and exported as
+/// `crossguard_operator_access_key_age_days`. crossguard cannot rotate its own key; the
+/// message says how.
+async fn watch_own_key(factory: Arc<SdkFactory>, access_key_id: String, metrics: Arc<Metrics>) {
+    let defaults = crossguard::api::AccessKeyAudit::default();
+    let first_warning = defaults.warn_days.iter().copied().min().unwrap_or(76);
+    loop {
+        match factory.own_key_created(&access_key_id).await {
+            Ok(Some(created)) => {
+                let age = crossguard::keyaudit::ladder::age_days(created, jiff::Timestamp::now());
+                metrics.operator_key_age(age);
+                let how = "create a new key for the operator's IAM user, put it in the --static-credentials-secret Secret, restart the operator, then deactivate the old key (better: move to IRSA or EKS Pod Identity)";
+                if age >= defaults.disable_day {
+                    tracing::error!(key = %access_key_id, age_days = age, "the operator's own access key is past the {}-day rotation limit: {how}", defaults.disable_day);
+                } else if age >= first_warning {
+                    tracing::warn!(key = %access_key_id, age_days = age, "the operator's own access key must be rotated by day {}: {how}", defaults.disable_day);
+                } else {
+                    tracing::info!(key = %access_key_id, age_days = age, "the operator's own access key is within its rotation period");
+                }
+            }
+            Ok(None) => {
+                tracing::warn!(key = %access_key_id, "the operator's own access key is not among its user's keys; its age is unknown")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the age of the operator's own access key (grant iam:ListAccessKeys on the operator's user)")
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(24 * 60 * 60)).await;
     }
 }
 
@@ -253,7 +304,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let own_key = static_keys.as_ref().map(|k| k.access_key_id.clone());
     let factory = Arc::new(SdkFactory::from_env(metrics.clone(), static_keys).await);
+    if let Some(key) = own_key {
+        tokio::spawn(watch_own_key(factory.clone(), key, metrics.clone()));
+    }
     let clock = Arc::new(SystemClock);
     let broker = Arc::new(Broker::new(
         factory,
@@ -262,7 +317,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.source_identity,
     ));
     let prices = load_prices(args.prices_file.as_deref())?;
-    let ctx = Arc::new(Context::new(client, broker, metrics, clock, store, prices));
+    let notifier = crossguard::keyaudit::notify::Sender::new(
+        &args.slack_api_url,
+        std::time::Duration::from_secs(10),
+    )
+    .context("--slack-api-url")?;
+    let ctx = Arc::new(
+        Context::new(client, broker, metrics, clock, store, prices)
+            .with_notifier(notifier)
+            .with_operator_principal(args.operator_principal),
+    );
     tracing::info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "controllers starting"
@@ -302,6 +366,8 @@ fn main() -> anyhow::Result<()> {
             external_id,
             require_source_identity,
             role_name,
+            key_audit,
+            key_audit_enforce,
         } => {
             let opts = TemplateOptions {
                 account_id,
@@ -311,6 +377,8 @@ fn main() -> anyhow::Result<()> {
                 external_id,
                 require_source_identity,
                 role_name,
+                key_audit,
+                key_audit_enforce,
             };
             opts.validate().map_err(anyhow::Error::msg)?;
             println!(

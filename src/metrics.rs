@@ -40,6 +40,28 @@ struct AssumeRoleLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyAgeLabels {
+    namespace: String,
+    name: String,
+    band: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    route: String,
+    outcome: String,
+}
+
+/// Age bands of [`Metrics::key_ages`]: under the first warning, warned, past the deadline.
+pub const KEY_AGE_BANDS: [&str; 3] = ["ok", "expiring", "overdue"];
+
 /// All of crossguard's metrics and the registry that serves them.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -52,6 +74,10 @@ pub struct Metrics {
     session_cache_misses: Counter,
     sessions_held: Gauge,
     nearest_expiry_seconds: Gauge,
+    access_keys: Family<KeyAgeLabels, Gauge>,
+    access_keys_disabled: Family<AccountLabels, Counter>,
+    key_notifications: Family<NotificationLabels, Counter>,
+    operator_key_age_days: Gauge,
 }
 
 impl Default for Metrics {
@@ -120,8 +146,36 @@ impl Metrics {
             "Seconds until the soonest-expiring held session expires",
             nearest_expiry_seconds.clone(),
         );
+        let access_keys = Family::<KeyAgeLabels, Gauge>::default();
+        registry.register(
+            "access_keys",
+            "Active IAM access keys found by the last key-age scan of each CustomerAccount, by age band (ok, expiring, overdue)",
+            access_keys.clone(),
+        );
+        let access_keys_disabled = Family::<AccountLabels, Counter>::default();
+        registry.register(
+            "access_keys_disabled",
+            "IAM access keys crossguard set Inactive, per CustomerAccount",
+            access_keys_disabled.clone(),
+        );
+        let key_notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "key_audit_notifications",
+            "Key-audit notification attempts by route (slack_dm, slack_channel, slack_webhook, webhook) and outcome (sent or the failure)",
+            key_notifications.clone(),
+        );
+        let operator_key_age_days = Gauge::default();
+        registry.register(
+            "operator_access_key_age_days",
+            "Age in whole days of the operator's own long-lived access key (only with --static-credentials-secret)",
+            operator_key_age_days.clone(),
+        );
         Metrics {
+            operator_key_age_days,
             registry: Mutex::new(registry),
+            access_keys,
+            access_keys_disabled,
+            key_notifications,
             aws_calls,
             reconciles,
             reconcile_seconds,
@@ -132,6 +186,55 @@ impl Metrics {
             sessions_held,
             nearest_expiry_seconds,
         }
+    }
+
+    /// Set the active-key counts of one CustomerAccount by band (see [`KEY_AGE_BANDS`]).
+    pub fn key_ages(&self, namespace: &str, name: &str, counts: [u32; 3]) {
+        for (band, count) in KEY_AGE_BANDS.iter().zip(counts) {
+            self.access_keys
+                .get_or_create(&KeyAgeLabels {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    band: band.to_string(),
+                })
+                .set(i64::from(count));
+        }
+    }
+
+    /// Forget the active-key counts of one CustomerAccount (audit turned off).
+    pub fn forget_key_ages(&self, namespace: &str, name: &str) {
+        for band in KEY_AGE_BANDS {
+            self.access_keys.remove(&KeyAgeLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                band: band.to_string(),
+            });
+        }
+    }
+
+    /// Count one access key crossguard disabled.
+    pub fn key_disabled(&self, namespace: &str, name: &str) {
+        self.access_keys_disabled
+            .get_or_create(&AccountLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+            .inc();
+    }
+
+    /// Set the age of the operator's own access key.
+    pub fn operator_key_age(&self, days: u32) {
+        self.operator_key_age_days.set(i64::from(days));
+    }
+
+    /// Count one notification attempt.
+    pub fn key_notification(&self, route: &str, outcome: &str) {
+        self.key_notifications
+            .get_or_create(&NotificationLabels {
+                route: route.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Count one AWS call.

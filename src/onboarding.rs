@@ -1,6 +1,8 @@
 //! CloudFormation templates a customer deploys to let crossguard in: one IAM role, trusted
 //! only by the operator's principal with the account's ExternalId, granting exactly the
-//! calls crossguard makes (read-only) plus, in automated mode, tag-conditioned mutations.
+//! calls crossguard makes (read-only, plus reading the role itself for the posture check),
+//! and optionally the access-key audit reads, the tag-conditioned key deactivation, and in
+//! automated mode tag-conditioned scale-in.
 
 use serde_json::{Value, json};
 
@@ -21,7 +23,50 @@ pub const AUTOMATED_ACTIONS: &[&str] = &[
     "eks:UpdateNodegroupConfig",
 ];
 
-/// Tagging calls explicitly denied on any `crossguard.dev/*` key.
+/// Reads of the role itself for the daily posture check (`crate::posture`), granted in
+/// every mode. The first four act on the role (resource type `role`) and are scoped to this
+/// role's own ARN; `iam:GetPolicy` and `iam:GetPolicyVersion` act on policies (resource type
+/// `policy`), see [`ROLE_POSTURE_POLICY_RESOURCE`].
+pub const ROLE_POSTURE_ACTIONS: &[&str] = &[
+    "iam:GetRole",
+    "iam:ListRolePolicies",
+    "iam:GetRolePolicy",
+    "iam:ListAttachedRolePolicies",
+    "iam:GetPolicy",
+    "iam:GetPolicyVersion",
+];
+
+/// Resource of `iam:GetPolicy`/`iam:GetPolicyVersion`: every managed policy (the pattern is
+/// `Fn::Sub`-ed). It cannot be narrower: the point of the check is to read whatever managed
+/// policy someone attaches to the role later, so the ARNs are unknown when the template is
+/// written, and IAM has no condition key tying a policy to the roles it is attached to.
+/// AWS managed policies live under the pseudo-account `aws` (`arn:aws:iam::aws:policy/…`),
+/// which parliament rejects as a malformed ARN, so the account field is `*` rather than
+/// listing `aws` and `${AWS::AccountId}`. That reaches no further in practice: IAM policies
+/// have no resource-based policies, so no other account's customer managed policy can be
+/// read from this one whatever this role's policy says.
+pub const ROLE_POSTURE_POLICY_RESOURCE: &str = "arn:${AWS::Partition}:iam::*:policy/*";
+
+/// Reads of the access-key age monitor, granted with `--key-audit`. `iam:ListUsers` has no
+/// resource type in the IAM Service Authorization Reference (so `Resource: "*"`); the other
+/// three act on `user` and are scoped to `arn:…:iam::<account>:user/*`.
+pub const KEY_AUDIT_READ_ACTIONS: &[&str] = &[
+    "iam:ListUsers",
+    "iam:ListUserTags",
+    "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed",
+];
+
+/// Deactivating a stale access key, granted with `--key-audit-enforce`, only on IAM users
+/// tagged `crossguard.dev/managed=true`.
+pub const KEY_AUDIT_ENFORCE_ACTIONS: &[&str] = &["iam:UpdateAccessKey"];
+
+/// Tagging calls explicitly denied on any `crossguard.dev/*` key, in every template: the
+/// management tag decides what crossguard may mutate (Auto Scaling groups, nodegroups, and
+/// with `--key-audit-enforce` IAM users), so the role must never tag anything into
+/// management, even if the customer later attaches a broader policy. Denying in every mode
+/// (not only when a mutation is granted) keeps one statement in one place and costs a
+/// read-only role nothing.
 pub const TAG_ACTIONS: &[&str] = &[
     "ec2:CreateTags",
     "ec2:DeleteTags",
@@ -29,6 +74,8 @@ pub const TAG_ACTIONS: &[&str] = &[
     "autoscaling:DeleteTags",
     "eks:TagResource",
     "eks:UntagResource",
+    "iam:TagUser",
+    "iam:UntagUser",
 ];
 
 /// Tag key marking a resource as managed by crossguard (value "true").
@@ -64,6 +111,11 @@ pub struct TemplateOptions {
     pub require_source_identity: bool,
     /// Name of the role created.
     pub role_name: String,
+    /// Grant the access-key audit reads ([`KEY_AUDIT_READ_ACTIONS`]).
+    pub key_audit: bool,
+    /// Also grant deactivating keys of managed users ([`KEY_AUDIT_ENFORCE_ACTIONS`]);
+    /// implies `key_audit`.
+    pub key_audit_enforce: bool,
 }
 
 /// Why [`TemplateOptions::validate`] refused the options. The messages name the flag's
@@ -85,6 +137,9 @@ pub enum TemplateError {
     /// EKS cluster names are letters, digits, `-` and `_` (they end up inside ARNs).
     #[error("invalid cluster name {0:?}")]
     ClusterName(String),
+    /// IAM role names are 1-64 of letters, digits and `+=,.@_-` (they end up inside ARNs).
+    #[error("invalid role name {0:?}")]
+    RoleName(String),
 }
 
 impl TemplateOptions {
@@ -112,7 +167,21 @@ impl TemplateOptions {
         }) {
             return Err(TemplateError::ClusterName(c.clone()));
         }
+        let name = &self.role_name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        {
+            return Err(TemplateError::RoleName(name.clone()));
+        }
         Ok(())
+    }
+
+    /// Whether the key-audit reads are granted (`key_audit_enforce` implies them).
+    pub fn key_audit_reads(&self) -> bool {
+        self.key_audit || self.key_audit_enforce
     }
 }
 
@@ -164,6 +233,68 @@ fn read_only_policy(opts: &TemplateOptions) -> Value {
         ],
         "Resource": "*",
     }));
+    statements.push(json!({
+        "Sid": "ReadOwnRole",
+        "Effect": "Allow",
+        "Action": &ROLE_POSTURE_ACTIONS[..4],
+        "Resource": role_arn(opts),
+    }));
+    statements.push(json!({
+        "Sid": "ReadManagedPolicies",
+        "Effect": "Allow",
+        "Action": &ROLE_POSTURE_ACTIONS[4..],
+        "Resource": sub(ROLE_POSTURE_POLICY_RESOURCE.into()),
+    }));
+    statements.push(deny_management_tag_changes());
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+fn role_arn(opts: &TemplateOptions) -> Value {
+    sub(format!(
+        "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{}",
+        opts.role_name
+    ))
+}
+
+fn deny_management_tag_changes() -> Value {
+    json!({
+        "Sid": "DenyManagementTagChanges",
+        "Effect": "Deny",
+        "Action": TAG_ACTIONS,
+        "Resource": "*",
+        "Condition": { "ForAnyValue:StringLike": { "aws:TagKeys": "crossguard.dev/*" } },
+    })
+}
+
+fn key_audit_policy(opts: &TemplateOptions) -> Value {
+    let users = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*".into());
+    let mut statements = vec![
+        json!({
+            "Sid": "ListIamUsers",
+            "Effect": "Allow",
+            "Action": &KEY_AUDIT_READ_ACTIONS[..1],
+            "Resource": "*",
+        }),
+        json!({
+            "Sid": "ReadIamUserKeys",
+            "Effect": "Allow",
+            "Action": &KEY_AUDIT_READ_ACTIONS[1..],
+            "Resource": users,
+        }),
+    ];
+    if opts.key_audit_enforce {
+        // aws:ResourceTag and iam:ResourceTag are both documented for the `user` resource;
+        // aws: is the one parliament knows for this action, and matches the automated policy.
+        statements.push(json!({
+            "Sid": "DeactivateManagedUserKeys",
+            "Effect": "Allow",
+            "Action": KEY_AUDIT_ENFORCE_ACTIONS,
+            "Resource": users,
+            "Condition": { "StringEquals": {
+                format!("aws:ResourceTag/{MANAGED_TAG}"): "true",
+            }},
+        }));
+    }
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
@@ -187,13 +318,6 @@ fn automated_policy(opts: &TemplateOptions) -> Value {
             }},
         }));
     }
-    statements.push(json!({
-        "Sid": "DenyManagementTagChanges",
-        "Effect": "Deny",
-        "Action": TAG_ACTIONS,
-        "Resource": "*",
-        "Condition": { "ForAnyValue:StringLike": { "aws:TagKeys": "crossguard.dev/*" } },
-    }));
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
@@ -240,6 +364,12 @@ pub fn template(opts: &TemplateOptions) -> Value {
             "PolicyDocument": automated_policy(opts),
         }));
     }
+    if opts.key_audit_reads() {
+        policies.push(json!({
+            "PolicyName": "crossguard-key-audit",
+            "PolicyDocument": key_audit_policy(opts),
+        }));
+    }
     let mode = match opts.mode {
         Mode::ReadOnly => "read-only",
         Mode::Automated => "automated",
@@ -283,7 +413,38 @@ mod tests {
             external_id: "ext-123".into(),
             require_source_identity: true,
             role_name: "crossguard-access".into(),
+            key_audit: false,
+            key_audit_enforce: false,
         }
+    }
+
+    /// Every mode × key-audit flag combination, with a cluster so automated is valid.
+    fn all_options() -> Vec<TemplateOptions> {
+        let mut out = Vec::new();
+        for mode in [Mode::ReadOnly, Mode::Automated] {
+            for (key_audit, key_audit_enforce) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
+                let mut o = opts(mode, &["prod"]);
+                o.key_audit = key_audit;
+                o.key_audit_enforce = key_audit_enforce;
+                out.push(o);
+            }
+        }
+        out
+    }
+
+    fn statements(t: &Value) -> Vec<Value> {
+        policies(t)
+            .iter()
+            .flat_map(|p| p["Statement"].as_array().unwrap().clone())
+            .collect()
+    }
+
+    fn sorted(actions: &[&[&str]]) -> Vec<String> {
+        let mut v: Vec<String> = actions.concat().iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
     }
 
     fn policies(t: &Value) -> Vec<Value> {
@@ -319,9 +480,10 @@ mod tests {
     fn read_only_grants_exactly_the_read_actions() {
         for clusters in [&[][..], &["prod"][..]] {
             let t = template(&opts(Mode::ReadOnly, clusters));
-            let mut want: Vec<String> = READ_ONLY_ACTIONS.iter().map(|s| s.to_string()).collect();
-            want.sort();
-            assert_eq!(allowed(&t), want);
+            assert_eq!(
+                allowed(&t),
+                sorted(&[READ_ONLY_ACTIONS, ROLE_POSTURE_ACTIONS])
+            );
             for a in allowed(&t) {
                 assert!(!a.contains('*'), "wildcard action {a}");
                 assert!(!AUTOMATED_ACTIONS.contains(&a.as_str()));
@@ -337,13 +499,121 @@ mod tests {
     }
 
     #[test]
+    fn each_mode_and_flag_grants_exactly_its_action_set() {
+        for o in all_options() {
+            let mut want: Vec<&[&str]> = vec![READ_ONLY_ACTIONS, ROLE_POSTURE_ACTIONS];
+            if o.mode == Mode::Automated {
+                want.push(AUTOMATED_ACTIONS);
+            }
+            if o.key_audit || o.key_audit_enforce {
+                want.push(KEY_AUDIT_READ_ACTIONS);
+            }
+            if o.key_audit_enforce {
+                want.push(KEY_AUDIT_ENFORCE_ACTIONS);
+            }
+            let t = template(&o);
+            assert_eq!(
+                allowed(&t),
+                sorted(&want),
+                "mode {:?} key_audit {} enforce {}",
+                o.mode,
+                o.key_audit,
+                o.key_audit_enforce
+            );
+        }
+    }
+
+    #[test]
+    fn role_posture_reads_are_scoped_to_the_role_and_managed_policies() {
+        for o in all_options() {
+            let t = template(&o);
+            let by_sid = |sid: &str| {
+                statements(&t)
+                    .into_iter()
+                    .find(|s| s["Sid"] == sid)
+                    .unwrap_or_else(|| panic!("no {sid}"))
+            };
+            let own = by_sid("ReadOwnRole");
+            assert_eq!(
+                actions(&own),
+                [
+                    "iam:GetRole",
+                    "iam:ListRolePolicies",
+                    "iam:GetRolePolicy",
+                    "iam:ListAttachedRolePolicies"
+                ]
+            );
+            assert_eq!(
+                own["Resource"],
+                json!({ "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/crossguard-access" })
+            );
+            let managed = by_sid("ReadManagedPolicies");
+            assert_eq!(actions(&managed), ["iam:GetPolicy", "iam:GetPolicyVersion"]);
+            assert_eq!(
+                managed["Resource"],
+                json!({ "Fn::Sub": ROLE_POSTURE_POLICY_RESOURCE })
+            );
+        }
+    }
+
+    #[test]
+    fn key_audit_reads_are_scoped_to_users() {
+        let mut o = opts(Mode::ReadOnly, &[]);
+        o.key_audit = true;
+        let t = template(&o);
+        for s in statements(&t) {
+            let acts = actions(&s);
+            if acts.iter().any(|a| a == "iam:ListUsers") {
+                // ListUsers supports no resource-level permissions.
+                assert_eq!(acts, ["iam:ListUsers"]);
+                assert_eq!(s["Resource"], "*");
+            } else if acts
+                .iter()
+                .any(|a| KEY_AUDIT_READ_ACTIONS.contains(&a.as_str()))
+            {
+                assert_eq!(
+                    s["Resource"],
+                    json!({ "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*" })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn update_access_key_always_carries_the_managed_tag_condition() {
+        let mut seen = 0;
+        for o in all_options() {
+            for s in statements(&template(&o)) {
+                if s["Effect"] != "Allow" || !actions(&s).iter().any(|a| a == "iam:UpdateAccessKey")
+                {
+                    continue;
+                }
+                seen += 1;
+                assert_eq!(actions(&s), ["iam:UpdateAccessKey"]);
+                assert_eq!(
+                    s["Condition"],
+                    json!({ "StringEquals": { format!("aws:ResourceTag/{MANAGED_TAG}"): "true" } })
+                );
+                assert_eq!(
+                    s["Resource"],
+                    json!({ "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*" })
+                );
+                assert!(o.key_audit_enforce);
+            }
+        }
+        // Granted in exactly the four enforce combinations (2 modes × key_audit on/off).
+        assert_eq!(seen, 4);
+    }
+
+    #[test]
     fn eks_reads_are_scoped_to_the_clusters() {
         let t = template(&opts(Mode::ReadOnly, &["prod"]));
         let text = t.to_string();
         assert!(text.contains(":cluster/prod\""));
         assert!(text.contains(":nodegroup/prod/*\""));
+        // Grants only: the tag-change Deny names eks:TagResource on "*" on purpose.
         for s in policies(&t)[0]["Statement"].as_array().unwrap() {
-            if actions(s).iter().any(|a| a.starts_with("eks:")) {
+            if s["Effect"] == "Allow" && actions(s).iter().any(|a| a.starts_with("eks:")) {
                 assert_ne!(s["Resource"], "*");
             }
         }
@@ -357,7 +627,7 @@ mod tests {
             for s in p["Statement"].as_array().unwrap() {
                 let acts = actions(s);
                 if s["Effect"] != "Allow"
-                    || acts.iter().all(|a| READ_ONLY_ACTIONS.contains(&a.as_str()))
+                    || !acts.iter().any(|a| AUTOMATED_ACTIONS.contains(&a.as_str()))
                 {
                     continue;
                 }
@@ -381,34 +651,37 @@ mod tests {
             }
         }
         assert_eq!(seen, ["prod", "staging"]);
-        let mut want: Vec<&str> = READ_ONLY_ACTIONS
-            .iter()
-            .chain(AUTOMATED_ACTIONS)
-            .copied()
-            .collect();
-        want.sort();
-        assert_eq!(allowed(&t), want);
+        assert_eq!(
+            allowed(&t),
+            sorted(&[READ_ONLY_ACTIONS, ROLE_POSTURE_ACTIONS, AUTOMATED_ACTIONS])
+        );
     }
 
     #[test]
-    fn automated_denies_management_tag_changes() {
-        let t = template(&opts(Mode::Automated, &["prod"]));
-        let deny: Vec<Value> = policies(&t)
-            .iter()
-            .flat_map(|p| p["Statement"].as_array().unwrap().clone())
-            .filter(|s| s["Effect"] == "Deny")
-            .collect();
-        assert_eq!(deny.len(), 1);
-        let mut got = actions(&deny[0]);
-        got.sort();
-        let mut want: Vec<String> = TAG_ACTIONS.iter().map(|s| s.to_string()).collect();
-        want.sort();
-        assert_eq!(got, want);
-        assert_eq!(deny[0]["Resource"], "*");
-        assert_eq!(
-            deny[0]["Condition"]["ForAnyValue:StringLike"]["aws:TagKeys"],
-            "crossguard.dev/*"
-        );
+    fn every_template_denies_management_tag_changes_including_iam_users() {
+        for o in all_options() {
+            let deny: Vec<Value> = statements(&template(&o))
+                .into_iter()
+                .filter(|s| s["Effect"] == "Deny")
+                .collect();
+            assert_eq!(deny.len(), 1);
+            let mut got = actions(&deny[0]);
+            got.sort();
+            assert_eq!(got, sorted(&[TAG_ACTIONS]));
+            for a in [
+                "iam:TagUser",
+                "iam:UntagUser",
+                "eks:TagResource",
+                "ec2:CreateTags",
+            ] {
+                assert!(got.iter().any(|g| g == a), "{a} not denied");
+            }
+            assert_eq!(deny[0]["Resource"], "*");
+            assert_eq!(
+                deny[0]["Condition"]["ForAnyValue:StringLike"]["aws:TagKeys"],
+                "crossguard.dev/*"
+            );
+        }
     }
 
     #[test]
@@ -484,5 +757,13 @@ mod tests {
         let mut o = opts(Mode::ReadOnly, &[]);
         o.external_id = " ".into();
         assert_eq!(o.validate(), Err(TemplateError::EmptyExternalId));
+        for bad in ["", "a/b", "${AWS::Region}", &"r".repeat(65)] {
+            let mut o = opts(Mode::ReadOnly, &[]);
+            o.role_name = bad.into();
+            assert_eq!(o.validate(), Err(TemplateError::RoleName(bad.into())));
+        }
+        let mut o = opts(Mode::ReadOnly, &[]);
+        o.role_name = "Crossguard+Access=1,2.x@y_z-".into();
+        assert_eq!(o.validate(), Ok(()));
     }
 }

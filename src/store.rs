@@ -197,6 +197,42 @@ impl Store {
         Ok(got.bytes().await.map_err(backend("get"))?.to_vec())
     }
 
+    /// Write (replace) the tenant's state object `name`, at
+    /// `tenants/<tenant>/state/<name>.json`; returns its key. State objects carry no time
+    /// stamp, so retention leaves them alone; erasure removes them with the rest.
+    pub async fn put_state(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, StoreError> {
+        let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
+        self.inner
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map_err(backend("put"))?;
+        Ok(key.to_string())
+    }
+
+    /// Read the tenant's state object `name`; None when it was never written.
+    pub async fn get_state(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
+        match self.inner.get(&key).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(backend("get"))?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend("get")(e)),
+        }
+    }
+
+    /// Delete the tenant's state object `name`; deleting one that does not exist is fine.
+    pub async fn delete_state(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
+        match self.inner.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("delete")(e)),
+        }
+    }
+
     /// Every key under the tenant's prefix.
     pub async fn keys(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
         let prefix = Self::tenant_prefix(tenant);
@@ -291,6 +327,40 @@ mod tests {
             store.keys("uid-b").await.unwrap(),
             vec!["tenants/uid-b/snapshots/ns/prod/20261123T120000Z.json"]
         );
+    }
+
+    #[tokio::test]
+    async fn state_objects_are_replaced_kept_by_retention_and_erased() {
+        let store = Store::open("memory://", &S3Options::default()).unwrap();
+        assert_eq!(store.get_state("uid-a", "key-audit").await.unwrap(), None);
+        store
+            .put_state("uid-a", "key-audit", b"1".to_vec())
+            .await
+            .unwrap();
+        let key = store
+            .put_state("uid-a", "key-audit", b"2".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(key, "tenants/uid-a/state/key-audit.json");
+        assert_eq!(
+            store.get_state("uid-a", "key-audit").await.unwrap(),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(store.get_state("uid-b", "key-audit").await.unwrap(), None);
+        let swept = store
+            .sweep("uid-a", t("2100-01-01T00:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(swept, 0, "retention never removes state");
+        store.delete_state("uid-b", "key-audit").await.unwrap();
+        store
+            .put_state("uid-a", "other", b"3".to_vec())
+            .await
+            .unwrap();
+        store.delete_state("uid-a", "other").await.unwrap();
+        assert_eq!(store.get_state("uid-a", "other").await.unwrap(), None);
+        assert_eq!(store.purge("uid-a").await.unwrap(), 1);
+        assert_eq!(store.get_state("uid-a", "key-audit").await.unwrap(), None);
     }
 
     #[tokio::test]

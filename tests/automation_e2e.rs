@@ -101,53 +101,20 @@ async fn delete_node(env: &Env, node: &str) {
 }
 
 /// The actions the automated onboarding template grants, read from the template itself.
-fn granted_by_automated_template() -> BTreeSet<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossguard"))
-        .args([
-            "onboarding-template",
-            "--account-id",
-            "111111111111",
-            "--mode",
-            "automated",
-            "--cluster",
-            "prod",
-            "--external-id",
-            "x".repeat(40).as_str(),
-            "--operator-principal",
-            "arn:aws:iam::123456789012:role/crossguard-operator",
-        ])
-        .output()
-        .expect("run onboarding-template");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let template: Value = serde_json::from_slice(&out.stdout).expect("template JSON");
-    let mut granted = BTreeSet::new();
-    for resource in template["Resources"].as_object().unwrap().values() {
-        let policies = resource["Properties"]["Policies"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for p in policies {
-            for st in p["PolicyDocument"]["Statement"].as_array().unwrap() {
-                if st["Effect"] != "Allow" {
-                    continue;
-                }
-                match &st["Action"] {
-                    Value::String(a) => {
-                        granted.insert(a.clone());
-                    }
-                    Value::Array(a) => {
-                        granted.extend(a.iter().filter_map(|x| x.as_str().map(String::from)))
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    granted
+/// The automated template the customer deploys in this test.
+fn automated_template() -> Value {
+    support::onboarding_template(&[
+        "--account-id",
+        "111111111111",
+        "--mode",
+        "automated",
+        "--cluster",
+        "prod",
+        "--external-id",
+        "x".repeat(40).as_str(),
+        "--operator-principal",
+        "arn:aws:iam::123456789012:role/crossguard-operator",
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,6 +134,11 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
             "disruptionBudget": {"maxNodesPerRun": 1, "maxNodesPerHour": per_hour, "minNodeAge": "1h"}})
     };
     env.automate(budget(3));
+    // The customer's role is the automated template's (the operator reads it for the
+    // role-posture check, so its policies must be there to be read).
+    let template = automated_template();
+    support::customer_deploys(&env.moto, env.dir.path(), &template);
+    env.moto.clear_calls();
     let _operator = env.operator(&[]);
     let mut called = BTreeSet::new();
 
@@ -365,7 +337,7 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
 
     // Least privilege, automated half: every action called is granted, every granted
     // action was called (the read-only half is in e2e.rs).
-    let granted = granted_by_automated_template();
+    let granted = support::granted_actions(&template);
     assert_eq!(
         called, granted,
         "actions called vs granted by the automated template"

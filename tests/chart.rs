@@ -340,6 +340,23 @@ fn irsa_role_arn_annotates_the_service_account() {
     let docs = render(&[&format!("irsaRoleArn={arn}")]);
     let sa = only(&docs, "ServiceAccount");
     assert_eq!(sa["metadata"]["annotations"][IRSA_ANNOTATION], arn);
+    let principal = |docs: &[serde_json::Value]| {
+        only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "CROSSGUARD_OPERATOR_PRINCIPAL")
+            .map(|e| e["value"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        principal(&docs).as_deref(),
+        Some(arn),
+        "the role-posture check knows the operator's role"
+    );
+    assert_eq!(principal(&default), None);
+    let other = "arn:aws:iam::123456789012:role/pod-identity";
+    let docs = render(&[&format!("operatorPrincipal={other}")]);
+    assert_eq!(principal(&docs).as_deref(), Some(other));
     assert_eq!(
         only(&docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
         sa["metadata"]["name"]

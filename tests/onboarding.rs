@@ -176,6 +176,46 @@ fn automated_template_passes_cfn_lint_and_parliament() {
 }
 
 #[test]
+fn key_audit_templates_pass_cfn_lint_and_parliament() {
+    check(
+        "read-only-key-audit",
+        &["--mode", "read-only", "--key-audit"],
+        3,
+    );
+    // --key-audit-enforce alone implies the audit reads.
+    check(
+        "read-only-key-audit-enforce",
+        &["--mode", "read-only", "--key-audit-enforce"],
+        3,
+    );
+    check(
+        "automated-key-audit-enforce",
+        &[
+            "--mode",
+            "automated",
+            "--cluster",
+            "prod",
+            "--key-audit",
+            "--key-audit-enforce",
+            "--require-source-identity",
+        ],
+        4,
+    );
+}
+
+#[test]
+fn key_audit_enforce_implies_the_audit_reads() {
+    let template = print_template(&["--key-audit-enforce"]);
+    let text = template.to_string();
+    for action in ["iam:ListUsers", "iam:ListAccessKeys", "iam:UpdateAccessKey"] {
+        assert!(text.contains(action), "{action} missing");
+    }
+    let without = print_template(&[]).to_string();
+    assert!(!without.contains("iam:ListUsers"));
+    assert!(!without.contains("iam:UpdateAccessKey"));
+}
+
+#[test]
 fn automated_without_cluster_is_refused() {
     let out = Command::new(env!("CARGO_BIN_EXE_crossguard"))
         .args([

@@ -1133,3 +1133,48 @@ async fn a_failed_erasure_keeps_the_finalizer_and_says_why() {
     assert!(!account.finalizers().is_empty(), "the finalizer stays");
     assert_eq!(ready(&account_status_of(&account)).1, "ErasureFailed");
 }
+
+/// `spec.scaleDownProfile` reaches the analysis: a kube-system pod without a
+/// PodDisruptionBudget keeps its node under cluster-autoscaler's rules, not under
+/// Karpenter's, and each report says which rules it applied.
+#[tokio::test]
+async fn the_cluster_chooses_its_scale_down_profile() {
+    let w = world().await;
+    w.ready_account().await;
+    w.customer
+        .seed(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "coredns-0", "namespace": "kube-system",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "coredns-1", "uid": "rs-dns", "controller": true}]},
+            "spec": {"nodeName": "ip-i-0000000000000002", "containers": [{"name": "dns", "image": "dns",
+                "resources": {"requests": {"cpu": "100m", "memory": "70Mi"}}}]},
+            "status": {"phase": "Running"}}))
+        .expect("pod");
+    w.create_cluster("by-ca", json!({})).await;
+    w.create_cluster("by-karpenter", json!({"scaleDownProfile": "Karpenter"}))
+        .await;
+    let mut reports = Vec::new();
+    for name in ["by-ca", "by-karpenter"] {
+        w.reconcile_cluster(name).await.expect("observed");
+        let key = w.cluster_status(name).await["reportRef"]
+            .as_str()
+            .expect("reportRef")
+            .to_string();
+        // reportRef is the store location followed by the key.
+        let key = &key[key.find("tenants/").expect("a tenant key")..];
+        let report: serde_json::Value =
+            serde_json::from_slice(&w.ctx.store.get(key).await.unwrap()).unwrap();
+        reports.push(report);
+    }
+    assert_eq!(reports[0]["scaleDownProfile"], "cluster-autoscaler");
+    assert_eq!(reports[1]["scaleDownProfile"], "karpenter");
+    let text = |r: &serde_json::Value| r.to_string();
+    assert!(
+        text(&reports[0]).contains("kube-system-pod-without-pdb"),
+        "cluster-autoscaler's rules keep the node of a kube-system pod without a PDB: {}",
+        reports[0]
+    );
+    assert!(
+        !text(&reports[1]).contains("kube-system-pod-without-pdb"),
+        "Karpenter's do not"
+    );
+}

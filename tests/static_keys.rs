@@ -88,3 +88,70 @@ async fn operator_uses_keys_from_the_named_secret() {
     );
     operator.stop();
 }
+
+/// The operator's own long-lived key is watched on the same ladder as customers' keys:
+/// an 85-day-old key is warned about in the log and exported as a metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_warns_about_its_own_ageing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeApiServer::start().await.unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let moto = Moto::start(dir.path());
+    // The operator's IAM user lives in the operator's own account.
+    let own = ["--account-id", "123456789012"];
+    moto.customer_change(&[&own[..], &["iam-user", "crossguard-legacy"]].concat());
+    let key = moto
+        .customer_change(&[&own[..], &["access-key", "crossguard-legacy", "85"]].concat())
+        .trim()
+        .to_string();
+    kubectl_ok(
+        &kubeconfig,
+        &[
+            "apply",
+            "--validate=false",
+            "-f",
+            support::repo().join("crds").to_str().unwrap(),
+        ],
+    );
+    kubectl_ok(&kubeconfig, &["create", "namespace", "crossguard"]);
+    kubectl_ok(
+        &kubeconfig,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "operator-keys",
+            "-n",
+            "crossguard",
+            &format!("--from-literal=AWS_ACCESS_KEY_ID={key}"),
+            "--from-literal=AWS_SECRET_ACCESS_KEY=moto-does-not-check-this-secret-0000000",
+        ],
+    );
+    let operator = Operator::start(
+        dir.path(),
+        &kubeconfig,
+        &moto.url,
+        &[(
+            "CROSSGUARD_STATIC_CREDENTIALS_SECRET",
+            "crossguard/operator-keys",
+        )],
+    );
+    let line = wait_for("the key-age warning", Duration::from_secs(60), || async {
+        operator
+            .log_text()
+            .lines()
+            .find(|l| l.contains("the operator's own access key must be rotated by day 91"))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(
+        line.contains("WARN") && line.contains("age_days=85"),
+        "{line}"
+    );
+    let metrics = support::http_get(&operator.http, "/metrics");
+    assert!(
+        metrics.contains("crossguard_operator_access_key_age_days 85"),
+        "{metrics}"
+    );
+}

@@ -78,6 +78,13 @@ pub struct ManagedClusterSpec {
     ]))]
     pub analysis_interval: String,
 
+    /// Whose scale-down rules decide which pods keep their node when consolidation is
+    /// judged: ClusterAutoscaler (default: cluster-autoscaler's defaults, the stricter
+    /// ones) or Karpenter (its consolidation rules). Use the one the cluster runs; the
+    /// report names the rule that kept each node (README "Scale-down profiles").
+    #[serde(default)]
+    pub scale_down_profile: ScaleDownProfile,
+
     /// What automation may do when mode is Automated.
     #[serde(default)]
     pub automation: Automation,
@@ -351,4 +358,16 @@ fn default_one() -> u32 {
 }
 fn default_three() -> u32 {
     3
+}
+
+/// Whose scale-down rules the analysis applies (`spec.scaleDownProfile`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ScaleDownProfile {
+    /// cluster-autoscaler's defaults: local storage, kube-system pods without a
+    /// PodDisruptionBudget and its safe-to-evict annotations keep a node.
+    #[default]
+    ClusterAutoscaler,
+    /// Karpenter's consolidation rules: only do-not-disrupt and blocking
+    /// PodDisruptionBudgets keep a node.
+    Karpenter,
 }

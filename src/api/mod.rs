@@ -9,12 +9,14 @@ pub use conditions::{
     Condition, ConditionStatus, find as conditions_find, remove_condition, set_condition,
 };
 pub use customer_account::{
-    AccessKeyAudit, CustomerAccount, CustomerAccountSpec, CustomerAccountStatus,
-    KeyAuditNotifications, VerifiedIdentity,
+    AccessKeyAudit, CHECK_REQUESTED_AT, CustomerAccount, CustomerAccountSpec,
+    CustomerAccountStatus, KeyAgeThresholds, KeyAuditNotifications, KeyAuditStatus, KeyFinding,
+    OwnerTags, RolePostureStatus, VerifiedIdentity,
 };
 pub use managed_cluster::{
     AccountRef, ActionRecord, ApiEndpoint, Automation, DisruptionBudget, Inventory, ManagedCluster,
     ManagedClusterSpec, ManagedClusterStatus, PendingAction, RefusalRecord, SanitizerSettings,
+    ScaleDownProfile,
 };
 
 use schemars::JsonSchema;

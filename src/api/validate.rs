@@ -25,12 +25,18 @@ static CLUSTER_NAME: LazyLock<Regex> =
 pub const MIN_SESSION: Duration = Duration::from_secs(15 * 60);
 /// Sessions never last longer than one hour.
 pub const MAX_SESSION: Duration = Duration::from_secs(60 * 60);
+/// Shortest access-key scan interval (`spec.accessKeyAudit.scanInterval`).
+pub const MIN_KEY_SCAN: Duration = Duration::from_secs(60 * 60);
+/// Longest access-key scan interval: a week.
+pub const MAX_KEY_SCAN: Duration = Duration::from_secs(168 * 60 * 60);
 
 /// The parts of a CustomerAccount spec the reconciler needs, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidAccount {
     /// Requested session length, within [MIN_SESSION, MAX_SESSION].
     pub session_duration: Duration,
+    /// How often the access-key audit scans, within 1h..=168h.
+    pub key_scan_interval: Duration,
 }
 
 /// The parts of a ManagedCluster spec the reconciler needs, checked.
@@ -114,6 +120,29 @@ pub fn customer_account(ca: &CustomerAccount) -> Result<ValidAccount, Vec<String
             "spec.accessKeyAudit: every warnDays entry must be smaller than disableDay".to_string(),
         );
     }
+    if let Some(machine) = &audit.machine
+        && machine.warn_days.iter().any(|d| *d >= machine.disable_day)
+    {
+        errors.push(
+            "spec.accessKeyAudit.machine: every warnDays entry must be smaller than disableDay"
+                .to_string(),
+        );
+    }
+    let key_scan_interval =
+        match parse_duration("spec.accessKeyAudit.scanInterval", &audit.scan_interval) {
+            Ok(d) if (MIN_KEY_SCAN..=MAX_KEY_SCAN).contains(&d) => d,
+            Ok(_) => {
+                errors.push(format!(
+                    "spec.accessKeyAudit.scanInterval: \"{}\" must be between 1h and 168h",
+                    audit.scan_interval
+                ));
+                MAX_KEY_SCAN
+            }
+            Err(e) => {
+                errors.push(e);
+                MAX_KEY_SCAN
+            }
+        };
     let session_duration = match parse_duration("spec.sessionDuration", &spec.session_duration) {
         Ok(d) if (MIN_SESSION..=MAX_SESSION).contains(&d) => Some(d),
         Ok(_) => {
@@ -138,7 +167,10 @@ pub fn customer_account(ca: &CustomerAccount) -> Result<ValidAccount, Vec<String
         }
     }
     match session_duration {
-        Some(session_duration) if errors.is_empty() => Ok(ValidAccount { session_duration }),
+        Some(session_duration) if errors.is_empty() => Ok(ValidAccount {
+            session_duration,
+            key_scan_interval,
+        }),
         _ => Err(dedup(errors)),
     }
 }

@@ -1,9 +1,10 @@
 //! Approval tokens: permission for exactly one mutating AWS call each.
 //!
-//! The mutating methods of [`super::Eks`] and [`super::AutoScaling`] take these by value, so
-//! a call consumes its approval. They sit here, beside the traits, so that `aws` needs
-//! nothing from `automation`; only the tag guard ([`crate::automation::guard::check`])
-//! builds them, which the test below enforces over the source tree.
+//! The mutating methods of [`super::Eks`], [`super::AutoScaling`] and [`super::Iam`] take
+//! these by value, so a call consumes its approval. They sit here, beside the traits, so
+//! that `aws` needs nothing from `automation` or `keyaudit`; only the tag guards
+//! ([`crate::automation::guard::check`], [`crate::keyaudit::guard::check`]) build them,
+//! which the test below enforces over the source tree.
 
 /// Permission for exactly one TerminateInstanceInAutoScalingGroup call.
 #[derive(Debug)]
@@ -86,6 +87,32 @@ impl ApprovedNodegroupScale {
     }
 }
 
+/// Permission for exactly one UpdateAccessKey call setting one key `Inactive`.
+#[derive(Debug)]
+pub struct ApprovedKeyDeactivation {
+    user: String,
+    access_key_id: String,
+}
+
+impl ApprovedKeyDeactivation {
+    /// Only [`crate::keyaudit::guard::check`] calls this, after a fresh read showed the
+    /// user tagged `crossguard.dev/managed=true` and owning this key.
+    pub(crate) fn new(user: String, access_key_id: String) -> Self {
+        ApprovedKeyDeactivation {
+            user,
+            access_key_id,
+        }
+    }
+    /// The IAM user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+    /// The one key to make inactive.
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Architecture rule: the crate-private constructors are called from the guard only.
@@ -102,11 +129,16 @@ mod tests {
                     continue;
                 }
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let calls = ["ApprovedTermination::new(", "ApprovedNodegroupScale::new("];
-                let allowed =
-                    path.ends_with("automation/guard.rs") || path.ends_with("aws/approval.rs");
-                if !allowed && calls.iter().any(|c| text.contains(c)) {
-                    offenders.push(path.display().to_string());
+                let rules: [(&str, &str); 3] = [
+                    ("ApprovedTermination::new(", "automation/guard.rs"),
+                    ("ApprovedNodegroupScale::new(", "automation/guard.rs"),
+                    ("ApprovedKeyDeactivation::new(", "keyaudit/guard.rs"),
+                ];
+                for (call, guard) in rules {
+                    let allowed = path.ends_with(guard) || path.ends_with("aws/approval.rs");
+                    if !allowed && text.contains(call) {
+                        offenders.push(path.display().to_string());
+                    }
                 }
             }
         }

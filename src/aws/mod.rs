@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use regex::Regex;
 use secrecy::{ExposeSecret, SecretString};
 
-use approval::{ApprovedNodegroupScale, ApprovedTermination};
+use approval::{ApprovedKeyDeactivation, ApprovedNodegroupScale, ApprovedTermination};
 
 /// Tag that marks a resource as managed by crossguard.
 pub const TAG_MANAGED: &str = "crossguard.dev/managed";
@@ -168,6 +168,53 @@ pub struct InstanceTypeShape {
     pub architecture: String,
     /// Pods per node with the EKS VPC CNI defaults: ENIs x (IPv4 per ENI - 1) + 2.
     pub max_pods: Option<u32>,
+}
+
+/// An IAM user as ListUsers reports it, with the tags ListUserTags reports.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IamUser {
+    /// User name.
+    pub name: String,
+    /// User ARN.
+    pub arn: String,
+    /// The user's tags (filled by [`Iam::list_user_tags`]; ListUsers returns none).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One access key as ListAccessKeys reports it (never the secret, which IAM never returns
+/// after creation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessKey {
+    /// The access key id, e.g. AKIAIOSFODNN7EXAMPLE.
+    pub id: String,
+    /// The user it belongs to.
+    pub user: String,
+    /// Status `Active` (true) or `Inactive` (false).
+    pub active: bool,
+    /// The key's CreateDate.
+    pub created: jiff::Timestamp,
+}
+
+/// What GetAccessKeyLastUsed says about one key.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeyLastUsed {
+    /// When it was last used (None: never, or before IAM started tracking in April 2015).
+    pub at: Option<jiff::Timestamp>,
+    /// The service it was last used with, e.g. s3 (IAM says `N/A` when never used).
+    pub service: Option<String>,
+}
+
+/// An IAM role as GetRole reports it, with its trust policy decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IamRole {
+    /// Role name.
+    pub name: String,
+    /// Role ARN.
+    pub arn: String,
+    /// The trust (assume-role) policy document, URL-decoded and parsed.
+    pub trust_policy: serde_json::Value,
+    /// MaxSessionDuration in seconds (3600 to 43200).
+    pub max_session_duration: i32,
 }
 
 /// True when `tags` carry both management tags for `cluster`.
@@ -370,6 +417,47 @@ pub trait Ec2: Send + Sync {
     ) -> Result<Vec<InstanceTypeShape>, AwsError>;
 }
 
+/// The IAM calls crossguard makes: the access-key audit's reads and its one mutation, and
+/// the role-posture check's reads of the role crossguard assumes. Listings return every
+/// page; policy documents come back URL-decoded and parsed.
+#[async_trait]
+pub trait Iam: Send + Sync {
+    /// iam:ListUsers (all pages; tags are not filled).
+    async fn list_users(&self) -> Result<Vec<IamUser>, AwsError>;
+    /// iam:ListUserTags (all pages).
+    async fn list_user_tags(&self, user: &str) -> Result<BTreeMap<String, String>, AwsError>;
+    /// iam:ListAccessKeys of one user (all pages).
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKey>, AwsError>;
+    /// iam:GetAccessKeyLastUsed.
+    async fn get_access_key_last_used(&self, access_key_id: &str) -> Result<KeyLastUsed, AwsError>;
+    /// iam:UpdateAccessKey setting exactly the approved key of the approved user to
+    /// `Inactive`. Mutating: only with the key-audit guard's approval, which it consumes.
+    async fn deactivate_access_key(
+        &self,
+        approval: ApprovedKeyDeactivation,
+    ) -> Result<(), AwsError>;
+    /// iam:GetRole.
+    async fn get_role(&self, role_name: &str) -> Result<IamRole, AwsError>;
+    /// iam:ListRolePolicies (names of inline policies, all pages).
+    async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>, AwsError>;
+    /// iam:GetRolePolicy: one inline policy's document.
+    async fn get_role_policy(
+        &self,
+        role_name: &str,
+        policy_name: &str,
+    ) -> Result<serde_json::Value, AwsError>;
+    /// iam:ListAttachedRolePolicies (ARNs of managed policies, all pages).
+    async fn list_attached_role_policies(&self, role_name: &str) -> Result<Vec<String>, AwsError>;
+    /// iam:GetPolicy: the managed policy's default version id.
+    async fn get_policy_default_version(&self, policy_arn: &str) -> Result<String, AwsError>;
+    /// iam:GetPolicyVersion: that version's document.
+    async fn get_policy_version(
+        &self,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> Result<serde_json::Value, AwsError>;
+}
+
 /// Clients that act inside one customer's account with one session, in one region.
 #[derive(Clone)]
 pub struct CustomerClients {
@@ -381,6 +469,8 @@ pub struct CustomerClients {
     pub autoscaling: Arc<dyn AutoScaling>,
     /// EC2.
     pub ec2: Arc<dyn Ec2>,
+    /// IAM (a global service: the region only picks the endpoint's partition).
+    pub iam: Arc<dyn Iam>,
 }
 
 /// Builds AWS clients; the only place SDK clients are created.

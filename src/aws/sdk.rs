@@ -15,11 +15,11 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
 use secrecy::SecretString;
 
-use super::approval::{ApprovedNodegroupScale, ApprovedTermination};
+use super::approval::{ApprovedKeyDeactivation, ApprovedNodegroupScale, ApprovedTermination};
 use super::{
-    AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, CallerIdentity, ClientFactory,
-    CustomerClients, Ec2, Eks, EksCluster, Identity, Instance, InstanceTypeShape, Nodegroup,
-    SessionCredentials, Sts,
+    AccessKey, AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, CallerIdentity,
+    ClientFactory, CustomerClients, Ec2, Eks, EksCluster, Iam, IamRole, IamUser, Identity,
+    Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, SessionCredentials, Sts,
 };
 use crate::audit::CallObserver;
 use crate::metrics::Metrics;
@@ -58,6 +58,28 @@ impl SdkFactory {
             config: loader.load().await,
             metrics,
         }
+    }
+
+    /// When the operator's own access key `access_key_id` was created: iam:ListAccessKeys
+    /// without a user name, which IAM answers for the calling user. None when the key is not
+    /// among that user's keys. Only meaningful with [`StaticKeys`]; the call needs
+    /// `iam:ListAccessKeys` on the operator's own user.
+    pub async fn own_key_created(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<jiff::Timestamp>, AwsError> {
+        let out = aws_sdk_iam::Client::new(&self.config)
+            .list_access_keys()
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam", "ListAccessKeys", e));
+        let out = observe_operator(&self.metrics, "iam", "ListAccessKeys", out)?;
+        Ok(out
+            .access_key_metadata()
+            .iter()
+            .find(|k| k.access_key_id() == Some(access_key_id))
+            .and_then(|k| k.create_date())
+            .and_then(|d| jiff::Timestamp::from_second(d.secs()).ok()))
     }
 
     /// Use an already built SDK configuration (tests point it at the emulator).
@@ -114,6 +136,10 @@ impl ClientFactory for SdkFactory {
             }),
             ec2: Arc::new(SdkEc2 {
                 client: aws_sdk_ec2::Client::new(&config),
+                calls: calls.clone(),
+            }),
+            iam: Arc::new(SdkIam {
+                client: aws_sdk_iam::Client::new(&config),
                 calls,
             }),
         }
@@ -665,6 +691,267 @@ impl Ec2 for SdkEc2 {
             }
         }
         Ok(shapes)
+    }
+}
+
+struct SdkIam {
+    client: aws_sdk_iam::Client,
+    calls: Calls,
+}
+
+/// Parse a policy document as IAM returns it: URL-encoded JSON (RFC 3986).
+fn policy_document(operation: &'static str, encoded: &str) -> Result<serde_json::Value, AwsError> {
+    let decoded = percent_encoding::percent_decode_str(encoded).decode_utf8_lossy();
+    serde_json::from_str(&decoded).map_err(|e| {
+        AwsError::new(
+            "iam",
+            operation,
+            Some("MalformedPolicyDocument".into()),
+            Some(format!("the policy document is not JSON: {e}")),
+            Some(200),
+            None,
+        )
+    })
+}
+
+fn missing(operation: &'static str, what: &str) -> AwsError {
+    AwsError::new(
+        "iam",
+        operation,
+        None,
+        Some(format!("no {what} in the response")),
+        Some(200),
+        None,
+    )
+}
+
+#[async_trait]
+impl Iam for SdkIam {
+    async fn list_users(&self) -> Result<Vec<IamUser>, AwsError> {
+        let mut users = Vec::new();
+        let mut pages = self.client.list_users().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("iam", "ListUsers", e));
+            let page = self.calls.observe("iam", "ListUsers", "users", page)?;
+            users.extend(page.users().iter().map(|u| IamUser {
+                name: u.user_name().to_string(),
+                arn: u.arn().to_string(),
+                tags: BTreeMap::new(),
+            }));
+        }
+        Ok(users)
+    }
+
+    async fn list_user_tags(&self, user: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        let mut tags = BTreeMap::new();
+        let mut pages = self
+            .client
+            .list_user_tags()
+            .user_name(user)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("iam", "ListUserTags", e));
+            let page = self.calls.observe("iam", "ListUserTags", user, page)?;
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string())),
+            );
+        }
+        Ok(tags)
+    }
+
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKey>, AwsError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_access_keys()
+            .user_name(user)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("iam", "ListAccessKeys", e));
+            let page = self.calls.observe("iam", "ListAccessKeys", user, page)?;
+            for k in page.access_key_metadata() {
+                let (Some(id), Some(created)) = (k.access_key_id(), k.create_date()) else {
+                    return Err(missing("ListAccessKeys", "key id or CreateDate"));
+                };
+                keys.push(AccessKey {
+                    id: id.to_string(),
+                    user: k.user_name().unwrap_or(user).to_string(),
+                    active: k.status() == Some(&aws_sdk_iam::types::StatusType::Active),
+                    created: jiff::Timestamp::from_second(created.secs())
+                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                });
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn get_access_key_last_used(&self, access_key_id: &str) -> Result<KeyLastUsed, AwsError> {
+        let out = self
+            .client
+            .get_access_key_last_used()
+            .access_key_id(access_key_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam", "GetAccessKeyLastUsed", e));
+        let out = self
+            .calls
+            .observe("iam", "GetAccessKeyLastUsed", access_key_id, out)?;
+        let used = out.access_key_last_used();
+        Ok(KeyLastUsed {
+            at: used
+                .and_then(|u| u.last_used_date())
+                .and_then(|d| jiff::Timestamp::from_second(d.secs()).ok()),
+            service: used
+                .map(|u| u.service_name().to_string())
+                .filter(|s| !s.is_empty() && s != "N/A"),
+        })
+    }
+
+    async fn deactivate_access_key(
+        &self,
+        approval: ApprovedKeyDeactivation,
+    ) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .update_access_key()
+            .user_name(approval.user())
+            .access_key_id(approval.access_key_id())
+            .status(aws_sdk_iam::types::StatusType::Inactive)
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam", "UpdateAccessKey", e));
+        let target = format!("{}/{} Inactive", approval.user(), approval.access_key_id());
+        self.calls
+            .observe_mutating("iam", "UpdateAccessKey", &target, out)?;
+        Ok(())
+    }
+
+    async fn get_role(&self, role_name: &str) -> Result<IamRole, AwsError> {
+        let out = self
+            .client
+            .get_role()
+            .role_name(role_name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam", "GetRole", e));
+        let out = self.calls.observe("iam", "GetRole", role_name, out)?;
+        let role = out.role().ok_or_else(|| missing("GetRole", "role"))?;
+        let trust = role
+            .assume_role_policy_document()
+            .ok_or_else(|| missing("GetRole", "trust policy"))?;
+        Ok(IamRole {
+            name: role.role_name().to_string(),
+            arn: role.arn().to_string(),
+            trust_policy: policy_document("GetRole", trust)?,
+            max_session_duration: role.max_session_duration().unwrap_or(3600),
+        })
+    }
+
+    async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>, AwsError> {
+        let mut names = Vec::new();
+        let mut pages = self
+            .client
+            .list_role_policies()
+            .role_name(role_name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("iam", "ListRolePolicies", e));
+            let page = self
+                .calls
+                .observe("iam", "ListRolePolicies", role_name, page)?;
+            names.extend(page.policy_names().iter().cloned());
+        }
+        Ok(names)
+    }
+
+    async fn get_role_policy(
+        &self,
+        role_name: &str,
+        policy_name: &str,
+    ) -> Result<serde_json::Value, AwsError> {
+        let out = self
+            .client
+            .get_role_policy()
+            .role_name(role_name)
+            .policy_name(policy_name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam", "GetRolePolicy", e));
+        let out = self.calls.observe(
+            "iam",
+            "GetRolePolicy",
+            &format!("{role_name}/{policy_name}"),
+            out,
+        )?;
+        policy_document("GetRolePolicy", out.policy_document())
+    }
+
+    async fn list_attached_role_policies(&self, role_name: &str) -> Result<Vec<String>, AwsError> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .client
+            .list_attached_role_policies()
+            .role_name(role_name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("iam", "ListAttachedRolePolicies", e));
+            let page = self
+                .calls
+                .observe("iam", "ListAttachedRolePolicies", role_name, page)?;
+            arns.extend(
+                page.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string)),
+            );
+        }
+        Ok(arns)
+    }
+
+    async fn get_policy_default_version(&self, policy_arn: &str) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .get_policy()
+            .policy_arn(policy_arn)
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam", "GetPolicy", e));
+        let out = self.calls.observe("iam", "GetPolicy", policy_arn, out)?;
+        out.policy()
+            .and_then(|p| p.default_version_id())
+            .map(str::to_string)
+            .ok_or_else(|| missing("GetPolicy", "default version"))
+    }
+
+    async fn get_policy_version(
+        &self,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> Result<serde_json::Value, AwsError> {
+        let out = self
+            .client
+            .get_policy_version()
+            .policy_arn(policy_arn)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("iam", "GetPolicyVersion", e));
+        let out = self.calls.observe(
+            "iam",
+            "GetPolicyVersion",
+            &format!("{policy_arn}#{version_id}"),
+            out,
+        )?;
+        let document = out
+            .policy_version()
+            .and_then(|v| v.document())
+            .ok_or_else(|| missing("GetPolicyVersion", "document"))?;
+        policy_document("GetPolicyVersion", document)
     }
 }
 

@@ -89,8 +89,17 @@ pub async fn analyse(
     let input = AnalysisInput::from(snapshot);
     // CPU-bound (about a second at 150,000 pods): off the async workers, so other
     // reconciles, the health endpoints and metrics keep being served meanwhile.
+    let settings = AnalysisSettings {
+        scale_down_profile: match cluster.spec.scale_down_profile {
+            crate::api::ScaleDownProfile::ClusterAutoscaler => {
+                crate::analysis::ScaleDownProfile::ClusterAutoscaler
+            }
+            crate::api::ScaleDownProfile::Karpenter => crate::analysis::ScaleDownProfile::Karpenter,
+        },
+        ..AnalysisSettings::default()
+    };
     let analysis = tokio::task::spawn_blocking(move || {
-        crate::analysis::analyze(&input, &inventory, &prices, &AnalysisSettings::default())
+        crate::analysis::analyze(&input, &inventory, &prices, &settings)
     });
     let report = match analysis.await {
         Ok(report) => report,

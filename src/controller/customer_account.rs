@@ -15,7 +15,8 @@ use super::failure::{Category, Failure, Retry};
 use super::session::{self, uid};
 use super::{Context, Draft, Error, PROBLEM_RETRY};
 use crate::api::{
-    ConditionStatus, CustomerAccount, CustomerAccountStatus, VerifiedIdentity, validate,
+    CHECK_REQUESTED_AT, ConditionStatus, CustomerAccount, CustomerAccountStatus, VerifiedIdentity,
+    validate,
 };
 use crate::audit::{AuditTrail, CallObserver};
 use crate::credentials::{AccountSession, BrokerError};
@@ -76,11 +77,57 @@ async fn pipeline(
     // failed verification is what status reports first, a failed sweep after it.
     let retained = retention(account, ctx).await;
     let session = verified?;
+    let hygiene = account_hygiene(account, ctx, &session, audit, &valid, draft).await;
     retained?;
     let until_refresh = (session.refresh_at.as_second() - ctx.clock.now().as_second()).max(1);
-    Ok(Action::requeue(
-        Duration::from_secs(until_refresh as u64).min(MAX_RECHECK),
-    ))
+    let wait = Duration::from_secs(until_refresh as u64).min(MAX_RECHECK);
+    Ok(Action::requeue(hygiene.map_or(wait, |h| h.min(wait))))
+}
+
+/// The account-level checks that need a session and never fail the reconcile: the role
+/// posture and the access-key audit, at their schedule or at once when the
+/// `crossguard.dev/check-requested-at` annotation has a new value. Returns when they next
+/// want to run.
+async fn account_hygiene(
+    account: &CustomerAccount,
+    ctx: &Context,
+    session: &AccountSession,
+    audit: &Arc<AuditTrail>,
+    valid: &validate::ValidAccount,
+    draft: &mut Draft<CustomerAccountStatus>,
+) -> Option<Duration> {
+    let region = account
+        .spec
+        .regions
+        .first()
+        .map(String::as_str)
+        .unwrap_or("us-east-1");
+    let observer: Arc<dyn CallObserver> = audit.clone();
+    let clients = ctx.broker.clients(session, region, observer);
+    let request = account.annotations().get(CHECK_REQUESTED_AT).cloned();
+    let forced = request.is_some() && request != draft.status.last_handled_check_request;
+    let posture = super::role_posture::run(
+        account,
+        clients.iam.as_ref(),
+        ctx.operator_principal.as_deref(),
+        forced,
+        draft,
+    )
+    .await;
+    let keys = super::key_audit::run(
+        account,
+        ctx,
+        &clients,
+        audit,
+        valid.key_scan_interval,
+        forced,
+        draft,
+    )
+    .await;
+    if forced {
+        draft.status.last_handled_check_request = request;
+    }
+    Some(keys.map_or(posture, |k| k.min(posture)))
 }
 
 fn validate(
@@ -274,6 +321,10 @@ async fn cleanup(account: Arc<CustomerAccount>, ctx: Arc<Context>) -> Result<Act
     // the account through its owner reference; everything stored for the tenant is erased
     // before the finalizer goes. If erasure fails the finalizer stays and status says why.
     ctx.broker.evict(&uid(&account));
+    ctx.metrics.forget_key_ages(
+        &account.namespace().unwrap_or_default(),
+        &account.name_any(),
+    );
     match ctx.store.purge(&uid(&account)).await {
         Ok(n) => tracing::info!(objects = n, "erased the tenant's stored data"),
         Err(e) => {

@@ -11,7 +11,9 @@ pub mod customer_account;
 pub mod external_id;
 pub mod failure;
 pub mod inventory;
+pub mod key_audit;
 pub mod managed_cluster;
+mod role_posture;
 mod runner;
 pub mod session;
 mod status;
@@ -48,6 +50,10 @@ pub const PROBLEM_RETRY: Duration = Duration::from_secs(2 * 60);
 /// How often a ManagedCluster waiting on its account, or on a customer-side fix (a cluster
 /// not found, a permission missing, its API unreachable), is looked at again.
 pub const WAIT_RETRY: Duration = Duration::from_secs(60);
+/// Slack's Web API base URL.
+pub const SLACK_API: &str = "https://slack.com/api";
+/// How long one notification request may take.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// First retry delay after a transient failure; it doubles per consecutive failure.
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 /// Largest delay before jitter; jitter adds up to as much again (so at most 5 minutes).
@@ -69,6 +75,10 @@ pub struct Context {
     pub store: Store,
     /// On-demand prices and instance shapes for the analysis.
     pub prices: PriceTable,
+    /// Sends key-audit notifications (Slack, webhooks); None when it could not be built.
+    pub notifier: Option<Arc<crate::keyaudit::notify::Sender>>,
+    /// The operator's own role ARN, which customers' trust policies should name.
+    pub operator_principal: Option<String>,
     /// Backoff state per object with consecutive transient failures.
     failures: Mutex<HashMap<String, ExponentialBackoff>>,
 }
@@ -97,8 +107,25 @@ impl Context {
             clock,
             store,
             prices,
+            notifier: crate::keyaudit::notify::Sender::new(SLACK_API, NOTIFY_TIMEOUT)
+                .ok()
+                .map(Arc::new),
+            operator_principal: None,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Send key-audit notifications through `sender` (e.g. one whose Slack API base is a
+    /// local receiver in tests and the demo).
+    pub fn with_notifier(mut self, sender: crate::keyaudit::notify::Sender) -> Self {
+        self.notifier = Some(Arc::new(sender));
+        self
+    }
+
+    /// Name the operator's own role for the role-posture check.
+    pub fn with_operator_principal(mut self, principal: Option<String>) -> Self {
+        self.operator_principal = principal;
+        self
     }
 
     /// The delay before retrying `key` after another transient failure: exponential from

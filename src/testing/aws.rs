@@ -87,11 +87,11 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 
 use crate::audit::CallObserver;
-use crate::aws::approval::{ApprovedNodegroupScale, ApprovedTermination};
+use crate::aws::approval::{ApprovedKeyDeactivation, ApprovedNodegroupScale, ApprovedTermination};
 use crate::aws::{
-    AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, AwsErrorKind, CallerIdentity,
-    ClientFactory, CustomerClients, Ec2, Eks, EksCluster, Identity, Instance, InstanceTypeShape,
-    Nodegroup, SessionCredentials, Sts,
+    AccessKey, AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, AwsErrorKind,
+    CallerIdentity, ClientFactory, CustomerClients, Ec2, Eks, EksCluster, Iam, IamRole, IamUser,
+    Identity, Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, SessionCredentials, Sts,
 };
 use crate::clock::Clock;
 
@@ -108,7 +108,21 @@ pub const OPERATIONS: &[(&str, &str, bool)] = &[
     ("autoscaling", "TerminateInstanceInAutoScalingGroup", true),
     ("ec2", "DescribeInstances", false),
     ("ec2", "DescribeInstanceTypes", false),
+    ("iam", "ListUsers", false),
+    ("iam", "ListUserTags", false),
+    ("iam", "ListAccessKeys", false),
+    ("iam", "GetAccessKeyLastUsed", false),
+    ("iam", "UpdateAccessKey", true),
+    ("iam", "GetRole", false),
+    ("iam", "ListRolePolicies", false),
+    ("iam", "GetRolePolicy", false),
+    ("iam", "ListAttachedRolePolicies", false),
+    ("iam", "GetPolicy", false),
+    ("iam", "GetPolicyVersion", false),
 ];
+
+/// The operator role the roles made by [`FakeAws::add_role`] trust.
+pub const OPERATOR_ROLE: &str = "arn:aws:iam::000000000000:role/crossguard-operator";
 
 /// Instance states `DescribeInstances` returns for a cluster: the SDK adapter filters on
 /// `instance-state-name` with these.
@@ -229,8 +243,30 @@ struct Injected {
     remaining: usize,
 }
 
+/// The IAM side of one account: users with their keys, and roles with their policies.
+/// Fields are public so tests can change anything inside [`FakeAws::with_iam`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IamWorld {
+    /// Users by name; each user's `tags` are what ListUserTags answers.
+    pub users: BTreeMap<String, IamUser>,
+    /// Access keys in creation order (ListAccessKeys answers a user's in this order).
+    pub keys: Vec<AccessKey>,
+    /// GetAccessKeyLastUsed's answer per key id (absent: never used).
+    pub last_used: BTreeMap<String, KeyLastUsed>,
+    /// Roles by name.
+    pub roles: BTreeMap<String, IamRole>,
+    /// Inline policies by (role name, policy name).
+    pub inline_policies: BTreeMap<(String, String), serde_json::Value>,
+    /// Managed policy ARNs attached to each role.
+    pub attached_policies: BTreeMap<String, Vec<String>>,
+}
+
 #[derive(Default)]
 struct State {
+    /// IAM per account.
+    iam: BTreeMap<String, IamWorld>,
+    /// Managed policy documents by ARN (AWS-managed ones are visible from every account).
+    managed_policies: BTreeMap<String, serde_json::Value>,
     /// Role ARN → the ExternalId its trust policy requires.
     roles: BTreeMap<String, String>,
     sessions: HashMap<String, Session>,
@@ -334,9 +370,29 @@ impl FakeAws {
             account_of_arn(role_arn).is_some(),
             "{role_arn:?} is not arn:aws:iam::<account>:role/<name>"
         );
-        self.lock()
-            .roles
+        let account = account_of_arn(role_arn).unwrap_or_default();
+        let name = role_arn.rsplit('/').next().unwrap_or_default().to_string();
+        let mut st = self.lock();
+        st.roles
             .insert(role_arn.to_string(), external_id.to_string());
+        // IAM's view of the same role, as the onboarding template makes it: trusted by the
+        // operator's role with this ExternalId, sessions of at most an hour. Tests give it
+        // policies (or a worse trust policy) with `put_iam_role`.
+        let role = IamRole {
+            name: name.clone(),
+            arn: role_arn.to_string(),
+            trust_policy: serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"AWS": OPERATOR_ROLE},
+                    "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+                    "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+                }],
+            }),
+            max_session_duration: 3600,
+        };
+        st.iam.entry(account).or_default().roles.insert(name, role);
     }
 
     /// Make GetCallerIdentity answer `account` for every session (a role that is not in
@@ -392,11 +448,84 @@ impl FakeAws {
             identity: customer.clone(),
             eks: customer.clone(),
             autoscaling: customer.clone(),
-            ec2: customer,
+            ec2: customer.clone(),
+            iam: customer,
         }
     }
 
     // ------------------------------------------------------------------ the world
+
+    // ------------------------------------------------------------------ IAM
+
+    /// Put (or replace) the IAM user `name` of `account` with `tags`, keeping its keys.
+    pub fn put_iam_user(&self, account: &str, name: &str, tags: &[(&str, &str)]) {
+        self.with_iam(account, |w| {
+            w.users.insert(
+                name.to_string(),
+                IamUser {
+                    name: name.to_string(),
+                    arn: format!("arn:aws:iam::{account}:user/{name}"),
+                    tags: tags
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                },
+            );
+        });
+    }
+
+    /// Add an access key `id` for `user` of `account` created at `created`, active.
+    pub fn put_access_key(&self, account: &str, user: &str, id: &str, created: Timestamp) {
+        self.with_iam(account, |w| {
+            w.keys.retain(|k| k.id != id);
+            w.keys.push(AccessKey {
+                id: id.to_string(),
+                user: user.to_string(),
+                active: true,
+                created,
+            });
+        });
+    }
+
+    /// The key `id` of `account` as IAM now holds it, if it exists.
+    pub fn access_key(&self, account: &str, id: &str) -> Option<AccessKey> {
+        self.with_iam(account, |w| w.keys.iter().find(|k| k.id == id).cloned())
+    }
+
+    /// Put (or replace) the role `role` of `account` with its inline policies (name,
+    /// document) and the ARNs of its attached managed policies.
+    pub fn put_iam_role(
+        &self,
+        account: &str,
+        role: IamRole,
+        inline: &[(&str, serde_json::Value)],
+        attached: &[&str],
+    ) {
+        self.with_iam(account, |w| {
+            w.inline_policies.retain(|(r, _), _| *r != role.name);
+            for (name, doc) in inline {
+                w.inline_policies
+                    .insert((role.name.clone(), name.to_string()), doc.clone());
+            }
+            w.attached_policies.insert(
+                role.name.clone(),
+                attached.iter().map(|a| a.to_string()).collect(),
+            );
+            w.roles.insert(role.name.clone(), role);
+        });
+    }
+
+    /// Put (or replace) a managed policy document (its default version).
+    pub fn put_managed_policy(&self, arn: &str, document: serde_json::Value) {
+        self.lock()
+            .managed_policies
+            .insert(arn.to_string(), document);
+    }
+
+    /// Run `f` on the IAM side of `account`, creating it empty if needed.
+    pub fn with_iam<R>(&self, account: &str, f: impl FnOnce(&mut IamWorld) -> R) -> R {
+        f(self.lock().iam.entry(account.to_string()).or_default())
+    }
 
     /// Put (or replace) an EKS cluster in `account`/`region`.
     pub fn put_cluster(&self, account: &str, region: &str, cluster: EksCluster) {
@@ -719,6 +848,229 @@ impl Customer {
 
     fn world<'a>(&self, st: &'a mut State, account: &str) -> &'a mut World {
         st.world(account, &self.region)
+    }
+}
+
+fn no_such_entity(st: &mut State, operation: &'static str, what: String) -> AwsError {
+    aws_error(st, "iam", operation, "NoSuchEntity", 404, what)
+}
+
+impl Customer {
+    /// The named user of `account`, or IAM's NoSuchEntity.
+    fn iam_user(
+        st: &mut State,
+        account: &str,
+        operation: &'static str,
+        user: &str,
+    ) -> Result<IamUser, AwsError> {
+        match st.iam.get(account).and_then(|w| w.users.get(user)).cloned() {
+            Some(u) => Ok(u),
+            None => Err(no_such_entity(
+                st,
+                operation,
+                format!("The user with name {user} cannot be found."),
+            )),
+        }
+    }
+
+    fn iam_role(
+        st: &mut State,
+        account: &str,
+        operation: &'static str,
+        role: &str,
+    ) -> Result<IamRole, AwsError> {
+        match st.iam.get(account).and_then(|w| w.roles.get(role)).cloned() {
+            Some(r) => Ok(r),
+            None => Err(no_such_entity(
+                st,
+                operation,
+                format!("The role with name {role} cannot be found."),
+            )),
+        }
+    }
+}
+
+/// IAM: users, keys and roles of the session's account. Unknown users, keys, roles and
+/// policies fail `NoSuchEntity` as IAM does; UpdateAccessKey changes only the approved key
+/// of the approved user.
+#[async_trait]
+impl Iam for Customer {
+    async fn list_users(&self) -> Result<Vec<IamUser>, AwsError> {
+        self.call("ListUsers", "users", |st, account| {
+            Ok(st
+                .iam
+                .get(account)
+                .map(|w| {
+                    w.users
+                        .values()
+                        .map(|u| IamUser {
+                            tags: BTreeMap::new(),
+                            ..u.clone()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn list_user_tags(&self, user: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        self.call("ListUserTags", user, |st, account| {
+            Ok(Self::iam_user(st, account, "ListUserTags", user)?.tags)
+        })
+        .await
+    }
+
+    async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKey>, AwsError> {
+        self.call("ListAccessKeys", user, |st, account| {
+            Self::iam_user(st, account, "ListAccessKeys", user)?;
+            Ok(st.iam[account]
+                .keys
+                .iter()
+                .filter(|k| k.user == user)
+                .cloned()
+                .collect())
+        })
+        .await
+    }
+
+    async fn get_access_key_last_used(&self, access_key_id: &str) -> Result<KeyLastUsed, AwsError> {
+        self.call("GetAccessKeyLastUsed", access_key_id, |st, account| {
+            let world = st.iam.get(account);
+            let known = world.is_some_and(|w| w.keys.iter().any(|k| k.id == access_key_id));
+            if !known {
+                // IAM answers AccessDenied for a key id it does not hold.
+                return Err(aws_error(
+                    st,
+                    "iam",
+                    "GetAccessKeyLastUsed",
+                    "AccessDenied",
+                    403,
+                    "not authorized to perform: iam:GetAccessKeyLastUsed".into(),
+                ));
+            }
+            Ok(world
+                .and_then(|w| w.last_used.get(access_key_id).cloned())
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn deactivate_access_key(
+        &self,
+        approval: ApprovedKeyDeactivation,
+    ) -> Result<(), AwsError> {
+        let target = format!("{}/{} Inactive", approval.user(), approval.access_key_id());
+        self.call("UpdateAccessKey", &target, |st, account| {
+            Self::iam_user(st, account, "UpdateAccessKey", approval.user())?;
+            let world = st.iam.get_mut(account).expect("the user's account exists");
+            match world
+                .keys
+                .iter_mut()
+                .find(|k| k.id == approval.access_key_id() && k.user == approval.user())
+            {
+                Some(key) => {
+                    key.active = false;
+                    Ok(())
+                }
+                None => Err(no_such_entity(
+                    st,
+                    "UpdateAccessKey",
+                    format!(
+                        "The Access Key with id {} cannot be found.",
+                        approval.access_key_id()
+                    ),
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn get_role(&self, role_name: &str) -> Result<IamRole, AwsError> {
+        self.call("GetRole", role_name, |st, account| {
+            Self::iam_role(st, account, "GetRole", role_name)
+        })
+        .await
+    }
+
+    async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>, AwsError> {
+        self.call("ListRolePolicies", role_name, |st, account| {
+            Self::iam_role(st, account, "ListRolePolicies", role_name)?;
+            Ok(st.iam[account]
+                .inline_policies
+                .keys()
+                .filter(|(r, _)| r == role_name)
+                .map(|(_, p)| p.clone())
+                .collect())
+        })
+        .await
+    }
+
+    async fn get_role_policy(
+        &self,
+        role_name: &str,
+        policy_name: &str,
+    ) -> Result<serde_json::Value, AwsError> {
+        let target = format!("{role_name}/{policy_name}");
+        self.call("GetRolePolicy", &target, |st, account| {
+            Self::iam_role(st, account, "GetRolePolicy", role_name)?;
+            let key = (role_name.to_string(), policy_name.to_string());
+            match st.iam[account].inline_policies.get(&key).cloned() {
+                Some(doc) => Ok(doc),
+                None => Err(no_such_entity(
+                    st,
+                    "GetRolePolicy",
+                    format!("The role policy with name {policy_name} cannot be found."),
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn list_attached_role_policies(&self, role_name: &str) -> Result<Vec<String>, AwsError> {
+        self.call("ListAttachedRolePolicies", role_name, |st, account| {
+            Self::iam_role(st, account, "ListAttachedRolePolicies", role_name)?;
+            Ok(st.iam[account]
+                .attached_policies
+                .get(role_name)
+                .cloned()
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn get_policy_default_version(&self, policy_arn: &str) -> Result<String, AwsError> {
+        self.call("GetPolicy", policy_arn, |st, _| {
+            if st.managed_policies.contains_key(policy_arn) {
+                Ok("v1".to_string())
+            } else {
+                Err(no_such_entity(
+                    st,
+                    "GetPolicy",
+                    format!("Policy {policy_arn} was not found."),
+                ))
+            }
+        })
+        .await
+    }
+
+    async fn get_policy_version(
+        &self,
+        policy_arn: &str,
+        version_id: &str,
+    ) -> Result<serde_json::Value, AwsError> {
+        let target = format!("{policy_arn}#{version_id}");
+        self.call("GetPolicyVersion", &target, |st, _| {
+            match st.managed_policies.get(policy_arn).cloned() {
+                Some(doc) if version_id == "v1" => Ok(doc),
+                _ => Err(no_such_entity(
+                    st,
+                    "GetPolicyVersion",
+                    format!("Policy {policy_arn} version {version_id} does not exist."),
+                )),
+            }
+        })
+        .await
     }
 }
 

@@ -12,6 +12,17 @@ its call, play EKS removing an instance after a nodegroup scale-in, and report s
     sync-nodegroup CLUSTER NAME            set the nodegroup's desired size to its group's, as EKS
                                            does when the group changes (moto does not)
     state CLUSTER                          JSON: nodegroups, groups and instances as AWS has them
+    iam-user NAME [KEY=VALUE...]           create (or re-tag) an IAM user
+    access-key USER [AGE_DAYS]             create an access key, back-date its CreateDate by AGE_DAYS
+                                           (through the shim's /_crossguard/backdate-access-key)
+                                           and print its id; the secret is thrown away
+    key-status USER KEY_ID Active|Inactive set a key's status (the customer re-enabling a key)
+    keys                                   JSON: every user's keys {user: {key id: status}}
+    attach-policy NAME JSON                create a customer managed policy NAME with document JSON and
+                                           attach it to the role (a customer's own guardrail policy)
+    deploy-template FILE                   play the customer deploying `crossguard onboarding-template`:
+                                           the role's trust policy, MaxSessionDuration and inline
+                                           policies become the template's (Fn::Sub, Ref resolved)
 
 Runs with the venv's python (boto3 from moto[server]).
 """
@@ -34,6 +45,55 @@ def shim_nodegroup(a: argparse.Namespace, cluster: str, nodegroup: str, change: 
     urllib.request.urlopen(req, timeout=10).read()
 
 
+def shim_backdate(a: argparse.Namespace, user: str, key_id: str, days: int) -> None:
+    """Set a key's CreateDate to now - days (moto has no API for it)."""
+    body = json.dumps({"account_id": a.account_id, "user_name": user, "access_key_id": key_id,
+                       "days": days}).encode()
+    req = urllib.request.Request(f"{a.endpoint}/_crossguard/backdate-access-key", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def resolve(value, params: dict):
+    """Resolve the intrinsic functions crossguard's templates use: Ref and Fn::Sub."""
+    if isinstance(value, list):
+        return [resolve(v, params) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return params[value["Ref"]]
+        if set(value) == {"Fn::Sub"}:
+            text = value["Fn::Sub"]
+            for k, v in params.items():
+                text = text.replace("${" + k + "}", str(v))
+            return text
+        return {k: resolve(v, params) for k, v in value.items()}
+    return value
+
+
+def deploy_template(iam, a: argparse.Namespace, path: str) -> None:
+    template = json.load(open(path))
+    params = {"AWS::Partition": "aws", "AWS::AccountId": a.account_id, "AWS::Region": a.region}
+    for name, p in template.get("Parameters", {}).items():
+        if "Default" in p:
+            params[name] = p["Default"]
+    roles = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    if len(roles) != 1:
+        raise SystemExit(f"expected one AWS::IAM::Role in {path}, found {len(roles)}")
+    props = resolve(roles[0]["Properties"], params)
+    name = props.get("RoleName", a.role_name)
+    iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
+    iam.update_role(RoleName=name, MaxSessionDuration=int(props.get("MaxSessionDuration", 3600)))
+    for old in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=name, PolicyName=old)
+    for policy in props.get("Policies", []):
+        iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"],
+                            PolicyDocument=json.dumps(policy["PolicyDocument"]))
+    for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+    for arn in props.get("ManagedPolicyArns", []):
+        iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--endpoint", required=True)
@@ -54,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     creds = base.client("sts", endpoint_url=a.endpoint).assume_role(
         RoleArn=f"arn:aws:iam::{a.account_id}:role/{a.role_name}", RoleSessionName="customer-change"
     )["Credentials"]
+    if os.environ.get("CROSSGUARD_HARNESS_KEYS_FILE"):
+        # Tests tell the harness's calls from the operator's by this session's key id.
+        with open(os.environ["CROSSGUARD_HARNESS_KEYS_FILE"], "a") as f:
+            f.write(creds["AccessKeyId"] + "\n")
     sess = boto3.session.Session(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
@@ -63,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     asg = sess.client("autoscaling", endpoint_url=a.endpoint)
     eks = sess.client("eks", endpoint_url=a.endpoint)
     ec2 = sess.client("ec2", endpoint_url=a.endpoint)
+    iam = sess.client("iam", endpoint_url=a.endpoint)
 
     cmd, args = a.command, a.args
     if cmd == "untag-asg" and len(args) >= 2:
@@ -112,6 +177,33 @@ def main(argv: list[str] | None = None) -> int:
             for i in r["Instances"]:
                 out["instances"][i["InstanceId"]] = i["State"]["Name"]
         print(json.dumps(out, sort_keys=True))
+    elif cmd == "iam-user" and len(args) >= 1:
+        tags = [{"Key": k, "Value": v} for k, _, v in (kv.partition("=") for kv in args[1:])]
+        try:
+            iam.create_user(UserName=args[0], Tags=tags)
+        except iam.exceptions.EntityAlreadyExistsException:
+            if tags:
+                iam.tag_user(UserName=args[0], Tags=tags)
+    elif cmd == "access-key" and len(args) in (1, 2):
+        key_id = iam.create_access_key(UserName=args[0])["AccessKey"]["AccessKeyId"]
+        if len(args) == 2:
+            shim_backdate(a, args[0], key_id, int(args[1]))
+        print(key_id)
+    elif cmd == "key-status" and len(args) == 3:
+        iam.update_access_key(UserName=args[0], AccessKeyId=args[1], Status=args[2])
+    elif cmd == "keys" and not args:
+        out = {}
+        for page in iam.get_paginator("list_users").paginate():
+            for u in page["Users"]:
+                keys = iam.list_access_keys(UserName=u["UserName"])["AccessKeyMetadata"]
+                out[u["UserName"]] = {k["AccessKeyId"]: k["Status"] for k in keys}
+        print(json.dumps(out, sort_keys=True))
+    elif cmd == "attach-policy" and len(args) == 2:
+        arn = iam.create_policy(PolicyName=args[0], PolicyDocument=args[1])["Policy"]["Arn"]
+        iam.attach_role_policy(RoleName=a.role_name, PolicyArn=arn)
+        print(arn)
+    elif cmd == "deploy-template" and len(args) == 1:
+        deploy_template(iam, a, args[0])
     else:
         p.print_usage(sys.stderr)
         return 2

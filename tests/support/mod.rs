@@ -64,6 +64,8 @@ impl Drop for Proc {
 /// moto behind `tests/harness/moto_shim.py`, on a free loopback port.
 pub struct Moto {
     pub url: String,
+    /// Where customer_change.py notes the session keys it acted with.
+    harness_keys: PathBuf,
     _proc: Proc,
 }
 
@@ -100,6 +102,7 @@ impl Moto {
         };
         Moto {
             url: format!("http://127.0.0.1:{port}"),
+            harness_keys: dir.join("harness-keys.txt"),
             _proc: proc,
         }
     }
@@ -131,6 +134,7 @@ impl Moto {
         let out = Command::new(python())
             .arg(repo().join("tests/harness/customer_change.py"))
             .args(["--endpoint", &self.url])
+            .env("CROSSGUARD_HARNESS_KEYS_FILE", &self.harness_keys)
             .args(args)
             .output()
             .expect("run customer_change.py");
@@ -140,6 +144,20 @@ impl Moto {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The calls made by anyone but the harness scripts (customer_change.py), i.e. by the
+    /// operator, in arrival order.
+    pub fn operator_calls(&self) -> Vec<serde_json::Value> {
+        let harness: Vec<String> = std::fs::read_to_string(&self.harness_keys)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        self.calls()
+            .into_iter()
+            .filter(|c| !harness.iter().any(|k| c["access_key_id"] == k.as_str()))
+            .collect()
     }
 
     /// The account's nodegroups, groups and instance states as AWS has them.
@@ -598,4 +616,124 @@ pub fn kubectl_apply_yaml(dir: &Path, kubeconfig: &Path, name: &str, yaml: &str)
         kubeconfig,
         &["apply", "--validate=false", "-f", path.to_str().unwrap()],
     )
+}
+
+/// `crossguard onboarding-template ARGS`, parsed.
+pub fn onboarding_template(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_crossguard"))
+        .arg("onboarding-template")
+        .args(args)
+        .output()
+        .expect("run onboarding-template");
+    assert!(
+        out.status.success(),
+        "onboarding-template {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("template JSON")
+}
+
+/// Every action an Allow statement of the template's role policies grants.
+pub fn granted_actions(template: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let mut granted = std::collections::BTreeSet::new();
+    for resource in template["Resources"].as_object().unwrap().values() {
+        for p in resource["Properties"]["Policies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            for st in p["PolicyDocument"]["Statement"].as_array().unwrap() {
+                if st["Effect"] != "Allow" {
+                    continue;
+                }
+                match &st["Action"] {
+                    serde_json::Value::String(a) => {
+                        granted.insert(a.clone());
+                    }
+                    serde_json::Value::Array(a) => {
+                        granted.extend(a.iter().filter_map(|x| x.as_str().map(String::from)))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    granted
+}
+
+/// `service:Action` of every call the operator made inside account 111111111111 (the
+/// harness's own calls excluded; GetCallerIdentity needs no grant).
+pub fn operator_actions(moto: &Moto) -> std::collections::BTreeSet<String> {
+    moto.operator_calls()
+        .iter()
+        .filter(|c| c["account_id"] == "111111111111")
+        .filter(|c| c["action"] != "GetCallerIdentity" && c["action"] != "AssumeRole")
+        .map(|c| {
+            format!(
+                "{}:{}",
+                c["service"].as_str().unwrap_or_default(),
+                c["action"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// The customer deploys the role from `template` (its trust and inline policies replace
+/// the seeded ones) and attaches a guardrail policy of their own that only denies, as
+/// organisations often do; crossguard's posture check reads both.
+pub fn customer_deploys(moto: &Moto, dir: &Path, template: &serde_json::Value) {
+    let path = dir.join("crossguard-role.json");
+    std::fs::write(&path, template.to_string()).expect("write template");
+    moto.customer_change(&["deploy-template", path.to_str().unwrap()]);
+    let guardrail = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "NoLeavingTheOrganization", "Effect": "Deny",
+        "Action": "organizations:LeaveOrganization", "Resource": "*"}]});
+    moto.customer_change(&["attach-policy", "org-guardrail", &guardrail.to_string()]);
+}
+
+/// `tests/harness/receiver.py`: a local stand-in for Slack's Web API and webhooks.
+pub struct Receiver {
+    pub url: String,
+    _proc: Proc,
+}
+
+impl Receiver {
+    /// Start it on a free port, logging to `dir/receiver.jsonl`.
+    pub fn start(dir: &Path) -> Receiver {
+        let port_file = dir.join("receiver.port");
+        let log = std::fs::File::create(dir.join("receiver.log")).expect("receiver log");
+        let child = Command::new(python())
+            .arg(repo().join("tests/harness/receiver.py"))
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .arg("--log")
+            .arg(dir.join("receiver.jsonl"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start receiver.py");
+        let proc = Proc {
+            child,
+            name: "receiver",
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file)
+                && let Ok(p) = p.trim().parse::<u16>()
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "receiver.py did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Receiver {
+            url: format!("http://127.0.0.1:{port}"),
+            _proc: proc,
+        }
+    }
+
+    /// Every request it logged.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&http_get(&self.url, "/_receiver/messages")).unwrap_or_default()
+    }
 }

@@ -70,6 +70,26 @@ fn ns_storage() -> StorageKey {
     (String::new(), "namespaces".into())
 }
 
+/// A Secret's write-only `stringData` is merged into `data` (base64) and never stored, as
+/// the real API server does; a key in both takes the `stringData` value.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = obj.remove("stringData") else {
+        return;
+    };
+    let data = obj.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        data[k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 /// Stored (storage-form) object -> what clients of `info` see.
 pub fn to_served(info: &ResourceInfo, stored: &Value) -> Value {
     match info.view {
@@ -288,6 +308,9 @@ impl State {
         opts: &WriteOpts,
     ) -> ApiResult<()> {
         let name = name_of(new).to_string();
+        if info.is("", "secrets") {
+            fold_string_data(new);
+        }
         let mut causes: Vec<Cause> = Vec::new();
         if old.is_none()
             && let Some(c) = meta::validate_name(&name, info.is(&ns_storage().0, "namespaces"))

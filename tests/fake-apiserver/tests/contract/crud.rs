@@ -50,6 +50,14 @@ async fn create_fills_server_metadata_from_one_counter() {
     );
     assert_eq!(s.body["apiVersion"], "v1");
     assert_eq!(s.body["kind"], "Secret");
+    assert_eq!(
+        s.body["data"]["a"], "Yg==",
+        "stringData is stored base64-encoded under data"
+    );
+    assert!(
+        s.body.get("stringData").is_none(),
+        "stringData is write-only"
+    );
 
     let d = ctx.post(DEPLOYS, deployment("web")).await;
     assert_eq!(d.status, 201);
