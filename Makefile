@@ -12,7 +12,7 @@ TOOLS_BIN := $(REPO)/.tools/bin
 # Extra arguments for cargo test, e.g. `make test CARGO_TEST_ARGS='-- e2e'`.
 CARGO_TEST_ARGS ?=
 
-.PHONY: tools build crds prices test verify demo bench clean-demo
+.PHONY: tools build crds prices test verify demo bench clean-demo image
 
 ## tools: python venv with moto (.venv) and kubectl + helm (.tools/bin)
 tools:
@@ -48,6 +48,12 @@ verify:
 ## demo: the whole flow against the local harness (fake API server + moto)
 demo: tools build
 	PATH="$(TOOLS_BIN):$$PATH" "$(REPO)/scripts/demo.sh"
+
+## image: the operator image from Containerfile (release build, buildah or docker/podman);
+## IMAGE_ARGS='--smoke' also runs the demo with the operator started from the image
+IMAGE_ARGS ?=
+image: tools
+	"$(REPO)/scripts/image.sh" $(IMAGE_ARGS)
 
 ## bench: every benchmark (release build); figures go to BENCHMARKS.md by hand
 bench: tools

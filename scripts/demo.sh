@@ -219,14 +219,33 @@ kc patch managedcluster acme-prod -n "$namespace" --type merge \
 say "applied crds/ and examples/ (acme-prod reads the customer cluster at $customer_url)"
 
 # --- the operator --------------------------------------------------------------
+# DEMO_OPERATOR_ROOTFS (set by scripts/image.sh --smoke): start the operator from the
+# container image's root filesystem instead (chroot, as the image's user), with its
+# kubeconfig and store inside that filesystem.
+rootfs=${DEMO_OPERATOR_ROOTFS:-}
+if [[ -n $rootfs ]]; then
+  cp "$kubeconfig" "$rootfs/tmp/kubeconfig"
+  chmod 0644 "$rootfs/tmp/kubeconfig"
+  operator_kubeconfig=/tmp/kubeconfig
+  store_url=file:///var/lib/crossguard
+  store_dir=$rootfs/var/lib/crossguard
+  # In a cluster the chart mounts a volume here, writable through fsGroup 65532.
+  chown "${DEMO_OPERATOR_USER:-65532:65532}" "$store_dir"
+  run_operator=(chroot --userspec="${DEMO_OPERATOR_USER:-65532:65532}" "$rootfs" "${DEMO_OPERATOR_ENTRYPOINT:-/usr/local/bin/crossguard}")
+else
+  operator_kubeconfig=$kubeconfig
+  store_url=file://$demo/store
+  store_dir=$demo/store
+  run_operator=("$operator")
+fi
 (
   cd "$demo"
-  export KUBECONFIG=$kubeconfig AWS_ENDPOINT_URL=$moto_url AWS_REGION=us-east-1 \
+  export KUBECONFIG=$operator_kubeconfig AWS_ENDPOINT_URL=$moto_url AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing RUST_LOG=${RUST_LOG:-info} \
-    CROSSGUARD_STORE_URL="file://$demo/store" CROSSGUARD_SLACK_API_URL="$receiver_url/api" \
+    CROSSGUARD_STORE_URL="$store_url" CROSSGUARD_SLACK_API_URL="$receiver_url/api" \
     CROSSGUARD_OPERATOR_PRINCIPAL="$operator_principal"
   unset AWS_SESSION_TOKEN AWS_PROFILE
-  exec "$operator" run --http-addr 127.0.0.1:0
+  exec "${run_operator[@]}" run --http-addr 127.0.0.1:0
 ) >"$demo/operator.log" 2>&1 &
 operator_pid=$!
 pids+=("$operator_pid")
@@ -259,8 +278,8 @@ echo
 report=$(kc get managedcluster acme-prod -n "$namespace" -o jsonpath='{.status.reportRef}')
 say "stored report: $report"
 say "what is stored for the tenant:"
-(cd "$demo/store" && find . -type f | sort | sed 's#^\./#  #')
-if grep -rq demo-planted-secret "$demo/store"; then
+(cd "$store_dir" && find . -type f | sort | sed 's#^\./#  #')
+if grep -rq demo-planted-secret "$store_dir"; then
   fail "a planted workload secret reached the store"
 fi
 say "the planted workload secret (demo-planted-secret) appears nowhere in the store"
@@ -413,7 +432,7 @@ PY
 for what in "81 days old" "has been disabled" "was this you?"; do
   grep -q "$what" "$demo/receiver.jsonl" || fail "no message saying \"$what\""
 done
-if grep -rq xoxb-demo "$demo/store" "$demo/operator.log" || kc get customeraccount acme -n "$namespace" -o yaml | grep -q xoxb-demo; then
+if grep -rq xoxb-demo "$store_dir" "$demo/operator.log" || kc get customeraccount acme -n "$namespace" -o yaml | grep -q xoxb-demo; then
   fail "the bot token reached the store, the log or status"
 fi
 say "one key warned, one disabled, one new-key alert; the bot token appears in no status, log or stored object"

@@ -463,3 +463,34 @@ fn negotiated_prices_come_from_a_read_only_configmap_and_kms_key_is_passed() {
             .contains("CROSSGUARD_PRICES_FILE")
     );
 }
+
+/// The chart deploys the image `scripts/image.sh` tags: `<repository>:<appVersion>`, where
+/// appVersion is the crate's version.
+#[test]
+fn the_default_image_is_the_one_the_build_tags() {
+    let chart =
+        std::fs::read_to_string(support_repo().join("charts/crossguard/Chart.yaml")).unwrap();
+    let app_version = chart
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("appVersion");
+    assert_eq!(app_version, env!("CARGO_PKG_VERSION"));
+    let docs = render(&[]);
+    let image = only(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        image,
+        format!("ghcr.io/crossguard/crossguard:{app_version}")
+    );
+    let script = std::fs::read_to_string(support_repo().join("scripts/image.sh")).unwrap();
+    assert!(script.contains("tag=ghcr.io/crossguard/crossguard:$version"));
+    let containerfile = std::fs::read_to_string(support_repo().join("Containerfile")).unwrap();
+    assert!(containerfile.contains("USER 65532:65532") && containerfile.contains("FROM scratch"));
+}
+
+fn support_repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
