@@ -66,13 +66,15 @@ enum Command {
         /// The EKS cluster's name.
         #[arg(long)]
         cluster: String,
-        /// The role crossguard assumes (the access entry's principal).
+        /// ARN of the customer's role crossguard assumes (the CustomerAccount's
+        /// spec.roleArn), the access entry's principal.
         #[arg(long)]
         role_arn: String,
         /// read-only (default), or automated: adds a separate role allowing only cordon
-        /// (patch nodes) and eviction (create pods/eviction).
-        #[arg(long, value_enum, default_value = "read-only")]
-        mode: crossguard::onboarding::Mode,
+        /// (patch nodes) and eviction (create pods/eviction). The CRD's spelling
+        /// (ReadOnly, Automated) works too.
+        #[arg(long, value_enum, default_value_t = Mode::ReadOnly)]
+        mode: Mode,
     },
     /// Print the CloudFormation template (JSON) creating the IAM role a customer lets
     /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in; optionally
@@ -81,7 +83,8 @@ enum Command {
         /// The customer's AWS account id.
         #[arg(long)]
         account_id: String,
-        /// Which permissions the role gets.
+        /// Which permissions the role gets: read-only (default) or automated. The CRD's
+        /// spelling (ReadOnly, Automated) works too.
         #[arg(long, value_enum, default_value_t = Mode::ReadOnly)]
         mode: Mode,
         /// EKS cluster name scoping the EKS permissions (repeatable; required for automated).
@@ -351,10 +354,10 @@ fn main() -> anyhow::Result<()> {
             role_arn,
             mode,
         } => {
-            let automated = mode == crossguard::onboarding::Mode::Automated;
+            let automated = mode == Mode::Automated;
             print!(
                 "{}",
-                crossguard::cluster::rbac::rbac_yaml(&cluster, &role_arn, automated)
+                crossguard::cluster::rbac::rbac_yaml(&cluster, &role_arn, automated)?
             );
             Ok(())
         }
