@@ -297,9 +297,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     )?;
     tracing::info!(store = %store.location, "report store ready");
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
-        .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+        .context("reading the Kubernetes client configuration (KUBECONFIG or in-cluster)")?;
+    let api_server = kube_config.cluster_url.to_string();
+    tracing::info!(api_server = %api_server, "Kubernetes API server");
+    let client = kube::Client::try_from(kube_config)
+        .with_context(|| format!("building a Kubernetes client for {api_server}"))?;
     let static_keys = match &args.static_credentials_secret {
         Some(reference) => {
             tracing::warn!(secret = %reference, "using long-lived AWS keys from a Secret; prefer IRSA or EKS Pod Identity");
@@ -334,7 +338,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "controllers starting"
     );
-    controller::run(ctx, args.namespace, readiness).await;
+    controller::run(
+        ctx,
+        args.namespace,
+        readiness,
+        api_server,
+        controller::shutdown_signal(),
+    )
+    .await;
     tracing::info!("shut down");
     Ok(())
 }
@@ -452,9 +463,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(run(args)),
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(run(args));
+            // Dropping the runtime would wait for blocking tasks (an analysis, a file
+            // write) without limit; the shutdown grace period is already spent.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
+        }
     }
 }
