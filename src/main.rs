@@ -66,13 +66,15 @@ enum Command {
         /// The EKS cluster's name.
         #[arg(long)]
         cluster: String,
-        /// The role crossguard assumes (the access entry's principal).
+        /// ARN of the customer's role crossguard assumes (the CustomerAccount's
+        /// spec.roleArn), the access entry's principal.
         #[arg(long)]
         role_arn: String,
         /// read-only (default), or automated: adds a separate role allowing only cordon
-        /// (patch nodes) and eviction (create pods/eviction).
-        #[arg(long, value_enum, default_value = "read-only")]
-        mode: crossguard::onboarding::Mode,
+        /// (patch nodes) and eviction (create pods/eviction). The CRD's spelling
+        /// (ReadOnly, Automated) works too.
+        #[arg(long, value_enum, default_value_t = Mode::ReadOnly)]
+        mode: Mode,
     },
     /// Print the CloudFormation template (JSON) creating the IAM role a customer lets
     /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in; optionally
@@ -81,7 +83,8 @@ enum Command {
         /// The customer's AWS account id.
         #[arg(long)]
         account_id: String,
-        /// Which permissions the role gets.
+        /// Which permissions the role gets: read-only (default) or automated. The CRD's
+        /// spelling (ReadOnly, Automated) works too.
         #[arg(long, value_enum, default_value_t = Mode::ReadOnly)]
         mode: Mode,
         /// EKS cluster name scoping the EKS permissions (repeatable; required for automated).
@@ -294,9 +297,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     )?;
     tracing::info!(store = %store.location, "report store ready");
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
-        .context("connecting to Kubernetes (KUBECONFIG or in-cluster)")?;
+        .context("reading the Kubernetes client configuration (KUBECONFIG or in-cluster)")?;
+    let api_server = kube_config.cluster_url.to_string();
+    tracing::info!(api_server = %api_server, "Kubernetes API server");
+    let client = kube::Client::try_from(kube_config)
+        .with_context(|| format!("building a Kubernetes client for {api_server}"))?;
     let static_keys = match &args.static_credentials_secret {
         Some(reference) => {
             tracing::warn!(secret = %reference, "using long-lived AWS keys from a Secret; prefer IRSA or EKS Pod Identity");
@@ -331,7 +338,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "controllers starting"
     );
-    controller::run(ctx, args.namespace, readiness).await;
+    controller::run(
+        ctx,
+        args.namespace,
+        readiness,
+        api_server,
+        controller::shutdown_signal(),
+    )
+    .await;
     tracing::info!("shut down");
     Ok(())
 }
@@ -351,10 +365,10 @@ fn main() -> anyhow::Result<()> {
             role_arn,
             mode,
         } => {
-            let automated = mode == crossguard::onboarding::Mode::Automated;
+            let automated = mode == Mode::Automated;
             print!(
                 "{}",
-                crossguard::cluster::rbac::rbac_yaml(&cluster, &role_arn, automated)
+                crossguard::cluster::rbac::rbac_yaml(&cluster, &role_arn, automated)?
             );
             Ok(())
         }
@@ -449,9 +463,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(run(args)),
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(run(args));
+            // Dropping the runtime would wait for blocking tasks (an analysis, a file
+            // write) without limit; the shutdown grace period is already spent.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
+        }
     }
 }

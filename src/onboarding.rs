@@ -89,8 +89,10 @@ pub const SOURCE_IDENTITY_PATTERN: &str = "crossguard-*";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// Describe/List calls only.
+    #[value(alias = "ReadOnly")]
     ReadOnly,
     /// Read-only plus tag-conditioned scale-in calls.
+    #[value(alias = "Automated")]
     Automated,
 }
 
@@ -134,8 +136,11 @@ pub enum TemplateError {
     /// Automated permissions are scoped to named clusters; there is no "every cluster".
     #[error("automated mode needs at least one --cluster")]
     NoCluster,
-    /// EKS cluster names are letters, digits, `-` and `_` (they end up inside ARNs).
-    #[error("invalid cluster name {0:?}")]
+    /// EKS cluster names are 1-100 letters, digits, `-` and `_`, starting with a letter or
+    /// digit (they end up inside ARNs).
+    #[error(
+        "invalid EKS cluster name {0:?}: 1-100 letters, digits, '-' and '_', starting with a letter or digit"
+    )]
     ClusterName(String),
     /// IAM role names are 1-64 of letters, digits and `+=,.@_-` (they end up inside ARNs).
     #[error("invalid role name {0:?}")]
@@ -159,12 +164,11 @@ impl TemplateOptions {
         if self.mode == Mode::Automated && self.clusters.is_empty() {
             return Err(TemplateError::NoCluster);
         }
-        if let Some(c) = self.clusters.iter().find(|c| {
-            c.is_empty()
-                || !c
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }) {
+        if let Some(c) = self
+            .clusters
+            .iter()
+            .find(|c| !crate::api::validate::is_cluster_name(c))
+        {
             return Err(TemplateError::ClusterName(c.clone()));
         }
         let name = &self.role_name;
@@ -740,9 +744,23 @@ mod tests {
             opts(Mode::Automated, &[]).validate(),
             Err(TemplateError::NoCluster)
         );
+        let long = "c".repeat(101);
+        for bad in [
+            "a/b",
+            "",
+            "-prod",
+            "_prod",
+            "Bad Cluster;rm -rf",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                opts(Mode::Automated, &["prod", bad]).validate(),
+                Err(TemplateError::ClusterName(bad.into()))
+            );
+        }
         assert_eq!(
-            opts(Mode::ReadOnly, &["a/b"]).validate(),
-            Err(TemplateError::ClusterName("a/b".into()))
+            opts(Mode::Automated, &["0prod", "Prod_eu-1", &"c".repeat(100)]).validate(),
+            Ok(())
         );
         let mut o = opts(Mode::ReadOnly, &[]);
         o.account_id = "123".into();
@@ -765,5 +783,19 @@ mod tests {
         let mut o = opts(Mode::ReadOnly, &[]);
         o.role_name = "Crossguard+Access=1,2.x@y_z-".into();
         assert_eq!(o.validate(), Ok(()));
+    }
+
+    #[test]
+    fn mode_accepts_the_cli_and_the_crd_spellings() {
+        use clap::ValueEnum;
+        for (spelling, mode) in [
+            ("read-only", Mode::ReadOnly),
+            ("ReadOnly", Mode::ReadOnly),
+            ("automated", Mode::Automated),
+            ("Automated", Mode::Automated),
+        ] {
+            assert_eq!(Mode::from_str(spelling, false), Ok(mode), "{spelling}");
+        }
+        assert!(Mode::from_str("readonly", false).is_err());
     }
 }

@@ -234,3 +234,105 @@ fn automated_without_cluster_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster"));
 }
+
+/// The customer's role, as `onboarding-rbac --role-arn` takes it.
+const CUSTOMER_ROLE: &str = "arn:aws:iam::111122223333:role/crossguard-access";
+
+/// Run the real binary with `args`.
+fn crossguard(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_crossguard"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn onboarding_rbac_refuses_a_bad_cluster_name_or_role_arn_and_prints_nothing() {
+    for (cluster, role, bad) in [
+        ("Bad Cluster;rm -rf", CUSTOMER_ROLE, "Bad Cluster;rm -rf"),
+        ("prod", "arn:aws:iam::111122223333:role/x;id", "role/x;id"),
+        ("prod", "crossguard-access", "crossguard-access"),
+    ] {
+        let out = crossguard(&["onboarding-rbac", "--cluster", cluster, "--role-arn", role]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cluster} {role} accepted");
+        assert!(stderr.contains(bad), "the error names {bad:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "nothing printed to paste");
+    }
+    let ok = crossguard(&[
+        "onboarding-rbac",
+        "--cluster",
+        "prod",
+        "--role-arn",
+        CUSTOMER_ROLE,
+    ]);
+    assert!(ok.status.success());
+    let yaml = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        yaml.contains(&format!(
+            "aws eks create-access-entry --cluster-name prod --principal-arn {CUSTOMER_ROLE} "
+        )),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn onboarding_template_refuses_a_bad_cluster_name() {
+    let out = crossguard(&[
+        "onboarding-template",
+        "--account-id",
+        ACCOUNT,
+        "--operator-principal",
+        OPERATOR,
+        "--external-id",
+        "x",
+        "--cluster",
+        "prod",
+        "--cluster",
+        "Bad Cluster;rm -rf",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Bad Cluster;rm -rf"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn mode_takes_the_crd_spelling_on_both_subcommands() {
+    let rbac = |mode: &str| {
+        let out = crossguard(&[
+            "onboarding-rbac",
+            "--cluster",
+            "prod",
+            "--role-arn",
+            CUSTOMER_ROLE,
+            "--mode",
+            mode,
+        ]);
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(rbac("Automated"), rbac("automated"));
+    assert!(rbac("Automated").contains("crossguard-drain"));
+    assert_eq!(rbac("ReadOnly"), rbac("read-only"));
+    assert!(!rbac("ReadOnly").contains("crossguard-drain"));
+
+    let automated = print_template(&["--mode", "Automated", "--cluster", "prod"]);
+    assert_eq!(
+        automated,
+        print_template(&["--mode", "automated", "--cluster", "prod"])
+    );
+    assert!(
+        automated
+            .to_string()
+            .contains("TerminateInstanceInAutoScalingGroup")
+    );
+    assert_eq!(
+        print_template(&["--mode", "ReadOnly"]),
+        print_template(&["--mode", "read-only"])
+    );
+}

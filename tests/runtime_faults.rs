@@ -1,10 +1,11 @@
 //! Faults of the controller runtime, as an SRE would meet them with the real binary (against
 //! the fake API server and the AWS emulator): a stored object this version cannot read must
-//! not stall the other tenants, and `/readyz` must mean the watches are established.
+//! not stall the other tenants, `/readyz` must mean the watches are established, and a
+//! signal stops the operator within seconds even when the API server cannot be reached.
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::Api;
 use serde_json::{Value, json};
@@ -219,4 +220,79 @@ async fn without_crds_not_ready_and_says_how_to_fix_then_recovers_without_restar
         1,
         "one process did it all:\n{log}"
     );
+}
+
+/// A kubeconfig for an API server on `port` of loopback.
+fn kubeconfig_for(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: gone
+  cluster:
+    server: https://127.0.0.1:{port}
+    insecure-skip-tls-verify: true
+users:
+- name: someone
+  user:
+    token: not-a-real-token
+contexts:
+- name: gone
+  context: {{cluster: gone, user: someone}}
+current-context: gone
+"
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// The API server is down (nothing listens on its port): SIGTERM, as the kubelet sends
+/// it, and SIGINT (Ctrl-C) each stop the operator within seconds instead of waiting for an
+/// initial list that never completes, and the log names the server it could not reach.
+#[test]
+fn a_signal_stops_the_operator_promptly_when_the_api_server_is_unreachable() {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing listens there: free_port released it.
+        let port = support::free_port();
+        let kubeconfig = kubeconfig_for(dir.path(), port);
+        let mut operator =
+            support::Operator::start(dir.path(), &kubeconfig, "http://127.0.0.1:1", &[]);
+        let url = format!("https://127.0.0.1:{port}/");
+
+        // The watches are failing before the signal comes.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !operator
+            .log_text()
+            .contains(&format!("cannot reach the Kubernetes API server {url}"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the log does not name the unreachable API server {url}:\n{}",
+                operator.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        let pid = libc::pid_t::try_from(operator.pid()).unwrap();
+        // SAFETY: kill(2) with our own child's pid and a standard signal.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "sending {name}");
+        let sent = Instant::now();
+        let status = loop {
+            if let Some(status) = operator.try_wait() {
+                break status;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(10),
+                "still running 10 s after {name}:\n{}",
+                operator.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = operator.log_text();
+        assert!(status.success(), "{name}: exit {status}:\n{log}");
+        assert!(log.contains(&format!("{name} received")), "{log}");
+        assert!(log.contains("shut down"), "{log}");
+    }
 }

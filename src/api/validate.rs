@@ -21,6 +21,17 @@ static REGION: LazyLock<Regex> = LazyLock::new(|| {
 static CLUSTER_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$").expect("static regex"));
 
+/// Whether `name` is a valid EKS cluster name: 1-100 letters, digits, `-` and `_`,
+/// starting with a letter or digit.
+pub fn is_cluster_name(name: &str) -> bool {
+    CLUSTER_NAME.is_match(name)
+}
+
+/// Whether `arn` is an IAM role ARN: `arn:aws[-cn|-us-gov]:iam::<12 digits>:role/<path/name>`.
+pub fn is_role_arn(arn: &str) -> bool {
+    ROLE_ARN.is_match(arn)
+}
+
 /// Session lengths STS accepts for role chaining and that we allow.
 pub const MIN_SESSION: Duration = Duration::from_secs(15 * 60);
 /// Sessions never last longer than one hour.

@@ -100,19 +100,52 @@ fn role_and_binding(
     (role, binding)
 }
 
+/// Why the onboarding document cannot be printed for these inputs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RbacError {
+    /// Not an EKS cluster name; it would end up in a shell command and in YAML.
+    #[error(
+        "invalid EKS cluster name {0:?}: 1-100 letters, digits, '-' and '_', starting with a letter or digit"
+    )]
+    ClusterName(String),
+    /// Not an IAM role ARN; EKS access entries take the role's ARN.
+    #[error(
+        "{0:?} is not an IAM role ARN: expected arn:aws:iam::<12-digit account id>:role/<name> (or the aws-cn / aws-us-gov partition)"
+    )]
+    RoleArn(String),
+}
+
+/// `value` as one POSIX shell word: unchanged when it only holds characters no shell
+/// treats specially, otherwise in single quotes (an inner `'` becomes `'"'"'`). The
+/// inputs are validated first; this keeps a printed command safe to paste regardless.
+pub fn shell_quote(value: &str) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b);
+    if !value.is_empty() && value.bytes().all(plain) {
+        return value.to_string();
+    }
+    format!("'{}'", value.replace('\'', r#"'"'"'"#))
+}
+
 /// The onboarding document: RBAC as YAML, with the EKS access-entry commands as comments.
-pub fn readonly_yaml(cluster: &str, role_arn: &str) -> String {
+pub fn readonly_yaml(cluster: &str, role_arn: &str) -> Result<String, RbacError> {
     rbac_yaml(cluster, role_arn, false)
 }
 
 /// The onboarding document for read-only (`automated` false) or automated mode, which adds
-/// the separate drain role.
-pub fn rbac_yaml(cluster: &str, role_arn: &str, automated: bool) -> String {
+/// the separate drain role. Refuses a cluster name or role ARN EKS would not accept.
+pub fn rbac_yaml(cluster: &str, role_arn: &str, automated: bool) -> Result<String, RbacError> {
+    if !crate::api::validate::is_cluster_name(cluster) {
+        return Err(RbacError::ClusterName(cluster.to_string()));
+    }
+    if !crate::api::validate::is_role_arn(role_arn) {
+        return Err(RbacError::RoleArn(role_arn.to_string()));
+    }
+    let (cluster_arg, role_arg) = (shell_quote(cluster), shell_quote(role_arn));
     let mut out = if automated {
         format!(
             "# Access for crossguard in EKS cluster {cluster}, automated mode. Apply with kubectl,\n\
              # then map crossguard's role to both groups with an EKS access entry:\n\
-             #   aws eks create-access-entry --cluster-name {cluster} --principal-arn {role_arn} \\\n\
+             #   aws eks create-access-entry --cluster-name {cluster_arg} --principal-arn {role_arg} \\\n\
              #     --kubernetes-groups {READONLY_GROUP} {DRAIN_GROUP}\n\
              # {READONLY_NAME}: get/list/watch on nodes, pods, workloads and PodDisruptionBudgets.\n\
              # {DRAIN_NAME}: patch nodes (cordon/uncordon) and create pods/eviction (evictions honour\n\
@@ -122,7 +155,7 @@ pub fn rbac_yaml(cluster: &str, role_arn: &str, automated: bool) -> String {
         format!(
             "# Read-only access for crossguard in EKS cluster {cluster}. Apply with kubectl, then map\n\
              # crossguard's role to the group with an EKS access entry:\n\
-             #   aws eks create-access-entry --cluster-name {cluster} --principal-arn {role_arn} \\\n\
+             #   aws eks create-access-entry --cluster-name {cluster_arg} --principal-arn {role_arg} \\\n\
              #     --kubernetes-groups {READONLY_GROUP}\n\
              # It grants get/list/watch on nodes, pods, workloads and PodDisruptionBudgets only:\n\
              # no Secrets, no ConfigMaps, no writes.\n"
@@ -141,7 +174,7 @@ pub fn rbac_yaml(cluster: &str, role_arn: &str, automated: bool) -> String {
             out.push_str(&doc.expect("RBAC objects serialize"));
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -171,7 +204,8 @@ mod tests {
         read.sort();
         assert_eq!(granted, read);
         assert_eq!(binding.subjects.unwrap()[0].name, READONLY_GROUP);
-        let yaml = readonly_yaml("prod", "arn:aws:iam::111122223333:role/crossguard-access");
+        let yaml =
+            readonly_yaml("prod", "arn:aws:iam::111122223333:role/crossguard-access").unwrap();
         assert!(yaml.contains("create-access-entry --cluster-name prod"));
         assert!(!yaml.contains("- secrets") && !yaml.contains("- configmaps"));
         assert!(!yaml.contains(DRAIN_NAME), "read-only has no drain role");
@@ -210,7 +244,7 @@ mod tests {
         );
         assert_eq!(binding.subjects.unwrap()[0].name, DRAIN_GROUP);
         assert_eq!(binding.role_ref.name, DRAIN_NAME);
-        let yaml = rbac_yaml("prod", "arn:aws:iam::111122223333:role/x", true);
+        let yaml = rbac_yaml("prod", "arn:aws:iam::111122223333:role/x", true).unwrap();
         assert!(yaml.contains(READONLY_NAME) && yaml.contains(DRAIN_NAME));
         assert!(yaml.contains(&format!(
             "--kubernetes-groups {READONLY_GROUP} {DRAIN_GROUP}"
@@ -220,5 +254,90 @@ mod tests {
                 && !yaml.contains("- configmaps")
                 && !yaml.contains("delete")
         );
+    }
+
+    const ROLE: &str = "arn:aws:iam::111122223333:role/crossguard-access";
+
+    #[test]
+    fn refuses_cluster_names_eks_would_not_accept() {
+        let long = "c".repeat(101);
+        for bad in [
+            "Bad Cluster;rm -rf",
+            "",
+            "-leading-dash",
+            "_leading-underscore",
+            "a/b",
+            "prod$(id)",
+            "prod\nkind: Secret",
+            "préprod",
+            long.as_str(),
+        ] {
+            for automated in [false, true] {
+                let err = rbac_yaml(bad, ROLE, automated).unwrap_err();
+                assert_eq!(err, RbacError::ClusterName(bad.to_string()));
+                assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+            }
+        }
+        for good in ["prod", "0prod", "Prod_eu-1", &"c".repeat(100)] {
+            assert!(rbac_yaml(good, ROLE, true).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_iam_role_arn() {
+        for bad in [
+            "",
+            "crossguard-access",
+            "arn:aws:iam::111122223333:user/alice",
+            "arn:aws:iam::11112222333:role/short-account",
+            "arn:aws:sts::111122223333:assumed-role/x/y",
+            "arn:aws:iam::111122223333:role/x; rm -rf /",
+            "arn:aws:iam::111122223333:role/x'y",
+            "arn:aws:iam::111122223333:role/",
+            "arn:aws-eu:iam::111122223333:role/x",
+        ] {
+            let err = rbac_yaml("prod", bad, false).unwrap_err();
+            assert_eq!(err, RbacError::RoleArn(bad.to_string()));
+        }
+        for good in [
+            ROLE,
+            "arn:aws:iam::111122223333:role/team/platform/crossguard-access",
+            "arn:aws-cn:iam::111122223333:role/x",
+            "arn:aws-us-gov:iam::111122223333:role/x+=,.@_-",
+        ] {
+            let yaml = rbac_yaml("prod", good, false).unwrap();
+            assert!(yaml.contains(&format!("--principal-arn {good} ")), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn shell_quote_leaves_plain_words_and_single_quotes_the_rest() {
+        for (value, quoted) in [
+            ("prod", "prod"),
+            (ROLE, ROLE),
+            ("", "''"),
+            ("Bad Cluster;rm -rf", "'Bad Cluster;rm -rf'"),
+            ("$(id)`id`", "'$(id)`id`'"),
+            ("it's", r#"'it'"'"'s'"#),
+            ("a\nb", "'a\nb'"),
+            ("*", "'*'"),
+        ] {
+            assert_eq!(shell_quote(value), quoted, "{value:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Whatever the value, a POSIX shell reads the quoted word back as exactly it.
+        #[test]
+        fn shell_quote_round_trips_through_sh(value in "[^\\x00]{0,24}") {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s' {}", shell_quote(&value)))
+                .output()
+                .expect("sh");
+            proptest::prop_assert!(out.status.success());
+            proptest::prop_assert_eq!(String::from_utf8_lossy(&out.stdout), value);
+        }
     }
 }

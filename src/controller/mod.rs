@@ -19,7 +19,7 @@ pub mod session;
 mod status;
 
 pub use failure::{Category, Failure, KubeOp, Retry};
-pub use runner::run;
+pub use runner::{SHUTDOWN_GRACE, run, shutdown_signal};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

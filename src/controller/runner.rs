@@ -4,9 +4,9 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::{DeserializeGuard, NamespaceResourceScope, error_boundary::InvalidObject};
 use kube::runtime::controller::{self as kube_controller, Action};
@@ -25,9 +25,45 @@ use crate::http::Readiness;
 /// A watched object that may not be readable as this version's type.
 type Guarded<K> = DeserializeGuard<K>;
 
-/// Run both controllers until a shutdown signal; `namespace` limits them to one namespace.
-/// `readiness` turns ready once both kinds' watches completed their initial list.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<Readiness>) {
+/// How long running reconciles may take to finish after the shutdown signal; after that
+/// the controllers stop anyway (well inside Kubernetes' default 30 s grace period).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the operator");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// Run both controllers until `shutdown` resolves; `namespace` limits them to one
+/// namespace. `readiness` turns ready once both kinds' watches completed their initial
+/// list. `api_server` (the client's cluster URL) is named when it cannot be reached.
+///
+/// Shutdown is bounded: a controller whose initial list never completed has run no
+/// reconcile and stops at once (kube-runtime holds its reconciles until the list is done,
+/// so its graceful shutdown would wait for a list that may never come when the API server
+/// is unreachable); running reconciles get [`SHUTDOWN_GRACE`] to finish.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    readiness: Arc<Readiness>,
+    api_server: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.boxed().shared();
     let client = ctx.client.clone();
     let accounts: Api<Guarded<CustomerAccount>> = scoped(&client, namespace.as_deref());
     let clusters: Api<Guarded<ManagedCluster>> = scoped(&client, namespace.as_deref());
@@ -35,25 +71,33 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<Re
     let cluster_kind = ManagedCluster::kind(&()).to_string();
     readiness.register(&account_kind);
     readiness.register(&cluster_kind);
-    let failures = Arc::new(WatchFailures::new(client, readiness.clone()));
+    let failures = Arc::new(WatchFailures::new(client, readiness.clone(), api_server));
 
     let (accounts_reader, accounts_writer) = reflector::store();
     let account_controller =
         Controller::for_stream(trigger(accounts.clone(), accounts_writer), accounts_reader);
     let accounts_ready = account_controller.store();
+    let accounts_listed = account_controller.store();
     let account_failures = failures.clone();
     let account_controller = account_controller
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_account, error_policy, ctx.clone())
         .for_each(move |result| {
             let failures = account_failures.clone();
             async move { failures.observe(result).await }
         });
+    let account_controller = unless_never_listed(
+        account_controller,
+        accounts_listed,
+        shutdown.clone(),
+        &account_kind,
+    );
 
     let (clusters_reader, clusters_writer) = reflector::store();
     let cluster_controller =
         Controller::for_stream(trigger(clusters, clusters_writer), clusters_reader);
     let clusters_ready = cluster_controller.store();
+    let clusters_listed = cluster_controller.store();
     let clusters_store = cluster_controller.store();
     let cluster_failures = failures.clone();
     let cluster_controller = cluster_controller
@@ -61,26 +105,67 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, readiness: Arc<Re
         .watches(accounts, watcher::Config::default(), move |account| {
             clusters_of(&clusters_store, &account)
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_cluster, error_policy, ctx.clone())
         .for_each(move |result| {
             let failures = cluster_failures.clone();
             async move { failures.observe(result).await }
         });
+    let cluster_controller = unless_never_listed(
+        cluster_controller,
+        clusters_listed,
+        shutdown.clone(),
+        &cluster_kind,
+    );
 
     let established = async {
         tokio::join!(
-            failures.established(account_kind, accounts_ready),
-            failures.established(cluster_kind, clusters_ready),
+            failures.established(account_kind.clone(), accounts_ready),
+            failures.established(cluster_kind.clone(), clusters_ready),
         );
         // Readiness stays until the controllers stop.
         std::future::pending::<()>().await
     };
+    let deadline = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
     tokio::select! {
         _ = async { tokio::join!(account_controller, cluster_controller) } => {}
         _ = established => {}
+        _ = deadline => tracing::warn!(
+            grace = ?SHUTDOWN_GRACE,
+            "reconciles still running after the shutdown grace period; stopping anyway"
+        ),
     }
     readiness.stopped();
+}
+
+/// `controller`, ended as soon as `shutdown` resolves if `store` never completed its
+/// initial list (no reconcile has run then, so there is nothing to wait for).
+async fn unless_never_listed<K>(
+    controller: impl Future<Output = ()>,
+    store: Store<K>,
+    shutdown: impl Future<Output = ()>,
+    kind: &str,
+) where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let never_listed = async {
+        shutdown.await;
+        if store.wait_until_ready().now_or_never().is_some() {
+            // Listed: let the graceful shutdown finish the running reconciles.
+            std::future::pending::<()>().await
+        }
+    };
+    tokio::select! {
+        _ = controller => {}
+        _ = never_listed => tracing::info!(
+            kind = %kind,
+            "stopped the {kind} controller; its initial list never completed, so no reconcile ran"
+        ),
+    }
 }
 
 /// The watch that triggers reconciles of `K`, reflected into the controller's store. Only
@@ -341,15 +426,18 @@ fn unreadable_field<K: DeserializeOwned>(raw: serde_json::Value) -> Option<Unrea
 struct WatchFailures {
     client: Client,
     readiness: Arc<Readiness>,
+    /// The API server's URL, named when it cannot be reached.
+    api_server: String,
     /// (kind, message) pairs logged since that kind's watch was last established.
     logged: Mutex<HashSet<(String, String)>>,
 }
 
 impl WatchFailures {
-    fn new(client: Client, readiness: Arc<Readiness>) -> Self {
+    fn new(client: Client, readiness: Arc<Readiness>, api_server: String) -> Self {
         WatchFailures {
             client,
             readiness,
+            api_server,
             logged: Mutex::new(HashSet::new()),
         }
     }
@@ -430,6 +518,24 @@ impl WatchFailures {
             }
             // The resourceVersion expired: the watcher lists again, as designed.
             Some(410) => tracing::debug!(error = %error, "watch expired; relisting"),
+            // No answer at all: connection refused, DNS, TLS, timeout.
+            None if unanswered(error) => {
+                let message = format!(
+                    "cannot reach the Kubernetes API server {}: {error}; retrying with \
+                     backoff (check KUBECONFIG or the in-cluster service, and that the \
+                     server is up and reachable from here)",
+                    self.api_server
+                );
+                let why = format!("API server {} unreachable", self.api_server);
+                for kind in [CustomerAccount::kind(&()), ManagedCluster::kind(&())] {
+                    self.readiness.problem(&kind, &why);
+                }
+                self.log_once(
+                    "",
+                    &message,
+                    || tracing::error!(api_server = %self.api_server, "{message}"),
+                );
+            }
             _ => {
                 let message = format!("watch failed, retrying with backoff: {error}");
                 self.log_once("", &message, || tracing::warn!("{message}"));
@@ -449,6 +555,19 @@ impl WatchFailures {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
         self.logged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether the watch failed without any answer from the API server (as opposed to an
+/// error status or an undecodable answer).
+fn unanswered(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => {
+            matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+        }
+        _ => false,
     }
 }
 

@@ -287,6 +287,17 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The operator's process id, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("operator running").child.id()
+    }
+
+    /// How the operator exited, once it has (without waiting).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        let proc = self.proc.as_mut()?;
+        proc.child.try_wait().expect("operator status")
+    }
+
     /// Stop the operator (SIGKILL) and wait for it.
     pub fn stop(&mut self) {
         self.proc.take();
