@@ -45,8 +45,9 @@ enum Command {
         /// The dump to analyse.
         #[arg(long)]
         snapshot: PathBuf,
-        /// JSON price table overriding the bundled on-demand prices (negotiated rates).
-        #[arg(long)]
+        /// JSON price table overriding the bundled on-demand prices (negotiated rates); the
+        /// operator's flag has the same name (`--prices` is kept as an alias).
+        #[arg(long = "prices-file", alias = "prices")]
         prices: Option<PathBuf>,
         /// Region for pricing when nodes carry no region label.
         #[arg(long, default_value = "us-east-1")]

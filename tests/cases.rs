@@ -127,7 +127,7 @@ fn windows_node_is_priced_only_from_a_windows_price() {
     );
     let (r, _) = analyze(
         &case("windows-node.json"),
-        &["--prices", prices.to_str().unwrap()],
+        &["--prices-file", prices.to_str().unwrap()],
     );
     let win = node(&r, "win-a");
     assert_eq!(cents(&win["monthlyCost"]), 13724, "{win:#}");
