@@ -808,7 +808,11 @@ async fn messages_wait_for_a_secret_and_team_copies_for_a_route() {
         )
         .await
         .unwrap();
-    w.reconcile().await;
+    let wait = w.reconcile().await;
+    assert!(
+        wait >= Duration::from_secs(5 * 60),
+        "no busy loop while waiting for a route: {wait:?}"
+    );
     let texts = w.receiver.texts();
     assert_eq!(count(&texts, "U0ALICE", "81 days old"), 1, "{texts:#?}");
     assert_eq!(count(&texts, "C0", ""), 0, "no team channel yet");

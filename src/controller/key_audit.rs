@@ -105,6 +105,10 @@ pub(super) async fn run(
         s.next_scan_at =
             next_scan_at(run.state.last_scan_at, interval, &run.tenant).map(|t| t.to_string());
     }
+    // A settings problem (no Secret yet, an invalid one, no route for the team) is looked
+    // at again in minutes; failing sends follow their own retry times (Retry-After).
+    let misconfigured = matches!(&delivery, Err((reason, _)) if *reason != "NotificationsFailing");
+    let min_delivery_wait = Duration::from_secs(if misconfigured { 5 * 60 } else { 10 });
     let problem = problem.or(run.problem.take()).or(delivery.err());
     conclude_condition(draft, run.state, problem);
     let scan_wait = next_scan_at(run.state.last_scan_at, interval, &run.tenant)
@@ -123,7 +127,7 @@ pub(super) async fn run(
     let delivery_wait = deliverable(account)
         .then(|| run.state.outbox.iter().map(|o| o.next_attempt_at).min())
         .flatten()
-        .map(|t| seconds_until(now, t).max(Duration::from_secs(10)));
+        .map(|t| seconds_until(now, t).max(min_delivery_wait));
     Some(delivery_wait.map_or(scan_wait, |d| d.min(scan_wait)))
 }
 
@@ -450,8 +454,11 @@ impl Run<'_> {
                 continue;
             }
             if routes.is_empty() {
-                // The team's copy waits until the settings give it somewhere to go.
+                // The team's copy waits until the settings give it somewhere to go; they
+                // are looked at again every five minutes.
                 no_team_route = true;
+                self.state.outbox[i].next_attempt_at =
+                    Timestamp::from_second(self.now.as_second() + 300).unwrap_or(self.now);
                 i += 1;
                 continue;
             }
