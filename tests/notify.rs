@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -539,41 +538,9 @@ async fn canary_secrets_never_surface() {
 #[tokio::test]
 async fn python_receiver_takes_every_route() {
     let dir = tempfile::tempdir().unwrap();
-    let port_file = dir.path().join("receiver.port");
-    let log = dir.path().join("messages.jsonl");
-    let stderr = std::fs::File::create(dir.path().join("receiver.err")).unwrap();
-    let child = Command::new(support::python())
-        .arg(support::repo().join("tests/harness/receiver.py"))
-        .args([
-            "--port",
-            "0",
-            "--exit-with-parent",
-            "--token",
-            TOKEN,
-            "--port-file",
-        ])
-        .arg(&port_file)
-        .arg("--log")
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start receiver.py");
-    let _proc = support::Proc {
-        child,
-        name: "receiver",
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let port = loop {
-        if let Ok(p) = std::fs::read_to_string(&port_file)
-            && let Ok(p) = p.trim().parse::<u16>()
-        {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "receiver.py did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let base = format!("http://127.0.0.1:{port}");
+    let receiver = support::Receiver::start_with(dir.path(), &["--token", TOKEN]);
+    let log = dir.path().join("receiver.jsonl");
+    let base = receiver.url.clone();
     let to = Destinations::from_secret(&secret(
         TOKEN,
         &format!("{base}/hooks/slack/T0/B0/hooksecret"),

@@ -711,6 +711,11 @@ pub struct Receiver {
 impl Receiver {
     /// Start it on a free port, logging to `dir/receiver.jsonl`.
     pub fn start(dir: &Path) -> Receiver {
+        Receiver::start_with(dir, &[])
+    }
+
+    /// The same with extra arguments (e.g. `--token T`).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Receiver {
         let port_file = dir.join("receiver.port");
         let log = std::fs::File::create(dir.join("receiver.log")).expect("receiver log");
         let child = Command::new(python())
@@ -719,6 +724,8 @@ impl Receiver {
             .arg(&port_file)
             .arg("--log")
             .arg(dir.join("receiver.jsonl"))
+            .arg("--exit-with-parent")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
