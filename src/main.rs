@@ -440,9 +440,11 @@ fn main() -> anyhow::Result<()> {
                 objects.pod_disruption_budgets.len(),
                 objects.skipped
             );
+            // An empty file, `{}` or a List without nodes is bad input, not a cluster that
+            // is "already tight": say so and fail, printing no report.
             if objects.nodes.is_empty() {
-                eprintln!(
-                    "warning: no Node objects in {}: there is nothing to price; dump with `kubectl get nodes,pods,deployments,replicasets,pdb -A -o json`",
+                anyhow::bail!(
+                    "no nodes found in {}: there is nothing to analyse; dump with `kubectl get nodes,pods,deployments,replicasets,pdb -A -o json`",
                     snapshot.display()
                 );
             }

@@ -95,15 +95,29 @@ fn analyze_refuses_what_is_not_a_dump() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("missing.json"));
 
-    // A dump without nodes is analysed (nothing to price) but the user is told why.
-    let empty = dir.path().join("services.json");
-    std::fs::write(
-        &empty,
-        br#"{"kind":"List","items":[{"kind":"Service","metadata":{"name":"s"}}]}"#,
-    )
-    .unwrap();
-    let out = crossguard(&["analyze", "--snapshot", empty.to_str().unwrap()]);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("no Node objects"), "{stderr}");
+    // A dump without nodes (an empty file, `{}`, an empty List, only other kinds) is an
+    // error naming the file, never a report saying the cluster is already tight.
+    for (name, body) in [
+        (
+            "services.json",
+            &br#"{"kind":"List","items":[{"kind":"Service","metadata":{"name":"s"}}]}"#[..],
+        ),
+        ("empty.json", &b""[..]),
+        ("object.json", &b"{}"[..]),
+        (
+            "list.json",
+            &br#"{"apiVersion":"v1","kind":"List","items":[]}"#[..],
+        ),
+    ] {
+        let empty = dir.path().join(name);
+        std::fs::write(&empty, body).unwrap();
+        let out = crossguard(&["analyze", "--snapshot", empty.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains("no nodes found") && stderr.contains(name),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{name}: no report is printed");
+    }
 }
