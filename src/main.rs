@@ -244,6 +244,22 @@ async fn watch_own_key(factory: Arc<SdkFactory>, access_key_id: String, metrics:
     }
 }
 
+/// Write `text` to stdout. A reader that went away (`crossguard analyze | head`) ends the
+/// output quietly, as with other command-line tools, instead of a panic.
+fn emit(text: &str) -> anyhow::Result<()> {
+    emit_bytes(text.as_bytes())
+}
+
+/// [`emit`] for bytes.
+fn emit_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
 /// Read the legacy static keys from `NAMESPACE/NAME`.
 async fn read_static_keys(client: &kube::Client, reference: &str) -> anyhow::Result<StaticKeys> {
     let (ns, name) = reference
@@ -367,11 +383,9 @@ fn main() -> anyhow::Result<()> {
             mode,
         } => {
             let automated = mode == Mode::Automated;
-            print!(
-                "{}",
-                crossguard::cluster::rbac::rbac_yaml(&cluster, &role_arn, automated)?
-            );
-            Ok(())
+            emit(&crossguard::cluster::rbac::rbac_yaml(
+                &cluster, &role_arn, automated,
+            )?)
         }
         Command::OnboardingTemplate {
             account_id,
@@ -396,11 +410,10 @@ fn main() -> anyhow::Result<()> {
                 key_audit_enforce,
             };
             opts.validate().map_err(anyhow::Error::msg)?;
-            println!(
-                "{}",
+            emit(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&onboarding::template(&opts))?
-            );
-            Ok(())
+            ))
         }
         Command::Sanitize {
             extra_sensitive_names,
@@ -413,9 +426,9 @@ fn main() -> anyhow::Result<()> {
                 &input,
                 &sanitize::Sanitizer::new(&extra_sensitive_names),
             )?;
-            let mut out = std::io::stdout().lock();
+            let mut out = Vec::new();
             sanitize::write_documents(&docs, output != Output::Yaml, &mut out)?;
-            Ok(())
+            emit_bytes(&out)
         }
         Command::Analyze {
             snapshot,
@@ -460,9 +473,9 @@ fn main() -> anyhow::Result<()> {
                 &settings,
             );
             match output {
-                Output::Text => print!("{}", report.render_text()),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Yaml => print!("{}", serde_yaml::to_string(&report)?),
+                Output::Text => emit(&report.render_text())?,
+                Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
+                Output::Yaml => emit(&serde_yaml::to_string(&report)?)?,
             }
             Ok(())
         }

@@ -121,3 +121,31 @@ fn analyze_refuses_what_is_not_a_dump() {
         assert!(out.stdout.is_empty(), "{name}: no report is printed");
     }
 }
+
+/// `crossguard analyze -o json | head -c 100`: the reader going away ends the output
+/// quietly (exit 0, no panic), as with other command-line tools.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dump_file(dir.path());
+    for output in ["json", "yaml", "text"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crossguard"))
+            .args([
+                "analyze",
+                "--snapshot",
+                path.to_str().unwrap(),
+                "-o",
+                output,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the report is written out.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{output}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{output}: {stderr}");
+    }
+}
