@@ -149,3 +149,33 @@ fn a_closed_pipe_ends_the_output_quietly() {
         assert!(!stderr.contains("panicked"), "{output}: {stderr}");
     }
 }
+
+/// An unparsable quantity is reported with its object and field, not read as zero.
+#[test]
+fn an_unparsable_quantity_is_an_error_naming_its_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dump_file(dir.path());
+    let mut list: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let pod = list["items"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|i| i["kind"] == "Pod")
+        .unwrap();
+    pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = Value::from("lots");
+    let name = format!(
+        "{}/{}",
+        pod["metadata"]["namespace"].as_str().unwrap(),
+        pod["metadata"]["name"].as_str().unwrap()
+    );
+    std::fs::write(&path, serde_json::to_vec(&list).unwrap()).unwrap();
+    let out = crossguard(&["analyze", "--snapshot", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Pod {name}"))
+            && stderr.contains("spec.containers[0].resources.requests.cpu \"lots\""),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -395,6 +395,20 @@ pub enum InputError {
         #[source]
         source: serde_yaml::Error,
     },
+    /// A CPU or memory quantity the analysis needs is not a Kubernetes quantity
+    /// (`cpu: "lots"`): refused rather than read as zero. The API server never stores
+    /// one, so it comes from an edited or generated dump.
+    #[error("{kind} {name}: {field} {value:?} is not a Kubernetes quantity (e.g. 250m, 2, 512Mi)")]
+    Quantity {
+        /// Node or Pod.
+        kind: &'static str,
+        /// `namespace/name` or `name`.
+        name: String,
+        /// Where, e.g. `spec.containers[web].resources.requests.cpu`.
+        field: String,
+        /// The value found.
+        value: String,
+    },
     /// A document is a scalar or an array of scalars: refused rather than passed over.
     #[error("document {index} is {found}, not a Kubernetes object")]
     NotAnObject {
@@ -437,8 +451,89 @@ impl AnalysisInput {
             },
             Some(_) => read_yaml(input)?,
         };
+        out.check_quantities()?;
         out.redact(sanitizer);
         Ok(out)
+    }
+
+    /// Every CPU and memory quantity the analysis reads must parse: node allocatable and
+    /// capacity, and pod, container and init-container requests and overhead.
+    fn check_quantities(&self) -> Result<(), InputError> {
+        fn check(
+            kind: &'static str,
+            name: &dyn Fn() -> String,
+            field: &dyn Fn(&str) -> String,
+            map: Option<&BTreeMap<String, Quantity>>,
+        ) -> Result<(), InputError> {
+            for (resource, q) in map.into_iter().flatten() {
+                let ok = match resource.as_str() {
+                    "cpu" => super::quantity::parse_cpu_millis(&q.0).is_some(),
+                    "memory" => super::quantity::parse_memory_bytes(&q.0).is_some(),
+                    _ => true,
+                };
+                if !ok {
+                    return Err(InputError::Quantity {
+                        kind,
+                        name: name(),
+                        field: field(resource),
+                        value: q.0.clone(),
+                    });
+                }
+            }
+            Ok(())
+        }
+        for n in &self.nodes {
+            let name = || n.metadata.name.clone().unwrap_or_default();
+            let status = n.status.as_ref();
+            check(
+                "Node",
+                &name,
+                &|r| format!("status.allocatable.{r}"),
+                status.and_then(|s| s.allocatable.as_ref()),
+            )?;
+            check(
+                "Node",
+                &name,
+                &|r| format!("status.capacity.{r}"),
+                status.and_then(|s| s.capacity.as_ref()),
+            )?;
+        }
+        for p in &self.pods {
+            let name = || {
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or_default(),
+                    p.metadata.name.as_deref().unwrap_or_default()
+                )
+            };
+            let Some(spec) = &p.spec else { continue };
+            check(
+                "Pod",
+                &name,
+                &|r| format!("spec.overhead.{r}"),
+                spec.overhead.as_ref(),
+            )?;
+            check(
+                "Pod",
+                &name,
+                &|r| format!("spec.resources.requests.{r}"),
+                spec.resources.as_ref().and_then(|r| r.requests.as_ref()),
+            )?;
+            for (list, containers) in [
+                ("containers", Some(&spec.containers)),
+                ("initContainers", spec.init_containers.as_ref()),
+            ] {
+                for (i, c) in containers.into_iter().flatten().enumerate() {
+                    check(
+                        "Pod",
+                        &name,
+                        &|r| format!("spec.{list}[{i}].resources.requests.{r}"),
+                        c.resources.as_ref().and_then(|r| r.requests.as_ref()),
+                    )?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Apply the sanitizer's rules to what the analysis keeps that the sanitizer would
