@@ -30,9 +30,12 @@ struct Cli {
 enum Command {
     /// Run the operator (uses KUBECONFIG or in-cluster config, and the standard AWS chain).
     Run(RunArgs),
-    /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from stdin: shows exactly
-    /// what crossguard would keep of a workload.
+    /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from a file or stdin: shows
+    /// exactly what crossguard would keep of a workload.
     Sanitize {
+        /// The objects to sanitize: a file, or `-` (the default) for stdin.
+        #[arg(default_value = "-")]
+        input: PathBuf,
         /// Extra case-insensitive substrings marking sensitive env var names (repeatable).
         #[arg(long = "extra-sensitive-name")]
         extra_sensitive_names: Vec<String>,
@@ -42,7 +45,8 @@ enum Command {
     },
     /// Analyse a `kubectl get nodes,pods,deployments,… -A -o json` dump offline (sanitized first).
     Analyze {
-        /// The dump to analyse.
+        /// The dump to analyse: a file, or `-` for stdin (`kubectl get … -o json |
+        /// crossguard analyze --snapshot -`).
         #[arg(long)]
         snapshot: PathBuf,
         /// JSON price table overriding the bundled on-demand prices (negotiated rates); the
@@ -244,6 +248,16 @@ async fn watch_own_key(factory: Arc<SdkFactory>, access_key_id: String, metrics:
     }
 }
 
+/// The bytes of `path`, or of stdin when it is `-`, as other command-line tools read.
+fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut input = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut input).context("reading stdin")?;
+        return Ok(input);
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
 /// Write `text` to stdout. A reader that went away (`crossguard analyze | head`) ends the
 /// output quietly, as with other command-line tools, instead of a panic.
 fn emit(text: &str) -> anyhow::Result<()> {
@@ -416,12 +430,11 @@ fn main() -> anyhow::Result<()> {
             ))
         }
         Command::Sanitize {
+            input,
             extra_sensitive_names,
             output,
         } => {
-            let mut input = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
-                .context("reading stdin")?;
+            let input = read_input(&input)?;
             let docs = sanitize::sanitize_documents(
                 &input,
                 &sanitize::Sanitizer::new(&extra_sensitive_names),
@@ -437,8 +450,7 @@ fn main() -> anyhow::Result<()> {
             scale_down_profile,
             output,
         } => {
-            let input = std::fs::read(&snapshot)
-                .with_context(|| format!("reading {}", snapshot.display()))?;
+            let input = read_input(&snapshot)?;
             // Parsed straight into the allow-listed analysis input: what could hold a
             // secret is never read, what is kept gets the sanitizer's value rules.
             let objects =

@@ -179,3 +179,50 @@ fn an_unparsable_quantity_is_an_error_naming_its_object() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// `analyze` and `sanitize` both read a file or `-` (stdin), with the same result.
+#[test]
+fn analyze_and_sanitize_read_a_file_or_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dump_file(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    let piped = |args: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crossguard"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = bytes.clone();
+        let writer = std::thread::spawn(move || stdin.write_all(&data));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        out
+    };
+    let file = path.to_str().unwrap();
+    for (from_file, from_stdin) in [
+        (
+            vec!["analyze", "--snapshot", file, "-o", "json"],
+            vec!["analyze", "--snapshot", "-", "-o", "json"],
+        ),
+        (vec!["sanitize", file], vec!["sanitize", "-"]),
+        (vec!["sanitize", file], vec!["sanitize"]),
+    ] {
+        let a = crossguard(&from_file);
+        let b = piped(&from_stdin);
+        assert!(
+            a.status.success() && b.status.success(),
+            "{}",
+            text(&b.stderr)
+        );
+        assert!(!a.stdout.is_empty());
+        assert_eq!(
+            text(&a.stdout),
+            text(&b.stdout),
+            "{from_file:?} vs {from_stdin:?}"
+        );
+    }
+}
