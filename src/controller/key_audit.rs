@@ -17,7 +17,9 @@ use kube::{Api, ResourceExt};
 
 use super::session::uid;
 use super::{Context, Draft};
-use crate::api::{ConditionStatus, CustomerAccount, CustomerAccountStatus, KeyAuditStatus};
+use crate::api::{
+    ConditionStatus, CustomerAccount, CustomerAccountStatus, KeyAuditStatus, KeyFinding,
+};
 use crate::audit::{AuditTrail, CallObserver};
 use crate::aws::{CustomerClients, IamUser};
 use crate::keyaudit::guard;
@@ -91,19 +93,21 @@ pub(super) async fn run(
         now,
         problem: None,
     };
-    let next_scan = next_scan_at(run.state.last_scan_at, interval, &run.tenant);
+    let due = next_scan_at(run.state.last_scan_at, interval, &run.tenant);
     let mut problem = None;
-    if forced || next_scan.is_none_or(|t| now >= t) {
+    if forced || due.is_none_or(|t| now >= t) {
         match run.scan_and_act().await {
-            Ok(plan) => publish_status(&run, &plan, interval, draft),
+            Ok(plan) => publish_status(&run, &plan, draft),
             Err(message) => problem = Some(("ScanFailed", message)),
         }
     }
+    let scan_failed = problem.is_some();
+    // After a scan, the next one is due from its time.
+    let next_scan = next_scan_at(run.state.last_scan_at, interval, &run.tenant);
     let delivery = run.deliver().await;
     if let Some(s) = draft.status.key_audit.as_mut() {
         s.pending_notifications = run.state.outbox.len() as u32;
-        s.next_scan_at =
-            next_scan_at(run.state.last_scan_at, interval, &run.tenant).map(|t| t.to_string());
+        s.next_scan_at = next_scan.map(|t| t.to_string());
     }
     // A settings problem (no Secret yet, an invalid one, no route for the team) is looked
     // at again in minutes; failing sends follow their own retry times (Retry-After).
@@ -111,15 +115,8 @@ pub(super) async fn run(
     let min_delivery_wait = Duration::from_secs(if misconfigured { 5 * 60 } else { 10 });
     let problem = problem.or(run.problem.take()).or(delivery.err());
     conclude_condition(draft, run.state, problem);
-    let scan_wait = next_scan_at(run.state.last_scan_at, interval, &run.tenant)
-        .map(|t| seconds_until(now, t))
-        .unwrap_or(SCAN_RETRY);
-    let scan_wait = if draft
-        .status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == KEY_AUDIT && c.reason == "ScanFailed")
-    {
+    let scan_wait = next_scan.map_or(SCAN_RETRY, |t| seconds_until(now, t));
+    let scan_wait = if scan_failed {
         scan_wait.min(SCAN_RETRY)
     } else {
         scan_wait
@@ -300,11 +297,7 @@ impl Run<'_> {
             Err(refusal) => {
                 self.decided("Disable", &target, "refused");
                 tracing::info!(user = %d.user, key = %d.access_key_id, reason = %refusal, "key not disabled");
-                if let Some(f) = plan
-                    .findings
-                    .iter_mut()
-                    .find(|f| f.access_key_id == d.access_key_id && f.finding == "Overdue")
-                {
+                if let Some(f) = overdue_finding(plan, &d.access_key_id) {
                     f.message = format!("deadline passed; not disabled: {refusal}");
                 }
                 return Ok(());
@@ -334,11 +327,7 @@ impl Run<'_> {
                 self.state.disabling.remove(&d.access_key_id);
                 self.save().await?;
             }
-            if let Some(f) = plan
-                .findings
-                .iter_mut()
-                .find(|f| f.access_key_id == d.access_key_id && f.finding == "Overdue")
-            {
+            if let Some(f) = overdue_finding(plan, &d.access_key_id) {
                 f.message = format!("deadline passed; disabling failed and is retried: {e}");
             }
             return Ok(());
@@ -364,11 +353,7 @@ impl Run<'_> {
         self.ctx.metrics.key_disabled(&ns, &name);
         plan.counts.disabled += 1;
         plan.counts.overdue = plan.counts.overdue.saturating_sub(1);
-        if let Some(f) = plan
-            .findings
-            .iter_mut()
-            .find(|f| f.access_key_id == d.access_key_id && f.finding == "Overdue")
-        {
+        if let Some(f) = overdue_finding(plan, &d.access_key_id) {
             f.finding = "Disabled".into();
             f.message = format!(
                 "disabled by crossguard on {}",
@@ -592,6 +577,13 @@ impl Run<'_> {
     }
 }
 
+/// The plan's Overdue finding of `access_key_id`, which the disable's outcome rewrites.
+fn overdue_finding<'p>(plan: &'p mut Plan, access_key_id: &str) -> Option<&'p mut KeyFinding> {
+    plan.findings
+        .iter_mut()
+        .find(|f| f.access_key_id == access_key_id && f.finding == "Overdue")
+}
+
 fn scan_message(e: &crate::aws::AwsError) -> String {
     if e.kind == crate::aws::AwsErrorKind::AccessDenied {
         format!(
@@ -602,12 +594,9 @@ fn scan_message(e: &crate::aws::AwsError) -> String {
     }
 }
 
-fn publish_status(
-    run: &Run<'_>,
-    plan: &Plan,
-    interval: Duration,
-    draft: &mut Draft<CustomerAccountStatus>,
-) {
+/// Status and metrics from one scan's plan; `run` fills in `nextScanAt` and the pending
+/// count once delivery ran.
+fn publish_status(run: &Run<'_>, plan: &Plan, draft: &mut Draft<CustomerAccountStatus>) {
     let c = &plan.counts;
     let (ns, name) = (
         run.account.namespace().unwrap_or_default(),
@@ -618,8 +607,7 @@ fn publish_status(
         .key_ages(&ns, &name, [c.ok, c.expiring, c.overdue]);
     draft.status.key_audit = Some(KeyAuditStatus {
         last_scan_at: run.state.last_scan_at.map(|t| t.to_string()),
-        next_scan_at: next_scan_at(run.state.last_scan_at, interval, &run.tenant)
-            .map(|t| t.to_string()),
+        next_scan_at: None,
         users: c.users,
         keys: c.keys,
         expiring: c.expiring,
