@@ -36,22 +36,22 @@ import sys
 import urllib.request
 
 
-def shim_nodegroup(a: argparse.Namespace, cluster: str, nodegroup: str, change: dict) -> None:
-    """Change a nodegroup through the shim's control (moto's API cannot)."""
-    body = json.dumps({"account_id": a.account_id, "region": a.region, "cluster": cluster,
-                       "nodegroup": nodegroup, **change}).encode()
-    req = urllib.request.Request(f"{a.endpoint}/_crossguard/nodegroup-tags", data=body, method="POST",
+def shim_control(a: argparse.Namespace, control: str, change: dict) -> None:
+    """POST one of the shim's /_crossguard/ controls, for this account."""
+    body = json.dumps({"account_id": a.account_id, **change}).encode()
+    req = urllib.request.Request(f"{a.endpoint}/_crossguard/{control}", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     urllib.request.urlopen(req, timeout=10).read()
+
+
+def shim_nodegroup(a: argparse.Namespace, cluster: str, nodegroup: str, change: dict) -> None:
+    """Change a nodegroup through the shim's control (moto's API cannot)."""
+    shim_control(a, "nodegroup-tags", {"region": a.region, "cluster": cluster, "nodegroup": nodegroup, **change})
 
 
 def shim_backdate(a: argparse.Namespace, user: str, key_id: str, days: int) -> None:
     """Set a key's CreateDate to now - days (moto has no API for it)."""
-    body = json.dumps({"account_id": a.account_id, "user_name": user, "access_key_id": key_id,
-                       "days": days}).encode()
-    req = urllib.request.Request(f"{a.endpoint}/_crossguard/backdate-access-key", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).read()
+    shim_control(a, "backdate-access-key", {"user_name": user, "access_key_id": key_id, "days": days})
 
 
 def resolve(value, params: dict):

@@ -61,6 +61,46 @@ impl Drop for Proc {
     }
 }
 
+/// Start `tests/harness/<script>` with the venv's python on a free loopback port
+/// (`--port 0 --port-file dir/<name>.port`, stderr to `dir/<name>.log`), and wait up to
+/// `timeout_secs` for it to say which port; returns the process and `http://127.0.0.1:PORT`.
+fn start_harness_server(
+    dir: &Path,
+    script: &str,
+    name: &'static str,
+    args: &[&str],
+    timeout_secs: u64,
+) -> (Proc, String) {
+    let port_file = dir.join(format!("{name}.port"));
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).expect("harness server log");
+    let child = Command::new(python())
+        .arg(repo().join("tests/harness").join(script))
+        .args(["--port", "0", "--port-file"])
+        .arg(&port_file)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
+    let proc = Proc { child, name };
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file)
+            && let Ok(p) = p.trim().parse::<u16>()
+        {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{script} did not start; see {}",
+            log_path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (proc, format!("http://127.0.0.1:{port}"))
+}
+
 /// moto behind `tests/harness/moto_shim.py`, on a free loopback port.
 pub struct Moto {
     pub url: String,
@@ -72,36 +112,9 @@ pub struct Moto {
 impl Moto {
     /// Start the emulator and wait until it answers.
     pub fn start(dir: &Path) -> Moto {
-        let port_file = dir.join("moto.port");
-        let log = std::fs::File::create(dir.join("moto.log")).expect("moto log");
-        let child = Command::new(python())
-            .arg(repo().join("tests/harness/moto_shim.py"))
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start moto shim");
-        let proc = Proc {
-            child,
-            name: "moto",
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let port = loop {
-            if let Ok(p) = std::fs::read_to_string(&port_file)
-                && let Ok(p) = p.trim().parse::<u16>()
-            {
-                break p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start; see {}",
-                dir.join("moto.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let (proc, url) = start_harness_server(dir, "moto_shim.py", "moto", &[], 60);
         Moto {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             harness_keys: dir.join("harness-keys.txt"),
             _proc: proc,
         }
@@ -716,38 +729,11 @@ impl Receiver {
 
     /// The same with extra arguments (e.g. `--token T`).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Receiver {
-        let port_file = dir.join("receiver.port");
-        let log = std::fs::File::create(dir.join("receiver.log")).expect("receiver log");
-        let child = Command::new(python())
-            .arg(repo().join("tests/harness/receiver.py"))
-            .args(["--port", "0", "--port-file"])
-            .arg(&port_file)
-            .arg("--log")
-            .arg(dir.join("receiver.jsonl"))
-            .arg("--exit-with-parent")
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start receiver.py");
-        let proc = Proc {
-            child,
-            name: "receiver",
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
-            if let Ok(p) = std::fs::read_to_string(&port_file)
-                && let Ok(p) = p.trim().parse::<u16>()
-            {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "receiver.py did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        Receiver {
-            url: format!("http://127.0.0.1:{port}"),
-            _proc: proc,
-        }
+        let log = dir.join("receiver.jsonl");
+        let mut args = vec!["--log", log.to_str().unwrap(), "--exit-with-parent"];
+        args.extend_from_slice(extra);
+        let (proc, url) = start_harness_server(dir, "receiver.py", "receiver", &args, 30);
+        Receiver { url, _proc: proc }
     }
 
     /// Every request it logged.
