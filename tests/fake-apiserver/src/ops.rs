@@ -618,6 +618,30 @@ impl State {
 
     /// Shared tail of update/patch/apply: preconditions, admission,
     /// generation, no-op detection, write, finalizer completion.
+    /// A field a write changed or removed is no longer owned by the appliers whose value
+    /// it was (kube-apiserver moves it to the writer's "Update" entry), so it no longer
+    /// conflicts with a later apply. Apply re-records its own fields after this.
+    fn forget_changed_ownership(&mut self, info: &ResourceInfo, stored: &Value) {
+        let key = (
+            info.storage.clone(),
+            namespace_of(stored).to_string(),
+            name_of(stored).to_string(),
+        );
+        let Some(records) = self.managers.get(&key) else {
+            return;
+        };
+        let live = to_served(info, stored);
+        let mut records = records.clone();
+        for record in records.values_mut() {
+            for (path, value) in patch::leaves(record) {
+                if patch::value_at(&live, &path) != Some(&value) {
+                    patch::remove_path(record, &path);
+                }
+            }
+        }
+        self.managers.insert(key, records);
+    }
+
     fn commit_update(
         &mut self,
         info: &ResourceInfo,
@@ -655,6 +679,7 @@ impl State {
         if is_crd {
             self.register_crd(&stored);
         }
+        self.forget_changed_ownership(info, &stored);
         if stored.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&stored).is_empty()
         {
             let (ns, n) = (
@@ -738,9 +763,14 @@ impl State {
                 )],
             ));
         };
-        let applied: Value = serde_yaml::from_slice(body)
+        let mut applied: Value = serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         require_object(&applied)?;
+        // kube-apiserver applies a configuration without metadata.name to the object the
+        // URL names (kube-lease-manager sends such patches); a different name is an error.
+        if name_of(&applied).is_empty() {
+            meta::meta_mut(&mut applied).insert("name".to_string(), json!(name));
+        }
         for field in ["apiVersion", "kind"] {
             if applied
                 .get(field)

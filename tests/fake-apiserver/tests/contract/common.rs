@@ -48,6 +48,7 @@ pub const JSON: &str = "application/json";
 pub const MERGE: &str = "application/merge-patch+json";
 pub const JSON_PATCH: &str = "application/json-patch+json";
 pub const APPLY: &str = "application/apply-patch+yaml";
+pub const STRATEGIC: &str = "application/strategic-merge-patch+json";
 
 impl Ctx {
     pub async fn req(

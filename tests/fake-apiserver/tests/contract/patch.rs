@@ -246,3 +246,60 @@ async fn server_side_apply_on_status_subresource() {
     .await;
     assert!(dropped.body["status"].get("readyReplicas").is_none());
 }
+
+/// What leader election (kube-lease-manager) relies on: an apply body without
+/// `metadata.name` targets the object the URL names; a field another writer removed or
+/// changed with a plain patch is no longer owned by its applier, so the next applier takes
+/// it without a conflict, while a field still holding the applier's value conflicts.
+#[tokio::test]
+async fn apply_without_a_name_and_ownership_after_plain_writes() {
+    let ctx = setup().await;
+    let path = format!("{CMS}/lock");
+    let alice = ctx
+        .patch(
+            &format!("{path}?fieldManager=alice"),
+            APPLY,
+            r#"{"apiVersion":"v1","kind":"ConfigMap","data":{"holder":"alice","since":"1"}}"#,
+        )
+        .await;
+    assert_eq!(alice.status, 201, "{}", alice.body);
+    assert_eq!(alice.body["metadata"]["name"], "lock");
+    let renamed = ctx
+        .patch(
+            &format!("{path}?fieldManager=alice"),
+            APPLY,
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"other"},"data":{}}"#,
+        )
+        .await;
+    assert_eq!(renamed.status, 400, "{}", renamed.body);
+
+    // bob cannot take alice's fields while they hold her values...
+    let bob = |holder: &'static str| {
+        let ctx = &ctx;
+        let path = path.clone();
+        async move {
+            ctx.patch(
+                &format!("{path}?fieldManager=bob"),
+                APPLY,
+                &format!(
+                    r#"{{"apiVersion":"v1","kind":"ConfigMap","data":{{"holder":"{holder}","since":"2"}}}}"#
+                ),
+            )
+            .await
+        }
+    };
+    assert_eq!(bob("bob").await.status, 409);
+    // ...but once a plain patch (a forced release) cleared one and changed the other,
+    // alice owns neither any more and bob's apply succeeds.
+    let release = ctx
+        .patch(
+            &format!("{path}?fieldManager=bob"),
+            STRATEGIC,
+            r#"{"data":{"holder":null,"since":"0"}}"#,
+        )
+        .await;
+    assert_eq!(release.status, 200, "{}", release.body);
+    let taken = bob("bob").await;
+    assert_eq!(taken.status, 200, "{}", taken.body);
+    assert_eq!(taken.body["data"], json!({"holder": "bob", "since": "2"}));
+}
