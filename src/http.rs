@@ -21,9 +21,13 @@ pub struct HttpState {
     pub readiness: Arc<Readiness>,
 }
 
+/// The entry [`Readiness::standby`] adds.
+const STANDBY: &str = "standby (waiting for the leader lease)";
+
 /// Whether the operator can see what it manages: ready once every watch the controllers
 /// registered has completed its initial list, until they stop. Before that `/readyz`
-/// answers 503 with what it is waiting for (e.g. a CRD that is not installed).
+/// answers 503 with what it is waiting for (e.g. a CRD that is not installed). A standby
+/// replica (leader election) is ready: it is healthy and takes over when needed.
 #[derive(Debug, Default)]
 pub struct Readiness {
     watches: Mutex<BTreeMap<String, Watch>>,
@@ -56,6 +60,17 @@ impl Readiness {
     /// `watch` completed its initial list.
     pub fn established(&self, watch: &str) {
         self.lock().insert(watch.to_string(), Watch::Established);
+    }
+
+    /// This replica waits for the leader Lease: ready (a rollout may go on; it takes over
+    /// when the leader goes), with no watches of its own yet.
+    pub fn standby(&self) {
+        self.lock().insert(STANDBY.to_string(), Watch::Established);
+    }
+
+    /// This replica leads: the standby entry goes, the controllers' watches decide.
+    pub fn leading(&self) {
+        self.lock().remove(STANDBY);
     }
 
     /// The controllers stopped: not ready any more.

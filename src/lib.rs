@@ -15,6 +15,7 @@ pub mod crdgen;
 pub mod credentials;
 pub mod http;
 pub mod keyaudit;
+pub mod leader;
 pub mod metrics;
 pub mod onboarding;
 pub mod posture;

@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator (uses KUBECONFIG or in-cluster config, and the standard AWS chain).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from a file or stdin: shows
     /// exactly what crossguard would keep of a workload.
     Sanitize {
@@ -138,6 +138,33 @@ struct RunArgs {
     /// Only watch this namespace (default: all namespaces).
     #[arg(long, env = "CROSSGUARD_NAMESPACE")]
     namespace: Option<String>,
+    /// Run leader election on a coordination.k8s.io Lease so that only one replica
+    /// reconciles and acts (`--leader-elect=false` for a single replica without Lease RBAC).
+    #[arg(long, env = "CROSSGUARD_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease: the operator's own (the chart sets POD_NAMESPACE);
+    /// default: the kubeconfig's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "CROSSGUARD_LEADER_ELECTION_ID",
+        default_value = "crossguard-leader"
+    )]
+    leader_election_id: String,
+    /// This replica's identity in the Lease (the chart sets the pod name); default: the
+    /// host name and a random suffix.
+    #[arg(long, env = "POD_NAME")]
+    leader_identity: Option<String>,
+    /// Seconds a standby waits after the leader's last renewal before taking over
+    /// (client-go's default: 15).
+    #[arg(long, env = "CROSSGUARD_LEADER_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    leader_lease_seconds: u64,
+    /// Seconds before expiry at which the leader renews; must be shorter than the lease and
+    /// longer than a renewal round trip.
+    #[arg(long, env = "CROSSGUARD_LEADER_RENEW_BEFORE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=299))]
+    leader_renew_before_seconds: u64,
     /// Log format.
     #[arg(long, value_enum, env = "CROSSGUARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -383,7 +410,42 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let own_key = static_keys.as_ref().map(|k| k.access_key_id.clone());
-    let factory = Arc::new(SdkFactory::from_env(metrics.clone(), static_keys).await);
+    // Only the leader reconciles and acts; a standby waits here (ready, see /readyz).
+    let leadership = if args.leader_elect {
+        let config = crossguard::leader::ElectionConfig {
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            lease_name: args.leader_election_id.clone(),
+            identity: args
+                .leader_identity
+                .clone()
+                .unwrap_or_else(default_identity),
+            lease_duration: std::time::Duration::from_secs(args.leader_lease_seconds),
+            renew_before: std::time::Duration::from_secs(args.leader_renew_before_seconds),
+            check_every: std::time::Duration::from_secs(1),
+            api_server: api_server.clone(),
+        };
+        readiness.standby();
+        metrics.set_leader(false);
+        tokio::select! {
+            elected = crossguard::leader::lead(client.clone(), config) => elected?,
+            () = controller::shutdown_signal() => {
+                tracing::info!("shut down while standing by");
+                return Ok(());
+            }
+        }
+    } else {
+        crossguard::leader::Leadership::sole()
+    };
+    readiness.leading();
+    metrics.set_leader(true);
+    let factory = Arc::new(
+        SdkFactory::from_env(metrics.clone(), static_keys)
+            .await
+            .with_leadership(leadership.clone()),
+    );
     if let Some(key) = own_key {
         tokio::spawn(watch_own_key(factory.clone(), key, metrics.clone()));
     }
@@ -409,16 +471,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "controllers starting"
     );
-    controller::run(
-        ctx,
-        args.namespace,
-        readiness,
-        api_server,
-        controller::shutdown_signal(),
-    )
-    .await;
+    let lost = leadership.clone();
+    let stop = async move {
+        tokio::select! {
+            () = controller::shutdown_signal() => {}
+            () = lost.lost() => {}
+        }
+    };
+    controller::run(ctx, args.namespace, readiness, api_server, stop).await;
+    if !leadership.is_leading() && args.leader_elect {
+        anyhow::bail!("leadership lost: exiting so that this pod restarts as a standby");
+    }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// A leader identity for a replica that was given none: host name plus a random suffix,
+/// so two processes on one host never share it.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "crossguard".to_string());
+    format!("{host}-{:08x}", rand::random::<u32>())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -540,7 +614,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            let result = runtime.block_on(run(args));
+            let result = runtime.block_on(run(*args));
             // Dropping the runtime would wait for blocking tasks (an analysis, a file
             // write) without limit; the shutdown grace period is already spent.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));

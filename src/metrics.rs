@@ -78,6 +78,7 @@ pub struct Metrics {
     access_keys_disabled: Family<AccountLabels, Counter>,
     key_notifications: Family<NotificationLabels, Counter>,
     operator_key_age_days: Gauge,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -170,7 +171,14 @@ impl Metrics {
             "Age in whole days of the operator's own long-lived access key (only with --static-credentials-secret)",
             operator_key_age_days.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and reconciles, 0 while it stands by",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             operator_key_age_days,
             registry: Mutex::new(registry),
             access_keys,
@@ -223,6 +231,12 @@ impl Metrics {
     }
 
     /// Set the age of the operator's own access key.
+    /// Whether this replica leads (1) or stands by (0).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Record the age of the operator's own access key.
     pub fn operator_key_age(&self, days: u32) {
         self.operator_key_age_days.set(i64::from(days));
     }

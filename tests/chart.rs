@@ -252,16 +252,43 @@ fn deployment_meets_the_restricted_pod_security_standard() {
 fn deployment_runs_the_operator_with_the_expected_flags_and_probes() {
     let docs = render(&[]);
     let deployment = only(&docs, "Deployment");
+    // The default file store is per pod: one replica (still elected, so a rollout's
+    // overlapping pods never both act).
     assert_eq!(deployment["spec"]["replicas"], 1);
-    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    assert!(of_kind(&docs, "PodDisruptionBudget").is_empty());
 
     let container = operator_container(&docs);
     assert_eq!(container["image"], "ghcr.io/crossguard/crossguard:0.1.0");
     assert_eq!(
         strings(&container["args"]),
-        ["run", "--http-addr", "0.0.0.0:8080", "--log-format", "json"],
+        [
+            "run",
+            "--http-addr",
+            "0.0.0.0:8080",
+            "--log-format",
+            "json",
+            "--leader-election-id",
+            "crossguard-leader",
+            "--leader-lease-seconds",
+            "15",
+            "--leader-renew-before-seconds",
+            "5"
+        ],
         "all namespaces by default: no --namespace"
     );
+    for (name, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let var = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(var["valueFrom"]["fieldRef"]["fieldPath"], field);
+    }
     let env: Vec<(&str, &str)> = container["env"]
         .as_array()
         .expect("env")
@@ -308,7 +335,14 @@ fn cluster_role_grants_exactly_the_rules_the_operator_uses() {
         only(&docs, "ServiceAccount")["metadata"]["name"]
     );
     assert_eq!(binding["subjects"][0]["namespace"], RELEASE_NAMESPACE);
-    assert!(of_kind(&docs, "Role").is_empty() && of_kind(&docs, "RoleBinding").is_empty());
+    // The one namespaced Role is leader election's, in the release namespace.
+    for kind in ["Role", "RoleBinding"] {
+        let names: Vec<&Value> = of_kind(&docs, kind)
+            .into_iter()
+            .map(|r| &r["metadata"]["name"])
+            .collect();
+        assert_eq!(names, ["crossguard-leader-election"], "{kind}");
+    }
 }
 
 #[test]
@@ -375,11 +409,16 @@ fn watch_namespace_yields_a_role_and_role_binding_instead_of_cluster_rbac() {
         "no ClusterRoleBinding when namespaced"
     );
 
-    let role = only(&docs, "Role");
-    assert_eq!(role["metadata"]["namespace"], "team-a");
+    let role = of_kind(&docs, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["namespace"] == "team-a")
+        .expect("a Role in team-a");
     assert_exact_rules(role);
 
-    let binding = only(&docs, "RoleBinding");
+    let binding = of_kind(&docs, "RoleBinding")
+        .into_iter()
+        .find(|r| r["metadata"]["namespace"] == "team-a")
+        .expect("a RoleBinding in team-a");
     assert_eq!(binding["metadata"]["namespace"], "team-a");
     assert_eq!(binding["roleRef"]["kind"], "Role");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
@@ -493,4 +532,90 @@ fn the_default_image_is_the_one_the_build_tags() {
 
 fn support_repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// High availability: two replicas with a shared (S3) store, spread over nodes, with a
+/// PodDisruptionBudget; the leader Lease's RBAC only in the release namespace and only for
+/// that Lease; and combinations that would let two replicas act, or lose data on
+/// failover, refused with a message.
+#[test]
+fn ha_needs_a_shared_store_and_leader_election_and_gets_a_pdb_and_spread() {
+    let docs = render(&["store.url=s3://bucket/prefix"]);
+    let deployment = only(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        0
+    );
+    let spread = &deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        [0]["podAffinityTerm"];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        spread["labelSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    let pdb = only(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+
+    let lease_role = of_kind(&docs, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "crossguard-leader-election")
+        .expect("leader election Role");
+    assert_eq!(lease_role["metadata"]["namespace"], RELEASE_NAMESPACE);
+    assert_eq!(
+        lease_role["rules"],
+        serde_json::json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": ["crossguard-leader"], "verbs": ["get", "patch"]},
+        ])
+    );
+    let lease_binding = of_kind(&docs, "RoleBinding")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "crossguard-leader-election")
+        .expect("leader election RoleBinding");
+    assert_eq!(lease_binding["metadata"]["namespace"], RELEASE_NAMESPACE);
+    assert_eq!(
+        lease_binding["roleRef"]["name"],
+        "crossguard-leader-election"
+    );
+
+    // Without election: one replica, Recreate, no Lease RBAC, told not to elect.
+    let single = render(&["leaderElection.enabled=false"]);
+    let deployment = only(&single, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    assert!(strings(&operator_container(&single)["args"]).contains(&"--leader-elect=false"));
+    assert!(of_kind(&single, "Role").is_empty());
+
+    for (sets, says) in [
+        (vec!["replicaCount=2"], "needs a shared store"),
+        (
+            vec!["store.url=s3://b/p", "leaderElection.enabled=false"],
+            "needs leaderElection.enabled",
+        ),
+        (
+            vec![
+                "leaderElection.leaseDurationSeconds=6",
+                "leaderElection.renewBeforeSeconds=5",
+            ],
+            "at least renewBeforeSeconds + 3",
+        ),
+    ] {
+        let chart = chart_dir();
+        let mut args = vec!["template", RELEASE, chart.to_str().unwrap()];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let out = Command::new(helm()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "{sets:?}: {stderr}"
+        );
+    }
 }

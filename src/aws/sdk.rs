@@ -22,12 +22,14 @@ use super::{
     Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, SessionCredentials, Sts,
 };
 use crate::audit::CallObserver;
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
 /// Builds SDK clients from one shared SDK configuration.
 pub struct SdkFactory {
     config: SdkConfig,
     metrics: Arc<Metrics>,
+    leadership: Arc<Leadership>,
 }
 
 /// Long-lived keys for the operator's own identity: the legacy, less safe alternative to
@@ -57,7 +59,15 @@ impl SdkFactory {
         SdkFactory {
             config: loader.load().await,
             metrics,
+            leadership: Leadership::sole(),
         }
+    }
+
+    /// Mutating calls go out only while `leadership` says this replica leads (see
+    /// [`crate::leader`]); without it (one replica) they always may.
+    pub fn with_leadership(mut self, leadership: Arc<Leadership>) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// When the operator's own access key `access_key_id` was created: iam:ListAccessKeys
@@ -84,7 +94,11 @@ impl SdkFactory {
 
     /// Use an already built SDK configuration (tests point it at the emulator).
     pub fn from_config(config: SdkConfig, metrics: Arc<Metrics>) -> Self {
-        SdkFactory { config, metrics }
+        SdkFactory {
+            config,
+            metrics,
+            leadership: Leadership::sole(),
+        }
     }
 }
 
@@ -120,6 +134,7 @@ impl ClientFactory for SdkFactory {
         let calls = Calls {
             metrics: self.metrics.clone(),
             observer,
+            leadership: self.leadership.clone(),
         };
         CustomerClients {
             identity: Arc::new(SdkIdentity {
@@ -187,9 +202,30 @@ fn sdk_error<E: ProvideErrorMetadata>(
 struct Calls {
     metrics: Arc<Metrics>,
     observer: Arc<dyn CallObserver>,
+    leadership: Arc<Leadership>,
 }
 
 impl Calls {
+    /// The error a mutating call gets instead of being sent when this replica does not
+    /// lead (any more); `None` when it may act. Checked right before each mutating request,
+    /// so a replica that lost its lease never starts one.
+    fn refuse_unless_leading(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+    ) -> Option<AwsError> {
+        (!self.leadership.is_leading()).then(|| {
+            AwsError::new(
+                service,
+                operation,
+                Some("NotLeader".to_string()),
+                Some("not sent: this replica does not hold the leader lease".to_string()),
+                None,
+                None,
+            )
+        })
+    }
+
     /// Record the outcome of a read-only call and pass the result through.
     fn observe<T: RequestId>(
         &self,
@@ -437,9 +473,36 @@ impl Eks for SdkEks {
         &self,
         approval: ApprovedNodegroupScale,
     ) -> Result<(), AwsError> {
+        let out = match self
+            .calls
+            .refuse_unless_leading("eks", "UpdateNodegroupConfig")
+        {
+            Some(refused) => Err(refused),
+            None => self.send_nodegroup_update(&approval).await,
+        };
+        let target = format!(
+            "{}/{} desiredSize={}",
+            approval.cluster(),
+            approval.nodegroup(),
+            approval.desired()
+        );
+        self.calls
+            .observe_mutating("eks", "UpdateNodegroupConfig", &target, out)?;
+        Ok(())
+    }
+}
+
+impl SdkEks {
+    /// One UpdateNodegroupConfig request, never retried: one approval, one request.
+    async fn send_nodegroup_update(
+        &self,
+        approval: &ApprovedNodegroupScale,
+    ) -> Result<
+        aws_sdk_eks::operation::update_nodegroup_config::UpdateNodegroupConfigOutput,
+        AwsError,
+    > {
         use aws_sdk_eks::types::NodegroupScalingConfig;
-        let out = self
-            .client
+        self.client
             .update_nodegroup_config()
             .cluster_name(approval.cluster())
             .nodegroup_name(approval.nodegroup())
@@ -457,16 +520,7 @@ impl Eks for SdkEks {
             )
             .send()
             .await
-            .map_err(|e| sdk_error("eks", "UpdateNodegroupConfig", e));
-        let target = format!(
-            "{}/{} desiredSize={}",
-            approval.cluster(),
-            approval.nodegroup(),
-            approval.desired()
-        );
-        self.calls
-            .observe_mutating("eks", "UpdateNodegroupConfig", &target, out)?;
-        Ok(())
+            .map_err(|e| sdk_error("eks", "UpdateNodegroupConfig", e))
     }
 }
 
@@ -529,20 +583,26 @@ impl AutoScaling for SdkAutoScaling {
     }
 
     async fn terminate_instance(&self, approval: ApprovedTermination) -> Result<(), AwsError> {
-        let out = self
-            .client
-            .terminate_instance_in_auto_scaling_group()
-            .instance_id(approval.instance_id())
-            .should_decrement_desired_capacity(true)
-            // One approval, one request: a retry could act a second time.
-            .customize()
-            .config_override(
-                aws_sdk_autoscaling::config::Config::builder()
-                    .retry_config(aws_config::retry::RetryConfig::disabled()),
-            )
-            .send()
-            .await
-            .map_err(|e| sdk_error("autoscaling", "TerminateInstanceInAutoScalingGroup", e));
+        let refused = self
+            .calls
+            .refuse_unless_leading("autoscaling", "TerminateInstanceInAutoScalingGroup");
+        let out = match refused {
+            Some(refused) => Err(refused),
+            None => self
+                .client
+                .terminate_instance_in_auto_scaling_group()
+                .instance_id(approval.instance_id())
+                .should_decrement_desired_capacity(true)
+                // One approval, one request: a retry could act a second time.
+                .customize()
+                .config_override(
+                    aws_sdk_autoscaling::config::Config::builder()
+                        .retry_config(aws_config::retry::RetryConfig::disabled()),
+                )
+                .send()
+                .await
+                .map_err(|e| sdk_error("autoscaling", "TerminateInstanceInAutoScalingGroup", e)),
+        };
         let target = format!("{}/{}", approval.group(), approval.instance_id());
         self.calls.observe_mutating(
             "autoscaling",
@@ -815,15 +875,18 @@ impl Iam for SdkIam {
         &self,
         approval: ApprovedKeyDeactivation,
     ) -> Result<(), AwsError> {
-        let out = self
-            .client
-            .update_access_key()
-            .user_name(approval.user())
-            .access_key_id(approval.access_key_id())
-            .status(aws_sdk_iam::types::StatusType::Inactive)
-            .send()
-            .await
-            .map_err(|e| sdk_error("iam", "UpdateAccessKey", e));
+        let out = match self.calls.refuse_unless_leading("iam", "UpdateAccessKey") {
+            Some(refused) => Err(refused),
+            None => self
+                .client
+                .update_access_key()
+                .user_name(approval.user())
+                .access_key_id(approval.access_key_id())
+                .status(aws_sdk_iam::types::StatusType::Inactive)
+                .send()
+                .await
+                .map_err(|e| sdk_error("iam", "UpdateAccessKey", e)),
+        };
         let target = format!("{}/{} Inactive", approval.user(), approval.access_key_id());
         self.calls
             .observe_mutating("iam", "UpdateAccessKey", &target, out)?;

@@ -66,3 +66,22 @@ Operator image reference; the tag defaults to the chart's appVersion.
 {{- define "crossguard.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+Operator replicas: replicaCount, or 2 with a shared (s3://) store and 1 with the
+per-pod file store. More than one replica needs the shared store and leader election.
+*/}}
+{{- define "crossguard.replicas" -}}
+{{- $shared := hasPrefix "s3://" .Values.store.url -}}
+{{- $replicas := .Values.replicaCount | default (ternary 2 1 $shared) | int -}}
+{{- if and (gt $replicas 1) (not $shared) -}}
+{{- fail (printf "replicaCount %d needs a shared store: store.url %q is a per-pod file store; set store.url to s3://bucket/prefix or replicaCount to 1" $replicas .Values.store.url) -}}
+{{- end -}}
+{{- if and (gt $replicas 1) (not .Values.leaderElection.enabled) -}}
+{{- fail (printf "replicaCount %d needs leaderElection.enabled: without it every replica would act" $replicas) -}}
+{{- end -}}
+{{- if and .Values.leaderElection.enabled (lt (int .Values.leaderElection.leaseDurationSeconds) (add (int .Values.leaderElection.renewBeforeSeconds) 3 | int)) -}}
+{{- fail "leaderElection.leaseDurationSeconds must be at least renewBeforeSeconds + 3" -}}
+{{- end -}}
+{{- $replicas -}}
+{{- end }}

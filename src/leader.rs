@@ -1,0 +1,319 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, so that several replicas can run
+//! and only one reconciles and acts.
+//!
+//! The lease itself is kept by `kube-lease-manager` (acquire, renew before expiry, take
+//! over an expired lease; conflicts resolved by server-side apply field ownership). On top
+//! of it this module keeps crossguard's own rule for acting: a replica may make a mutating
+//! AWS call only while [`Leadership::is_leading`] holds, which needs both
+//! - the lease manager's last word to be "leader", and
+//! - a *deadline* not yet passed: the Lease's `renewTime + leaseDurationSeconds` as last
+//!   read back from the API server, minus [`SAFETY_MARGIN`]. A watchdog re-reads the Lease
+//!   every [`ElectionConfig::check_every`]; when the API server cannot be reached the
+//!   deadline is not extended, so a partitioned leader stops acting before a standby can
+//!   take the expired lease over (client-go's leader election has the same rule: stop
+//!   before `leaseDuration` runs out). Reading a later renewal of its own re-opens it.
+//!
+//! Losing the lease (another holder, a renewal error, no renewal read back for a whole
+//! lease duration past the deadline) is final for
+//! the process: [`Leadership::lost`] resolves, `crossguard run` shuts down and exits with
+//! an error, and Kubernetes restarts the pod as a standby (controller-runtime's
+//! `leaderelection` ends its manager the same way).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tokio::sync::Notify;
+
+/// Time kept between the deadline this replica acts by and the Lease's real expiry, for
+/// a mutating call already started and for clock drift between replicas.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(2);
+
+/// How a replica takes part in the election.
+#[derive(Debug, Clone)]
+pub struct ElectionConfig {
+    /// Namespace of the Lease (the operator's own namespace).
+    pub namespace: String,
+    /// Lease name, e.g. `crossguard-leader`.
+    pub lease_name: String,
+    /// This replica's identity (the pod name), written as `holderIdentity`.
+    pub identity: String,
+    /// `leaseDurationSeconds`: how long a standby waits after the last renewal before it
+    /// takes over (client-go's default is 15 s).
+    pub lease_duration: Duration,
+    /// How long before expiry the leader renews (must exceed a renewal's round trip).
+    pub renew_before: Duration,
+    /// How often the watchdog re-reads the Lease to move the acting deadline, and how long
+    /// to wait before trying again when the Lease cannot be reached at start.
+    pub check_every: Duration,
+    /// The API server's URL, named when it cannot be reached.
+    pub api_server: String,
+}
+
+/// Whether this replica may act now; shared by the controllers and the AWS adapters.
+#[derive(Debug, Default)]
+pub struct Leadership {
+    leading: AtomicBool,
+    /// Unix milliseconds until which acting is allowed (0: never).
+    deadline_ms: AtomicI64,
+    lost: AtomicBool,
+    lost_notify: Notify,
+}
+
+impl Leadership {
+    /// Leadership of a replica that runs alone (election off): always leading.
+    pub fn sole() -> Arc<Leadership> {
+        let l = Leadership::default();
+        l.leading.store(true, Ordering::Release);
+        l.deadline_ms.store(i64::MAX, Ordering::Release);
+        Arc::new(l)
+    }
+
+    /// True while this replica holds the Lease and its deadline has not passed.
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+            && !self.lost.load(Ordering::Acquire)
+            && now_ms() < self.deadline_ms.load(Ordering::Acquire)
+    }
+
+    /// Resolves once leadership was held and is lost (never, for [`Leadership::sole`]).
+    pub async fn lost(&self) {
+        loop {
+            let notified = self.lost_notify.notified();
+            if self.lost.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn lose(&self, why: &str) {
+        if !self.lost.swap(true, Ordering::AcqRel) {
+            self.leading.store(false, Ordering::Release);
+            tracing::error!(
+                reason = why,
+                "leadership lost: this replica stops acting and exits"
+            );
+            self.lost_notify.notify_waiters();
+        }
+    }
+
+    fn extend_to(&self, deadline_ms: i64) {
+        self.deadline_ms.fetch_max(deadline_ms, Ordering::AcqRel);
+    }
+}
+
+/// Why the election could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectionError {
+    /// The durations cannot work: the renewal must start at least [`SAFETY_MARGIN`] before
+    /// the lease expires.
+    #[error(
+        "the leader lease ({lease:?}) must be longer than its renewal lead time ({renew_before:?}) plus {SAFETY_MARGIN:?}"
+    )]
+    Durations {
+        /// `leaseDurationSeconds`.
+        lease: Duration,
+        /// How long before expiry the leader renews.
+        renew_before: Duration,
+    },
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Wait until this replica leads, then keep the lease in the background. Returns the
+/// [`Leadership`] the controllers and AWS adapters consult; its [`Leadership::lost`]
+/// resolves when the lease is lost.
+///
+/// # Errors
+/// [`ElectionError::Durations`] for durations that cannot work. A Lease that cannot be
+/// created or read (API server unreachable, RBAC) is retried, with the reason logged.
+pub async fn lead(
+    client: kube::Client,
+    config: ElectionConfig,
+) -> Result<Arc<Leadership>, ElectionError> {
+    if config.renew_before.as_secs() == 0
+        || config.renew_before + SAFETY_MARGIN >= config.lease_duration
+    {
+        return Err(ElectionError::Durations {
+            lease: config.lease_duration,
+            renew_before: config.renew_before,
+        });
+    }
+    // The API server may not be there yet, or RBAC may still be on its way: say which,
+    // and keep trying (a signal still stops the process, see `crossguard run`).
+    let manager = loop {
+        let built =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+                .with_namespace(&config.namespace)
+                .with_identity(&config.identity)
+                .with_duration(config.lease_duration.as_secs())
+                .with_grace(config.renew_before.as_secs())
+                // The field manager stays the crate's per-identity default: server-side
+                // apply's ownership conflicts stop two replicas taking the lease at once.
+                .build()
+                .await;
+        match built {
+            Ok(manager) => break manager,
+            Err(e) => {
+                warn_retrying(&config, &e);
+                tokio::time::sleep(config.check_every.max(Duration::from_secs(1))).await;
+            }
+        }
+    };
+    tracing::info!(
+        lease = %format!("{}/{}", config.namespace, config.lease_name),
+        identity = %config.identity,
+        "waiting to lead"
+    );
+    // Until the first `true`, errors (API server not there yet) are retried here.
+    loop {
+        match manager.changed().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                warn_retrying(&config, &e);
+                tokio::time::sleep(config.check_every.max(Duration::from_secs(1))).await;
+            }
+        }
+    }
+    let leadership = Arc::new(Leadership::default());
+    let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
+    if let Some(deadline) = own_deadline(&leases, &config).await {
+        leadership.extend_to(deadline);
+    }
+    leadership.leading.store(true, Ordering::Release);
+    tracing::info!(identity = %config.identity, "leading: controllers start");
+
+    // The lease manager renews inside `changed()`; it returns only on a change or error.
+    let keeper = leadership.clone();
+    tokio::spawn(async move {
+        let why = match manager.changed().await {
+            Ok(_) => "another replica holds the lease".to_string(),
+            Err(e) => format!("renewing the lease failed: {e}"),
+        };
+        keeper.lose(&why);
+    });
+    // The watchdog moves the acting deadline from what the API server says.
+    let watched = leadership.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(config.check_every).await;
+            if watched.lost.load(Ordering::Acquire) {
+                return;
+            }
+            match own_deadline(&leases, &config).await {
+                Some(deadline) => watched.extend_to(deadline),
+                // Past the deadline acting stops (`is_leading`); a renewal read back later
+                // re-opens it, since no one else can hold the lease before it expires. A
+                // whole lease duration past it, another replica may lead: give up.
+                None if now_ms()
+                    > watched.deadline_ms.load(Ordering::Acquire)
+                        + config.lease_duration.as_millis() as i64 =>
+                {
+                    watched.lose(
+                        "no renewal of the lease could be read back for a whole lease duration",
+                    );
+                    return;
+                }
+                None => {}
+            }
+        }
+    });
+    Ok(leadership)
+}
+
+/// Log why the Lease could not be used, in the words an operator acts on.
+fn warn_retrying(config: &ElectionConfig, error: &kube_lease_manager::LeaseManagerError) {
+    let lease = format!("{}/{}", config.namespace, config.lease_name);
+    match error {
+        kube_lease_manager::LeaseManagerError::KubeError(
+            kube::Error::HyperError(_) | kube::Error::Service(_),
+        ) => tracing::error!(
+            "cannot reach the Kubernetes API server {}: {error}; retrying (check KUBECONFIG or the in-cluster service)",
+            config.api_server
+        ),
+        kube_lease_manager::LeaseManagerError::KubeError(kube::Error::Api(status))
+            if status.code == 403 =>
+        {
+            tracing::error!(
+                "the API server refused the leader Lease {lease}: {error}; the ServiceAccount needs create, get and patch on leases in {} (the Helm chart's RBAC grants them)",
+                config.namespace
+            )
+        }
+        _ => tracing::warn!(lease = %lease, error = %error, "leader election failed; retrying"),
+    }
+}
+
+/// `renewTime + leaseDurationSeconds - SAFETY_MARGIN` in Unix ms when this replica holds
+/// the Lease; `None` when it does not or the Lease cannot be read.
+async fn own_deadline(leases: &Api<Lease>, config: &ElectionConfig) -> Option<i64> {
+    // Bounded: a hung request must not hold the watchdog past the deadline.
+    let read = tokio::time::timeout(config.renew_before, leases.get(&config.lease_name)).await;
+    let lease = match read {
+        Ok(Ok(lease)) => lease,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "reading the leader Lease failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!("reading the leader Lease timed out");
+            return None;
+        }
+    };
+    let spec = lease.spec?;
+    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+        return None;
+    }
+    let renewed = spec.renew_time?.0.as_millisecond();
+    let duration_ms = i64::from(spec.lease_duration_seconds?) * 1000;
+    Some(renewed + duration_ms - SAFETY_MARGIN.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sole_replica_always_leads_and_never_loses() {
+        let l = Leadership::sole();
+        assert!(l.is_leading());
+    }
+
+    #[test]
+    fn leading_needs_the_flag_and_a_deadline_in_the_future() {
+        let l = Leadership::default();
+        assert!(!l.is_leading(), "not elected yet");
+        l.leading.store(true, Ordering::Release);
+        assert!(!l.is_leading(), "no deadline read back yet");
+        l.extend_to(now_ms() + 10_000);
+        assert!(l.is_leading());
+        // A deadline is only ever moved forward.
+        l.extend_to(now_ms() - 10_000);
+        assert!(l.is_leading());
+        l.deadline_ms.store(now_ms() - 1, Ordering::Release);
+        assert!(!l.is_leading(), "deadline passed");
+    }
+
+    #[tokio::test]
+    async fn losing_is_final_and_wakes_every_waiter() {
+        let l = Arc::new(Leadership::default());
+        l.leading.store(true, Ordering::Release);
+        l.extend_to(now_ms() + 60_000);
+        let waiter = tokio::spawn({
+            let l = l.clone();
+            async move { l.lost().await }
+        });
+        tokio::task::yield_now().await;
+        l.lose("test");
+        waiter.await.unwrap();
+        assert!(!l.is_leading());
+        l.extend_to(now_ms() + 120_000);
+        assert!(!l.is_leading(), "a lost leadership never comes back");
+        l.lost().await;
+    }
+}
