@@ -60,6 +60,10 @@ pub struct Leadership {
     deadline_ms: AtomicI64,
     lost: AtomicBool,
     lost_notify: Notify,
+    /// Asks the keeper task to release the Lease (graceful shutdown).
+    step_down: Notify,
+    /// The keeper task released the Lease (or there was none to release).
+    released: Notify,
 }
 
 impl Leadership {
@@ -86,6 +90,22 @@ impl Leadership {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Stop acting and hand the Lease back, so a standby takes over at once instead of
+    /// after `leaseDurationSeconds` (graceful shutdown). Waits at most `within`.
+    pub async fn step_down(&self, within: Duration) {
+        self.leading.store(false, Ordering::Release);
+        if self.deadline_ms.load(Ordering::Acquire) == i64::MAX {
+            return; // a sole replica has no Lease
+        }
+        let released = self.released.notified();
+        self.step_down.notify_one();
+        if tokio::time::timeout(within, released).await.is_err() {
+            tracing::warn!(
+                "the leader Lease was not released in time; a standby takes over when it expires"
+            );
         }
     }
 
@@ -144,35 +164,27 @@ pub async fn lead(
             renew_before: config.renew_before,
         });
     }
-    // The API server may not be there yet, or RBAC may still be on its way: say which,
-    // and keep trying (a signal still stops the process, see `crossguard run`).
-    let manager = loop {
-        let built =
-            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-                .with_namespace(&config.namespace)
-                .with_identity(&config.identity)
-                .with_duration(config.lease_duration.as_secs())
-                .with_grace(config.renew_before.as_secs())
-                // The field manager stays the crate's per-identity default: server-side
-                // apply's ownership conflicts stop two replicas taking the lease at once.
-                .build()
-                .await;
-        match built {
-            Ok(manager) => break manager,
-            Err(e) => {
-                warn_retrying(&config, &e);
-                tokio::time::sleep(config.check_every.max(Duration::from_secs(1))).await;
-            }
-        }
-    };
+    // Until the first `true`, errors (API server not there yet, RBAC on its way) are
+    // retried here. The lease manager's standby sleeps until the holder's lease would
+    // expire, on the state it last read; a holder that stepped down (released the Lease on
+    // shutdown) is noticed by polling, and a fresh manager then reads the free Lease and
+    // takes it at once.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    let mut manager = build_manager(&client, &config).await;
     tracing::info!(
         lease = %format!("{}/{}", config.namespace, config.lease_name),
         identity = %config.identity,
         "waiting to lead"
     );
-    // Until the first `true`, errors (API server not there yet) are retried here.
     loop {
-        match manager.changed().await {
+        let changed = tokio::select! {
+            changed = manager.changed() => changed,
+            () = released_by_holder(&leases, &config) => {
+                manager = build_manager(&client, &config).await;
+                continue;
+            }
+        };
+        match changed {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => {
@@ -182,7 +194,6 @@ pub async fn lead(
         }
     }
     let leadership = Arc::new(Leadership::default());
-    let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
     if let Some(deadline) = own_deadline(&leases, &config).await {
         leadership.extend_to(deadline);
     }
@@ -192,9 +203,19 @@ pub async fn lead(
     // The lease manager renews inside `changed()`; it returns only on a change or error.
     let keeper = leadership.clone();
     tokio::spawn(async move {
-        let why = match manager.changed().await {
-            Ok(_) => "another replica holds the lease".to_string(),
-            Err(e) => format!("renewing the lease failed: {e}"),
+        let why = tokio::select! {
+            changed = manager.changed() => match changed {
+                Ok(_) => "another replica holds the lease".to_string(),
+                Err(e) => format!("renewing the lease failed: {e}"),
+            },
+            () = keeper.step_down.notified() => {
+                match manager.release().await {
+                    Ok(()) => tracing::info!("leader Lease released"),
+                    Err(e) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
+                }
+                keeper.released.notify_one();
+                return;
+            }
         };
         keeper.lose(&why);
     });
@@ -225,6 +246,50 @@ pub async fn lead(
         }
     });
     Ok(leadership)
+}
+
+/// A lease manager for `config`, retrying (with the reason logged) until the Lease can be
+/// created or read.
+async fn build_manager(
+    client: &kube::Client,
+    config: &ElectionConfig,
+) -> kube_lease_manager::LeaseManager {
+    loop {
+        let built =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+                .with_namespace(&config.namespace)
+                .with_identity(&config.identity)
+                .with_duration(config.lease_duration.as_secs())
+                .with_grace(config.renew_before.as_secs())
+                // The field manager stays the crate's per-identity default: server-side
+                // apply's ownership conflicts stop two replicas taking the lease at once.
+                .build()
+                .await;
+        match built {
+            Ok(manager) => return manager,
+            Err(e) => {
+                warn_retrying(config, &e);
+                tokio::time::sleep(config.check_every.max(Duration::from_secs(1))).await;
+            }
+        }
+    }
+}
+
+/// Resolves once the Lease has no holder (checked every `check_every`, starting after one
+/// interval so an unheld Lease is first left to the lease manager).
+async fn released_by_holder(leases: &Api<Lease>, config: &ElectionConfig) {
+    loop {
+        tokio::time::sleep(config.check_every).await;
+        let read = tokio::time::timeout(config.renew_before, leases.get(&config.lease_name)).await;
+        if let Ok(Ok(lease)) = read
+            && lease
+                .spec
+                .and_then(|s| s.holder_identity)
+                .is_none_or(|h| h.is_empty())
+        {
+            return;
+        }
+    }
 }
 
 /// Log why the Lease could not be used, in the words an operator acts on.

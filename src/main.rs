@@ -479,9 +479,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     controller::run(ctx, args.namespace, readiness, api_server, stop).await;
-    if !leadership.is_leading() && args.leader_elect {
+    if args.leader_elect && !leadership.is_leading() {
         anyhow::bail!("leadership lost: exiting so that this pod restarts as a standby");
     }
+    // A signal: hand the Lease over so a standby need not wait for it to expire.
+    leadership
+        .step_down(std::time::Duration::from_secs(2))
+        .await;
     tracing::info!("shut down");
     Ok(())
 }

@@ -225,3 +225,67 @@ async fn a_standby_taking_over_mid_action_confirms_it_without_acting_again() {
         .count();
     assert_eq!(terminations, 1, "never acted twice");
 }
+
+/// A leader stopped with SIGTERM (a rollout, a drain) hands the Lease back, so the standby
+/// takes over at once instead of waiting for it to expire: the standby's acquireTime is
+/// earlier than the old leader's last renewTime plus the (long) lease duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_gracefully_releases_the_lease() {
+    let env = Env::start().await;
+    env.apply_examples();
+    let long = |name| {
+        env.operator(&[
+            ("POD_NAME", name),
+            ("CROSSGUARD_LEADER_LEASE_SECONDS", "120"),
+            ("CROSSGUARD_LEADER_RENEW_BEFORE_SECONDS", "10"),
+        ])
+    };
+    let mut a = long("replica-a");
+    wait_for("replica-a to lead", TIMEOUT, || async {
+        (holder(&env).as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
+    let _b = long("replica-b");
+    let lease = |field: &str| {
+        let (_, out, _) = kubectl(
+            &env.kubeconfig,
+            &[
+                "get",
+                "lease",
+                "crossguard-leader",
+                "-n",
+                "default",
+                "-o",
+                &format!("jsonpath={{.spec.{field}}}"),
+            ],
+        );
+        out.trim().parse::<jiff::Timestamp>().ok()
+    };
+    let last_renewal = lease("renewTime").expect("renewTime");
+    // SAFETY: kill(2) with our own child's pid and a standard signal.
+    let pid = libc::pid_t::try_from(a.pid()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = a.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{}", a.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}\n{}", a.log_text());
+    assert!(
+        a.log_text().contains("leader Lease released"),
+        "{}",
+        a.log_text()
+    );
+    wait_for("replica-b to lead", TIMEOUT, || async {
+        (holder(&env).as_deref() == Some("replica-b")).then_some(())
+    })
+    .await;
+    let acquired = lease("acquireTime").expect("acquireTime");
+    assert!(
+        acquired < last_renewal + jiff::SignedDuration::from_secs(120),
+        "taken over at {acquired}, before the old lease ({last_renewal} + 120 s) could expire"
+    );
+}
