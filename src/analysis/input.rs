@@ -1679,10 +1679,10 @@ mod tests {
 
     impl std::io::Read for Chunked<'_> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            if self.bytes.is_empty() {
-                if let Some(message) = self.fail {
-                    return Err(std::io::Error::other(message));
-                }
+            if self.bytes.is_empty()
+                && let Some(message) = self.fail
+            {
+                return Err(std::io::Error::other(message));
             }
             let n = self.chunk.min(buf.len()).min(self.bytes.len());
             buf[..n].copy_from_slice(&self.bytes[..n]);
