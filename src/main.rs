@@ -56,6 +56,12 @@ enum Command {
         /// Region for pricing when nodes carry no region label.
         #[arg(long, default_value = "us-east-1")]
         region: String,
+        /// The AWS inventory the operator analysed with (nodegroup minimum sizes, instances,
+        /// instance shapes): a report the operator stored (its `awsInventory`), or a JSON
+        /// file of that shape. With it, a dump of the same objects gives the operator's
+        /// figures; without it the report notes what it could not know.
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
         /// Whose scale-down rules decide which pods keep their node: cluster-autoscaler
         /// (its defaults) or karpenter (README "Scale-down profiles").
         #[arg(long, default_value = "cluster-autoscaler")]
@@ -187,6 +193,40 @@ fn load_prices(file: Option<&std::path::Path>) -> anyhow::Result<PriceTable> {
             Ok(bundled.with_overrides(overrides))
         }
     }
+}
+
+/// The AWS inventory in `path`: a report's `awsInventory`, or a bare inventory object.
+fn load_inventory(path: &std::path::Path) -> anyhow::Result<analysis::AwsInventory> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Holder {
+        aws_inventory: Option<analysis::AwsInventory>,
+        #[serde(flatten)]
+        rest: serde_json::Map<String, serde_json::Value>,
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let holder: Holder = serde_json::from_slice(&bytes)
+        .with_context(|| format!("parsing the inventory in {}", path.display()))?;
+    if let Some(inventory) = holder.aws_inventory {
+        return Ok(inventory);
+    }
+    // A report without `awsInventory` was made offline; anything else must be an inventory.
+    if holder.rest.contains_key("currentMonthlyCost") {
+        anyhow::bail!(
+            "{} is a report made without AWS inventory (offline); pass a report the operator stored",
+            path.display()
+        );
+    }
+    let inventory: analysis::AwsInventory =
+        serde_json::from_value(serde_json::Value::Object(holder.rest))
+            .with_context(|| format!("parsing the inventory in {}", path.display()))?;
+    if inventory.is_empty() {
+        anyhow::bail!(
+            "{} holds no AWS inventory (no nodegroups, instances or instanceTypes)",
+            path.display()
+        );
+    }
+    Ok(inventory)
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -456,9 +496,14 @@ fn main() -> anyhow::Result<()> {
             snapshot,
             prices,
             region,
+            inventory,
             scale_down_profile,
             output,
         } => {
+            let inventory = match &inventory {
+                Some(path) => load_inventory(path)?,
+                None => analysis::AwsInventory::default(),
+            };
             let (input, name) = open_input(&snapshot)?;
             // Parsed straight from the stream into the allow-listed analysis input: the
             // dump is never held in memory, what could hold a secret is never read, what
@@ -489,7 +534,7 @@ fn main() -> anyhow::Result<()> {
             };
             let report = analysis::analyze(
                 &objects,
-                &analysis::AwsInventory::default(),
+                &inventory,
                 &load_prices(prices.as_deref())?,
                 &settings,
             );

@@ -324,3 +324,88 @@ fn a_dump_that_cannot_be_read_names_the_file() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// `--inventory` gives the dump what only AWS knows (nodegroup minimum sizes above all): the
+/// figures are the library's for the same objects and inventory, and the report carries the
+/// inventory; without it the report says what it could not know. Inputs that hold no
+/// inventory are refused with a message naming the file.
+#[test]
+fn analyze_with_the_operators_inventory_computes_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = generate(&SyntheticSpec {
+        nodes: 12,
+        pods: 300,
+        seed: 7,
+        ..Default::default()
+    });
+    assert!(c.aws.nodegroups.iter().any(|g| g.min_size > Some(0)));
+    let dump_path = dir.path().join("dump.json");
+    std::fs::write(
+        &dump_path,
+        serde_json::to_vec(&dump::snapshot_to_list(&c.snapshot)).unwrap(),
+    )
+    .unwrap();
+    let inventory_path = dir.path().join("inventory.json");
+    std::fs::write(&inventory_path, serde_json::to_vec(&c.aws).unwrap()).unwrap();
+    let run = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "analyze",
+            "--snapshot",
+            dump_path.to_str().unwrap(),
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = crossguard(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    let expected = crossguard::analysis::analyze(
+        &crossguard::analysis::AnalysisInput::from(c.snapshot.clone()),
+        &c.aws,
+        &crossguard::analysis::PriceTable::bundled(),
+        &Default::default(),
+    );
+    let expected = serde_json::to_value(&expected).unwrap();
+    let with = run(&["--inventory", inventory_path.to_str().unwrap()]);
+    for field in ["currentMonthlyCost", "savings", "recommendations", "nodes"] {
+        assert_eq!(with[field], expected[field], "{field}");
+    }
+    assert!(with["awsInventory"]["nodegroups"].is_array());
+    // A stored report is an inventory file too: analysing again with it changes nothing.
+    let report_path = dir.path().join("report.json");
+    std::fs::write(&report_path, serde_json::to_vec(&with).unwrap()).unwrap();
+    let again = run(&["--inventory", report_path.to_str().unwrap()]);
+    assert_eq!(again["savings"], with["savings"]);
+
+    let without = run(&[]);
+    assert!(without.get("awsInventory").is_none());
+    let notes = without["notes"].to_string();
+    assert!(notes.contains("No AWS inventory"), "{notes}");
+
+    // An offline report, an object without inventory, and a file that is not JSON.
+    let offline = dir.path().join("offline.json");
+    std::fs::write(&offline, serde_json::to_vec(&without).unwrap()).unwrap();
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "{}").unwrap();
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "not json").unwrap();
+    for (file, says) in [
+        (&offline, "made without AWS inventory"),
+        (&empty, "holds no AWS inventory"),
+        (&garbage, "parsing the inventory in"),
+    ] {
+        let file = file.to_str().unwrap();
+        let out = crossguard(&[
+            "analyze",
+            "--snapshot",
+            dump_path.to_str().unwrap(),
+            "--inventory",
+            file,
+        ]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{file}");
+        assert!(stderr.contains(says) && stderr.contains(file), "{stderr}");
+    }
+}

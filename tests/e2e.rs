@@ -270,6 +270,73 @@ spec:
             "{kind} not listed"
         );
     }
+    // The report carries the AWS inventory it used; `crossguard analyze` on a kubectl dump
+    // of the same objects, given that report, computes the same figures. Without it, the
+    // figures may differ and the report says why.
+    assert!(
+        report["awsInventory"]["nodegroups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["minSize"].is_i64())),
+        "{}",
+        report["awsInventory"]
+    );
+    let customer_kubeconfig = dir.join("customer.kubeconfig");
+    customer.write_kubeconfig(&customer_kubeconfig).unwrap();
+    let dump = dir.join("customer-dump.json");
+    std::fs::write(
+        &dump,
+        support::kubectl_ok(
+            &customer_kubeconfig,
+            &[
+                "get",
+                "nodes,pods,deployments,replicasets,statefulsets,daemonsets,jobs,cronjobs,pdb",
+                "-A",
+                "-o",
+                "json",
+            ],
+        ),
+    )
+    .unwrap();
+    let analyze = |extra: &[&str]| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossguard"))
+            .args([
+                "analyze",
+                "--snapshot",
+                dump.to_str().unwrap(),
+                "-o",
+                "json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let offline = analyze(&["--inventory", &report_path]);
+    for field in [
+        "currentMonthlyCost",
+        "optimizedMonthlyCost",
+        "savings",
+        "unpricedNodes",
+        "recommendations",
+    ] {
+        assert_eq!(offline[field], report[field], "{field}");
+    }
+    let without = analyze(&[]);
+    assert!(without.get("awsInventory").is_none());
+    assert!(
+        without["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("No AWS inventory")),
+        "{}",
+        without["notes"]
+    );
     // The planted workload secret never reaches the store.
     let mut stored = Vec::new();
     support::files_under(&dir.join("store"), &mut stored);

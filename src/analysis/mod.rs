@@ -46,7 +46,12 @@ use crate::aws::{Instance, Nodegroup};
 
 /// The AWS side of the analysis input: what EKS, Auto Scaling and EC2 said about the
 /// cluster. Empty for offline runs (nodes then speak for themselves through labels).
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// The operator copies it into every report (`awsInventory`, keeping only what the
+/// analysis reads), so that `crossguard analyze --inventory REPORT.json` on a dump of the
+/// same objects computes the operator's figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct AwsInventory {
     /// Region of the cluster; empty to take it from node labels or the settings.
     pub region: String,
@@ -54,7 +59,34 @@ pub struct AwsInventory {
     pub nodegroups: Vec<Nodegroup>,
     /// EC2 instances of the cluster, matched to nodes through `spec.providerID`.
     pub instances: Vec<Instance>,
+    /// Instance shapes from DescribeInstanceTypes, by type name; they win over the
+    /// bundled table's.
+    pub instance_types: BTreeMap<String, InstanceTypeInfo>,
 }
+
+impl AwsInventory {
+    /// True when nothing is known from AWS (an offline analysis of a dump).
+    pub fn is_empty(&self) -> bool {
+        self.nodegroups.is_empty() && self.instances.is_empty() && self.instance_types.is_empty()
+    }
+
+    /// The same inventory with only what the analysis reads: instance tags other than
+    /// `eks:nodegroup-name` and nodegroup tags are dropped (they are the customer's, and the
+    /// analysis never looks at them). This is the form reports carry.
+    pub fn for_analysis(mut self) -> AwsInventory {
+        for i in &mut self.instances {
+            i.tags.retain(|k, _| k == model::TAG_EKS_NODEGROUP);
+        }
+        for g in &mut self.nodegroups {
+            g.tags.clear();
+        }
+        self
+    }
+}
+
+/// The note an analysis without AWS inventory carries: what the operator knows that a dump
+/// does not, and how to give it.
+pub const NO_INVENTORY_NOTE: &str = "No AWS inventory (an offline analysis of a dump): nodegroup minimum sizes, the nodegroup and type of unlabelled nodes and DescribeInstanceTypes shapes are unknown, so consolidation is bounded by the pods alone and may remove nodes a nodegroup's minimum size keeps. The operator's report for the same cluster uses them; `crossguard analyze --inventory <operator report>` reproduces its figures.";
 
 /// Knobs of the analysis; every field has a sensible default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +269,19 @@ pub fn analyze_timed(
 ) -> (Report, StepTimings) {
     let mut t = StepTimings::default();
     let clock = std::time::Instant::now();
+    // DescribeInstanceTypes shapes win over the table's (a clone only when there are any).
+    let prices = if aws.instance_types.is_empty() {
+        std::borrow::Cow::Borrowed(prices)
+    } else {
+        std::borrow::Cow::Owned(
+            prices.clone().with_instance_types(
+                aws.instance_types
+                    .iter()
+                    .map(|(name, info)| (name.clone(), info.clone())),
+            ),
+        )
+    };
+    let prices = prices.as_ref();
     let model = model::build(input, aws, prices, settings);
     t.model = clock.elapsed();
     t.pods = model.pods.len();
@@ -259,6 +304,12 @@ pub fn analyze_timed(
         prices,
         settings,
     );
+    let mut report = report;
+    if aws.is_empty() {
+        report.notes.push(NO_INVENTORY_NOTE.to_string());
+    } else {
+        report.aws_inventory = Some(aws.clone().for_analysis());
+    }
     t.report = clock.elapsed();
     (report, t)
 }

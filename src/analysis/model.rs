@@ -24,6 +24,9 @@ use super::{AnalysisSettings, AwsInventory, ScaleDownProfile};
 
 /// Label with the EKS managed nodegroup of a node.
 pub const LABEL_NODEGROUP: &str = "eks.amazonaws.com/nodegroup";
+/// Tag EKS puts on a managed nodegroup's instances, naming the nodegroup (the fallback for
+/// nodes without [`LABEL_NODEGROUP`]).
+pub const TAG_EKS_NODEGROUP: &str = "eks:nodegroup-name";
 /// Label with the instance type of a node.
 pub const LABEL_INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
 const LABEL_INSTANCE_TYPE_BETA: &str = "beta.kubernetes.io/instance-type";
@@ -520,7 +523,7 @@ pub(crate) fn build<'a>(
         let nodegroup = labels
             .get(LABEL_NODEGROUP)
             .cloned()
-            .or_else(|| instance.and_then(|i| i.tags.get("eks:nodegroup-name").cloned()))
+            .or_else(|| instance.and_then(|i| i.tags.get(TAG_EKS_NODEGROUP).cloned()))
             .or_else(|| {
                 labels
                     .get(LABEL_KARPENTER_POOL)

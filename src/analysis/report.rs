@@ -304,6 +304,10 @@ pub struct Report {
     pub nodes: Vec<NodeLine>,
     /// Caveats the reader must know (estimates, price source).
     pub notes: Vec<String>,
+    /// The AWS inventory the analysis used (absent offline); `crossguard analyze
+    /// --inventory` reads it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_inventory: Option<super::AwsInventory>,
 }
 
 /// What status carries: small and bounded at any cluster size.
@@ -1046,6 +1050,7 @@ pub(crate) fn build(
         },
         nodes: lines,
         notes,
+        aws_inventory: None,
     }
 }
 

@@ -251,9 +251,9 @@ pub(crate) fn rightsize(
                     fmt_mem(max_mem)
                 ),
                 format!(
-                    "First-fit-decreasing packs it onto {bins} × {to} ({} vCPU, {} GiB, {arch}; ${hourly:.4}/h each) = ${cost:.4}/h, keeping {:.0}% headroom and {} CPU / {} per node for DaemonSets.",
+                    "First-fit-decreasing packs it onto {bins} × {to} ({} vCPU, {} memory, {arch}; ${hourly:.4}/h each) = ${cost:.4}/h, keeping {:.0}% headroom and {} CPU / {} per node for DaemonSets.",
                     to_info.vcpus,
-                    to_info.memory_mib / 1024,
+                    fmt_mem(to_info.memory_mib as i64 * 1024 * 1024),
                     settings.headroom * 100.0,
                     fmt_cpu(overhead.cpu),
                     fmt_mem(overhead.mem)

@@ -99,8 +99,10 @@ pub struct EksCluster {
     pub tags: BTreeMap<String, String>,
 }
 
-/// A managed nodegroup as DescribeNodegroup reports it.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A managed nodegroup as DescribeNodegroup reports it. Serialized (camelCase) as part of
+/// the analysis's AWS inventory ([`crate::analysis::AwsInventory`]).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Nodegroup {
     /// Nodegroup name.
     pub name: String,
@@ -142,8 +144,10 @@ pub struct AutoScalingGroup {
     pub instance_states: BTreeMap<String, String>,
 }
 
-/// An EC2 instance as DescribeInstances reports it.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// An EC2 instance as DescribeInstances reports it. Serialized (camelCase) as part of the
+/// analysis's AWS inventory ([`crate::analysis::AwsInventory`]).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Instance {
     /// Instance id.
     pub id: String,

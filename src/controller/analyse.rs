@@ -68,20 +68,21 @@ pub async fn analyse(
         region: cluster.spec.region.clone(),
         nodegroups: collected.nodegroups.clone(),
         instances: collected.instances.clone(),
+        instance_types: collected
+            .instance_types
+            .iter()
+            .map(|t| {
+                let info = InstanceTypeInfo {
+                    vcpus: t.vcpus,
+                    memory_mib: t.memory_mib,
+                    architecture: t.architecture.clone(),
+                    max_pods: t.max_pods,
+                };
+                (t.name.clone(), info)
+            })
+            .collect(),
     };
-    // Instance shapes from DescribeInstanceTypes win over the bundled table's.
-    let prices = ctx
-        .prices
-        .clone()
-        .with_instance_types(collected.instance_types.iter().map(|t| {
-            let info = InstanceTypeInfo {
-                vcpus: t.vcpus,
-                memory_mib: t.memory_mib,
-                architecture: t.architecture.clone(),
-                max_pods: t.max_pods,
-            };
-            (t.name.clone(), info)
-        }));
+    let prices = ctx.prices.clone();
     // What automation and the store need from the typed snapshot is taken first; the
     // analysis then gets the snapshot's fields moved into its lean input, not copied.
     let nodes = super::automation::node_facts(&snapshot);
