@@ -325,6 +325,15 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// A stream of `path`, or of stdin when it is `-`, and the name to give it in messages.
+fn open_input(path: &std::path::Path) -> anyhow::Result<(Box<dyn std::io::Read>, String)> {
+    if path.as_os_str() == "-" {
+        return Ok((Box::new(std::io::stdin().lock()), "stdin".to_string()));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok((Box::new(file), path.display().to_string()))
+}
+
 /// Write `text` to stdout. A reader that went away (`crossguard analyze | head`) ends the
 /// output quietly, as with other command-line tools, instead of a panic.
 fn emit(text: &str) -> anyhow::Result<()> {
@@ -573,12 +582,13 @@ fn main() -> anyhow::Result<()> {
                 Some(path) => load_inventory(path)?,
                 None => analysis::AwsInventory::default(),
             };
-            let input = read_input(&snapshot)?;
-            // Parsed straight into the allow-listed analysis input: what could hold a
-            // secret is never read, what is kept gets the sanitizer's value rules.
+            let (input, name) = open_input(&snapshot)?;
+            // Parsed straight from the stream into the allow-listed analysis input: the
+            // dump is never held in memory, what could hold a secret is never read, what
+            // is kept gets the sanitizer's value rules.
             let objects =
-                analysis::AnalysisInput::from_dump(&input, &sanitize::Sanitizer::default())
-                    .with_context(|| format!("reading the dump {}", snapshot.display()))?;
+                analysis::AnalysisInput::from_reader(input, &sanitize::Sanitizer::default())
+                    .with_context(|| format!("reading the dump {name}"))?;
             eprintln!(
                 "read {} nodes, {} pods, {} Deployments, {} ReplicaSets, {} PodDisruptionBudgets; {} objects of other kinds skipped",
                 objects.nodes.len(),
@@ -592,8 +602,7 @@ fn main() -> anyhow::Result<()> {
             // is "already tight": say so and fail, printing no report.
             if objects.nodes.is_empty() {
                 anyhow::bail!(
-                    "no nodes found in {}: there is nothing to analyse; dump with `kubectl get nodes,pods,deployments,replicasets,pdb -A -o json`",
-                    snapshot.display()
+                    "no nodes found in {name}: there is nothing to analyse; dump with `kubectl get nodes,pods,deployments,replicasets,pdb -A -o json`"
                 );
             }
             let settings = analysis::AnalysisSettings {

@@ -227,6 +227,104 @@ fn analyze_and_sanitize_read_a_file_or_stdin() {
     }
 }
 
+/// The dump is read as a stream: where it breaks is named (file, document, object, line
+/// and column), from a file and from stdin alike, and nothing is printed on stdout.
+#[test]
+fn a_broken_dump_is_reported_where_it_broke() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(dump_file(dir.path())).unwrap();
+    // Cut inside the last pod (pods come last in the List).
+    let cut = bytes.len() - 200;
+    let truncated = dir.path().join("truncated.json");
+    std::fs::write(&truncated, &bytes[..cut]).unwrap();
+    let out = crossguard(&["analyze", "--snapshot", truncated.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("reading the dump {}", truncated.display()))
+            && stderr.contains("reading JSON document 0 failed at object")
+            && stderr.contains("(Pod)")
+            && stderr.contains("EOF while parsing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(" at line ") && stderr.contains(" column "),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // The same bytes on stdin: the same message, naming stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossguard"))
+        .args(["analyze", "--snapshot", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes[..cut].to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let piped = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let piped_err = text(&piped.stderr);
+    assert!(!piped.status.success());
+    let tail = |s: &str| {
+        s.split_once("reading JSON document")
+            .map(|(_, t)| t.to_string())
+    };
+    assert!(piped_err.contains("reading the dump stdin"), "{piped_err}");
+    assert_eq!(tail(&piped_err), tail(&stderr));
+
+    // Documents that are no Kubernetes objects, and objects that are no List of them.
+    for (name, body, expected) in [
+        (
+            "number.json",
+            &b"42\n"[..],
+            "document 0 is a number, not a Kubernetes object",
+        ),
+        (
+            "strings.json",
+            &br#"["a","b"]"#[..],
+            "invalid type: string \"a\", expected a Kubernetes object at line 1 column 4",
+        ),
+        (
+            "stream.json",
+            &b"{\"kind\":\"Node\"}\n\"text\"\n"[..],
+            "document 1 is a string, not a Kubernetes object",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = crossguard(&["analyze", "--snapshot", path.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{name}");
+        assert!(
+            stderr.contains(&format!("reading the dump {}", path.display()))
+                && stderr.contains(expected),
+            "{name}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+}
+
+/// An I/O error while reading names the file and the system's reason.
+#[test]
+fn a_dump_that_cannot_be_read_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory opens like a file on Linux; reading it fails (EISDIR).
+    let out = crossguard(&["analyze", "--snapshot", dir.path().to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("reading the dump {}", dir.path().display()))
+            && stderr.contains("reading the input failed")
+            && stderr.contains("Is a directory"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
 /// `--inventory` gives the dump what only AWS knows (nodegroup minimum sizes above all): the
 /// figures are the library's for the same objects and inventory, and the report carries the
 /// inventory; without it the report says what it could not know. Inputs that hold no

@@ -409,6 +409,14 @@ pub enum InputError {
         /// The value found.
         value: String,
     },
+    /// Reading the input itself failed (an I/O error from the file or pipe, not bad
+    /// content); the caller's context names the file.
+    #[error("reading the input failed")]
+    Read {
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A document is a scalar or an array of scalars: refused rather than passed over.
     #[error("document {index} is {found}, not a Kubernetes object")]
     NotAnObject {
@@ -430,6 +438,71 @@ impl InputError {
         matches!(self, InputError::Json { source, .. }
             if source.classify() == serde_json::error::Category::Syntax)
     }
+
+    /// An I/O error met while parsing a stream is a [`Read`](Self::Read) error, not bad
+    /// JSON: serde_json wraps it, this unwraps it.
+    fn from_json(index: usize, at: String, source: serde_json::Error) -> Self {
+        if source.classify() == serde_json::error::Category::Io {
+            InputError::Read {
+                source: source.into(),
+            }
+        } else {
+            InputError::Json { index, at, source }
+        }
+    }
+}
+
+/// Capacity of the buffer a streamed dump is read through (1 MiB: few system calls, and
+/// nothing next to a dump of hundreds of MiB).
+const READ_BUFFER: usize = 1 << 20;
+
+/// How much of a stream starting with `{` is kept for reading it again as YAML when it
+/// turns out not to be JSON (`{kind: Pod}` is YAML flow syntax). A stream that was valid
+/// JSON for longer than this is JSON: its syntax error is reported as such.
+const YAML_RETRY_LIMIT: usize = READ_BUFFER;
+
+/// A reader that keeps what it has read, up to a limit, so that the start of a stream can
+/// be read again.
+struct Replay<R> {
+    source: R,
+    /// Everything read so far, or `None` once that exceeded the limit.
+    seen: Option<Vec<u8>>,
+    limit: usize,
+}
+
+impl<R: std::io::Read> Replay<R> {
+    fn new(source: R, limit: usize) -> Self {
+        Replay {
+            source,
+            seen: Some(Vec::new()),
+            limit,
+        }
+    }
+
+    /// The whole input, when all that was read so far was kept: the kept bytes, then the
+    /// rest of the source.
+    fn into_whole(mut self) -> Result<Option<Vec<u8>>, InputError> {
+        let Some(mut all) = self.seen.take() else {
+            return Ok(None);
+        };
+        std::io::Read::read_to_end(&mut self.source, &mut all)
+            .map_err(|source| InputError::Read { source })?;
+        Ok(Some(all))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Replay<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.source.read(buf)?;
+        if let Some(seen) = &mut self.seen {
+            if seen.len() + n <= self.limit {
+                seen.extend_from_slice(&buf[..n]);
+            } else {
+                self.seen = None;
+            }
+        }
+        Ok(n)
+    }
 }
 
 impl AnalysisInput {
@@ -440,7 +513,7 @@ impl AnalysisInput {
         let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
         let mut out = match input.iter().find(|b| !b.is_ascii_whitespace()) {
             None => AnalysisInput::default(),
-            Some(b'{' | b'[') => match read_json(input) {
+            Some(b'{' | b'[') => match read_json(serde_json::Deserializer::from_slice(input)) {
                 // `{a: 1}` is YAML flow syntax, not JSON; report the JSON error if it is
                 // neither. Valid JSON with a wrong value is not retried: YAML would read
                 // `null` or `5` as strings and so accept what JSON rightly refused.
@@ -450,6 +523,72 @@ impl AnalysisInput {
                 result => result?,
             },
             Some(_) => read_yaml(input)?,
+        };
+        out.check_quantities()?;
+        out.redact(sanitizer);
+        Ok(out)
+    }
+
+    /// [`from_dump`](Self::from_dump) from a stream (a file, stdin), without reading it
+    /// into memory first: JSON is parsed as it arrives through a 1 MiB buffer, so the
+    /// memory needed is what the analysis keeps, not the dump's size. Gives the same
+    /// result and the same errors as `from_dump` on the same bytes, with two exceptions:
+    /// YAML is read whole first (serde_yaml parses from memory), and input that starts
+    /// with `{` but is no JSON is only retried as YAML flow syntax while its syntax error
+    /// lies in the first MiB. An I/O error is [`InputError::Read`].
+    pub fn from_reader(
+        reader: impl std::io::Read,
+        sanitizer: &Sanitizer,
+    ) -> Result<Self, InputError> {
+        use std::io::{BufRead, Read};
+        let io = |source| InputError::Read { source };
+        let mut source = Replay::new(reader, YAML_RETRY_LIMIT);
+        let mut input = std::io::BufReader::with_capacity(READ_BUFFER, &mut source);
+        if input.fill_buf().map_err(io)?.starts_with(b"\xEF\xBB\xBF") {
+            input.consume(3);
+        }
+        // The first byte that is not whitespace says JSON or YAML; the whitespace before
+        // it is kept for YAML, where indentation matters.
+        let mut lead = Vec::new();
+        let first = loop {
+            let buf = input.fill_buf().map_err(io)?;
+            if buf.is_empty() {
+                break None;
+            }
+            match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+                Some(i) => {
+                    let first = buf[i];
+                    lead.extend_from_slice(&buf[..i]);
+                    input.consume(i);
+                    break Some(first);
+                }
+                None => {
+                    let n = buf.len();
+                    lead.extend_from_slice(buf);
+                    input.consume(n);
+                }
+            }
+        };
+        let mut out = match first {
+            None => AnalysisInput::default(),
+            Some(b'{' | b'[') => {
+                let json = read_json(serde_json::Deserializer::from_reader(input));
+                match json {
+                    Err(json_err) if json_err.is_json_syntax() => match source.into_whole()? {
+                        Some(all) => {
+                            let all = all.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&all);
+                            read_yaml(all).map_err(|_| json_err)?
+                        }
+                        None => return Err(json_err),
+                    },
+                    result => result?,
+                }
+            }
+            Some(_) => {
+                let mut all = lead;
+                input.read_to_end(&mut all).map_err(io)?;
+                read_yaml(&all)?
+            }
         };
         out.check_quantities()?;
         out.redact(sanitizer);
@@ -599,26 +738,28 @@ impl AnalysisInput {
     }
 }
 
-fn read_json(input: &[u8]) -> Result<AnalysisInput, InputError> {
+/// Read a JSON document or stream of documents, from a slice or a reader.
+fn read_json<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Result<AnalysisInput, InputError> {
     let mut out = AnalysisInput::default();
-    let mut de = serde_json::Deserializer::from_slice(input);
     let mut index = 0;
     loop {
         let mut sink = Sink::new(&mut out);
         let outcome = TopSeed { sink: &mut sink }
             .deserialize(&mut de)
-            .map_err(|source| InputError::Json {
-                index,
-                at: sink.failed_at(),
-                source,
-            })?;
+            .map_err(|source| InputError::from_json(index, sink.failed_at(), source))?;
         if let Top::Scalar(found) = outcome {
             return Err(InputError::NotAnObject { index, found });
         }
         index += 1;
         // Only whitespace left: done. Otherwise another document of the stream follows.
-        if de.end().is_ok() {
-            return Ok(out);
+        match de.end() {
+            Ok(()) => return Ok(out),
+            Err(e) if e.classify() == serde_json::error::Category::Io => {
+                return Err(InputError::Read { source: e.into() });
+            }
+            Err(_) => {}
         }
     }
 }
@@ -1526,6 +1667,196 @@ mod tests {
                 .0,
             "100m"
         );
+    }
+
+    /// A reader handing out at most `chunk` bytes per read, as a pipe may, then failing
+    /// with `fail` (if any) where the bytes end.
+    struct Chunked<'a> {
+        bytes: &'a [u8],
+        chunk: usize,
+        fail: Option<&'static str>,
+    }
+
+    impl std::io::Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.bytes.is_empty()
+                && let Some(message) = self.fail
+            {
+                return Err(std::io::Error::other(message));
+            }
+            let n = self.chunk.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    fn streamed(bytes: &[u8], chunk: usize) -> Result<AnalysisInput, InputError> {
+        let reader = Chunked {
+            bytes,
+            chunk,
+            fail: None,
+        };
+        AnalysisInput::from_reader(reader, &Sanitizer::default())
+    }
+
+    /// As `crossguard analyze` prints an error: the message, then its sources.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut source = e.source();
+        while let Some(e) = source {
+            out = format!("{out}: {e}");
+            source = e.source();
+        }
+        out
+    }
+
+    /// The stream reads every input exactly as the whole buffer does, whatever the size
+    /// of the reads: same objects, or the same error message.
+    fn assert_streams_alike(name: &str, bytes: &[u8], chunks: &[usize]) {
+        let whole = AnalysisInput::from_dump(bytes, &Sanitizer::default());
+        for &chunk in chunks {
+            match (&whole, streamed(bytes, chunk)) {
+                (Ok(whole), Ok(stream)) => assert_same(&stream, whole),
+                (Err(whole), Err(stream)) => {
+                    // serde_json's reader may place a type error one column later than
+                    // its slice reader (it has read one byte further); all else is equal.
+                    let (stream, whole) = (chain(&stream), chain(whole));
+                    let split = |e: &str| match e.rsplit_once(" at line ") {
+                        Some((message, at)) => {
+                            let (line, column) = at.split_once(" column ").expect(e);
+                            let number = |n: &str| n.parse::<i64>().expect(e);
+                            (message.to_string(), Some((number(line), number(column))))
+                        }
+                        None => (e.to_string(), None),
+                    };
+                    let ((a, at_a), (b, at_b)) = (split(&stream), split(&whole));
+                    let alike = a == b
+                        && match (at_a, at_b) {
+                            (Some((la, ca)), Some((lb, cb))) => la == lb && (ca - cb).abs() <= 1,
+                            (None, None) => true,
+                            _ => false,
+                        };
+                    assert!(alike, "{name}, reads of {chunk} bytes:\n{stream}\n{whole}");
+                }
+                (whole, stream) => panic!(
+                    "{name}, reads of {chunk} bytes: whole buffer {:?}, stream {:?}",
+                    whole.as_ref().map(|_| "ok"),
+                    stream.map(|_| "ok")
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_reads_as_the_whole_buffer() {
+        let c = generate(&SyntheticSpec {
+            nodes: 40,
+            pods: 1200,
+            seed: 5,
+            ..Default::default()
+        });
+        let mut compact = Vec::new();
+        dump::write_snapshot_list(&c.snapshot, &mut compact).unwrap();
+        let list = dump::snapshot_to_list(&c.snapshot);
+        let pretty = serde_json::to_vec_pretty(&list).unwrap();
+        let yaml = serde_yaml::to_string(&list).unwrap().into_bytes();
+        // More than the 1 MiB read buffer each: reads cross buffer refills everywhere.
+        assert!(compact.len() > READ_BUFFER && pretty.len() > READ_BUFFER);
+        for (name, bytes) in [("compact", &compact), ("pretty", &pretty), ("yaml", &yaml)] {
+            assert_streams_alike(name, bytes, &[7, 4096, usize::MAX]);
+        }
+        // The same report, too.
+        let settings = AnalysisSettings::default();
+        let prices = PriceTable::bundled();
+        let report = |input: &AnalysisInput| {
+            serde_json::to_value(analyze(input, &AwsInventory::default(), &prices, &settings))
+                .unwrap()
+        };
+        assert_eq!(
+            report(&streamed(&pretty, 4096).unwrap()),
+            report(&AnalysisInput::from_dump(&pretty, &Sanitizer::default()).unwrap())
+        );
+
+        // The fault cases the binary is tested on.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+        let mut cases = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let bytes = std::fs::read(&path).unwrap();
+                assert_streams_alike(&path.display().to_string(), &bytes, &[1, 4096]);
+                cases += 1;
+            }
+        }
+        assert!(cases >= 5, "the cases in {}", dir.display());
+
+        // Every document shape, odd starts (BOM, whitespace, flow YAML), and bad input.
+        let small: &[&[u8]] = &[
+            b"",
+            b"  \n\t ",
+            b"\xEF\xBB\xBF{\"kind\":\"Node\",\"metadata\":{\"name\":\"bom\"}}",
+            b"\n\n  {\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}} [{\"kind\":\"Node\"}]\n",
+            br#"{"apiVersion":"v1","items":[{"metadata":{"name":"p2"},"spec":{"nodeName":"n"}}],"kind":"PodList"}"#,
+            br#"{"spec":{"nodeName":"n"},"metadata":{"name":"p3"},"kind":"Pod"}"#,
+            br#"{"kind":"PodList","items":null} {"kind":"Gadget","items":"x"} {"items":[{},{}]}"#,
+            b"{kind: Node, metadata: {name: f}}",
+            b"kind: Pod\nmetadata:\n  name: y1\n---\n---\n# nothing\n---\nkind: PodList\nitems:\n- metadata:\n    name: y2\n",
+            b"\n  \nkind: Node\nmetadata:\n  name: indented-after-blank-lines\n",
+            br#"{"kind":"List","items":[{"kind":"Node"},{"kind":"Pod","spec":{"containers":5}}]}"#,
+            br#"{"kind":"Pod","#,
+            br#"{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"cut"#,
+            b"[1]",
+            b"\"text\"",
+            b"42",
+            b"kind: Pod\n---\n42\n",
+            br#"{"kind":"Pod","metadata":{"labels":{"a":null}}}"#,
+            b"kind: Pod\nspec:\n  containers: {}\n",
+            br#"{"kind":"Pod","spec":{"containers":[{"resources":{"requests":{"cpu":"lots"}}}]}}"#,
+        ];
+        for bytes in small {
+            assert_streams_alike(&String::from_utf8_lossy(bytes), bytes, &[1, 2, 5, 4096]);
+        }
+    }
+
+    /// The one documented difference: a stream that was valid JSON for more than its
+    /// first MiB is not read again as YAML, while the whole buffer is.
+    #[test]
+    fn a_stream_is_retried_as_yaml_only_within_its_first_mib() {
+        let pod = br#"{"kind":"Pod","metadata":{"name":"p"},"spec":{"nodeName":"n"}},"#;
+        let mut flow = br#"{"kind":"List","items":["#.to_vec();
+        while flow.len() <= YAML_RETRY_LIMIT {
+            flow.extend_from_slice(pod);
+        }
+        flow.extend_from_slice(b"{kind: Pod, metadata: {name: late}}]}");
+        let whole = AnalysisInput::from_dump(&flow, &Sanitizer::default()).unwrap();
+        assert_eq!(
+            whole.pods.last().unwrap().metadata.name.as_deref(),
+            Some("late")
+        );
+        let e = chain(&streamed(&flow, usize::MAX).unwrap_err());
+        assert!(
+            e.starts_with("reading JSON document 0 failed: key must be a string at line 1 column"),
+            "{e}"
+        );
+    }
+
+    /// An I/O error while reading is reported as one, wherever it happens.
+    #[test]
+    fn a_failing_stream_is_a_read_error() {
+        let json = br#"{"kind":"List","items":[{"kind":"Node","metadata":{"name":"n"}},"#;
+        for bytes in [&b""[..], b"  ", json, b"kind: List\nitems:\n"] {
+            for chunk in [1, 4096] {
+                let reader = Chunked {
+                    bytes,
+                    chunk,
+                    fail: Some("disk on fire"),
+                };
+                let e = AnalysisInput::from_reader(reader, &Sanitizer::default()).unwrap_err();
+                assert!(matches!(e, InputError::Read { .. }), "{e:?}");
+                assert_eq!(chain(&e), "reading the input failed: disk on fire");
+            }
+        }
     }
 
     /// Kept annotations get exactly the sanitizer's rule, name-based part included.

@@ -230,7 +230,8 @@ impl AnalysisSettings {
 }
 
 /// Analyse one cluster. Pure and deterministic: the same inputs give the same report.
-/// The input is read from a dump ([`AnalysisInput::from_dump`]) or converted from a
+/// The input is read from a dump ([`AnalysisInput::from_reader`] as it streams in, or
+/// [`AnalysisInput::from_dump`] from memory) or converted from a
 /// sanitized [`ClusterSnapshot`](crate::cluster::snapshot::ClusterSnapshot)
 /// (`AnalysisInput::from(snapshot)`).
 pub fn analyze(

@@ -5,8 +5,8 @@
 //! `List` kubectl would; [`snapshot_from_dump`] and [`snapshot_from_documents`] sort such a
 //! dump back into typed objects. Tests use the pair to compare the offline reader with the
 //! stored-snapshot path on the same objects, and benchmarks to produce large inputs.
-//! `crossguard analyze` does not use this module: it reads dumps with
-//! [`AnalysisInput::from_dump`](crate::analysis::AnalysisInput::from_dump).
+//! `crossguard analyze` does not use this module: it streams dumps with
+//! [`AnalysisInput::from_reader`](crate::analysis::AnalysisInput::from_reader).
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
