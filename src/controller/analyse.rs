@@ -30,6 +30,8 @@ pub struct Analysed {
     pub nodes: Vec<crate::automation::plan::NodeFacts>,
     /// The customer cluster, reached with the EKS token.
     pub client: kube::Client,
+    /// What the status should say about the prices (a failed or stale Price List fetch).
+    pub price_notes: Vec<String>,
 }
 
 /// Snapshot the customer cluster with an EKS token, analyse it with the AWS inventory,
@@ -69,19 +71,28 @@ pub async fn analyse(
         nodegroups: collected.nodegroups.clone(),
         instances: collected.instances.clone(),
     };
+    // Prices the bundle and the prices file lack come from the Price List API (cached),
+    // fetched here so that the analysis itself stays pure.
+    let (prices, price_notes) = match &ctx.price_cache {
+        Some(cache) => {
+            let needed = super::prices::needed_prices(&snapshot.nodes, &collected.instances);
+            let priced = cache
+                .table_for(&cluster.spec.region, &needed, observer)
+                .await;
+            (priced.table, priced.notes)
+        }
+        None => (ctx.prices.clone(), Vec::new()),
+    };
     // Instance shapes from DescribeInstanceTypes win over the bundled table's.
-    let prices = ctx
-        .prices
-        .clone()
-        .with_instance_types(collected.instance_types.iter().map(|t| {
-            let info = InstanceTypeInfo {
-                vcpus: t.vcpus,
-                memory_mib: t.memory_mib,
-                architecture: t.architecture.clone(),
-                max_pods: t.max_pods,
-            };
-            (t.name.clone(), info)
-        }));
+    let prices = prices.with_instance_types(collected.instance_types.iter().map(|t| {
+        let info = InstanceTypeInfo {
+            vcpus: t.vcpus,
+            memory_mib: t.memory_mib,
+            architecture: t.architecture.clone(),
+            max_pods: t.max_pods,
+        };
+        (t.name.clone(), info)
+    }));
     // What automation and the store need from the typed snapshot is taken first; the
     // analysis then gets the snapshot's fields moved into its lean input, not copied.
     let nodes = super::automation::node_facts(&snapshot);
@@ -127,6 +138,7 @@ pub async fn analyse(
         removable: report.consolidation.removable_nodes,
         nodes,
         client,
+        price_notes,
     })
 }
 
