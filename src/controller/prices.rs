@@ -425,6 +425,72 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_stale_answer_is_still_used_when_its_refresh_fails() {
+        use crate::audit::NoAudit;
+        use crate::aws::AwsErrorKind;
+        use crate::store::S3Options;
+        use crate::testing::ManualClock;
+        use crate::testing::aws::FakeAws;
+
+        let clock = ManualClock::at(1_800_000_000);
+        let aws = FakeAws::new(clock.clone());
+        aws.put_on_demand_price("eu-west-1", "linux", "m5.large", 0.107);
+        let store = Store::open("memory://", &S3Options::default()).unwrap();
+        let cache = PriceCache::new(
+            aws.pricing(),
+            "us-east-1",
+            PriceTable::bundled(),
+            None,
+            Duration::from_secs(3600),
+            store,
+            clock.clone(),
+        );
+        let needed = BTreeSet::from([("linux".to_string(), "m5.large".to_string())]);
+        let first = cache.table_for("eu-west-1", &needed, &NoAudit).await;
+        assert!(first.notes.is_empty(), "{:?}", first.notes);
+        assert_eq!(
+            first.table.on_demand_hourly("eu-west-1", "m5.large"),
+            Some(0.107)
+        );
+
+        // Past the refresh interval the API fails: the old answer stays, and says so.
+        clock.advance(Duration::from_secs(2 * 3600));
+        aws.fail("GetProducts", AwsErrorKind::Throttled, 1);
+        let stale = cache.table_for("eu-west-1", &needed, &NoAudit).await;
+        assert_eq!(
+            stale.table.on_demand_hourly("eu-west-1", "m5.large"),
+            Some(0.107)
+        );
+        assert_eq!(stale.table.gaps().count(), 0);
+        assert!(
+            stale.notes.len() == 1
+                && stale.notes[0]
+                    .contains("as fetched 2027-01-15T08:00:00Z and could not be refreshed")
+                && stale.notes[0].contains("pricing:GetProducts failed"),
+            "{:?}",
+            stale.notes
+        );
+        // Backed off: the next analysis does not call; after the delay it does, and the
+        // new answer replaces the old one.
+        let calls = aws.calls_of("GetProducts").len();
+        cache.table_for("eu-west-1", &needed, &NoAudit).await;
+        assert_eq!(aws.calls_of("GetProducts").len(), calls);
+        aws.put_on_demand_price("eu-west-1", "linux", "m5.large", 0.11);
+        clock.advance(RETRY_MIN * 2 + Duration::from_secs(1));
+        let fresh = cache.table_for("eu-west-1", &needed, &NoAudit).await;
+        assert_eq!(aws.calls_of("GetProducts").len(), calls + 1);
+        assert!(fresh.notes.is_empty(), "{:?}", fresh.notes);
+        assert_eq!(
+            fresh.table.on_demand_hourly("eu-west-1", "m5.large"),
+            Some(0.11)
+        );
+        // A type the bundle covers needs no call at all.
+        let covered = BTreeSet::from([("linux".to_string(), "m5.large".to_string())]);
+        cache.table_for("us-east-1", &covered, &NoAudit).await;
+        assert_eq!(aws.calls_of("GetProducts").len(), calls + 1);
+    }
+
     #[test]
     fn a_stored_answer_names_its_source_and_fetch_time() {
         let list = StoredList {
