@@ -196,6 +196,20 @@ struct RunArgs {
     /// JSON price table overriding the bundled on-demand prices (negotiated rates).
     #[arg(long, env = "CROSSGUARD_PRICES_FILE")]
     prices_file: Option<PathBuf>,
+    /// Region of the AWS Price List API endpoint that on-demand prices for regions the
+    /// bundled table and the prices file do not cover are fetched from (pricing:GetProducts,
+    /// with the operator's own identity). The API has endpoints in a few regions only
+    /// (us-east-1, eu-central-1, ap-south-1, …); the prices are the same from each.
+    #[arg(long, env = "CROSSGUARD_PRICING_REGION", default_value = crossguard::aws::price_list::DEFAULT_ENDPOINT_REGION)]
+    pricing_region: String,
+    /// How old fetched prices (kept in the store under prices/) may get before they are
+    /// fetched again, e.g. 168h.
+    #[arg(long, env = "CROSSGUARD_PRICE_REFRESH_INTERVAL", default_value = "168h", value_parser = refresh_interval)]
+    price_refresh_interval: std::time::Duration,
+    /// Never call the AWS Price List API (e.g. no route to it): nodes the bundled table and
+    /// the prices file do not price stay unpriced.
+    #[arg(long, env = "CROSSGUARD_NO_PRICE_LIST_API")]
+    no_price_list_api: bool,
     /// Slack Web API base URL for key-audit messages (tests and the demo point it at a
     /// local receiver; plain http only on loopback).
     #[arg(long, env = "CROSSGUARD_SLACK_API_URL", default_value = controller::SLACK_API)]
@@ -210,15 +224,9 @@ struct RunArgs {
 /// The bundled price table, with a file's prices on top when given.
 fn load_prices(file: Option<&std::path::Path>) -> anyhow::Result<PriceTable> {
     let bundled = PriceTable::bundled();
-    match file {
+    match load_price_file(file)? {
         None => Ok(bundled),
-        Some(path) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let overrides = PriceTable::from_json(&bytes)
-                .with_context(|| format!("parsing prices in {}", path.display()))?;
-            Ok(bundled.with_overrides(overrides))
-        }
+        Some(overrides) => Ok(bundled.with_overrides(overrides)),
     }
 }
 
@@ -254,6 +262,26 @@ fn load_inventory(path: &std::path::Path) -> anyhow::Result<analysis::AwsInvento
         );
     }
     Ok(inventory)
+}
+
+/// The prices file, when given.
+fn load_price_file(file: Option<&std::path::Path>) -> anyhow::Result<Option<PriceTable>> {
+    let Some(path) = file else { return Ok(None) };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let table = PriceTable::from_json(&bytes)
+        .with_context(|| format!("parsing prices in {}", path.display()))?;
+    Ok(Some(table))
+}
+
+/// `--price-refresh-interval`: a duration such as 168h, at least one hour.
+fn refresh_interval(value: &str) -> Result<std::time::Duration, String> {
+    let d = crossguard::api::validate::parse_duration("--price-refresh-interval", value)?;
+    if d < std::time::Duration::from_secs(3600) {
+        return Err(format!(
+            "--price-refresh-interval: \"{value}\" is shorter than 1h"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -455,6 +483,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
             .with_leadership(leadership.clone()),
     );
+    let pricing = factory.operator_pricing(&args.pricing_region);
     if let Some(key) = own_key {
         tokio::spawn(watch_own_key(factory.clone(), key, metrics.clone()));
     }
@@ -465,17 +494,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.clone(),
         args.source_identity,
     ));
-    let prices = load_prices(args.prices_file.as_deref())?;
+    let price_file = load_price_file(args.prices_file.as_deref())?;
+    let prices = match &price_file {
+        Some(file) => PriceTable::bundled().with_overrides(file.clone()),
+        None => PriceTable::bundled(),
+    };
+    let price_cache = (!args.no_price_list_api).then(|| {
+        controller::prices::PriceCache::new(
+            pricing,
+            args.pricing_region.clone(),
+            PriceTable::bundled(),
+            price_file,
+            args.price_refresh_interval,
+            store.clone(),
+            clock.clone(),
+        )
+    });
     let notifier = crossguard::keyaudit::notify::Sender::new(
         &args.slack_api_url,
         std::time::Duration::from_secs(10),
     )
     .context("--slack-api-url")?;
-    let ctx = Arc::new(
-        Context::new(client, broker, metrics, clock, store, prices)
-            .with_notifier(notifier)
-            .with_operator_principal(args.operator_principal),
-    );
+    let mut ctx = Context::new(client, broker, metrics, clock, store, prices)
+        .with_notifier(notifier)
+        .with_operator_principal(args.operator_principal);
+    if let Some(cache) = price_cache {
+        ctx = ctx.with_price_cache(cache);
+    }
+    let ctx = Arc::new(ctx);
     tracing::info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         "controllers starting"

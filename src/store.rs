@@ -2,7 +2,9 @@
 //! directory by default, S3 with SSE-KMS in production) with every key under the tenant's
 //! prefix, so retention and erasure are prefix operations.
 //!
-//! Layout: `tenants/<account-uid>/<kind>/<namespace>/<cluster>/<YYYYMMDDTHHMMSSZ>[-<n>].<ext>`.
+//! Layout: `tenants/<account-uid>/<kind>/<namespace>/<cluster>/<YYYYMMDDTHHMMSSZ>[-<n>].<ext>`,
+//! and, outside every tenant, `prices/<region>.json` (public list prices fetched from the
+//! AWS Price List API, shared by all tenants).
 //! The time in the key (not the store's modification time) drives retention, so the rule is
 //! the same on every backend and testable with a fake clock.
 
@@ -230,6 +232,28 @@ impl Store {
         match self.inner.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(backend("delete")(e)),
+        }
+    }
+
+    /// Write (replace) the cached list prices of `region` at `prices/<region>.json`, outside
+    /// every tenant's prefix: public list prices carry no tenant data, are shared by all
+    /// tenants, and are neither swept by retention nor erased with a tenant.
+    pub async fn put_prices(&self, region: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
+        let key = Path::from(format!("prices/{region}.json"));
+        self.inner
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map_err(backend("put"))?;
+        Ok(key.to_string())
+    }
+
+    /// Read the cached list prices of `region`; None when they were never written.
+    pub async fn get_prices(&self, region: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = Path::from(format!("prices/{region}.json"));
+        match self.inner.get(&key).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(backend("get"))?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend("get")(e)),
         }
     }
 

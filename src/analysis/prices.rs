@@ -173,6 +173,10 @@ pub enum Unpriced {
         instance_type: String,
         /// Regions the table has any price for this operating system in.
         regions_with_os: Vec<String>,
+        /// Why the table has no prices for this operating system in this region, when a
+        /// source that should have had them failed (e.g. the Price List API could not be
+        /// reached); see [`PriceTable::note_gap`].
+        gap: Option<String>,
     },
     /// A Fargate pod carries no `CapacityProvisioned` annotation to bill it by.
     FargateNoCapacity {
@@ -206,6 +210,7 @@ impl std::fmt::Display for Unpriced {
                 region,
                 instance_type,
                 regions_with_os,
+                gap,
             } => {
                 let os = os_name(os);
                 write!(
@@ -226,6 +231,9 @@ impl std::fmt::Display for Unpriced {
                         f,
                         "; never priced at another region's or operating system's rate)"
                     )?;
+                }
+                if let Some(gap) = gap {
+                    write!(f, ": {gap}")?;
                 }
                 f.write_str("; add it with a prices file")
             }
@@ -254,6 +262,9 @@ pub struct PriceTable {
     on_demand: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
     /// Region → Fargate rates.
     fargate: BTreeMap<String, FargateRates>,
+    /// (`kubernetes.io/os` value, region) → why a source that should have priced it did
+    /// not (see [`PriceTable::note_gap`]).
+    gaps: BTreeMap<(String, String), String>,
 }
 
 /// Provenance of one layer of a price table.
@@ -327,7 +338,58 @@ impl PriceTable {
             },
             on_demand,
             fargate,
+            gaps: BTreeMap::new(),
         })
+    }
+
+    /// A table of on-demand prices for one operating system (`kubernetes.io/os` value) in
+    /// one region, USD per instance-hour, from `source` (e.g. the AWS Price List API with
+    /// its fetch time). No instance data: shapes come from the other layers.
+    pub fn on_demand_layer(
+        source: PriceSource,
+        os: &str,
+        region: &str,
+        hourly: BTreeMap<String, f64>,
+    ) -> Result<PriceTable, PriceError> {
+        for (instance_type, price) in &hourly {
+            check(region, instance_type, *price)?;
+        }
+        let mut on_demand = BTreeMap::new();
+        on_demand.insert(
+            os.to_string(),
+            BTreeMap::from([(region.to_string(), hourly)]),
+        );
+        Ok(PriceTable {
+            sources: vec![source],
+            currency: "USD".to_string(),
+            on_demand,
+            ..PriceTable::default()
+        })
+    }
+
+    /// Record why this table has no `os` prices for `region` (a source that should have
+    /// had them failed); every node it leaves unpriced there says so, and so does the
+    /// report.
+    pub fn note_gap(&mut self, os: &str, region: &str, why: impl Into<String>) {
+        self.gaps
+            .insert((os.to_string(), region.to_string()), why.into());
+    }
+
+    /// The gaps noted with [`PriceTable::note_gap`]: (`kubernetes.io/os` value, region,
+    /// why).
+    pub fn gaps(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.gaps
+            .iter()
+            .map(|((os, region), why)| (os.as_str(), region.as_str(), why.as_str()))
+    }
+
+    /// Whether the table has an on-demand price for this operating system, region and
+    /// type.
+    pub fn has_on_demand(&self, os: &str, region: &str, instance_type: &str) -> bool {
+        self.on_demand
+            .get(os)
+            .and_then(|r| r.get(region))
+            .is_some_and(|p| p.contains_key(instance_type))
     }
 
     /// This table with every entry of `other` laid over it (prices, rates, instance data).
@@ -341,6 +403,7 @@ impl PriceTable {
             }
         }
         self.fargate.extend(other.fargate);
+        self.gaps.extend(other.gaps);
         self
     }
 
@@ -394,6 +457,10 @@ impl PriceTable {
                 regions_with_os: regions
                     .map(|r| r.keys().cloned().collect())
                     .unwrap_or_default(),
+                gap: self
+                    .gaps
+                    .get(&(os.to_string(), region.to_string()))
+                    .cloned(),
             })
     }
 
@@ -556,6 +623,89 @@ mod tests {
         };
         let t = PriceTable::bundled().with_instance_types([("m5.large".to_string(), info.clone())]);
         assert_eq!(t.catalog.get("m5.large"), Some(&info));
+    }
+
+    #[test]
+    fn price_list_layer_sits_between_the_bundle_and_a_prices_file() {
+        let api = |os: &str, prices: &[(&str, f64)]| {
+            PriceTable::on_demand_layer(
+                PriceSource {
+                    source: format!("AWS Price List API ({os})"),
+                    as_of: "2026-11-30T11:00:00Z".into(),
+                },
+                os,
+                "eu-west-1",
+                prices.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+            )
+            .unwrap()
+        };
+        let file = PriceTable::from_json(
+            br#"{"source":"contract 42","asOf":"2026-01","onDemandHourly":{"eu-west-1":{"m5.large":0.05}}}"#,
+        )
+        .unwrap();
+        let t = PriceTable::bundled()
+            .with_overrides(api(LINUX, &[("m5.large", 0.107), ("m5.xlarge", 0.214)]))
+            .with_overrides(api(WINDOWS, &[("m5.large", 0.199)]))
+            .with_overrides(file);
+        // The explicit override wins; the Price List fills what it does not name.
+        assert_eq!(t.on_demand_hourly("eu-west-1", "m5.large"), Some(0.05));
+        assert_eq!(t.on_demand_hourly("eu-west-1", "m5.xlarge"), Some(0.214));
+        assert_eq!(
+            t.on_demand_hourly_for(WINDOWS, "eu-west-1", "m5.large"),
+            Ok(0.199)
+        );
+        // Bundled prices elsewhere are untouched, and every layer is named in order.
+        assert_eq!(t.on_demand_hourly("us-east-1", "m5.large"), Some(0.096));
+        let names: Vec<&str> = t.sources.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+        assert_eq!(
+            &names[2..],
+            [
+                "AWS Price List API (linux)",
+                "AWS Price List API (windows)",
+                "contract 42"
+            ]
+        );
+        assert!(
+            PriceTable::on_demand_layer(
+                PriceSource {
+                    source: String::new(),
+                    as_of: String::new()
+                },
+                LINUX,
+                "eu-west-1",
+                BTreeMap::from([("m5.large".to_string(), f64::NAN)])
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_noted_gap_is_the_reason_a_node_is_unpriced() {
+        let mut t = PriceTable::bundled();
+        t.note_gap(
+            WINDOWS,
+            "eu-west-1",
+            "the AWS Price List API could not be reached (pricing:GetProducts failed)",
+        );
+        let text = t
+            .on_demand_hourly_for(WINDOWS, "eu-west-1", "m5.large")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("no on-demand Windows price for m5.large in eu-west-1")
+                && text.contains("the AWS Price List API could not be reached"),
+            "{text}"
+        );
+        // Only that operating system and region.
+        let linux = t
+            .on_demand_hourly_for(LINUX, "eu-west-1", "m5.large")
+            .unwrap_err()
+            .to_string();
+        assert!(!linux.contains("Price List"), "{linux}");
+        assert_eq!(t.gaps().count(), 1);
+        assert!(t.has_on_demand(LINUX, "us-east-1", "m5.large"));
+        assert!(!t.has_on_demand(WINDOWS, "us-east-1", "m5.large"));
     }
 
     #[test]

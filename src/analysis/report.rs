@@ -984,6 +984,12 @@ pub(crate) fn build(
             unpriced.len()
         ));
     }
+    for (os, region, why) in prices.gaps() {
+        notes.push(format!(
+            "{} prices for {region} are missing: {why}.",
+            super::prices::os_name(os)
+        ));
+    }
     let lines: Vec<NodeLine> = model
         .nodes
         .iter()

@@ -3,6 +3,7 @@
 //! SDK clients (see [`sdk`]); tests can substitute any implementation.
 
 pub mod approval;
+pub mod price_list;
 pub mod sdk;
 
 use std::collections::BTreeMap;
@@ -460,6 +461,22 @@ pub trait Iam: Send + Sync {
         policy_arn: &str,
         version_id: &str,
     ) -> Result<serde_json::Value, AwsError>;
+}
+
+/// pricing:GetProducts with the operator's own identity (never a customer session: list
+/// prices are public and the same for every account). The Price List API has endpoints in
+/// a few regions only; the client is bound to one of them, whatever region it asks about.
+#[async_trait]
+pub trait Pricing: Send + Sync {
+    /// The on-demand prices of `os` in `region` (service code `AmazonEC2`, filtered as
+    /// [`price_list::filters`] says), every page read; documents that are not a price are
+    /// skipped and counted. Each page's request is reported to `observer`.
+    async fn on_demand_prices(
+        &self,
+        region: &str,
+        os: price_list::PriceListOs,
+        observer: &dyn crate::audit::CallObserver,
+    ) -> Result<price_list::OnDemandPriceList, AwsError>;
 }
 
 /// Clients that act inside one customer's account with one session, in one region.

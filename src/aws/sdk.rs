@@ -16,10 +16,11 @@ use aws_sdk_sts::operation::RequestId;
 use secrecy::SecretString;
 
 use super::approval::{ApprovedKeyDeactivation, ApprovedNodegroupScale, ApprovedTermination};
+use super::price_list::{self, OnDemandPriceList, PriceListOs};
 use super::{
     AccessKey, AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, CallerIdentity,
     ClientFactory, CustomerClients, Ec2, Eks, EksCluster, Iam, IamRole, IamUser, Identity,
-    Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, SessionCredentials, Sts,
+    Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, Pricing, SessionCredentials, Sts,
 };
 use crate::audit::CallObserver;
 use crate::leader::Leadership;
@@ -90,6 +91,21 @@ impl SdkFactory {
             .find(|k| k.access_key_id() == Some(access_key_id))
             .and_then(|k| k.create_date())
             .and_then(|d| jiff::Timestamp::from_second(d.secs()).ok()))
+    }
+
+    /// pricing:GetProducts with the operator's own identity (the base configuration, never
+    /// a customer session), against the Price List API endpoint in `endpoint_region`
+    /// (us-east-1 by default: the API has endpoints in only a few regions).
+    pub fn operator_pricing(&self, endpoint_region: &str) -> Arc<dyn Pricing> {
+        let config = self
+            .config
+            .to_builder()
+            .region(Region::new(endpoint_region.to_string()))
+            .build();
+        Arc::new(SdkPricing {
+            client: aws_sdk_pricing::Client::new(&config),
+            metrics: self.metrics.clone(),
+        })
     }
 
     /// Use an already built SDK configuration (tests point it at the emulator).
@@ -286,6 +302,62 @@ fn observe_operator<T>(
     };
     metrics.aws_call(service, operation, outcome);
     r
+}
+
+/// pricing:GetProducts with the operator's identity; see [`SdkFactory::operator_pricing`].
+struct SdkPricing {
+    client: aws_sdk_pricing::Client,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl Pricing for SdkPricing {
+    async fn on_demand_prices(
+        &self,
+        region: &str,
+        os: PriceListOs,
+        observer: &dyn CallObserver,
+    ) -> Result<OnDemandPriceList, AwsError> {
+        use aws_sdk_pricing::types::{Filter, FilterType};
+        const OP: &str = "GetProducts";
+        let target = format!("{region}/{}", os.attribute());
+        let mut request = self
+            .client
+            .get_products()
+            .service_code(price_list::SERVICE_CODE)
+            .format_version("aws_v1");
+        for (field, value) in price_list::filters(region, os) {
+            let filter = Filter::builder()
+                .r#type(FilterType::TermMatch)
+                .field(field)
+                .value(value)
+                .build()
+                .expect("type, field and value are set");
+            request = request.filters(filter);
+        }
+        let mut documents = Vec::new();
+        let mut pages = request.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("pricing", OP, e));
+            let (outcome, request_id) = match &page {
+                Ok(out) => ("success", out.request_id().map(str::to_string)),
+                Err(e) => (e.kind.as_str(), e.request_id.clone()),
+            };
+            self.metrics.aws_call("pricing", OP, outcome);
+            observer.call(
+                "pricing",
+                OP,
+                &target,
+                outcome,
+                request_id.as_deref(),
+                false,
+            );
+            documents.extend(page?.price_list.unwrap_or_default());
+        }
+        Ok(OnDemandPriceList::from_documents(
+            documents.iter().map(String::as_str),
+        ))
+    }
 }
 
 fn to_timestamp(dt: &aws_sdk_sts::primitives::DateTime) -> jiff::Timestamp {

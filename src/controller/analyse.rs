@@ -30,6 +30,8 @@ pub struct Analysed {
     pub nodes: Vec<crate::automation::plan::NodeFacts>,
     /// The customer cluster, reached with the EKS token.
     pub client: kube::Client,
+    /// What the status should say about the prices (a failed or stale Price List fetch).
+    pub price_notes: Vec<String>,
 }
 
 /// Snapshot the customer cluster with an EKS token, analyse it with the AWS inventory,
@@ -82,7 +84,19 @@ pub async fn analyse(
             })
             .collect(),
     };
-    let prices = ctx.prices.clone();
+    // Prices the bundle and the prices file lack come from the Price List API (cached),
+    // fetched here so that the analysis itself stays pure. DescribeInstanceTypes shapes
+    // travel in the inventory and win inside the analysis.
+    let (prices, price_notes) = match &ctx.price_cache {
+        Some(cache) => {
+            let needed = super::prices::needed_prices(&snapshot.nodes, &collected.instances);
+            let priced = cache
+                .table_for(&cluster.spec.region, &needed, observer)
+                .await;
+            (priced.table, priced.notes)
+        }
+        None => (ctx.prices.clone(), Vec::new()),
+    };
     // What automation and the store need from the typed snapshot is taken first; the
     // analysis then gets the snapshot's fields moved into its lean input, not copied.
     let nodes = super::automation::node_facts(&snapshot);
@@ -128,6 +142,7 @@ pub async fn analyse(
         removable: report.consolidation.removable_nodes,
         nodes,
         client,
+        price_notes,
     })
 }
 

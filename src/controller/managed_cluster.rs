@@ -378,6 +378,10 @@ fn record_analysis(
             summary.unpriced_nodes
         ));
     }
+    for note in &outcome.price_notes {
+        message.push_str("; ");
+        message.push_str(note);
+    }
     draft.ok(analyse::CONDITION, "Analysed", message);
     draft.ok(
         "Ready",

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod inventory;
 pub mod key_audit;
 pub mod managed_cluster;
+pub mod prices;
 mod role_posture;
 mod runner;
 pub mod session;
@@ -73,8 +74,12 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Report, snapshot and audit store.
     pub store: Store,
-    /// On-demand prices and instance shapes for the analysis.
+    /// On-demand prices and instance shapes for the analysis (the bundle with the
+    /// `--prices-file` laid over it), used as it is when there is no price cache.
     pub prices: PriceTable,
+    /// Prices from the AWS Price List API for what `prices` does not cover; None: no
+    /// fetching (offline, or tests that do not need it).
+    pub price_cache: Option<Arc<prices::PriceCache>>,
     /// Sends key-audit notifications (Slack, webhooks); None when it could not be built.
     pub notifier: Option<Arc<crate::keyaudit::notify::Sender>>,
     /// The operator's own role ARN, which customers' trust policies should name.
@@ -107,6 +112,7 @@ impl Context {
             clock,
             store,
             prices,
+            price_cache: None,
             notifier: crate::keyaudit::notify::Sender::new(SLACK_API, NOTIFY_TIMEOUT)
                 .ok()
                 .map(Arc::new),
@@ -119,6 +125,13 @@ impl Context {
     /// local receiver in tests and the demo).
     pub fn with_notifier(mut self, sender: crate::keyaudit::notify::Sender) -> Self {
         self.notifier = Some(Arc::new(sender));
+        self
+    }
+
+    /// Fetch what the price table does not cover from the AWS Price List API through
+    /// `cache` (which then supplies every analysis's table; see [`prices`]).
+    pub fn with_price_cache(mut self, cache: prices::PriceCache) -> Self {
+        self.price_cache = Some(Arc::new(cache));
         self
     }
 

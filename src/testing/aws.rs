@@ -20,6 +20,12 @@
 //!   included; every call made with customer clients is also reported to the
 //!   [`CallObserver`] given to [`ClientFactory::customer`], with the service, operation,
 //!   target and outcome strings the SDK adapter ([`crate::aws::sdk`]) reports.
+//! - **Price List.** [`FakeAws::pricing`] is `pricing:GetProducts` with the operator's
+//!   identity: it answers the on-demand prices put with [`FakeAws::put_on_demand_price`]
+//!   for the region and operating system asked (none: an empty list, as the API answers
+//!   for a region it has no products in), as one page, and records each call with the
+//!   operator's account ([`OPERATOR_ACCOUNT`]), the endpoint region `us-east-1` and target
+//!   `<region>/<Linux|Windows>`.
 //! - **Injected failures and delays** per operation ([`FakeAws::fail`], [`FakeAws::delay`]).
 //!
 //! What it does not fake: IAM policy evaluation beyond the ExternalId condition (every
@@ -87,7 +93,9 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 
 use crate::audit::CallObserver;
+use crate::aws::Pricing;
 use crate::aws::approval::{ApprovedKeyDeactivation, ApprovedNodegroupScale, ApprovedTermination};
+use crate::aws::price_list::{OnDemandPriceList, PriceListOs};
 use crate::aws::{
     AccessKey, AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, AwsErrorKind,
     CallerIdentity, ClientFactory, CustomerClients, Ec2, Eks, EksCluster, Iam, IamRole, IamUser,
@@ -119,7 +127,11 @@ pub const OPERATIONS: &[(&str, &str, bool)] = &[
     ("iam", "ListAttachedRolePolicies", false),
     ("iam", "GetPolicy", false),
     ("iam", "GetPolicyVersion", false),
+    ("pricing", "GetProducts", false),
 ];
+
+/// The account of the operator's own identity (the account of [`OPERATOR_ROLE`]).
+pub const OPERATOR_ACCOUNT: &str = "000000000000";
 
 /// The operator role the roles made by [`FakeAws::add_role`] trust.
 pub const OPERATOR_ROLE: &str = "arn:aws:iam::000000000000:role/crossguard-operator";
@@ -277,6 +289,8 @@ struct State {
     calls: Vec<CallRecord>,
     failures: HashMap<&'static str, Injected>,
     delays: HashMap<&'static str, Duration>,
+    /// Price List answers by (region, operating system).
+    price_lists: BTreeMap<(String, PriceListOs), BTreeMap<String, f64>>,
     /// Idempotency tokens of UpdateNodegroupConfig requests already applied.
     applied_tokens: BTreeSet<String>,
     /// Source of access key ids and request ids.
@@ -1442,6 +1456,83 @@ fn record<T>(
         request_id: request_id.clone(),
     });
     request_id
+}
+
+impl FakeAws {
+    /// Let GetProducts answer `usd` per hour on demand for `instance_type` running `os`
+    /// (`kubernetes.io/os` value: `linux` or `windows`) in `region`.
+    ///
+    /// # Panics
+    /// When `os` is neither (a test bug).
+    pub fn put_on_demand_price(&self, region: &str, os: &str, instance_type: &str, usd: f64) {
+        let os = PriceListOs::from_node_os(os)
+            .unwrap_or_else(|| panic!("the Price List fake knows linux and windows, not {os:?}"));
+        self.lock()
+            .price_lists
+            .entry((region.to_string(), os))
+            .or_default()
+            .insert(instance_type.to_string(), usd);
+    }
+
+    /// pricing:GetProducts with the operator's own identity (see the module documentation).
+    pub fn pricing(&self) -> Arc<dyn Pricing> {
+        Arc::new(OperatorPricing(self.arc()))
+    }
+}
+
+/// The Price List API with the operator's identity.
+struct OperatorPricing(Arc<FakeAws>);
+
+#[async_trait]
+impl Pricing for OperatorPricing {
+    async fn on_demand_prices(
+        &self,
+        region: &str,
+        os: PriceListOs,
+        observer: &dyn CallObserver,
+    ) -> Result<OnDemandPriceList, AwsError> {
+        const OP: &str = "GetProducts";
+        self.0.pause(OP).await;
+        let target = format!("{region}/{}", os.attribute());
+        let (result, request_id) = {
+            let mut st = self.0.lock();
+            let result = match st.take_failure("pricing", OP) {
+                Some(e) => Err(e),
+                None => Ok(OnDemandPriceList {
+                    hourly_usd: st
+                        .price_lists
+                        .get(&(region.to_string(), os))
+                        .cloned()
+                        .unwrap_or_default(),
+                    ..OnDemandPriceList::default()
+                }),
+            };
+            let request_id = record(
+                &mut st,
+                "pricing",
+                OP,
+                OPERATOR_ACCOUNT,
+                crate::aws::price_list::DEFAULT_ENDPOINT_REGION,
+                &target,
+                false,
+                &result,
+            );
+            (result, request_id)
+        };
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) => e.kind.as_str(),
+        };
+        observer.call(
+            "pricing",
+            OP,
+            &target,
+            outcome,
+            request_id.as_deref(),
+            false,
+        );
+        result
+    }
 }
 
 /// An error as AWS would send it, with a request id.

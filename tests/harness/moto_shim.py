@@ -29,10 +29,21 @@ controls under /_crossguard/ that moto itself lacks:
                                               -> changes an EKS nodegroup's tags (moto's TagResource and
                                                  UntagResource handle clusters only) and, like EKS
                                                  following its Auto Scaling group, its desired size
+  GET    /_crossguard/price-list              -> the fake Price List GetProducts serves (see below)
+  POST   /_crossguard/price-list              {"publicationDate": "...", "products": [...], "page_size": 2}
+                                              -> replaces it (any key left out keeps its value)
+  DELETE /_crossguard/price-list              -> back to tests/harness/price_list.json, page size 2
   GET    /_crossguard/calls                   -> every AWS API call served so far, in arrival order:
                                                  {"service", "action", "account_id", "access_key_id",
                                                   "status", "region", "method", "path", "fault"}
   DELETE /_crossguard/calls                   -> forget them
+
+moto has no Price List service: AWSPriceListService.GetProducts (JSON 1.1, X-Amz-Target,
+signing name "pricing") is answered here from a fake price list (default:
+tests/harness/price_list.json): ServiceCode AmazonEC2 only (others: NotFoundException),
+TERM_MATCH filters matched exactly against each product's attributes (other filter
+types: ValidationException), PriceList entries as AWS-shaped JSON strings, and NextToken
+pages of min(MaxResults, page_size) products. Faults apply to it like any call.
 
 Everything else goes to moto unchanged (including moto's own /moto-api/).
 
@@ -274,6 +285,108 @@ def _json(start_response: Callable[..., Any], status: int, obj: Any) -> list[byt
     return [data]
 
 
+# ---------------------------------------------------------------------------
+# A fake AWS Price List Query API (moto has none)
+# ---------------------------------------------------------------------------
+
+PRICE_LIST_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "price_list.json")
+PRICE_LIST_DEFAULTS = {
+    "tenancy": "Shared",
+    "preInstalledSw": "NA",
+    "capacitystatus": "Used",
+    "licenseModel": "No License required",
+    "servicecode": "AmazonEC2",
+    "locationType": "AWS Region",
+}
+
+
+def load_price_list(path: str = PRICE_LIST_FIXTURE) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        fixture = json.load(f)
+    return {
+        "publicationDate": fixture.get("publicationDate", "2026-11-01T00:00:00Z"),
+        "products": fixture.get("products", []),
+        "page_size": fixture.get("page_size", 2),
+    }
+
+
+def price_list_document(product: dict[str, Any], index: int, published: str) -> str:
+    """One fixture product as a PriceList entry of AWS's shape (a JSON string)."""
+    attributes = dict(PRICE_LIST_DEFAULTS)
+    attributes.update(product.get("attributes", {}))
+    attributes.setdefault(
+        "operation", "RunInstances:0002" if attributes.get("operatingSystem") == "Windows" else "RunInstances"
+    )
+    sku = f"FAKESKU{index:09d}"
+    terms: dict[str, Any] = {}
+    usd = product.get("onDemandUsd")
+    if usd is not None:
+        offer = f"{sku}.JRTCKXETXF"
+        terms["OnDemand"] = {
+            offer: {
+                "offerTermCode": "JRTCKXETXF",
+                "sku": sku,
+                "effectiveDate": published,
+                "termAttributes": {},
+                "priceDimensions": {
+                    f"{offer}.6YS6EN2CT7": {
+                        "unit": "Hrs",
+                        "beginRange": "0",
+                        "endRange": "Inf",
+                        "appliesTo": [],
+                        "rateCode": f"{offer}.6YS6EN2CT7",
+                        "description": f"${usd} per On Demand {attributes.get('operatingSystem')} "
+                        f"{attributes.get('instanceType')} Instance Hour",
+                        "pricePerUnit": {"USD": usd},
+                    }
+                },
+            }
+        }
+    return json.dumps(
+        {
+            "product": {"productFamily": "Compute Instance", "attributes": attributes, "sku": sku},
+            "serviceCode": "AmazonEC2",
+            "terms": terms,
+            "version": published.replace("-", "").replace(":", "").replace("T", "").rstrip("Z"),
+            "publicationDate": published,
+        }
+    )
+
+
+def get_products(price_list: dict[str, Any], request: Any) -> tuple[int, dict[str, Any]]:
+    """AWSPriceListService.GetProducts over `price_list`; returns (HTTP status, JSON body)."""
+    if not isinstance(request, dict):
+        return 400, {"__type": "ValidationException", "message": "the request body is not a JSON object"}
+    if request.get("ServiceCode") != "AmazonEC2":
+        return 400, {"__type": "NotFoundException", "message": f"the fake Price List has no service {request.get('ServiceCode')!r}"}
+    filters = request.get("Filters") or []
+    for f in filters:
+        if f.get("Type") != "TERM_MATCH":
+            return 400, {"__type": "ValidationException", "message": f"the fake Price List supports TERM_MATCH only, not {f.get('Type')!r}"}
+    matching = []
+    for i, product in enumerate(price_list["products"]):
+        attributes = dict(PRICE_LIST_DEFAULTS)
+        attributes.update(product.get("attributes", {}))
+        if all(attributes.get(f.get("Field")) == f.get("Value") for f in filters):
+            matching.append((i, product))
+    token = request.get("NextToken")
+    start = 0
+    if token:
+        m = re.fullmatch(r"fake-page-(\d+)", str(token))
+        if not m:
+            return 400, {"__type": "InvalidNextTokenException", "message": "the NextToken is not one this fake issued"}
+        start = int(m.group(1))
+    size = min(int(request.get("MaxResults") or 100), int(price_list["page_size"]))
+    page = matching[start : start + size]
+    body: dict[str, Any] = {
+        "FormatVersion": request.get("FormatVersion") or "aws_v1",
+        "PriceList": [price_list_document(p, i, price_list["publicationDate"]) for i, p in page],
+    }
+    if start + size < len(matching):
+        body["NextToken"] = f"fake-page-{start + size}"
+    return 200, body
+
+
 class ShimApp:
     PREFIX = "/_crossguard/"
 
@@ -284,6 +397,7 @@ class ShimApp:
         self.faults: list[dict[str, Any]] = []
         self.canary: dict[str, str] | None = None
         self.canary_issued = 0
+        self.price_list = load_price_list()
 
     # -- account resolution, exactly as moto's BaseResponse.get_current_account --
     @staticmethod
@@ -337,6 +451,9 @@ class ShimApp:
             start_response(status_line, headers)
             return [data]
 
+        if info["service"] == "pricing" and info["action"] == "GetProducts":
+            return self._get_products(body, start_response, entry)
+
         with self.lock:
             canary = dict(self.canary) if self.canary else None
         if canary and info["action"] == "AssumeRole":
@@ -383,6 +500,27 @@ class ShimApp:
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         return [body]
+
+    def _get_products(self, body: bytes, start_response: Callable[..., Any], entry: dict[str, Any]) -> list[bytes]:
+        from http import HTTPStatus
+
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = None
+        with self.lock:
+            status, answer = get_products(self.price_list, request)
+        entry["status"] = status
+        data = json.dumps(answer).encode("utf-8")
+        headers = [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+            ("Content-Length", str(len(data))),
+        ]
+        if status != 200:
+            headers.append(("x-amzn-ErrorType", answer["__type"]))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [data]
 
     @staticmethod
     def _buffer_body(environ: dict[str, Any]) -> bytes:
@@ -483,6 +621,27 @@ class ShimApp:
                     self.canary = None
             with self.lock:
                 return _json(start_response, 200, {"canary": self.canary, "issued": self.canary_issued})
+        if name == "price-list":
+            if method == "POST":
+                req = self._read_json(environ)
+                if not isinstance(req, dict):
+                    return _json(start_response, 400, {"error": "send a JSON object"})
+                if "products" in req and not isinstance(req["products"], list):
+                    return _json(start_response, 400, {"error": "'products' must be a list"})
+                size = req.get("page_size", 1)
+                if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                    return _json(start_response, 400, {"error": "'page_size' must be an integer >= 1"})
+                with self.lock:
+                    for key in ("publicationDate", "products", "page_size"):
+                        if key in req:
+                            self.price_list[key] = req[key]
+            elif method == "DELETE":
+                with self.lock:
+                    self.price_list = load_price_list()
+            elif method != "GET":
+                return _json(start_response, 405, {"error": "use GET, POST or DELETE"})
+            with self.lock:
+                return _json(start_response, 200, self.price_list)
         if name == "nodegroup-tags" and method == "POST":
             return self._nodegroup_tags(start_response, self._read_json(environ))
         if name == "backdate-access-key" and method == "POST":
