@@ -1903,11 +1903,63 @@ mod totals {
         (x * 100.0).round() as i64
     }
 
+    /// A zonal m5.large RI, a size-flexible regional c5.xlarge RI and a Compute Savings Plan
+    /// with rates for m5.large and c5.large.
+    fn commitments_for_totals() -> Commitments {
+        use crate::aws::{ReservedInstance, SavingsPlan, SavingsPlanRate};
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let ri = |id: &str, ty: &str, zone: Option<&str>| ReservedInstance {
+            id: id.into(),
+            instance_type: ty.into(),
+            availability_zone: zone.map(Into::into),
+            instance_count: 1,
+            product_description: "Linux/UNIX".into(),
+            tenancy: "default".into(),
+            state: "active".into(),
+            start: t("2026-01-01T00:00:00Z"),
+            end: t("2027-01-01T00:00:00Z"),
+            duration_seconds: 31_536_000,
+            offering_class: "standard".into(),
+            offering_type: "Partial Upfront".into(),
+            fixed_price: 200.0,
+            usage_price: 0.0,
+            recurring_hourly: 0.03,
+        };
+        let rate = |ty: &str, usd: f64| SavingsPlanRate {
+            savings_plan_id: "sp".into(),
+            instance_type: ty.into(),
+            region: "us-east-1".into(),
+            product_description: "Linux/UNIX".into(),
+            usd_per_hour: usd,
+        };
+        Commitments {
+            read_at: Some(t("2026-11-30T00:00:00Z")),
+            reserved_instances: vec![ri("ri-z", "m5.large", Some("us-east-1a")), ri("ri-r", "c5.xlarge", None)],
+            savings_plans: vec![SavingsPlan {
+                id: "sp".into(),
+                arn: String::new(),
+                plan_type: "Compute".into(),
+                state: "active".into(),
+                region: None,
+                ec2_instance_family: None,
+                commitment_per_hour: 0.1,
+                start: t("2026-01-01T00:00:00Z"),
+                end: t("2027-01-01T00:00:00Z"),
+                payment_option: "No Upfront".into(),
+            }],
+            savings_plan_rates: vec![rate("m5.large", 0.062), rate("c5.large", 0.055)],
+            unavailable: Vec::new(),
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
         #[test]
-        fn report_totals_are_the_sums_of_its_lines((nodes, pods) in cluster()) {
-            let k = build(&nodes, &pods);
+        fn report_totals_are_the_sums_of_its_lines((nodes, pods) in cluster(), committed in any::<bool>()) {
+            let mut k = build(&nodes, &pods);
+            if committed {
+                k.aws.commitments = commitments_for_totals();
+            }
             let settings = AnalysisSettings {
                 top_recommendations: usize::MAX,
                 ..Default::default()
@@ -1935,7 +1987,18 @@ mod totals {
             prop_assert!(r.nodes.iter().all(|n| n.monthly_cost.is_some() != n.unpriced_reason.is_some()));
 
             let removed: i64 = r.consolidation.removable_nodes.iter().map(|n| cents(n.monthly_cost)).sum();
-            prop_assert_eq!(removed, cents(r.savings.consolidation));
+            if committed {
+                // Covered nodes save at most what was not covered.
+                let list: i64 = r.consolidation.removable_nodes.iter()
+                    .map(|n| r.nodes.iter().find(|l| l.node == n.node).unwrap())
+                    .map(|l| l.commitment.as_ref().map_or(cents(l.monthly_cost.unwrap()), |c| cents(c.on_demand_hourly * 730.0)))
+                    .sum();
+                prop_assert!(cents(r.savings.consolidation) <= list + 1, "{} > {}", r.savings.consolidation, list);
+                let c = r.commitments.as_ref().unwrap();
+                prop_assert!(c.commitments.iter().all(|l| (0.0..=100.0).contains(&l.utilization_percent)));
+            } else {
+                prop_assert_eq!(removed, cents(r.savings.consolidation));
+            }
             for n in &r.nodes {
                 let listed = r.consolidation.removable_nodes.iter().any(|x| x.node == n.node);
                 prop_assert_eq!(n.removable, listed);
