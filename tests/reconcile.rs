@@ -1330,6 +1330,16 @@ async fn failed_billing_reads_leave_the_reconcile_ready_and_the_report_says_why(
     );
     let unavailable = report["commitments"]["unavailable"].as_array().unwrap();
     assert_eq!(unavailable.len(), 2, "{unavailable:?}");
-    assert!(unavailable[0].as_str().unwrap().contains("DescribeReservedInstances"));
-    assert!(unavailable[1].as_str().unwrap().contains("DescribeSavingsPlans"));
+    assert!(
+        unavailable[0]
+            .as_str()
+            .unwrap()
+            .contains("DescribeReservedInstances")
+    );
+    assert!(
+        unavailable[1]
+            .as_str()
+            .unwrap()
+            .contains("DescribeSavingsPlans")
+    );
 }

@@ -624,6 +624,41 @@ impl Report {
                 g.removable_nodes
             );
         }
+        if let Some(c) = &self.commitments {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "  commitments (read {}; account-wide: other instances may use them first, so coverage is \"up to\"):",
+                c.read_at
+            );
+            if c.commitments.is_empty() {
+                let _ = writeln!(s, "    none active or recently expired");
+            }
+            for l in &c.commitments {
+                let _ = writeln!(
+                    s,
+                    "    {} [{}] {}, scope {}, ends {} ({} days): {:.1}% used by this cluster ({})",
+                    l.id,
+                    l.state,
+                    l.description,
+                    l.scope,
+                    l.end,
+                    l.days_to_expiry,
+                    l.utilization_percent,
+                    l.used_by_cluster
+                );
+            }
+            let _ = writeln!(
+                s,
+                "    {} node(s) covered; on-demand nodes {}/month at list prices, {}/month effective",
+                c.covered_nodes,
+                money(c.on_demand_monthly_cost),
+                money(c.effective_monthly_cost)
+            );
+            for u in &c.unavailable {
+                let _ = writeln!(s, "    unavailable: {u}");
+            }
+        }
         let kept: Vec<&NodeLine> = self.nodes.iter().filter(|n| n.kept_by.is_some()).collect();
         if !kept.is_empty() {
             let _ = writeln!(s);

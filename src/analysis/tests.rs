@@ -1934,7 +1934,10 @@ mod totals {
         };
         Commitments {
             read_at: Some(t("2026-11-30T00:00:00Z")),
-            reserved_instances: vec![ri("ri-z", "m5.large", Some("us-east-1a")), ri("ri-r", "c5.xlarge", None)],
+            reserved_instances: vec![
+                ri("ri-z", "m5.large", Some("us-east-1a")),
+                ri("ri-r", "c5.xlarge", None),
+            ],
             savings_plans: vec![SavingsPlan {
                 id: "sp".into(),
                 arn: String::new(),
@@ -2282,6 +2285,11 @@ mod billing {
         );
         assert_eq!(l.nodes, ["b"]);
         assert_eq!(l.days_to_expiry, 31);
+        let text = r.render_text();
+        assert!(
+            text.contains("ri-zonal [active]") && text.contains("100.0% used by this cluster"),
+            "{text}"
+        );
         assert_eq!(r.current_monthly_cost, 113.88);
         let c = r.commitments.as_ref().unwrap();
         assert_eq!(
