@@ -15,6 +15,10 @@ pub const READ_ONLY_ACTIONS: &[&str] = &[
     "autoscaling:DescribeAutoScalingGroups",
     "ec2:DescribeInstances",
     "ec2:DescribeInstanceTypes",
+    "ec2:DescribeSpotPriceHistory",
+    "ec2:DescribeReservedInstances",
+    "savingsplans:DescribeSavingsPlans",
+    "savingsplans:DescribeSavingsPlanRates",
 ];
 
 /// Mutating calls granted only in automated mode, each only on tag-managed resources.
@@ -236,6 +240,28 @@ fn read_only_policy(opts: &TemplateOptions) -> Value {
             "ec2:DescribeInstanceTypes",
         ],
         "Resource": "*",
+    }));
+    // Spot prices and the account's Reserved Instances, to price nodes as billed: these
+    // EC2 Describe calls support no resource-level permissions either.
+    statements.push(json!({
+        "Sid": "ReadSpotPricesAndReservations",
+        "Effect": "Allow",
+        "Action": [
+            "ec2:DescribeSpotPriceHistory",
+            "ec2:DescribeReservedInstances",
+        ],
+        "Resource": "*",
+    }));
+    // The account's Savings Plans and their rates act on `savingsplan` resources (Service
+    // Authorization Reference, AWS Savings Plans): any plan of this account.
+    statements.push(json!({
+        "Sid": "ReadSavingsPlans",
+        "Effect": "Allow",
+        "Action": [
+            "savingsplans:DescribeSavingsPlans",
+            "savingsplans:DescribeSavingsPlanRates",
+        ],
+        "Resource": sub("arn:${AWS::Partition}:savingsplans::${AWS::AccountId}:savingsplan/*".into()),
     }));
     statements.push(json!({
         "Sid": "ReadOwnRole",

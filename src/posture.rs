@@ -744,7 +744,7 @@ mod tests {
         assert!(f.message.starts_with("AWS managed policy"), "{}", f.message);
         assert!(
             f.message
-                .contains("ec2:Describe* (more than the 2 used actions it covers)")
+                .contains("ec2:Describe* (more than the 4 used actions it covers)")
         );
         assert!(
             f.message

@@ -229,6 +229,59 @@ spec:
         "{report_path}"
     );
     assert!(report.to_string().contains("consolidation"), "{report}");
+    // Commitments as support::seed_billing set them in the shim: the zonal RI covers one
+    // m5.large in full, the Savings Plan the other two at $0.06/h (60% of $0.20/h), the
+    // expired RI is listed but not applied, and the t3.large nodes pay on demand.
+    let commitments = &report["commitments"];
+    let line = |id: &str| {
+        commitments["commitments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {commitments}"))
+            .clone()
+    };
+    let ri = line("ri-zonal-m5");
+    assert_eq!(ri["utilizationPercent"], 100.0, "{ri}");
+    assert_eq!(ri["scope"], "us-east-1a");
+    assert!(
+        (263..=265).contains(&ri["daysToExpiry"].as_i64().unwrap()),
+        "{ri}"
+    );
+    let sp = line("sp-ec2-m5");
+    assert_eq!(sp["utilizationPercent"], 60.0, "{sp}");
+    assert_eq!(sp["nodes"].as_array().unwrap().len(), 2, "{sp}");
+    let expired = line("ri-expired-t3");
+    assert_eq!(expired["state"], "expired");
+    assert_eq!(expired["utilizationPercent"], 0.0);
+    assert_eq!(commitments["coveredNodes"], 3, "{commitments}");
+    let nodes = report["nodes"].as_array().unwrap();
+    for n in nodes {
+        let cost = n["monthlyCost"].as_f64().unwrap();
+        if n["instanceType"] == "m5.large" {
+            // $0.06/h under the RI or the plan, 730 hours.
+            assert_eq!(cost, 43.8, "{n}");
+            assert_eq!(n["commitment"]["uncoveredFraction"], 0.0, "{n}");
+        } else {
+            assert_eq!(cost, 60.74, "t3.large on demand: {n}");
+            assert!(n.get("commitment").is_none(), "{n}");
+        }
+    }
+    assert_eq!(
+        commitments["effectiveMonthlyCost"],
+        3.0 * 43.8 + 2.0 * 60.74
+    );
+    // Removing a covered m5.large saves nothing; only removed t3.large nodes save money.
+    let removed_t3: f64 = report["consolidation"]["removableNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["instanceType"] == "t3.large")
+        .map(|n| n["monthlyCost"].as_f64().unwrap())
+        .sum();
+    let saved = report["savings"]["consolidation"].as_f64().unwrap();
+    assert!((saved - removed_t3).abs() < 0.02, "{saved} vs {removed_t3}");
     // Read-only toward the customer cluster: only GETs (lists), with an EKS token, and
     // never Secrets or ConfigMaps.
     let customer_requests = customer.requests();

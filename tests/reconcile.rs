@@ -1178,3 +1178,168 @@ async fn the_cluster_chooses_its_scale_down_profile() {
         "Karpenter's do not"
     );
 }
+
+/// The report stored by the last analysis of ManagedCluster `name`.
+async fn stored_report(w: &World, name: &str) -> serde_json::Value {
+    let key = w.cluster_status(name).await["reportRef"]
+        .as_str()
+        .expect("reportRef")
+        .to_string();
+    let key = &key[key.find("tenants/").expect("a tenant key")..];
+    serde_json::from_slice(&w.ctx.store.get(key).await.unwrap()).unwrap()
+}
+
+/// The billing reads (spot prices, Reserved Instances, Savings Plans and their rates) are
+/// made with the customer session, audited, and priced into the report.
+#[tokio::test]
+async fn spot_prices_and_commitments_are_read_audited_and_priced() {
+    use crossguard::aws::{ReservedInstance, SavingsPlan, SavingsPlanRate, SpotPrice};
+    use crossguard::clock::Clock;
+    let w = world().await;
+    let account = w.ready_account().await;
+    w.customer
+        .seed(json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "ip-spot", "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"node.kubernetes.io/instance-type": "m5.large", "eks.amazonaws.com/nodegroup": "spot-ng",
+                    "eks.amazonaws.com/capacityType": "SPOT", "topology.kubernetes.io/zone": "us-east-1a"}},
+            "spec": {"providerID": "aws:///us-east-1a/i-0000000000000009"},
+            "status": {"allocatable": {"cpu": "1930m", "memory": "7Gi", "pods": "29"}}}))
+        .expect("spot node");
+    let now = w.clock.now();
+    let days = |d: i64| now + jiff::SignedDuration::from_hours(24 * d);
+    w.aws.put_spot_price(
+        ACCOUNT_ID,
+        REGION,
+        SpotPrice {
+            instance_type: "m5.large".into(),
+            availability_zone: "us-east-1a".into(),
+            product_description: "Linux/UNIX".into(),
+            usd_per_hour: 0.031,
+            timestamp: days(-1),
+        },
+    );
+    w.aws.put_reserved_instance(
+        ACCOUNT_ID,
+        REGION,
+        ReservedInstance {
+            id: "ri-1".into(),
+            instance_type: "m5.large".into(),
+            availability_zone: Some("us-east-1a".into()),
+            instance_count: 1,
+            product_description: "Linux/UNIX".into(),
+            tenancy: "default".into(),
+            state: "active".into(),
+            start: days(-10),
+            end: days(355),
+            duration_seconds: 31_536_000,
+            offering_class: "standard".into(),
+            offering_type: "All Upfront".into(),
+            fixed_price: 438.0, // $0.05/h over 8760 hours
+            usage_price: 0.0,
+            recurring_hourly: 0.0,
+        },
+    );
+    w.aws.put_savings_plan(
+        ACCOUNT_ID,
+        SavingsPlan {
+            id: "sp-1".into(),
+            arn: "arn:aws:savingsplans::111111111111:savingsplan/sp-1".into(),
+            plan_type: "Compute".into(),
+            state: "active".into(),
+            region: None,
+            ec2_instance_family: None,
+            commitment_per_hour: 0.1,
+            start: days(-10),
+            end: days(355),
+            payment_option: "No Upfront".into(),
+        },
+        vec![SavingsPlanRate {
+            savings_plan_id: "sp-1".into(),
+            instance_type: "m5.large".into(),
+            region: REGION.into(),
+            product_description: "Linux/UNIX".into(),
+            usd_per_hour: 0.06,
+        }],
+    );
+    w.create_cluster("acme-prod", json!({})).await;
+    w.reconcile_cluster("acme-prod").await.expect("observed");
+    let report = stored_report(&w, "acme-prod").await;
+    let node = |name: &str| {
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == name)
+            .unwrap()
+            .clone()
+    };
+    let spot = node("ip-spot");
+    assert_eq!(spot["monthlyCost"], 22.63, "{spot}"); // 0.031 × 730
+    assert!(
+        spot["priceBasis"]
+            .as_str()
+            .unwrap()
+            .contains("spot price history, us-east-1a"),
+        "{spot}"
+    );
+    // The RI takes the first on-demand node; the plan's $0.10/h covers the second in full
+    // ($0.06/h) and two thirds of the third.
+    let first = node("ip-i-0000000000000000");
+    assert_eq!(first["commitment"]["coveredBy"][0]["commitment"], "ri-1");
+    assert_eq!(first["monthlyCost"], 36.5); // 0.05 × 730
+    let third = node("ip-i-0000000000000002");
+    assert_eq!(third["commitment"]["uncoveredFraction"], 0.3333, "{third}");
+    let lines = report["commitments"]["commitments"].as_array().unwrap();
+    let sp = lines.iter().find(|l| l["id"] == "sp-1").unwrap();
+    assert_eq!(sp["utilizationPercent"], 100.0, "{sp}");
+    assert_eq!(sp["daysToExpiry"], 355);
+    let audit = w.audit(&account.uid().unwrap()).await;
+    for op in [
+        "DescribeSpotPriceHistory",
+        "DescribeReservedInstances",
+        "DescribeSavingsPlans",
+        "DescribeSavingsPlanRates",
+    ] {
+        assert_eq!(find(&audit, op).len(), 1, "{op} audited once: {audit:?}");
+    }
+}
+
+/// A denied or failed billing read never fails the reconcile: the analysis falls back to
+/// the configured spot discount and leaves the commitments out, and says so.
+#[tokio::test]
+async fn failed_billing_reads_leave_the_reconcile_ready_and_the_report_says_why() {
+    use crossguard::aws::AwsErrorKind;
+    let w = world().await;
+    w.ready_account().await;
+    w.aws
+        .fail("DescribeSpotPriceHistory", AwsErrorKind::AccessDenied, 1);
+    w.aws
+        .fail("DescribeReservedInstances", AwsErrorKind::Throttled, 1);
+    w.aws
+        .fail("DescribeSavingsPlans", AwsErrorKind::AccessDenied, 1);
+    w.create_cluster("acme-prod", json!({})).await;
+    w.reconcile_cluster("acme-prod").await.expect("observed");
+    let status = w.cluster_status("acme-prod").await;
+    assert_eq!(ready(&status), ("True".into(), "Observed".into()));
+    assert_eq!(condition(&status, "Analysed").0, "True");
+    let report = stored_report(&w, "acme-prod").await;
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("the spot price history was unavailable (ec2:DescribeSpotPriceHistory failed (UnauthorizedOperation)"),
+        "{notes}"
+    );
+    let unavailable = report["commitments"]["unavailable"].as_array().unwrap();
+    assert_eq!(unavailable.len(), 2, "{unavailable:?}");
+    assert!(
+        unavailable[0]
+            .as_str()
+            .unwrap()
+            .contains("DescribeReservedInstances")
+    );
+    assert!(
+        unavailable[1]
+            .as_str()
+            .unwrap()
+            .contains("DescribeSavingsPlans")
+    );
+}

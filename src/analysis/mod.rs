@@ -13,6 +13,7 @@
 //! Synthetic clusters and the snapshot <-> dump converter used by the tests and benchmarks
 //! are test support, outside the library's release build (`crate::testing`).
 
+pub mod commitments;
 mod consolidation;
 pub mod input;
 mod model;
@@ -32,6 +33,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use commitments::{
+    CommitmentKind, CommitmentLine, Commitments, CommitmentsReport, CoveredBy, NodeCoverage,
+    SpotPriceHistory,
+};
 pub use input::{AnalysisInput, InputError};
 pub use model::instance_id;
 pub use prices::{
@@ -62,6 +67,11 @@ pub struct AwsInventory {
     /// Instance shapes from DescribeInstanceTypes, by type name; they win over the
     /// bundled table's.
     pub instance_types: BTreeMap<String, InstanceTypeInfo>,
+    /// Current spot prices of the cluster's instance types and zones
+    /// (ec2:DescribeSpotPriceHistory); not read offline.
+    pub spot_prices: SpotPriceHistory,
+    /// The account's Reserved Instances and Savings Plans; not read offline.
+    pub commitments: Commitments,
 }
 
 impl AwsInventory {

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::commitments::{Commitments, SpotPriceHistory};
 use super::input::{AnalysisInput, Container, Node, Pod, PodDisruptionBudget, PodSpec};
 use super::prices::{LINUX, PriceTable, Unpriced, family};
 use super::quantity::{parse_count, parse_cpu_millis, parse_memory_bytes};
@@ -203,6 +204,10 @@ pub(crate) struct NodeM<'a> {
     /// Why `hourly` is `None`.
     pub unpriced: Option<Unpriced>,
     pub spot: bool,
+    /// How a spot node's price was found (`None` for other nodes).
+    pub spot_basis: Option<SpotBasis>,
+    /// Availability Zone (`topology.kubernetes.io/zone`, else the providerID's).
+    pub zone: Option<&'a str>,
     /// An EKS Fargate node: billed per pod, never removed, never a destination.
     pub fargate: bool,
     /// For Fargate nodes: the vCPUs and GB its pods are provisioned with.
@@ -225,6 +230,29 @@ impl<'a> NodeM<'a> {
         }
         self.labels.get(key).map(String::as_str)
     }
+}
+
+/// Where a spot node's hourly price comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SpotBasis {
+    /// ec2:DescribeSpotPriceHistory's current price for the node's type, zone and OS.
+    History {
+        zone: String,
+        timestamp: jiff::Timestamp,
+        price: f64,
+    },
+    /// The configured per-family discount off the on-demand price, and why no history price
+    /// was used.
+    Estimated { discount: f64, why: String },
+}
+
+/// The zone in a providerID such as `aws:///us-east-1a/i-0123456789abcdef0`.
+fn provider_zone(provider_id: &str) -> Option<&str> {
+    provider_id
+        .strip_prefix("aws:///")?
+        .split('/')
+        .next()
+        .filter(|z| !z.is_empty())
 }
 
 /// One pod bound to a node in the snapshot and not finished, reduced.
@@ -284,6 +312,10 @@ pub(crate) struct Model<'a> {
     pub min_size: HashMap<String, i64>,
     /// Pods not bound to a known node (pending, or on a node missing from the snapshot).
     pub unbound_pods: usize,
+    /// Current spot prices, when read.
+    pub spot_prices: &'a SpotPriceHistory,
+    /// The account's Reserved Instances and Savings Plans, when read.
+    pub commitments: &'a Commitments,
 }
 
 impl Model<'_> {
@@ -555,10 +587,51 @@ pub(crate) fn build<'a>(
                 None => Err(Unpriced::NoInstanceType),
                 Some(t) => prices.on_demand_hourly_for(os, &region, t),
             };
-        let hourly = match (&on_demand, instance_type.as_deref()) {
-            (Ok(od), Some(t)) if spot => Some(od * (1.0 - settings.spot_discount_for(family(t)))),
-            (Ok(od), _) => Some(*od),
-            (Err(_), _) => None,
+        let zone = labels.get(LABEL_ZONE).map(String::as_str).or_else(|| {
+            spec.and_then(|s| s.provider_id.as_deref())
+                .and_then(provider_zone)
+        });
+        // A spot node costs its type's current spot price in its zone (as billed); the
+        // configured discount stands in only when the history has no such price.
+        let history = match (spot && !fargate, instance_type.as_deref(), zone) {
+            (true, Some(t), Some(z)) => {
+                aws.spot_prices
+                    .price(t, z, crate::aws::product_description(os))
+            }
+            _ => None,
+        };
+        let spot_basis = match (spot && !fargate, history, instance_type.as_deref()) {
+            (false, _, _) => None,
+            (true, Some(p), _) => Some(SpotBasis::History {
+                zone: p.availability_zone.clone(),
+                timestamp: p.timestamp,
+                price: p.usd_per_hour,
+            }),
+            (true, None, t) => Some(SpotBasis::Estimated {
+                discount: settings.spot_discount_for(family(t.unwrap_or_default())),
+                why: match (&aws.spot_prices, zone) {
+                    (SpotPriceHistory::NotRead, _) => "no spot price history was read".into(),
+                    (SpotPriceHistory::Unavailable(reason), _) => {
+                        format!("the spot price history was unavailable: {reason}")
+                    }
+                    (SpotPriceHistory::Read(_), None) => {
+                        "the node's zone is unknown, so its spot price cannot be looked up".into()
+                    }
+                    (SpotPriceHistory::Read(_), Some(z)) => format!(
+                        "the spot price history has no current price for {} {} in {z}",
+                        instance_type.as_deref().unwrap_or("this type"),
+                        crate::aws::product_description(os)
+                    ),
+                },
+            }),
+        };
+        let (hourly, on_demand) = match (&spot_basis, on_demand) {
+            (Some(SpotBasis::History { price, .. }), od) => (Some(*price), od),
+            (Some(SpotBasis::Estimated { discount, .. }), Ok(od)) => {
+                (Some(od * (1.0 - discount)), Ok(od))
+            }
+            (_, Ok(od)) => (Some(od), Ok(od)),
+            (_, Err(e)) => (None, Err(e)),
         };
         let annotations = node.metadata.annotations.as_ref();
         let pin = if settings.scale_down_profile == ScaleDownProfile::ClusterAutoscaler
@@ -587,7 +660,15 @@ pub(crate) fn build<'a>(
             os,
             hourly,
             on_demand_hourly: on_demand.as_ref().ok().copied(),
-            unpriced: on_demand.err(),
+            // A spot node priced from the history is priced even when its on-demand
+            // price is unknown.
+            unpriced: if hourly.is_some() {
+                None
+            } else {
+                on_demand.err()
+            },
+            spot_basis,
+            zone,
             spot,
             fargate,
             fargate_capacity: (0.0, 0.0),
@@ -1139,5 +1220,7 @@ pub(crate) fn build<'a>(
         pdbs,
         min_size,
         unbound_pods,
+        spot_prices: &aws.spot_prices,
+        commitments: &aws.commitments,
     }
 }

@@ -15,9 +15,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::commitments::{Book, CommitmentsReport, Coverage, NodeCoverage, Usage};
 use super::consolidation::{Blocker, Outcome};
 use super::input::AnalysisInput;
-use super::model::{Model, NodeM, PinReason, Role};
+use super::model::{Model, NodeM, PinReason, Role, SpotBasis};
 use super::prices::{PriceSource, PriceTable, family, os_name};
 use super::rightsizing::{RightSizing, fmt_cpu};
 use super::spot::SpotCandidate;
@@ -60,6 +61,10 @@ pub struct Recommendation {
     pub reasoning: Vec<String>,
     /// True when the saving rests on an estimate (spot discount).
     pub estimate: bool,
+    /// Where the price behind the saving comes from, when it is not the list price (spot:
+    /// the spot price history or the estimated discount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_basis: Option<String>,
     /// Nodes concerned (at most `maxListedNodes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
@@ -185,6 +190,10 @@ pub struct NodeLine {
     /// Why consolidation keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_by: Option<KeptBy>,
+    /// The commitments (Reserved Instances, Savings Plans) that cover it, and its
+    /// effective hourly cost under them; `monthly_cost` is then that effective cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitment: Option<NodeCoverage>,
 }
 
 /// A node consolidation would remove.
@@ -302,6 +311,10 @@ pub struct Report {
     /// (Reports stored before this field existed read back with none.)
     #[serde(default)]
     pub nodes: Vec<NodeLine>,
+    /// The account's Reserved Instances and Savings Plans, their use by this cluster, and
+    /// the nodes they cover; absent when they were not read (offline analysis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitments: Option<CommitmentsReport>,
     /// Caveats the reader must know (estimates, price source).
     pub notes: Vec<String>,
     /// The AWS inventory the analysis used (absent offline); `crossguard analyze
@@ -358,13 +371,97 @@ fn price_basis(nd: &NodeM<'_>, prices: &PriceTable, settings: &AnalysisSettings)
             _ => "unknown".to_string(),
         };
     }
-    match (nd.on_demand_hourly, nd.instance_type.as_deref()) {
-        (Some(od), Some(t)) if nd.spot => format!(
-            "{t} {os} on-demand ${od}/h minus an ESTIMATED {:.0}% spot discount",
-            settings.spot_discount_for(family(t)) * 100.0
+    let _ = settings;
+    match (
+        &nd.spot_basis,
+        nd.on_demand_hourly,
+        nd.instance_type.as_deref(),
+    ) {
+        (
+            Some(SpotBasis::History {
+                zone,
+                timestamp,
+                price,
+            }),
+            _,
+            Some(t),
+        ) => format!("{t} {os} spot price history, {zone}, {timestamp}: ${price}/h"),
+        (Some(SpotBasis::Estimated { discount, why }), Some(od), Some(t)) => format!(
+            "{t} {os} on-demand ${od}/h minus an ESTIMATED {:.0}% spot discount (estimated discount: {why})",
+            discount * 100.0
         ),
-        (Some(od), Some(t)) => format!("{t} {os} on-demand list price ${od}/h"),
+        (None, Some(od), Some(t)) => format!("{t} {os} on-demand list price ${od}/h"),
         _ => "unknown".to_string(),
+    }
+}
+
+/// The words for a node's commitment coverage, appended to its price basis.
+fn coverage_basis(c: &NodeCoverage) -> String {
+    let parts: Vec<String> = c
+        .covered_by
+        .iter()
+        .map(|b| {
+            let kind = match b.kind {
+                super::commitments::CommitmentKind::ReservedInstance => "Reserved Instance",
+                super::commitments::CommitmentKind::SavingsPlan => "Savings Plan",
+            };
+            format!(
+                "{:.0}% by {kind} {} at ${}/h",
+                b.fraction * 100.0,
+                b.commitment,
+                b.hourly
+            )
+        })
+        .collect();
+    let rest = if c.uncovered_fraction > 0.0 {
+        format!(", {:.0}% on demand", c.uncovered_fraction * 100.0)
+    } else {
+        String::new()
+    };
+    format!(
+        "; covered {}{rest}: effective ${}/h (up to this low: other instances of the account may use the commitments first)",
+        parts.join(", "),
+        c.effective_hourly
+    )
+}
+
+/// The cluster's on-demand usage with the account's commitments applied, as it changes
+/// with the planned removals and replacements (see [`super::commitments`]).
+struct Scenario<'b> {
+    book: &'b Book<'b>,
+    /// (usage, nodegroup, node index; `None` for a planned replacement node).
+    items: Vec<(Usage<'b>, &'b str, Option<usize>)>,
+    coverage: Coverage,
+    /// Uncovered on-demand cost per hour.
+    uncovered: f64,
+}
+
+impl<'b> Scenario<'b> {
+    fn new(book: &'b Book<'b>, items: Vec<(Usage<'b>, &'b str, Option<usize>)>) -> Self {
+        let mut s = Scenario {
+            book,
+            items,
+            coverage: Coverage::default(),
+            uncovered: 0.0,
+        };
+        s.recompute();
+        s
+    }
+
+    fn recompute(&mut self) {
+        let usages: Vec<Usage<'b>> = self.items.iter().map(|x| x.0.clone()).collect();
+        self.coverage = self.book.apply(&usages);
+        self.uncovered = self.coverage.uncovered_on_demand(&usages);
+    }
+
+    /// Uncovered on-demand cost per hour of one nodegroup's usages.
+    fn group_uncovered(&self, group: &str) -> f64 {
+        self.items
+            .iter()
+            .zip(&self.coverage.uncovered)
+            .filter(|(x, _)| x.1 == group)
+            .map(|(x, f)| x.0.on_demand_hourly * f)
+            .sum()
     }
 }
 
@@ -530,6 +627,41 @@ impl Report {
                 g.utilization.memory_percent,
                 g.removable_nodes
             );
+        }
+        if let Some(c) = &self.commitments {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "  commitments (read {}; account-wide: other instances may use them first, so coverage is \"up to\"):",
+                c.read_at
+            );
+            if c.commitments.is_empty() {
+                let _ = writeln!(s, "    none active or recently expired");
+            }
+            for l in &c.commitments {
+                let _ = writeln!(
+                    s,
+                    "    {} [{}] {}, scope {}, ends {} ({} days): {:.1}% used by this cluster ({})",
+                    l.id,
+                    l.state,
+                    l.description,
+                    l.scope,
+                    l.end,
+                    l.days_to_expiry,
+                    l.utilization_percent,
+                    l.used_by_cluster
+                );
+            }
+            let _ = writeln!(
+                s,
+                "    {} node(s) covered; on-demand nodes {}/month at list prices, {}/month effective",
+                c.covered_nodes,
+                money(c.on_demand_monthly_cost),
+                money(c.effective_monthly_cost)
+            );
+            for u in &c.unavailable {
+                let _ = writeln!(s, "    unavailable: {u}");
+            }
         }
         let kept: Vec<&NodeLine> = self.nodes.iter().filter(|n| n.kept_by.is_some()).collect();
         if !kept.is_empty() {
@@ -730,11 +862,54 @@ pub(crate) fn build(
         }
     }
 
+    // The account's commitments applied to the cluster's on-demand nodes: a covered node
+    // costs its effective rate (super::commitments).
+    let book = Book::new(model.commitments);
+    let mut usages: Vec<Usage<'_>> = Vec::new();
+    let mut usage_node: Vec<usize> = Vec::new();
+    for (i, nd) in model.nodes.iter().enumerate() {
+        if let (false, false, Some(t), Some(od)) =
+            (nd.spot, nd.fargate, nd.instance_type.as_deref(), nd.hourly)
+        {
+            usages.push(Usage {
+                instance_type: t,
+                zone: nd.zone,
+                product: crate::aws::product_description(nd.os),
+                region: &nd.region,
+                on_demand_hourly: od,
+            });
+            usage_node.push(i);
+        }
+    }
+    let mut node_cov: Vec<Option<NodeCoverage>> = vec![None; n];
+    let mut scenario = None;
+    let mut commitment_lines = Vec::new();
+    if !book.is_empty() {
+        let cov = book.apply(&usages);
+        for (k, &i) in usage_node.iter().enumerate() {
+            node_cov[i] = Some(book.node_coverage(&cov, k, &usages[k]));
+        }
+        let names: Vec<&str> = usage_node.iter().map(|&i| model.nodes[i].name).collect();
+        commitment_lines = book.lines(model.commitments, &cov, &names);
+        let items = usages
+            .iter()
+            .cloned()
+            .zip(&usage_node)
+            .map(|(u, &i)| (u, model.nodes[i].nodegroup.as_str(), Some(i)))
+            .collect();
+        scenario = Some(Scenario::new(&book, items));
+    } else if model.commitments.read_at.is_some() {
+        commitment_lines = book.lines(model.commitments, &Coverage::default(), &[]);
+    }
     // Each node's monthly cost, rounded to the cent once; every total sums these.
     let node_cents: Vec<Option<i64>> = model
         .nodes
         .iter()
-        .map(|nd| nd.hourly.map(|x| to_cents(x * h)))
+        .zip(&node_cov)
+        .map(|(nd, c)| match c {
+            Some(c) if !c.covered_by.is_empty() => Some(to_cents(c.effective_hourly * h)),
+            _ => nd.hourly.map(|x| to_cents(x * h)),
+        })
         .collect();
     let current_cents: i64 = node_cents.iter().flatten().sum();
     let unpriced: Vec<usize> = (0..n)
@@ -806,7 +981,26 @@ pub(crate) fn build(
         let group_cents: i64 = nodes.iter().filter_map(|&i| node_cents[i]).sum();
         let util = utilization(model, nodes.iter().copied(), before);
         if !removed.is_empty() {
-            let saving_cents: i64 = removed.iter().filter_map(|&i| node_cents[i]).sum();
+            let list_cents: i64 = removed.iter().filter_map(|&i| node_cents[i]).sum();
+            let mut commitment_note = None;
+            let saving_cents: i64 = match scenario.as_mut() {
+                // Commitments are paid whether used or not: the saving is the on-demand
+                // cost that was not covered, before versus after the removals.
+                Some(sc) => {
+                    let before = sc.uncovered;
+                    sc.items
+                        .retain(|x| x.2.is_none_or(|i| !removed.contains(&i)));
+                    sc.recompute();
+                    let saving = to_cents((before - sc.uncovered).max(0.0) * h);
+                    commitment_note = Some(format!(
+                        "With the account's Reserved Instances and Savings Plans applied (RIs first, then Savings Plans, as AWS bills them), removing these nodes saves {}/month, the on-demand cost they were not covered for, not their {}/month: a node covered by a commitment saves nothing until the commitment is used elsewhere (the commitment is recomputed over the remaining nodes).",
+                        money(from_cents(saving)),
+                        money(from_cents(list_cents))
+                    ));
+                    saving
+                }
+                None => list_cents,
+            };
             let pods_moved: usize = removed.iter().map(|&i| moved_from[i]).sum();
             let util_after = utilization(
                 model,
@@ -835,6 +1029,7 @@ pub(crate) fn build(
                     settings.scale_down_profile, examples[kind]
                 ));
             }
+            reasoning.extend(commitment_note);
             let (listed, more) = list_nodes(
                 removed
                     .iter()
@@ -855,6 +1050,7 @@ pub(crate) fn build(
                 ),
                 reasoning,
                 estimate: false,
+                price_basis: None,
                 nodes: listed,
                 more_nodes: more,
             });
@@ -865,9 +1061,48 @@ pub(crate) fn build(
             .filter_map(|&i| model.nodes[i].hourly)
             .sum();
         let mut group_family = types.first().map(|t| family(t).to_string());
+        let mut group_type = types.first().cloned();
         if let Some(r) = rs_by_group.get(group) {
-            let saving = to_cents((r.from_hourly - r.to_hourly) * h);
+            let mut reasoning = r.reasoning.clone();
+            let list_saving = to_cents((r.from_hourly - r.to_hourly) * h);
+            let saving = match scenario.as_mut() {
+                // With commitments: the uncovered on-demand cost before versus after the
+                // replacement. The new nodes may be covered by size-flexible regional RIs
+                // of their family; Savings Plan rates are known only for the types the
+                // cluster runs, so they are taken as uncovered by plans (the saving shown
+                // is then the least it can be).
+                Some(sc) => {
+                    let before = sc.uncovered;
+                    let first = sc.items.iter().find(|x| x.1 == group).map(|x| x.0.clone());
+                    sc.items.retain(|x| x.1 != group);
+                    if let (Some(first), true) = (first, r.to_nodes > 0) {
+                        for _ in 0..r.to_nodes {
+                            sc.items.push((
+                                Usage {
+                                    instance_type: r.to_type.as_str(),
+                                    zone: None,
+                                    product: first.product,
+                                    region: first.region,
+                                    on_demand_hourly: r.to_hourly / r.to_nodes as f64,
+                                },
+                                group,
+                                None,
+                            ));
+                        }
+                    }
+                    sc.recompute();
+                    let saving = to_cents((before - sc.uncovered).max(0.0) * h);
+                    reasoning.push(format!(
+                        "With the account's Reserved Instances and Savings Plans applied, switching saves {}/month of the {}/month difference in list price: the replaced nodes' covered hours were paid for by commitments, which save nothing until they are used elsewhere.",
+                        money(from_cents(saving)),
+                        money(from_cents(list_saving))
+                    ));
+                    saving
+                }
+                None => list_saving,
+            };
             rightsizing_cents += saving;
+            group_type = Some(r.to_type.clone());
             group_after_hourly = r.to_hourly;
             group_family = Some(family(&r.to_type).to_string());
             recs.push(Recommendation {
@@ -881,16 +1116,30 @@ pub(crate) fn build(
                     r.to_nodes,
                     r.to_type
                 ),
-                reasoning: r.reasoning.clone(),
+                reasoning,
                 estimate: false,
+                price_basis: None,
                 nodes: Vec::new(),
                 more_nodes: 0,
             });
         }
         if let Some(c) = spot.iter().find(|c| c.nodegroup == group) {
             let fam = group_family.clone().unwrap_or_else(|| c.family.clone());
-            let discount = settings.spot_discount_for(&fam);
-            let saving = to_cents(group_after_hourly * c.share * discount * h);
+            let (discount, basis, from_history) = super::spot::discount(
+                model,
+                prices,
+                settings,
+                group_type.as_deref().or(c.instance_type.as_deref()),
+                &c.os,
+                &c.region,
+            );
+            // Committed capacity is paid for either way: only the group's on-demand cost
+            // not covered by commitments can become cheaper on spot.
+            let base_hourly = match &scenario {
+                Some(sc) => sc.group_uncovered(group),
+                None => group_after_hourly,
+            };
+            let saving = to_cents(base_hourly * c.share * discount * h);
             if saving > 0 {
                 spot_cents += saving;
                 let (shown, more) = list_nodes(c.deployments.clone(), 5);
@@ -918,13 +1167,23 @@ pub(crate) fn build(
                             c.eligible_pods,
                             c.deployments.len()
                         ),
-                        format!(
-                            "They account for {:.0}% of the group's cost (by dominant resource share); at an ESTIMATED {:.0}% spot discount for {fam} that is the saving shown. No spot price feed is used: check current spot prices and interruption rates before acting.",
-                            c.share * 100.0,
-                            discount * 100.0
-                        ),
+                        if from_history {
+                            format!(
+                                "They account for {:.0}% of the group's {}cost (by dominant resource share); at the current spot price ({basis}) that is the saving shown. Spot prices change and spot capacity can be interrupted: check interruption rates before acting.",
+                                c.share * 100.0,
+                                if scenario.is_some() { "uncovered on-demand " } else { "" },
+                            )
+                        } else {
+                            format!(
+                                "They account for {:.0}% of the group's {}cost (by dominant resource share); at an ESTIMATED {:.0}% spot discount for {fam} that is the saving shown ({basis}). Check current spot prices and interruption rates before acting.",
+                                c.share * 100.0,
+                                if scenario.is_some() { "uncovered on-demand " } else { "" },
+                                discount * 100.0
+                            )
+                        },
                     ],
                     estimate: true,
+                    price_basis: Some(basis.clone()),
                     nodes: Vec::new(),
                     more_nodes: 0,
                 });
@@ -965,18 +1224,41 @@ pub(crate) fn build(
 
     let mut notes = vec![
         format!("Prices: {}.", prices.provenance()),
-        "Spot savings are estimates from a configurable per-family discount; no spot price feed is used.".to_string(),
+        match model.spot_prices {
+            super::SpotPriceHistory::NotRead => "Spot prices: no spot price history was read; spot nodes and spot savings use a configurable per-family discount (an estimate).".to_string(),
+            super::SpotPriceHistory::Unavailable(reason) => format!("Spot prices: the spot price history was unavailable ({reason}); spot nodes and spot savings use a configurable per-family discount (an estimate)."),
+            super::SpotPriceHistory::Read(_) => "Spot prices: spot nodes are priced at their type's current price in their zone from ec2:DescribeSpotPriceHistory; spot savings use the highest current price of the type among the cluster's zones, and the configured per-family discount (an estimate) only where the history has no price. Each spot node and recommendation names its basis.".to_string(),
+        },
         "Consolidation packs resource requests, not observed usage, as the scheduler does.".to_string(),
         match settings.scale_down_profile {
             ScaleDownProfile::ClusterAutoscaler => "Scale-down rules: cluster-autoscaler's defaults. A node stays when a pod on it has a hostPath or disk-backed emptyDir volume not named in cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes, is a kube-system pod without a PodDisruptionBudget, is annotated safe-to-evict=false or karpenter.sh/do-not-disrupt=true, has no controller, or is held by a PodDisruptionBudget that allows no disruption.".to_string(),
             ScaleDownProfile::Karpenter => "Scale-down rules: Karpenter's. A node stays when a pod on it is annotated karpenter.sh/do-not-disrupt=true, has no controller, or is held by a PodDisruptionBudget that allows no disruption; local volumes and kube-system pods without a PDB do not keep it (cluster-autoscaler's defaults would).".to_string(),
         },
     ];
-    if model.nodes.iter().any(|nd| nd.spot && nd.hourly.is_some()) {
-        notes.push(
-            "Nodes already on spot are priced at on-demand minus the estimated spot discount."
-                .to_string(),
-        );
+    let estimated_spot = model
+        .nodes
+        .iter()
+        .filter(|nd| matches!(nd.spot_basis, Some(SpotBasis::Estimated { .. })))
+        .count();
+    if estimated_spot > 0 {
+        notes.push(format!(
+            "{estimated_spot} node(s) already on spot are priced at on-demand minus the estimated spot discount (their price basis says why)."
+        ));
+    }
+    if let Some(at) = model.commitments.read_at {
+        let covered = node_cov
+            .iter()
+            .flatten()
+            .filter(|c| !c.covered_by.is_empty())
+            .count();
+        notes.push(format!(
+            "Commitments (read {at}): Reserved Instances apply first (zonal, then regional with size flexibility), then Savings Plans (EC2 Instance before Compute, highest savings percentage first), as AWS bills them. They apply account-wide: other instances of the account may use them, and crossguard sees only this cluster's, so the coverage shown ({covered} node(s)) and the effective costs are the most this cluster can get (\"up to\"). Savings count only the on-demand cost not covered: removing a covered node saves nothing until its commitment is used elsewhere."
+        ));
+        for u in &model.commitments.unavailable {
+            notes.push(format!(
+                "Commitments could not all be read, so those are not applied: {u}."
+            ));
+        }
     }
     if !unpriced.is_empty() {
         notes.push(format!(
@@ -1012,8 +1294,31 @@ pub(crate) fn build(
             unpriced_reason: nd.unpriced.as_ref().map(ToString::to_string),
             removable: outcome.is_removed[i],
             kept_by: kept[i].take(),
+            commitment: node_cov[i].take().filter(|c| !c.covered_by.is_empty()),
+        })
+        .map(|mut line| {
+            if let Some(c) = &line.commitment {
+                line.price_basis.push_str(&coverage_basis(c));
+            }
+            line
         })
         .collect();
+    let commitments = model.commitments.read_at.map(|at| {
+        let on_demand: i64 = usage_node
+            .iter()
+            .zip(&usages)
+            .map(|(_, u)| to_cents(u.on_demand_hourly * h))
+            .sum();
+        let effective: i64 = usage_node.iter().filter_map(|&i| node_cents[i]).sum();
+        CommitmentsReport {
+            read_at: at.to_string(),
+            commitments: commitment_lines,
+            covered_nodes: lines.iter().filter(|l| l.commitment.is_some()).count(),
+            on_demand_monthly_cost: from_cents(on_demand),
+            effective_monthly_cost: from_cents(effective),
+            unavailable: model.commitments.unavailable.clone(),
+        }
+    });
 
     Report {
         snapshot_taken_at: snap.taken_at.clone(),
@@ -1055,6 +1360,7 @@ pub(crate) fn build(
             removable_nodes: removable,
         },
         nodes: lines,
+        commitments,
         notes,
         aws_inventory: None,
     }

@@ -1903,11 +1903,66 @@ mod totals {
         (x * 100.0).round() as i64
     }
 
+    /// A zonal m5.large RI, a size-flexible regional c5.xlarge RI and a Compute Savings Plan
+    /// with rates for m5.large and c5.large.
+    fn commitments_for_totals() -> Commitments {
+        use crate::aws::{ReservedInstance, SavingsPlan, SavingsPlanRate};
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let ri = |id: &str, ty: &str, zone: Option<&str>| ReservedInstance {
+            id: id.into(),
+            instance_type: ty.into(),
+            availability_zone: zone.map(Into::into),
+            instance_count: 1,
+            product_description: "Linux/UNIX".into(),
+            tenancy: "default".into(),
+            state: "active".into(),
+            start: t("2026-01-01T00:00:00Z"),
+            end: t("2027-01-01T00:00:00Z"),
+            duration_seconds: 31_536_000,
+            offering_class: "standard".into(),
+            offering_type: "Partial Upfront".into(),
+            fixed_price: 200.0,
+            usage_price: 0.0,
+            recurring_hourly: 0.03,
+        };
+        let rate = |ty: &str, usd: f64| SavingsPlanRate {
+            savings_plan_id: "sp".into(),
+            instance_type: ty.into(),
+            region: "us-east-1".into(),
+            product_description: "Linux/UNIX".into(),
+            usd_per_hour: usd,
+        };
+        Commitments {
+            read_at: Some(t("2026-11-30T00:00:00Z")),
+            reserved_instances: vec![
+                ri("ri-z", "m5.large", Some("us-east-1a")),
+                ri("ri-r", "c5.xlarge", None),
+            ],
+            savings_plans: vec![SavingsPlan {
+                id: "sp".into(),
+                arn: String::new(),
+                plan_type: "Compute".into(),
+                state: "active".into(),
+                region: None,
+                ec2_instance_family: None,
+                commitment_per_hour: 0.1,
+                start: t("2026-01-01T00:00:00Z"),
+                end: t("2027-01-01T00:00:00Z"),
+                payment_option: "No Upfront".into(),
+            }],
+            savings_plan_rates: vec![rate("m5.large", 0.062), rate("c5.large", 0.055)],
+            unavailable: Vec::new(),
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
         #[test]
-        fn report_totals_are_the_sums_of_its_lines((nodes, pods) in cluster()) {
-            let k = build(&nodes, &pods);
+        fn report_totals_are_the_sums_of_its_lines((nodes, pods) in cluster(), committed in any::<bool>()) {
+            let mut k = build(&nodes, &pods);
+            if committed {
+                k.aws.commitments = commitments_for_totals();
+            }
             let settings = AnalysisSettings {
                 top_recommendations: usize::MAX,
                 ..Default::default()
@@ -1935,7 +1990,18 @@ mod totals {
             prop_assert!(r.nodes.iter().all(|n| n.monthly_cost.is_some() != n.unpriced_reason.is_some()));
 
             let removed: i64 = r.consolidation.removable_nodes.iter().map(|n| cents(n.monthly_cost)).sum();
-            prop_assert_eq!(removed, cents(r.savings.consolidation));
+            if committed {
+                // Covered nodes save at most what was not covered.
+                let list: i64 = r.consolidation.removable_nodes.iter()
+                    .map(|n| r.nodes.iter().find(|l| l.node == n.node).unwrap())
+                    .map(|l| l.commitment.as_ref().map_or(cents(l.monthly_cost.unwrap()), |c| cents(c.on_demand_hourly * 730.0)))
+                    .sum();
+                prop_assert!(cents(r.savings.consolidation) <= list + 1, "{} > {}", r.savings.consolidation, list);
+                let c = r.commitments.as_ref().unwrap();
+                prop_assert!(c.commitments.iter().all(|l| (0.0..=100.0).contains(&l.utilization_percent)));
+            } else {
+                prop_assert_eq!(removed, cents(r.savings.consolidation));
+            }
             for n in &r.nodes {
                 let listed = r.consolidation.removable_nodes.iter().any(|x| x.node == n.node);
                 prop_assert_eq!(n.removable, listed);
@@ -1967,5 +2033,474 @@ mod totals {
                 prop_assert!(!s.contains("$-"), "{}", s);
             }
         }
+    }
+}
+
+/// Spot prices as billed and the account's commitments (`super::commitments`), rule by rule.
+mod billing {
+    use super::*;
+    use crate::aws::{ReservedInstance, SavingsPlan, SavingsPlanRate, SpotPrice};
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    const NOW: &str = "2026-11-30T12:00:00Z";
+
+    fn spot_price(ty: &str, zone: &str, price: f64, at: &str) -> SpotPrice {
+        SpotPrice {
+            instance_type: ty.into(),
+            availability_zone: zone.into(),
+            product_description: "Linux/UNIX".into(),
+            usd_per_hour: price,
+            timestamp: ts(at),
+        }
+    }
+
+    fn ri(id: &str, ty: &str, zone: Option<&str>, count: u32) -> ReservedInstance {
+        ReservedInstance {
+            id: id.into(),
+            instance_type: ty.into(),
+            availability_zone: zone.map(Into::into),
+            instance_count: count,
+            product_description: "Linux/UNIX".into(),
+            tenancy: "default".into(),
+            state: "active".into(),
+            start: ts("2026-01-01T00:00:00Z"),
+            end: ts("2027-01-01T00:00:00Z"),
+            duration_seconds: 31_536_000,
+            offering_class: "standard".into(),
+            offering_type: "No Upfront".into(),
+            fixed_price: 0.0,
+            usage_price: 0.0,
+            recurring_hourly: 0.06,
+        }
+    }
+
+    fn plan(id: &str, commitment: f64) -> SavingsPlan {
+        SavingsPlan {
+            id: id.into(),
+            arn: format!("arn:aws:savingsplans::111122223333:savingsplan/{id}"),
+            plan_type: "Compute".into(),
+            state: "active".into(),
+            region: None,
+            ec2_instance_family: None,
+            commitment_per_hour: commitment,
+            start: ts("2026-01-01T00:00:00Z"),
+            end: ts("2027-01-01T00:00:00Z"),
+            payment_option: "No Upfront".into(),
+        }
+    }
+
+    fn rate(plan: &str, ty: &str, usd: f64) -> SavingsPlanRate {
+        SavingsPlanRate {
+            savings_plan_id: plan.into(),
+            instance_type: ty.into(),
+            region: "us-east-1".into(),
+            product_description: "Linux/UNIX".into(),
+            usd_per_hour: usd,
+        }
+    }
+
+    fn commitments(
+        ris: Vec<ReservedInstance>,
+        plans: Vec<SavingsPlan>,
+        rates: Vec<SavingsPlanRate>,
+    ) -> Commitments {
+        Commitments {
+            read_at: Some(ts(NOW)),
+            reserved_instances: ris,
+            savings_plans: plans,
+            savings_plan_rates: rates,
+            unavailable: Vec::new(),
+        }
+    }
+
+    fn line<'r>(r: &'r Report, node: &str) -> &'r NodeLine {
+        r.nodes.iter().find(|n| n.node == node).unwrap()
+    }
+
+    fn commitment<'r>(r: &'r Report, id: &str) -> &'r CommitmentLine {
+        let c = r.commitments.as_ref().expect("commitments read");
+        c.commitments.iter().find(|l| l.id == id).unwrap()
+    }
+
+    fn zone(k: &mut Kit, node: usize, zone: &str) {
+        k.node_label(node, "topology.kubernetes.io/zone", zone);
+    }
+
+    fn spot(k: &mut Kit, node: usize) {
+        k.node_label(node, "eks.amazonaws.com/capacityType", "SPOT");
+    }
+
+    fn pin(k: &mut Kit, node: usize) {
+        k.snap.nodes[node].metadata.annotations =
+            Some(labels(&[("karpenter.sh/do-not-disrupt", "true")]));
+    }
+
+    #[test]
+    fn a_spot_node_costs_its_zones_current_spot_price() {
+        let mut k = Kit::default();
+        let a = k.m5("a");
+        spot(&mut k, a);
+        let b = k.m5("b");
+        spot(&mut k, b);
+        zone(&mut k, b, "us-east-1b");
+        k.aws.spot_prices = SpotPriceHistory::Read(vec![
+            spot_price("m5.large", "us-east-1a", 0.035, "2026-11-30T10:00:00Z"),
+            spot_price("m5.large", "us-east-1b", 0.05, "2026-11-30T11:00:00Z"),
+        ]);
+        let r = k.report();
+        assert_eq!(line(&r, "a").monthly_cost, Some(25.55)); // 0.035 × 730
+        assert_eq!(line(&r, "b").monthly_cost, Some(36.5)); // 0.05 × 730
+        assert_eq!(
+            line(&r, "a").price_basis,
+            "m5.large Linux spot price history, us-east-1a, 2026-11-30T10:00:00Z: $0.035/h"
+        );
+        assert!(
+            line(&r, "b")
+                .price_basis
+                .contains("spot price history, us-east-1b, 2026-11-30T11:00:00Z")
+        );
+        assert_eq!(r.current_monthly_cost, 62.05);
+    }
+
+    #[test]
+    fn without_a_history_price_a_spot_node_falls_back_to_the_estimated_discount_and_says_why() {
+        for (history, why) in [
+            (SpotPriceHistory::NotRead, "no spot price history was read"),
+            (
+                SpotPriceHistory::Unavailable(
+                    "ec2:DescribeSpotPriceHistory failed (UnauthorizedOperation): denied".into(),
+                ),
+                "the spot price history was unavailable: ec2:DescribeSpotPriceHistory failed",
+            ),
+            (
+                SpotPriceHistory::Read(vec![spot_price("m5.large", "us-east-1b", 0.05, NOW)]),
+                "no current price for m5.large Linux/UNIX in us-east-1a",
+            ),
+        ] {
+            let mut k = Kit::default();
+            let a = k.m5("a");
+            spot(&mut k, a);
+            k.aws.spot_prices = history;
+            let r = k.report();
+            let l = line(&r, "a");
+            // 0.096 × (1 - 0.60 for m5) × 730 = 28.032
+            assert_eq!(l.monthly_cost, Some(28.03));
+            assert!(
+                l.price_basis
+                    .contains("ESTIMATED 60% spot discount (estimated discount:"),
+                "{}",
+                l.price_basis
+            );
+            assert!(l.price_basis.contains(why), "{}", l.price_basis);
+        }
+    }
+
+    #[test]
+    fn a_spot_candidate_uses_the_highest_current_price_among_the_clusters_zones() {
+        let mut k = Kit::default();
+        k.aws.nodegroups.push(Nodegroup {
+            name: "ng".into(),
+            min_size: Some(2),
+            ..Default::default()
+        });
+        k.m5("a");
+        let b = k.m5("b");
+        zone(&mut k, b, "us-east-1b");
+        deployment(&mut k, "web", 3, false);
+        k.aws.spot_prices = SpotPriceHistory::Read(vec![
+            spot_price("m5.large", "us-east-1a", 0.024, NOW),
+            spot_price("m5.large", "us-east-1b", 0.048, NOW),
+            // A zone the cluster does not use is not considered.
+            spot_price("m5.large", "us-east-1c", 0.09, NOW),
+        ]);
+        // No right-sizing, so the spot price looked up is the group's own type's.
+        let settings = AnalysisSettings {
+            rightsizing_families: Vec::new(),
+            ..Default::default()
+        };
+        let report = |k: &Kit| analyze(&k.snap, &k.aws, &PriceTable::bundled(), &settings);
+        let r = report(&k);
+        let rec = r
+            .recommendations
+            .iter()
+            .find(|x| x.category == Category::Spot)
+            .expect("a spot recommendation");
+        let basis = rec.price_basis.as_deref().unwrap();
+        assert!(
+            basis.contains("$0.048/h in us-east-1b") && basis.contains("50% below"),
+            "{basis}"
+        );
+        // The whole group (2 × $0.096/h) at 50% off.
+        assert_eq!(rec.monthly_saving, 70.08);
+        // Without the history, the configured estimate (60% for m5).
+        k.aws.spot_prices = SpotPriceHistory::NotRead;
+        let r = report(&k);
+        let rec = r
+            .recommendations
+            .iter()
+            .find(|x| x.category == Category::Spot)
+            .unwrap();
+        assert!(
+            rec.price_basis
+                .as_deref()
+                .unwrap()
+                .starts_with("estimated discount")
+        );
+        assert_eq!(rec.monthly_saving, 84.1); // 140.16 × 0.6 = 84.096
+    }
+
+    #[test]
+    fn a_zonal_ri_covers_a_node_of_its_type_in_its_zone_only() {
+        let mut k = Kit::default();
+        let a = k.m5("a");
+        let b = k.m5("b");
+        zone(&mut k, b, "us-east-1b");
+        pin(&mut k, a);
+        pin(&mut k, b);
+        k.aws.commitments = commitments(
+            vec![ri("ri-zonal", "m5.large", Some("us-east-1b"), 1)],
+            vec![],
+            vec![],
+        );
+        let r = k.report();
+        assert!(line(&r, "a").commitment.is_none());
+        assert_eq!(line(&r, "a").monthly_cost, Some(70.08));
+        let b = line(&r, "b");
+        let cov = b.commitment.as_ref().unwrap();
+        assert_eq!(cov.covered_by[0].commitment, "ri-zonal");
+        assert_eq!(cov.effective_hourly, 0.06);
+        assert_eq!(b.monthly_cost, Some(43.8));
+        assert!(
+            b.price_basis.contains("100% by Reserved Instance ri-zonal"),
+            "{}",
+            b.price_basis
+        );
+        let l = commitment(&r, "ri-zonal");
+        assert_eq!(
+            (l.utilization_percent, l.scope.as_str()),
+            (100.0, "us-east-1b")
+        );
+        assert_eq!(l.nodes, ["b"]);
+        assert_eq!(l.days_to_expiry, 31);
+        let text = r.render_text();
+        assert!(
+            text.contains("ri-zonal [active]") && text.contains("100.0% used by this cluster"),
+            "{text}"
+        );
+        assert_eq!(r.current_monthly_cost, 113.88);
+        let c = r.commitments.as_ref().unwrap();
+        assert_eq!(
+            (c.on_demand_monthly_cost, c.effective_monthly_cost),
+            (140.16, 113.88)
+        );
+    }
+
+    #[test]
+    fn a_regional_ri_covers_any_zone_and_other_sizes_of_its_family() {
+        let mut k = Kit::default();
+        let a = k.node("a", "m5.xlarge", "ng", 3920, 15 * GI, 58);
+        let b = k.m5("b");
+        zone(&mut k, b, "us-east-1c");
+        pin(&mut k, a);
+        pin(&mut k, b);
+        // One m5.xlarge reservation = 8 units: the m5.large (4, smallest first) in full
+        // and half of the m5.xlarge (8).
+        k.aws.commitments = commitments(
+            vec![ri("ri-regional", "m5.xlarge", None, 1)],
+            vec![],
+            vec![],
+        );
+        let r = k.report();
+        let cb = line(&r, "b").commitment.as_ref().unwrap();
+        assert_eq!(cb.uncovered_fraction, 0.0);
+        let ca = line(&r, "a").commitment.as_ref().unwrap();
+        assert_eq!(ca.uncovered_fraction, 0.5);
+        // Half at the RI's rate ($0.06/h for 8 units → $0.03/h), half on demand ($0.096/h).
+        assert_eq!(ca.effective_hourly, 0.126);
+        assert_eq!(commitment(&r, "ri-regional").scope, "region");
+        assert_eq!(commitment(&r, "ri-regional").utilization_percent, 100.0);
+    }
+
+    #[test]
+    fn an_expired_ri_is_reported_but_not_applied() {
+        let mut k = Kit::default();
+        let a = k.m5("a");
+        pin(&mut k, a);
+        let mut old = ri("ri-old", "m5.large", Some("us-east-1a"), 1);
+        old.end = ts("2026-11-20T12:00:00Z");
+        old.state = "retired".into();
+        let mut ancient = ri("ri-ancient", "m5.large", Some("us-east-1a"), 1);
+        ancient.end = ts("2025-01-01T00:00:00Z");
+        ancient.state = "retired".into();
+        k.aws.commitments = commitments(vec![old, ancient], vec![], vec![]);
+        let r = k.report();
+        assert!(line(&r, "a").commitment.is_none());
+        assert_eq!(line(&r, "a").monthly_cost, Some(70.08));
+        let l = commitment(&r, "ri-old");
+        assert_eq!(
+            (l.state.as_str(), l.days_to_expiry, l.utilization_percent),
+            ("expired", -10, 0.0)
+        );
+        // Expired long ago: no longer listed.
+        assert_eq!(r.commitments.as_ref().unwrap().commitments.len(), 1);
+    }
+
+    #[test]
+    fn a_savings_plan_at_sixty_percent_covers_every_node_it_has_a_rate_for() {
+        let mut k = Kit::default();
+        for n in ["a", "b", "c"] {
+            let i = k.m5(n);
+            pin(&mut k, i);
+        }
+        // 3 × $0.06/h = $0.18/h of a $0.30/h commitment.
+        k.aws.commitments = commitments(
+            vec![],
+            vec![plan("sp-1", 0.30)],
+            vec![rate("sp-1", "m5.large", 0.06)],
+        );
+        let r = k.report();
+        let l = commitment(&r, "sp-1");
+        assert_eq!(l.utilization_percent, 60.0);
+        assert_eq!(l.used_by_cluster, "$0.1800/h of $0.3000/h");
+        assert_eq!(l.scope, "any region");
+        for n in ["a", "b", "c"] {
+            assert_eq!(line(&r, n).monthly_cost, Some(43.8), "{n}");
+        }
+    }
+
+    #[test]
+    fn reserved_instances_apply_before_savings_plans_and_plans_to_the_highest_discount_first() {
+        let mut k = Kit::default();
+        let a = k.m5("a");
+        let b = k.m5("b");
+        let c = k.node("c", "c5.large", "ng", 1930, 3 * GI, 29);
+        for i in [a, b, c] {
+            pin(&mut k, i);
+        }
+        // The RI takes node a; the plan's $0.05/h goes to the usage with the highest
+        // discount: c5.large ($0.085 → $0.04, 53%) before m5.large ($0.096 → $0.06, 38%).
+        k.aws.commitments = commitments(
+            vec![ri("ri-1", "m5.large", Some("us-east-1a"), 1)],
+            vec![plan("sp-1", 0.05)],
+            vec![
+                rate("sp-1", "m5.large", 0.06),
+                rate("sp-1", "c5.large", 0.04),
+            ],
+        );
+        let r = k.report();
+        let by = |n: &str| {
+            line(&r, n)
+                .commitment
+                .as_ref()
+                .map(|c| {
+                    c.covered_by
+                        .iter()
+                        .map(|x| (x.commitment.clone(), x.fraction))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(by("a"), [("ri-1".to_string(), 1.0)]);
+        assert_eq!(by("c"), [("sp-1".to_string(), 1.0)]);
+        // What is left of the plan ($0.01/h) covers a sixth of node b at $0.06/h.
+        assert_eq!(by("b"), [("sp-1".to_string(), 0.1667)]);
+        assert_eq!(commitment(&r, "sp-1").utilization_percent, 100.0);
+    }
+
+    #[test]
+    fn removing_a_covered_node_saves_nothing_and_an_uncovered_one_its_on_demand_price() {
+        // Two m5.large, one removable. Without commitments it saves its list price.
+        let two = |c: Commitments| {
+            let mut k = Kit::default();
+            k.m5("a");
+            k.m5("b");
+            k.pod("p", "a", 100, 128);
+            k.aws.commitments = c;
+            k.report()
+        };
+        let r = two(Commitments::default());
+        assert_eq!(r.savings.consolidation, 70.08);
+        // Both covered by RIs: the removal saves nothing (the RIs are paid either way).
+        let r = two(commitments(
+            vec![ri("ri-2", "m5.large", Some("us-east-1a"), 2)],
+            vec![],
+            vec![],
+        ));
+        assert_eq!(r.consolidation.removable_nodes.len(), 1);
+        assert_eq!(r.savings.consolidation, 0.0);
+        assert!(
+            r.recommendations
+                .iter()
+                .all(|x| x.category != Category::Consolidation || x.monthly_saving == 0.0)
+        );
+        // One RI for two nodes: whichever goes, the RI covers the other, so the removal saves
+        // one on-demand price.
+        let r = two(commitments(
+            vec![ri("ri-1", "m5.large", Some("us-east-1a"), 1)],
+            vec![],
+            vec![],
+        ));
+        assert_eq!(r.savings.consolidation, 70.08);
+        let rec = r
+            .recommendations
+            .iter()
+            .find(|x| x.category == Category::Consolidation)
+            .unwrap();
+        assert!(
+            rec.reasoning
+                .iter()
+                .any(|l| l.contains("saves nothing until the commitment is used elsewhere"))
+        );
+
+        // An m5.large under a zonal RI and a c5.large on demand: removing the covered one
+        // saves nothing, removing the uncovered one its on-demand price.
+        let mixed = |keep: &str| {
+            let mut k = Kit::default();
+            let a = k.m5("a");
+            let c = k.node("c", "c5.large", "ng", 1930, 7 * GI, 29);
+            pin(&mut k, if keep == "a" { a } else { c });
+            k.aws.commitments = commitments(
+                vec![ri("ri-1", "m5.large", Some("us-east-1a"), 1)],
+                vec![],
+                vec![],
+            );
+            k.report()
+        };
+        let r = mixed("a");
+        assert_eq!(r.consolidation.removable_nodes[0].node, "c");
+        assert_eq!(r.savings.consolidation, 62.05); // 0.085 × 730
+        let r = mixed("c");
+        assert_eq!(r.consolidation.removable_nodes[0].node, "a");
+        assert_eq!(r.savings.consolidation, 0.0);
+        assert_eq!(r.current_monthly_cost, 43.8 + 62.05);
+    }
+
+    #[test]
+    fn failed_commitment_reads_are_noted_in_the_report() {
+        let mut k = Kit::default();
+        k.m5("a");
+        k.aws.commitments = Commitments {
+            read_at: Some(ts(NOW)),
+            unavailable: vec![
+                "savingsplans:DescribeSavingsPlans failed (AccessDeniedException): denied".into(),
+            ],
+            ..Default::default()
+        };
+        let r = k.report();
+        let c = r.commitments.as_ref().unwrap();
+        assert_eq!(c.unavailable.len(), 1);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("could not all be read") && n.contains("DescribeSavingsPlans"))
+        );
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("account-wide") && n.contains("up to"))
+        );
     }
 }

@@ -175,6 +175,126 @@ pub struct InstanceTypeShape {
     pub max_pods: Option<u32>,
 }
 
+/// One current spot price, as ec2:DescribeSpotPriceHistory reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpotPrice {
+    /// e.g. m5.large.
+    pub instance_type: String,
+    /// e.g. us-east-1a.
+    pub availability_zone: String,
+    /// EC2's product description: `Linux/UNIX` or `Windows`.
+    pub product_description: String,
+    /// USD per instance-hour.
+    pub usd_per_hour: f64,
+    /// When this price took effect.
+    pub timestamp: jiff::Timestamp,
+}
+
+/// EC2's product description (`Linux/UNIX`, `Windows`) of a `kubernetes.io/os` value, as
+/// DescribeSpotPriceHistory, DescribeReservedInstances and Savings Plans rates spell it.
+pub fn product_description(os: &str) -> &'static str {
+    if os.eq_ignore_ascii_case("windows") {
+        "Windows"
+    } else {
+        "Linux/UNIX"
+    }
+}
+
+/// A Reserved Instance as ec2:DescribeReservedInstances reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservedInstance {
+    /// ReservedInstancesId.
+    pub id: String,
+    /// e.g. m5.large.
+    pub instance_type: String,
+    /// The Availability Zone of a zonal RI; `None` for a regional one (scope `Region`).
+    pub availability_zone: Option<String>,
+    /// How many instances it reserves.
+    pub instance_count: u32,
+    /// Platform, e.g. `Linux/UNIX`, `Windows`.
+    pub product_description: String,
+    /// `default` or `dedicated`.
+    pub tenancy: String,
+    /// `active`, `retired`, `payment-pending`, …
+    pub state: String,
+    /// Start of the term.
+    pub start: jiff::Timestamp,
+    /// End of the term.
+    pub end: jiff::Timestamp,
+    /// Term length in seconds.
+    pub duration_seconds: i64,
+    /// `standard` or `convertible`.
+    pub offering_class: String,
+    /// `No Upfront`, `Partial Upfront`, `All Upfront`.
+    pub offering_type: String,
+    /// Upfront price, USD.
+    pub fixed_price: f64,
+    /// Usage price, USD per hour.
+    pub usage_price: f64,
+    /// Sum of the hourly recurring charges, USD per hour.
+    pub recurring_hourly: f64,
+}
+
+impl ReservedInstance {
+    /// What one reserved instance costs per hour over the term: the upfront price spread
+    /// over the term's hours, plus the usage price and the hourly recurring charges (the
+    /// "effective rate" AWS Cost Explorer amortizes the same way).
+    pub fn effective_hourly(&self) -> f64 {
+        let hours = self.duration_seconds as f64 / 3600.0;
+        let upfront = if hours > 0.0 {
+            self.fixed_price / hours
+        } else {
+            0.0
+        };
+        upfront + self.usage_price + self.recurring_hourly
+    }
+}
+
+/// A Savings Plan as savingsplans:DescribeSavingsPlans reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavingsPlan {
+    /// savingsPlanId.
+    pub id: String,
+    /// savingsPlanArn.
+    pub arn: String,
+    /// `Compute`, `EC2Instance` or `SageMaker`.
+    pub plan_type: String,
+    /// `active`, `retired`, `queued`, …
+    pub state: String,
+    /// The region of an EC2 Instance Savings Plan; `None` for Compute plans.
+    pub region: Option<String>,
+    /// The instance family of an EC2 Instance Savings Plan.
+    pub ec2_instance_family: Option<String>,
+    /// The commitment, USD per hour.
+    pub commitment_per_hour: f64,
+    /// Start of the term.
+    pub start: jiff::Timestamp,
+    /// End of the term.
+    pub end: jiff::Timestamp,
+    /// `No Upfront`, `Partial Upfront`, `All Upfront`.
+    pub payment_option: String,
+}
+
+/// The rate one Savings Plan gives one instance type, as savingsplans:DescribeSavingsPlanRates
+/// reports it (EC2 usage, shared tenancy).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavingsPlanRate {
+    /// The plan.
+    pub savings_plan_id: String,
+    /// e.g. m5.large.
+    pub instance_type: String,
+    /// e.g. us-east-1.
+    pub region: String,
+    /// `Linux/UNIX`, `Windows`.
+    pub product_description: String,
+    /// USD per instance-hour under the plan.
+    pub usd_per_hour: f64,
+}
+
 /// An IAM user as ListUsers reports it, with the tags ListUserTags reports.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IamUser {
@@ -420,6 +540,40 @@ pub trait Ec2: Send + Sync {
         &self,
         types: &[String],
     ) -> Result<Vec<InstanceTypeShape>, AwsError>;
+    /// ec2:DescribeSpotPriceHistory of the named types in the named zones for the named
+    /// product descriptions (`Linux/UNIX`, `Windows`), from `start_time` (now: only the
+    /// price in effect then and any later), all pages; the latest price per type, zone and
+    /// product description. No call for no types.
+    async fn describe_spot_price_history(
+        &self,
+        types: &[String],
+        zones: &[String],
+        product_descriptions: &[String],
+        start_time: jiff::Timestamp,
+    ) -> Result<Vec<SpotPrice>, AwsError>;
+    /// ec2:DescribeReservedInstances of the region in the given states (e.g. `active`,
+    /// `retired`).
+    async fn describe_reserved_instances(
+        &self,
+        states: &[&str],
+    ) -> Result<Vec<ReservedInstance>, AwsError>;
+}
+
+/// The Savings Plans calls crossguard makes (a global service: one answer for the account).
+#[async_trait]
+pub trait SavingsPlans: Send + Sync {
+    /// savingsplans:DescribeSavingsPlans in the given states (e.g. `active`, `retired`),
+    /// all pages.
+    async fn describe_savings_plans(&self, states: &[&str]) -> Result<Vec<SavingsPlan>, AwsError>;
+    /// savingsplans:DescribeSavingsPlanRates of one plan for EC2 instance usage (shared
+    /// tenancy, Linux/UNIX and Windows) of the named types in `region`, all pages. No call
+    /// for no types.
+    async fn describe_savings_plan_rates(
+        &self,
+        savings_plan_id: &str,
+        types: &[String],
+        region: &str,
+    ) -> Result<Vec<SavingsPlanRate>, AwsError>;
 }
 
 /// The IAM calls crossguard makes: the access-key audit's reads and its one mutation, and
@@ -492,6 +646,8 @@ pub struct CustomerClients {
     pub ec2: Arc<dyn Ec2>,
     /// IAM (a global service: the region only picks the endpoint's partition).
     pub iam: Arc<dyn Iam>,
+    /// Savings Plans (a global service).
+    pub savings_plans: Arc<dyn SavingsPlans>,
 }
 
 /// Builds AWS clients; the only place SDK clients are created.

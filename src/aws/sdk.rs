@@ -20,7 +20,8 @@ use super::price_list::{self, OnDemandPriceList, PriceListOs};
 use super::{
     AccessKey, AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, CallerIdentity,
     ClientFactory, CustomerClients, Ec2, Eks, EksCluster, Iam, IamRole, IamUser, Identity,
-    Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, Pricing, SessionCredentials, Sts,
+    Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, Pricing, ReservedInstance, SavingsPlan,
+    SavingsPlanRate, SavingsPlans, SessionCredentials, SpotPrice, Sts,
 };
 use crate::audit::CallObserver;
 use crate::leader::Leadership;
@@ -171,6 +172,10 @@ impl ClientFactory for SdkFactory {
             }),
             iam: Arc::new(SdkIam {
                 client: aws_sdk_iam::Client::new(&config),
+                calls: calls.clone(),
+            }),
+            savings_plans: Arc::new(SdkSavingsPlans {
+                client: aws_sdk_savingsplans::Client::new(&config),
                 calls,
             }),
         }
@@ -823,6 +828,313 @@ impl Ec2 for SdkEc2 {
             }
         }
         Ok(shapes)
+    }
+
+    async fn describe_spot_price_history(
+        &self,
+        types: &[String],
+        zones: &[String],
+        product_descriptions: &[String],
+        start_time: jiff::Timestamp,
+    ) -> Result<Vec<SpotPrice>, AwsError> {
+        use aws_sdk_ec2::types::{Filter, InstanceType};
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut request = self
+            .client
+            .describe_spot_price_history()
+            .set_instance_types(Some(
+                types
+                    .iter()
+                    .map(|t| InstanceType::from(t.as_str()))
+                    .collect(),
+            ))
+            .set_product_descriptions(Some(product_descriptions.to_vec()))
+            .start_time(aws_sdk_ec2::primitives::DateTime::from_secs(
+                start_time.as_second(),
+            ));
+        if !zones.is_empty() {
+            request = request.filters(
+                Filter::builder()
+                    .name("availability-zone")
+                    .set_values(Some(zones.to_vec()))
+                    .build(),
+            );
+        }
+        let mut pages = request.into_paginator().send();
+        let mut latest: BTreeMap<(String, String, String), SpotPrice> = BTreeMap::new();
+        let target = types.join(",");
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("ec2", "DescribeSpotPriceHistory", e));
+            let page = self
+                .calls
+                .observe("ec2", "DescribeSpotPriceHistory", &target, page)?;
+            for p in page.spot_price_history.unwrap_or_default() {
+                let (Some(t), Some(zone), Some(product), Some(price), Some(at)) = (
+                    p.instance_type.as_ref().map(|t| t.as_str().to_string()),
+                    p.availability_zone.clone(),
+                    p.product_description
+                        .as_ref()
+                        .map(|d| d.as_str().to_string()),
+                    p.spot_price.as_deref().and_then(|s| s.parse::<f64>().ok()),
+                    p.timestamp.as_ref().map(to_timestamp),
+                ) else {
+                    continue;
+                };
+                if !price.is_finite() || price <= 0.0 {
+                    continue;
+                }
+                let key = (t.clone(), zone.clone(), product.clone());
+                if latest.get(&key).is_none_or(|old| old.timestamp < at) {
+                    latest.insert(
+                        key,
+                        SpotPrice {
+                            instance_type: t,
+                            availability_zone: zone,
+                            product_description: product,
+                            usd_per_hour: price,
+                            timestamp: at,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(latest.into_values().collect())
+    }
+
+    async fn describe_reserved_instances(
+        &self,
+        states: &[&str],
+    ) -> Result<Vec<ReservedInstance>, AwsError> {
+        use aws_sdk_ec2::types::{Filter, RecurringChargeFrequency, Scope};
+        let out = self
+            .client
+            .describe_reserved_instances()
+            .filters(
+                Filter::builder()
+                    .name("state")
+                    .set_values(Some(states.iter().map(|s| s.to_string()).collect()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2", "DescribeReservedInstances", e));
+        let out = self.calls.observe(
+            "ec2",
+            "DescribeReservedInstances",
+            &format!("state={}", states.join(",")),
+            out,
+        )?;
+        Ok(out
+            .reserved_instances
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| {
+                let zonal = r.scope.as_ref() != Some(&Scope::Regional);
+                Some(ReservedInstance {
+                    id: r.reserved_instances_id?,
+                    instance_type: r.instance_type?.as_str().to_string(),
+                    availability_zone: r.availability_zone.filter(|_| zonal),
+                    instance_count: r.instance_count.unwrap_or(0).max(0) as u32,
+                    product_description: r
+                        .product_description
+                        .map(|d| d.as_str().to_string())
+                        .unwrap_or_default(),
+                    tenancy: r
+                        .instance_tenancy
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_else(|| "default".to_string()),
+                    state: r.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    start: r.start.as_ref().map(to_timestamp)?,
+                    end: r.end.as_ref().map(to_timestamp)?,
+                    duration_seconds: r.duration.unwrap_or(0),
+                    offering_class: r
+                        .offering_class
+                        .map(|c| c.as_str().to_string())
+                        .unwrap_or_default(),
+                    offering_type: r
+                        .offering_type
+                        .map(|o| o.as_str().to_string())
+                        .unwrap_or_default(),
+                    fixed_price: f64::from(r.fixed_price.unwrap_or(0.0)),
+                    usage_price: f64::from(r.usage_price.unwrap_or(0.0)),
+                    recurring_hourly: r
+                        .recurring_charges
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|c| c.frequency == Some(RecurringChargeFrequency::Hourly))
+                        .filter_map(|c| c.amount)
+                        .sum(),
+                })
+            })
+            .collect())
+    }
+}
+
+/// Savings Plans, a global service: the adapter signs for whichever region the session's
+/// configuration names and the SDK's endpoint rules send it to the global endpoint.
+struct SdkSavingsPlans {
+    client: aws_sdk_savingsplans::Client,
+    calls: Calls,
+}
+
+/// An RFC 3339 time as Savings Plans writes them (`2026-01-01T00:00:00.000Z`).
+fn parse_rfc3339(s: Option<&str>) -> Option<jiff::Timestamp> {
+    s?.parse().ok()
+}
+
+#[async_trait]
+impl SavingsPlans for SdkSavingsPlans {
+    async fn describe_savings_plans(&self, states: &[&str]) -> Result<Vec<SavingsPlan>, AwsError> {
+        use aws_sdk_savingsplans::types::SavingsPlanState;
+        let mut plans = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_savings_plans()
+                .set_states(Some(
+                    states.iter().map(|s| SavingsPlanState::from(*s)).collect(),
+                ))
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("savingsplans", "DescribeSavingsPlans", e));
+            let out = self.calls.observe(
+                "savingsplans",
+                "DescribeSavingsPlans",
+                &format!("states={}", states.join(",")),
+                out,
+            )?;
+            for p in out.savings_plans.unwrap_or_default() {
+                let (Some(id), Some(start), Some(end)) = (
+                    p.savings_plan_id.clone(),
+                    parse_rfc3339(p.start.as_deref()),
+                    parse_rfc3339(p.end.as_deref()),
+                ) else {
+                    continue;
+                };
+                plans.push(SavingsPlan {
+                    id,
+                    arn: p.savings_plan_arn.unwrap_or_default(),
+                    plan_type: p
+                        .savings_plan_type
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    state: p.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    region: p.region.filter(|r| !r.is_empty()),
+                    ec2_instance_family: p.ec2_instance_family.filter(|f| !f.is_empty()),
+                    commitment_per_hour: p
+                        .commitment
+                        .as_deref()
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0.0),
+                    start,
+                    end,
+                    payment_option: p
+                        .payment_option
+                        .map(|o| o.as_str().to_string())
+                        .unwrap_or_default(),
+                });
+            }
+            match out.next_token.filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t),
+                None => break,
+            }
+        }
+        Ok(plans)
+    }
+
+    async fn describe_savings_plan_rates(
+        &self,
+        savings_plan_id: &str,
+        types: &[String],
+        region: &str,
+    ) -> Result<Vec<SavingsPlanRate>, AwsError> {
+        use aws_sdk_savingsplans::types::{
+            SavingsPlanProductType, SavingsPlanRateFilter, SavingsPlanRateFilterName,
+        };
+        let mut rates = Vec::new();
+        if types.is_empty() {
+            return Ok(rates);
+        }
+        let filter = |name: SavingsPlanRateFilterName, values: Vec<String>| {
+            SavingsPlanRateFilter::builder()
+                .name(name)
+                .set_values(Some(values))
+                .build()
+        };
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_savings_plan_rates()
+                .savings_plan_id(savings_plan_id)
+                .filters(filter(
+                    SavingsPlanRateFilterName::InstanceType,
+                    types.to_vec(),
+                ))
+                .filters(filter(
+                    SavingsPlanRateFilterName::Region,
+                    vec![region.to_string()],
+                ))
+                .filters(filter(
+                    SavingsPlanRateFilterName::ProductDescription,
+                    vec!["Linux/UNIX".to_string(), "Windows".to_string()],
+                ))
+                .filters(filter(
+                    SavingsPlanRateFilterName::Tenancy,
+                    vec!["shared".to_string()],
+                ))
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("savingsplans", "DescribeSavingsPlanRates", e));
+            let out = self.calls.observe(
+                "savingsplans",
+                "DescribeSavingsPlanRates",
+                savings_plan_id,
+                out,
+            )?;
+            for r in out.search_results.unwrap_or_default() {
+                if r.product_type.as_ref() != Some(&SavingsPlanProductType::Ec2) {
+                    continue;
+                }
+                let Some(rate) = r.rate.as_deref().and_then(|x| x.parse::<f64>().ok()) else {
+                    continue;
+                };
+                let property = |key: &str| {
+                    r.properties
+                        .iter()
+                        .flatten()
+                        .find(|p| p.name.as_ref().map(|n| n.as_str()) == Some(key))
+                        .and_then(|p| p.value.clone())
+                };
+                let (Some(instance_type), Some(rate_region), Some(product)) = (
+                    property("instanceType"),
+                    property("region"),
+                    property("productDescription"),
+                ) else {
+                    continue;
+                };
+                if property("tenancy").is_some_and(|t| t != "shared") {
+                    continue;
+                }
+                rates.push(SavingsPlanRate {
+                    savings_plan_id: savings_plan_id.to_string(),
+                    instance_type,
+                    region: rate_region,
+                    product_description: product,
+                    usd_per_hour: rate,
+                });
+            }
+            match out.next_token.filter(|t| !t.is_empty()) {
+                Some(t) => next = Some(t),
+                None => break,
+            }
+        }
+        Ok(rates)
     }
 }
 

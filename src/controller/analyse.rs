@@ -34,14 +34,17 @@ pub struct Analysed {
     pub price_notes: Vec<String>,
 }
 
-/// Snapshot the customer cluster with an EKS token, analyse it with the AWS inventory,
-/// and store the sanitized snapshot and the report under the tenant's prefix.
+/// Snapshot the customer cluster with an EKS token, read the spot prices and commitments
+/// for its nodes ([`super::billing`]), analyse it with the AWS inventory, and store the
+/// sanitized snapshot and the report under the tenant's prefix.
+#[allow(clippy::too_many_arguments)]
 pub async fn analyse(
     cluster: &ManagedCluster,
     account: &CustomerAccount,
     ctx: &Context,
     session: &crate::credentials::AccountSession,
     collected: &Collected,
+    clients: &crate::aws::CustomerClients,
     observer: &dyn CallObserver,
     now: jiff::Timestamp,
 ) -> Result<Analysed, AnalyseError> {
@@ -66,24 +69,6 @@ pub async fn analyse(
     let snapshot = reader::read_snapshot(&client, &sanitizer, observer, now.to_string())
         .await
         .map_err(|source| AnalyseError::ReadCluster { url, source })?;
-    let inventory = AwsInventory {
-        region: cluster.spec.region.clone(),
-        nodegroups: collected.nodegroups.clone(),
-        instances: collected.instances.clone(),
-        instance_types: collected
-            .instance_types
-            .iter()
-            .map(|t| {
-                let info = InstanceTypeInfo {
-                    vcpus: t.vcpus,
-                    memory_mib: t.memory_mib,
-                    architecture: t.architecture.clone(),
-                    max_pods: t.max_pods,
-                };
-                (t.name.clone(), info)
-            })
-            .collect(),
-    };
     // Prices the bundle and the prices file lack come from the Price List API (cached),
     // fetched here so that the analysis itself stays pure. DescribeInstanceTypes shapes
     // travel in the inventory and win inside the analysis.
@@ -102,6 +87,30 @@ pub async fn analyse(
     let nodes = super::automation::node_facts(&snapshot);
     let snapshot_json = serde_json::to_vec(&snapshot).expect("snapshots serialize");
     let input = AnalysisInput::from(snapshot);
+    // Spot prices and commitments for what the nodes run on; a failed read never fails
+    // the reconcile (the report says what was unavailable).
+    let markets = super::billing::NodeMarkets::of(&input);
+    let inventory = AwsInventory {
+        region: cluster.spec.region.clone(),
+        nodegroups: collected.nodegroups.clone(),
+        instances: collected.instances.clone(),
+        instance_types: collected
+            .instance_types
+            .iter()
+            .map(|t| {
+                let info = InstanceTypeInfo {
+                    vcpus: t.vcpus,
+                    memory_mib: t.memory_mib,
+                    architecture: t.architecture.clone(),
+                    max_pods: t.max_pods,
+                };
+                (t.name.clone(), info)
+            })
+            .collect(),
+        spot_prices: super::billing::spot_prices(clients, &markets, now).await,
+        commitments: super::billing::commitments(clients, &markets, &cluster.spec.region, now)
+            .await,
+    };
     // CPU-bound (about a second at 150,000 pods): off the async workers, so other
     // reconciles, the health endpoints and metrics keep being served meanwhile.
     let settings = AnalysisSettings {

@@ -91,6 +91,7 @@ async fn pipeline(
         ctx,
         &session,
         &collected,
+        &clients,
         audit.as_ref(),
         draft.now,
     )

@@ -7,6 +7,7 @@
 
 mod analyse;
 mod automation;
+mod billing;
 pub mod customer_account;
 pub mod external_id;
 pub mod failure;

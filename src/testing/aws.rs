@@ -26,6 +26,12 @@
 //!   for a region it has no products in), as one page, and records each call with the
 //!   operator's account ([`OPERATOR_ACCOUNT`]), the endpoint region `us-east-1` and target
 //!   `<region>/<Linux|Windows>`.
+//! - **Spot prices and commitments**: a spot price history per account and region
+//!   ([`FakeAws::put_spot_price`]; DescribeSpotPriceHistory answers the latest price per
+//!   type, zone and product description among the matching entries), Reserved Instances
+//!   per account and region ([`FakeAws::put_reserved_instance`]; filtered by state only),
+//!   and Savings Plans per account with their rates ([`FakeAws::put_savings_plan`];
+//!   DescribeSavingsPlanRates answers the plan's rates for the named types and region).
 //! - **Injected failures and delays** per operation ([`FakeAws::fail`], [`FakeAws::delay`]).
 //!
 //! What it does not fake: IAM policy evaluation beyond the ExternalId condition (every
@@ -99,7 +105,8 @@ use crate::aws::price_list::{OnDemandPriceList, PriceListOs};
 use crate::aws::{
     AccessKey, AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, AwsErrorKind,
     CallerIdentity, ClientFactory, CustomerClients, Ec2, Eks, EksCluster, Iam, IamRole, IamUser,
-    Identity, Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, SessionCredentials, Sts,
+    Identity, Instance, InstanceTypeShape, KeyLastUsed, Nodegroup, ReservedInstance, SavingsPlan,
+    SavingsPlanRate, SessionCredentials, SpotPrice, Sts,
 };
 use crate::clock::Clock;
 
@@ -116,6 +123,10 @@ pub const OPERATIONS: &[(&str, &str, bool)] = &[
     ("autoscaling", "TerminateInstanceInAutoScalingGroup", true),
     ("ec2", "DescribeInstances", false),
     ("ec2", "DescribeInstanceTypes", false),
+    ("ec2", "DescribeSpotPriceHistory", false),
+    ("ec2", "DescribeReservedInstances", false),
+    ("savingsplans", "DescribeSavingsPlans", false),
+    ("savingsplans", "DescribeSavingsPlanRates", false),
     ("iam", "ListUsers", false),
     ("iam", "ListUserTags", false),
     ("iam", "ListAccessKeys", false),
@@ -198,6 +209,11 @@ pub struct World {
     pub groups: BTreeMap<String, AutoScalingGroup>,
     /// EC2 instances by id.
     pub instances: BTreeMap<String, Instance>,
+    /// The spot price history of the region (DescribeSpotPriceHistory answers the latest
+    /// per type, zone and product description).
+    pub spot_prices: Vec<SpotPrice>,
+    /// The account's Reserved Instances in the region.
+    pub reserved_instances: Vec<ReservedInstance>,
 }
 
 impl World {
@@ -285,6 +301,8 @@ struct State {
     caller_account_override: Option<String>,
     worlds: BTreeMap<(String, String), World>,
     instance_types: BTreeMap<String, InstanceTypeShape>,
+    /// Savings Plans per account (a global service), with each plan's rates.
+    savings_plans: BTreeMap<String, Vec<(SavingsPlan, Vec<SavingsPlanRate>)>>,
     assume_requests: Vec<AssumeRoleRequest>,
     calls: Vec<CallRecord>,
     failures: HashMap<&'static str, Injected>,
@@ -463,7 +481,8 @@ impl FakeAws {
             eks: customer.clone(),
             autoscaling: customer.clone(),
             ec2: customer.clone(),
-            iam: customer,
+            iam: customer.clone(),
+            savings_plans: customer,
         }
     }
 
@@ -573,6 +592,29 @@ impl FakeAws {
         self.with_world(account, region, |w| {
             w.instances.insert(instance.id.clone(), instance);
         });
+    }
+
+    /// Add a spot price to the history of `account`/`region` (DescribeSpotPriceHistory
+    /// answers the latest per type, zone and product description).
+    pub fn put_spot_price(&self, account: &str, region: &str, price: SpotPrice) {
+        self.with_world(account, region, |w| w.spot_prices.push(price));
+    }
+
+    /// Put (or replace, by id) a Reserved Instance of `account` in `region`.
+    pub fn put_reserved_instance(&self, account: &str, region: &str, ri: ReservedInstance) {
+        self.with_world(account, region, |w| {
+            w.reserved_instances.retain(|r| r.id != ri.id);
+            w.reserved_instances.push(ri);
+        });
+    }
+
+    /// Put (or replace, by id) a Savings Plan of `account` with the rates
+    /// DescribeSavingsPlanRates answers for it.
+    pub fn put_savings_plan(&self, account: &str, plan: SavingsPlan, rates: Vec<SavingsPlanRate>) {
+        let mut st = self.lock();
+        let plans = st.savings_plans.entry(account.to_string()).or_default();
+        plans.retain(|(p, _)| p.id != plan.id);
+        plans.push((plan, rates));
     }
 
     /// Put (or replace) an instance type in the catalogue DescribeInstanceTypes reads (one
@@ -1425,6 +1467,131 @@ impl Ec2 for Customer {
         })
         .await
     }
+
+    /// The latest price per type, zone and product description among the world's history
+    /// entries that match the named types, zones (any when none) and product descriptions
+    /// and took effect before `start_time` or later (as EC2 answers, the price in effect at
+    /// `start_time` is included); no call for no types.
+    async fn describe_spot_price_history(
+        &self,
+        types: &[String],
+        zones: &[String],
+        product_descriptions: &[String],
+        start_time: Timestamp,
+    ) -> Result<Vec<SpotPrice>, AwsError> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _ = start_time;
+        self.call(
+            "DescribeSpotPriceHistory",
+            &types.join(","),
+            |st, account| {
+                let mut latest: BTreeMap<(String, String, String), SpotPrice> = BTreeMap::new();
+                for p in &self.world(st, account).spot_prices {
+                    if !types.contains(&p.instance_type)
+                        || !(zones.is_empty() || zones.contains(&p.availability_zone))
+                        || !product_descriptions.contains(&p.product_description)
+                    {
+                        continue;
+                    }
+                    let key = (
+                        p.instance_type.clone(),
+                        p.availability_zone.clone(),
+                        p.product_description.clone(),
+                    );
+                    if latest
+                        .get(&key)
+                        .is_none_or(|old| old.timestamp < p.timestamp)
+                    {
+                        latest.insert(key, p.clone());
+                    }
+                }
+                Ok(latest.into_values().collect())
+            },
+        )
+        .await
+    }
+
+    /// The region's Reserved Instances in the given states, in the order they were put.
+    async fn describe_reserved_instances(
+        &self,
+        states: &[&str],
+    ) -> Result<Vec<ReservedInstance>, AwsError> {
+        self.call(
+            "DescribeReservedInstances",
+            &format!("state={}", states.join(",")),
+            |st, account| {
+                Ok(self
+                    .world(st, account)
+                    .reserved_instances
+                    .iter()
+                    .filter(|r| states.contains(&r.state.as_str()))
+                    .cloned()
+                    .collect())
+            },
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl crate::aws::SavingsPlans for Customer {
+    /// The account's plans in the given states, in the order they were put.
+    async fn describe_savings_plans(&self, states: &[&str]) -> Result<Vec<SavingsPlan>, AwsError> {
+        self.call(
+            "DescribeSavingsPlans",
+            &format!("states={}", states.join(",")),
+            |st, account| {
+                Ok(st
+                    .savings_plans
+                    .get(account)
+                    .into_iter()
+                    .flatten()
+                    .map(|(p, _)| p)
+                    .filter(|p| states.contains(&p.state.as_str()))
+                    .cloned()
+                    .collect())
+            },
+        )
+        .await
+    }
+
+    /// The plan's rates for the named types in `region`; ResourceNotFoundException for a
+    /// plan the account does not have; no call for no types.
+    async fn describe_savings_plan_rates(
+        &self,
+        savings_plan_id: &str,
+        types: &[String],
+        region: &str,
+    ) -> Result<Vec<SavingsPlanRate>, AwsError> {
+        const OP: &str = "DescribeSavingsPlanRates";
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(OP, savings_plan_id, |st, account| {
+            let found = st
+                .savings_plans
+                .get(account)
+                .and_then(|plans| plans.iter().find(|(p, _)| p.id == savings_plan_id))
+                .map(|(_, rates)| rates.clone());
+            match found {
+                Some(rates) => Ok(rates
+                    .into_iter()
+                    .filter(|r| types.contains(&r.instance_type) && r.region == region)
+                    .collect()),
+                None => Err(aws_error(
+                    st,
+                    "savingsplans",
+                    OP,
+                    "ResourceNotFoundException",
+                    404,
+                    format!("Savings Plan {savings_plan_id} not found"),
+                )),
+            }
+        })
+        .await
+    }
 }
 
 // ---------------------------------------------------------------------- helpers
@@ -1587,7 +1754,10 @@ fn error_of_kind(
     request_id: String,
 ) -> AwsError {
     let (code, status) = match (kind, service) {
-        (AwsErrorKind::AccessDenied, "eks") => ("AccessDeniedException", 403),
+        (AwsErrorKind::AccessDenied, "eks" | "savingsplans") => ("AccessDeniedException", 403),
+        (AwsErrorKind::Throttled, "savingsplans") => ("ThrottlingException", 429),
+        (AwsErrorKind::Unavailable, "savingsplans") => ("InternalServerException", 500),
+        (AwsErrorKind::Other, "savingsplans") => ("ValidationException", 400),
         (AwsErrorKind::AccessDenied, "ec2") => ("UnauthorizedOperation", 403),
         (AwsErrorKind::AccessDenied, _) => ("AccessDenied", 403),
         (AwsErrorKind::InvalidCredentials, "eks") => ("ExpiredTokenException", 403),

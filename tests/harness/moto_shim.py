@@ -33,6 +33,36 @@ controls under /_crossguard/ that moto itself lacks:
   POST   /_crossguard/price-list              {"publicationDate": "...", "products": [...], "page_size": 2}
                                               -> replaces it (any key left out keeps its value)
   DELETE /_crossguard/price-list              -> back to tests/harness/price_list.json, page size 2
+  POST   /_crossguard/spot-prices             {"account_id": "...", "region": "...", "prices": [
+                                                {"instance_type": "m5.large", "availability_zone": "us-east-1a",
+                                                 "product_description": "Linux/UNIX", "price": 0.035,
+                                                 "timestamp": "2026-11-30T10:00:00Z"}, ...]}
+                                              -> replaces that account's and region's spot price history;
+                                                 ec2:DescribeSpotPriceHistory is then answered by the shim
+                                                 (not moto, whose price is a constant 0.00001) for every
+                                                 account and region: the latest entry per type, zone and
+                                                 product description matching InstanceType.N,
+                                                 ProductDescription.N and an availability-zone filter
+                                                 (StartTime is not looked at); MaxResults/NextToken pages
+  POST   /_crossguard/reserved-instances      {"account_id": "...", "region": "...", "reserved_instances": [
+                                                {"id": "ri-1", "instance_type": "m5.large", "availability_zone":
+                                                 "us-east-1a" (absent: regional), "count": 1, "state": "active",
+                                                 "start": "...", "end": "...", "duration": 31536000,
+                                                 "product_description": "Linux/UNIX", "fixed_price": 0,
+                                                 "usage_price": 0, "hourly_charge": 0.06,
+                                                 "offering_type": "No Upfront", "offering_class": "standard"}, ...]}
+                                              -> replaces them; ec2:DescribeReservedInstances (which moto
+                                                 lacks) answers them, filtered by a `state` filter only
+  POST   /_crossguard/savings-plans           {"account_id": "...", "savings_plans": [
+                                                {"id": "sp-1", "type": "Compute", "state": "active", "commitment": 1.0,
+                                                 "start": "...", "end": "...", "region": "" , "ec2_instance_family": "",
+                                                 "payment_option": "No Upfront",
+                                                 "rates": [{"instance_type": "m5.large", "region": "us-east-1",
+                                                            "product_description": "Linux/UNIX", "rate": 0.06}]}, ...]}
+                                              -> replaces them; savingsplans:DescribeSavingsPlans (by `states`)
+                                                 and DescribeSavingsPlanRates (by the instanceType, region,
+                                                 productDescription and tenancy filters) answer them in
+                                                 REST-JSON (moto has no Savings Plans service); one page each
   GET    /_crossguard/calls                   -> every AWS API call served so far, in arrival order:
                                                  {"service", "action", "account_id", "access_key_id",
                                                   "status", "region", "method", "path", "fault"}
@@ -270,6 +300,234 @@ def error_response(
 
 
 # ---------------------------------------------------------------------------
+# Spot prices, Reserved Instances and Savings Plans (moto lacks or fakes them)
+# ---------------------------------------------------------------------------
+
+EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+
+
+def _xml_escape(v: Any) -> str:
+    return str(v).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _indexed(fields: dict[str, list[str]], prefix: str) -> list[str]:
+    """Values of EC2 query list parameters PREFIX.1, PREFIX.2, ... in order."""
+    out = []
+    n = 1
+    while f"{prefix}.{n}" in fields:
+        out.append(fields[f"{prefix}.{n}"][0])
+        n += 1
+    return out
+
+
+def _ec2_filters(fields: dict[str, list[str]]) -> dict[str, list[str]]:
+    filters: dict[str, list[str]] = {}
+    n = 1
+    while f"Filter.{n}.Name" in fields:
+        filters[fields[f"Filter.{n}.Name"][0]] = _indexed(fields, f"Filter.{n}.Value")
+        n += 1
+    return filters
+
+
+class BillingFakes:
+    """Spot price history, Reserved Instances and Savings Plans per account, set through the
+    controls and answered in each protocol's wire format."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.spot: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.ris: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.plans: dict[str, list[dict[str, Any]]] = {}
+
+    def control(self, name: str, req: Any) -> str | None:
+        if not isinstance(req, dict) or not isinstance(req.get("account_id"), str):
+            return "need account_id"
+        account = req["account_id"]
+        with self.lock:
+            if name == "spot-prices":
+                if not isinstance(req.get("region"), str) or not isinstance(req.get("prices"), list):
+                    return "need region and prices"
+                self.spot[(account, req["region"])] = list(req["prices"])
+            elif name == "reserved-instances":
+                if not isinstance(req.get("region"), str) or not isinstance(req.get("reserved_instances"), list):
+                    return "need region and reserved_instances"
+                self.ris[(account, req["region"])] = list(req["reserved_instances"])
+            else:
+                if not isinstance(req.get("savings_plans"), list):
+                    return "need savings_plans"
+                self.plans[account] = list(req["savings_plans"])
+        return None
+
+    def answer(
+        self, info: dict[str, Any], environ: dict[str, Any], body: bytes, account: str
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        service, action = info["service"], info["action"]
+        if service == "ec2" and action == "DescribeSpotPriceHistory":
+            return self._spot(_form_fields(environ, body), account, info["region"] or "us-east-1")
+        if service == "ec2" and action == "DescribeReservedInstances":
+            return self._reserved(_form_fields(environ, body), account, info["region"] or "us-east-1")
+        if service == "savingsplans" and action in ("DescribeSavingsPlans", "DescribeSavingsPlanRates"):
+            try:
+                req = json.loads(body or b"{}")
+            except ValueError:
+                req = {}
+            if action == "DescribeSavingsPlans":
+                return self._plans(req, account)
+            return self._rates(req, account)
+        return None
+
+    @staticmethod
+    def _xml(action: str, inner: str) -> tuple[str, list[tuple[str, str]], bytes]:
+        request_id = str(uuid.uuid4())
+        data = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<{action}Response xmlns="{EC2_XMLNS}">'
+            f"<requestId>{request_id}</requestId>{inner}</{action}Response>"
+        ).encode("utf-8")
+        return "200 OK", [("Content-Type", "text/xml;charset=UTF-8"), ("Content-Length", str(len(data)))], data
+
+    def _spot(self, fields: dict[str, list[str]], account: str, region: str):
+        types = set(_indexed(fields, "InstanceType"))
+        products = set(_indexed(fields, "ProductDescription"))
+        filters = _ec2_filters(fields)
+        zones = set(filters.get("availability-zone", []))
+        with self.lock:
+            history = list(self.spot.get((account, region), []))
+        latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for p in history:
+            key = (p["instance_type"], p["availability_zone"], p.get("product_description", "Linux/UNIX"))
+            if types and key[0] not in types or zones and key[1] not in zones or products and key[2] not in products:
+                continue
+            if key not in latest or latest[key]["timestamp"] < p["timestamp"]:
+                latest[key] = p
+        items = [latest[k] for k in sorted(latest)]
+        start = int(fields.get("NextToken", ["0"])[0] or 0)
+        size = int(fields.get("MaxResults", ["1000"])[0] or 1000)
+        page = items[start : start + size]
+        token = str(start + size) if start + size < len(items) else ""
+        inner = "<spotPriceHistorySet>" + "".join(
+            "<item>"
+            f"<availabilityZone>{_xml_escape(p['availability_zone'])}</availabilityZone>"
+            f"<instanceType>{_xml_escape(p['instance_type'])}</instanceType>"
+            f"<productDescription>{_xml_escape(p.get('product_description', 'Linux/UNIX'))}</productDescription>"
+            f"<spotPrice>{float(p['price']):.6f}</spotPrice>"
+            f"<timestamp>{_xml_escape(p['timestamp'])}</timestamp>"
+            "</item>"
+            for p in page
+        ) + "</spotPriceHistorySet>"
+        inner += f"<nextToken>{token}</nextToken>"
+        return self._xml("DescribeSpotPriceHistory", inner)
+
+    def _reserved(self, fields: dict[str, list[str]], account: str, region: str):
+        states = set(_ec2_filters(fields).get("state", []))
+        with self.lock:
+            ris = list(self.ris.get((account, region), []))
+        items = []
+        for r in ris:
+            if states and r.get("state", "active") not in states:
+                continue
+            zone = r.get("availability_zone")
+            hourly = r.get("hourly_charge", 0)
+            charges = (
+                f"<recurringCharges><item><frequency>Hourly</frequency><amount>{float(hourly)}</amount></item></recurringCharges>"
+                if hourly
+                else "<recurringCharges/>"
+            )
+            items.append(
+                "<item>"
+                f"<reservedInstancesId>{_xml_escape(r['id'])}</reservedInstancesId>"
+                f"<instanceType>{_xml_escape(r['instance_type'])}</instanceType>"
+                + (f"<availabilityZone>{_xml_escape(zone)}</availabilityZone>" if zone else "")
+                + f"<start>{_xml_escape(r['start'])}</start><end>{_xml_escape(r['end'])}</end>"
+                f"<duration>{int(r.get('duration', 31536000))}</duration>"
+                f"<fixedPrice>{float(r.get('fixed_price', 0))}</fixedPrice>"
+                f"<usagePrice>{float(r.get('usage_price', 0))}</usagePrice>"
+                f"<instanceCount>{int(r.get('count', 1))}</instanceCount>"
+                f"<productDescription>{_xml_escape(r.get('product_description', 'Linux/UNIX'))}</productDescription>"
+                f"<state>{_xml_escape(r.get('state', 'active'))}</state>"
+                f"<instanceTenancy>{_xml_escape(r.get('tenancy', 'default'))}</instanceTenancy>"
+                "<currencyCode>USD</currencyCode>"
+                f"<offeringType>{_xml_escape(r.get('offering_type', 'No Upfront'))}</offeringType>"
+                f"{charges}"
+                f"<offeringClass>{_xml_escape(r.get('offering_class', 'standard'))}</offeringClass>"
+                f"<scope>{'Availability Zone' if zone else 'Region'}</scope>"
+                "</item>"
+            )
+        return self._xml("DescribeReservedInstances", "<reservedInstancesSet>" + "".join(items) + "</reservedInstancesSet>")
+
+    @staticmethod
+    def _rest_json(obj: Any) -> tuple[str, list[tuple[str, str]], bytes]:
+        data = json.dumps(obj).encode("utf-8")
+        return (
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("x-amzn-RequestId", str(uuid.uuid4())),
+                ("Content-Length", str(len(data))),
+            ],
+            data,
+        )
+
+    def _plans(self, req: dict[str, Any], account: str):
+        states = set(req.get("states") or [])
+        with self.lock:
+            plans = list(self.plans.get(account, []))
+        out = []
+        for p in plans:
+            if states and p.get("state", "active") not in states:
+                continue
+            out.append(
+                {
+                    "savingsPlanId": p["id"],
+                    "savingsPlanArn": f"arn:aws:savingsplans::{account}:savingsplan/{p['id']}",
+                    "start": p["start"],
+                    "end": p["end"],
+                    "state": p.get("state", "active"),
+                    "region": p.get("region", ""),
+                    "ec2InstanceFamily": p.get("ec2_instance_family", ""),
+                    "savingsPlanType": p.get("type", "Compute"),
+                    "paymentOption": p.get("payment_option", "No Upfront"),
+                    "productTypes": ["EC2", "Fargate", "Lambda"] if p.get("type", "Compute") == "Compute" else ["EC2"],
+                    "currency": "USD",
+                    "commitment": str(p["commitment"]),
+                    "termDurationInSeconds": int(p.get("duration", 31536000)),
+                }
+            )
+        return self._rest_json({"savingsPlans": out})
+
+    def _rates(self, req: dict[str, Any], account: str):
+        plan_id = req.get("savingsPlanId")
+        filters = {f.get("name"): set(f.get("values") or []) for f in req.get("filters") or []}
+        with self.lock:
+            plan = next((p for p in self.plans.get(account, []) if p["id"] == plan_id), None)
+        if plan is None:
+            return error_response("rest-json", "savingsplans", 404, "ResourceNotFoundException", f"Savings Plan {plan_id} not found")
+        results = []
+        for r in plan.get("rates", []):
+            props = {
+                "region": r["region"],
+                "instanceType": r["instance_type"],
+                "instanceFamily": r["instance_type"].split(".")[0],
+                "productDescription": r.get("product_description", "Linux/UNIX"),
+                "tenancy": "shared",
+            }
+            if any(values and props.get(name) not in values for name, values in filters.items()):
+                continue
+            results.append(
+                {
+                    "rate": str(r["rate"]),
+                    "currency": "USD",
+                    "unit": "Hrs",
+                    "productType": "EC2",
+                    "serviceCode": "AmazonEC2",
+                    "usageType": f"BoxUsage:{r['instance_type']}",
+                    "operation": "RunInstances",
+                    "properties": [{"name": k, "value": v} for k, v in props.items()],
+                }
+            )
+        return self._rest_json({"savingsPlanId": plan_id, "searchResults": results})
+
+
+# ---------------------------------------------------------------------------
 # The wrapping WSGI app
 # ---------------------------------------------------------------------------
 
@@ -398,6 +656,7 @@ class ShimApp:
         self.canary: dict[str, str] | None = None
         self.canary_issued = 0
         self.price_list = load_price_list()
+        self.billing = BillingFakes()
 
     # -- account resolution, exactly as moto's BaseResponse.get_current_account --
     @staticmethod
@@ -453,6 +712,12 @@ class ShimApp:
 
         if info["service"] == "pricing" and info["action"] == "GetProducts":
             return self._get_products(body, start_response, entry)
+        answer = self.billing.answer(info, environ, body, account_id)
+        if answer is not None:
+            status_line, headers, data = answer
+            entry["status"] = int(status_line.split(" ", 1)[0])
+            start_response(status_line, headers)
+            return [data]
 
         with self.lock:
             canary = dict(self.canary) if self.canary else None
@@ -642,6 +907,12 @@ class ShimApp:
                 return _json(start_response, 405, {"error": "use GET, POST or DELETE"})
             with self.lock:
                 return _json(start_response, 200, self.price_list)
+        if name in ("spot-prices", "reserved-instances", "savings-plans") and method == "POST":
+            req = self._read_json(environ)
+            err = self.billing.control(name, req)
+            if err:
+                return _json(start_response, 400, {"error": err})
+            return _json(start_response, 200, {"ok": True})
         if name == "nodegroup-tags" and method == "POST":
             return self._nodegroup_tags(start_response, self._read_json(environ))
         if name == "backdate-access-key" and method == "POST":

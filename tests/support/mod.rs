@@ -190,6 +190,51 @@ impl Moto {
     }
 }
 
+/// Spot prices, Reserved Instances and a Savings Plan for the seeded cluster's account (see
+/// moto_shim.py's controls), so the operator makes every billing read the read-only
+/// template grants: current spot prices for m5.large and t3.large in us-east-1a; a zonal
+/// RI for one m5.large in us-east-1a (No Upfront, $0.06/h); a regional t3.large RI that
+/// expired ten days ago; and an EC2 Instance Savings Plan for m5 in us-east-1 of $0.20/h at
+/// $0.06/h per m5.large, so that the two m5.large nodes the RI leaves use $0.12/h of it
+/// (60%) and the t3.large nodes stay on demand.
+pub fn seed_billing(moto: &Moto, account: &str) {
+    use serde_json::json;
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now");
+    let day = jiff::SignedDuration::from_hours(24);
+    let at = |days: i64| (now + day * days as i32).to_string();
+    let post = |path: &str, body: serde_json::Value| {
+        let out = http_request(&moto.url, "POST", path, &body.to_string());
+        assert!(out.contains("\"ok\""), "{path}: {out}");
+    };
+    post(
+        "/_crossguard/spot-prices",
+        json!({"account_id": account, "region": "us-east-1", "prices": [
+            {"instance_type": "m5.large", "availability_zone": "us-east-1a", "product_description": "Linux/UNIX", "price": 0.04, "timestamp": at(-1)},
+            {"instance_type": "m5.large", "availability_zone": "us-east-1a", "product_description": "Linux/UNIX", "price": 0.035, "timestamp": at(0)},
+            {"instance_type": "t3.large", "availability_zone": "us-east-1a", "product_description": "Linux/UNIX", "price": 0.025, "timestamp": at(0)},
+        ]}),
+    );
+    post(
+        "/_crossguard/reserved-instances",
+        json!({"account_id": account, "region": "us-east-1", "reserved_instances": [
+            {"id": "ri-zonal-m5", "instance_type": "m5.large", "availability_zone": "us-east-1a", "count": 1,
+             "state": "active", "start": at(-100), "end": at(265), "hourly_charge": 0.06},
+            {"id": "ri-expired-t3", "instance_type": "t3.large", "count": 2,
+             "state": "retired", "start": at(-375), "end": at(-10), "hourly_charge": 0.05},
+        ]}),
+    );
+    post(
+        "/_crossguard/savings-plans",
+        json!({"account_id": account, "savings_plans": [
+            {"id": "sp-ec2-m5", "type": "EC2Instance", "state": "active", "commitment": 0.2,
+             "region": "us-east-1", "ec2_instance_family": "m5",
+             "start": at(-30), "end": at(335), "rates": [
+                {"instance_type": "m5.large", "region": "us-east-1", "product_description": "Linux/UNIX", "rate": 0.06},
+            ]},
+        ]}),
+    );
+}
+
 /// A plain HTTP/1.0 GET on loopback; returns the body.
 pub fn http_get(base: &str, path: &str) -> String {
     http_request(base, "GET", path, "")
@@ -504,6 +549,7 @@ impl Env {
             .expect("write kubeconfig");
         let moto = Moto::start(dir.path());
         let seeded = moto.seed(&["--account-id", "111111111111", "--cluster-name", "prod"]);
+        seed_billing(&moto, "111111111111");
         moto.clear_calls();
         let customer = fake_apiserver::FakeApiServer::start()
             .await
