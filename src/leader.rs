@@ -11,10 +11,10 @@
 //!   every [`ElectionConfig::check_every`]; when the API server cannot be reached the
 //!   deadline is not extended, so a partitioned leader stops acting before a standby can
 //!   take the expired lease over (client-go's leader election has the same rule: stop
-//!   before `leaseDuration` runs out). Reading a later renewal of its own re-opens it.
+//!   before `leaseDuration` runs out). Passing the deadline, or reading another holder,
+//!   ends leadership at once.
 //!
-//! Losing the lease (another holder, a renewal error, no renewal read back for a whole
-//! lease duration past the deadline) is final for
+//! Losing the lease (another holder, a renewal error, the deadline passing) is final for
 //! the process: [`Leadership::lost`] resolves, `crossguard run` shuts down and exits with
 //! an error, and Kubernetes restarts the pod as a standby (controller-runtime's
 //! `leaderelection` ends its manager the same way).
@@ -30,6 +30,10 @@ use tokio::sync::Notify;
 /// Time kept between the deadline this replica acts by and the Lease's real expiry, for
 /// a mutating call already started and for clock drift between replicas.
 pub const SAFETY_MARGIN: Duration = Duration::from_secs(2);
+
+/// The shortest renewal lead time that works: the renewal must be read back (every second,
+/// plus a round trip) before the acting deadline, [`SAFETY_MARGIN`] before expiry.
+pub const MIN_RENEW_BEFORE: Duration = Duration::from_secs(4);
 
 /// How a replica takes part in the election.
 #[derive(Debug, Clone)]
@@ -80,6 +84,11 @@ impl Leadership {
         self.leading.load(Ordering::Acquire)
             && !self.lost.load(Ordering::Acquire)
             && now_ms() < self.deadline_ms.load(Ordering::Acquire)
+    }
+
+    /// True once leadership was held and lost.
+    pub fn has_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
     }
 
     /// Resolves once leadership was held and is lost (never, for [`Leadership::sole`]).
@@ -145,7 +154,8 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-/// Wait until this replica leads, then keep the lease in the background. Returns the
+/// Wait until this replica leads, then keep the lease in the background. `on_standby` runs
+/// once the Lease could be reached (the replica then stands by, ready). Returns the
 /// [`Leadership`] the controllers and AWS adapters consult; its [`Leadership::lost`]
 /// resolves when the lease is lost.
 ///
@@ -155,8 +165,9 @@ fn now_ms() -> i64 {
 pub async fn lead(
     client: kube::Client,
     config: ElectionConfig,
+    on_standby: impl FnOnce(),
 ) -> Result<Arc<Leadership>, ElectionError> {
-    if config.renew_before.as_secs() == 0
+    if config.renew_before < MIN_RENEW_BEFORE
         || config.renew_before + SAFETY_MARGIN >= config.lease_duration
     {
         return Err(ElectionError::Durations {
@@ -171,6 +182,8 @@ pub async fn lead(
     // takes it at once.
     let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
     let mut manager = build_manager(&client, &config).await;
+    // The Lease is reachable: a standby from now on (ready: a rollout may go on).
+    on_standby();
     tracing::info!(
         lease = %format!("{}/{}", config.namespace, config.lease_name),
         identity = %config.identity,
@@ -190,11 +203,13 @@ pub async fn lead(
             Err(e) => {
                 warn_retrying(&config, &e);
                 tokio::time::sleep(config.check_every.max(Duration::from_secs(1))).await;
+                // A fresh manager re-reads (and re-creates a deleted) Lease.
+                manager = build_manager(&client, &config).await;
             }
         }
     }
     let leadership = Arc::new(Leadership::default());
-    if let Some(deadline) = own_deadline(&leases, &config).await {
+    if let LeaseRead::Ours(deadline) = own_deadline(&leases, &config).await {
         leadership.extend_to(deadline);
     }
     leadership.leading.store(true, Ordering::Release);
@@ -228,20 +243,24 @@ pub async fn lead(
                 return;
             }
             match own_deadline(&leases, &config).await {
-                Some(deadline) => watched.extend_to(deadline),
-                // Past the deadline acting stops (`is_leading`); a renewal read back later
-                // re-opens it, since no one else can hold the lease before it expires. A
-                // whole lease duration past it, another replica may lead: give up.
-                None if now_ms()
-                    > watched.deadline_ms.load(Ordering::Acquire)
-                        + config.lease_duration.as_millis() as i64 =>
-                {
-                    watched.lose(
-                        "no renewal of the lease could be read back for a whole lease duration",
-                    );
+                LeaseRead::Ours(deadline) => {
+                    watched.extend_to(deadline);
+                    if !watched.is_leading() {
+                        watched.lose("the renewal read back came after the acting deadline");
+                        return;
+                    }
+                }
+                LeaseRead::Theirs(holder) => {
+                    watched.lose(&format!("the lease is held by {holder}"));
                     return;
                 }
-                None => {}
+                // Nothing read: acting stops at the deadline, and so does the process (as
+                // client-go's and controller-runtime's leader election do).
+                LeaseRead::Unknown if !watched.is_leading() => {
+                    watched.lose("no renewal of the lease could be read back before the deadline");
+                    return;
+                }
+                LeaseRead::Unknown => {}
             }
         }
     });
@@ -314,29 +333,45 @@ fn warn_retrying(config: &ElectionConfig, error: &kube_lease_manager::LeaseManag
     }
 }
 
-/// `renewTime + leaseDurationSeconds - SAFETY_MARGIN` in Unix ms when this replica holds
-/// the Lease; `None` when it does not or the Lease cannot be read.
-async fn own_deadline(leases: &Api<Lease>, config: &ElectionConfig) -> Option<i64> {
+/// What a read of the Lease says about this replica's leadership.
+enum LeaseRead {
+    /// This replica holds it: `renewTime + leaseDurationSeconds - SAFETY_MARGIN`, Unix ms.
+    Ours(i64),
+    /// Another replica holds it (named).
+    Theirs(String),
+    /// The Lease could not be read, or says nothing usable.
+    Unknown,
+}
+
+async fn own_deadline(leases: &Api<Lease>, config: &ElectionConfig) -> LeaseRead {
     // Bounded: a hung request must not hold the watchdog past the deadline.
     let read = tokio::time::timeout(config.renew_before, leases.get(&config.lease_name)).await;
     let lease = match read {
         Ok(Ok(lease)) => lease,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "reading the leader Lease failed");
-            return None;
+            return LeaseRead::Unknown;
         }
         Err(_) => {
             tracing::warn!("reading the leader Lease timed out");
-            return None;
+            return LeaseRead::Unknown;
         }
     };
-    let spec = lease.spec?;
-    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
-        return None;
+    let Some(spec) = lease.spec else {
+        return LeaseRead::Theirs("nobody".to_string());
+    };
+    match spec.holder_identity.as_deref() {
+        Some(me) if me == config.identity => {}
+        Some(other) if !other.is_empty() => return LeaseRead::Theirs(other.to_string()),
+        _ => return LeaseRead::Theirs("nobody".to_string()),
     }
-    let renewed = spec.renew_time?.0.as_millisecond();
-    let duration_ms = i64::from(spec.lease_duration_seconds?) * 1000;
-    Some(renewed + duration_ms - SAFETY_MARGIN.as_millis() as i64)
+    match (spec.renew_time, spec.lease_duration_seconds) {
+        (Some(renewed), Some(seconds)) => LeaseRead::Ours(
+            renewed.0.as_millisecond() + i64::from(seconds) * 1000
+                - SAFETY_MARGIN.as_millis() as i64,
+        ),
+        _ => LeaseRead::Unknown,
+    }
 }
 
 #[cfg(test)]

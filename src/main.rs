@@ -159,11 +159,11 @@ struct RunArgs {
     leader_identity: Option<String>,
     /// Seconds a standby waits after the leader's last renewal before taking over
     /// (client-go's default: 15).
-    #[arg(long, env = "CROSSGUARD_LEADER_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    #[arg(long, env = "CROSSGUARD_LEADER_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(7..=300))]
     leader_lease_seconds: u64,
     /// Seconds before expiry at which the leader renews; must be shorter than the lease and
     /// longer than a renewal round trip.
-    #[arg(long, env = "CROSSGUARD_LEADER_RENEW_BEFORE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=299))]
+    #[arg(long, env = "CROSSGUARD_LEADER_RENEW_BEFORE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(4..=297))]
     leader_renew_before_seconds: u64,
     /// Log format.
     #[arg(long, value_enum, env = "CROSSGUARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
@@ -447,6 +447,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let own_key = static_keys.as_ref().map(|k| k.access_key_id.clone());
+    // One signal handler for the whole run, so a signal between election and the
+    // controllers' start is not lost.
+    let (signal_tx, mut signalled) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        controller::shutdown_signal().await;
+        let _ = signal_tx.send(true);
+    });
     // Only the leader reconciles and acts; a standby waits here (ready, see /readyz).
     let leadership = if args.leader_elect {
         let config = crossguard::leader::ElectionConfig {
@@ -464,11 +471,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             check_every: std::time::Duration::from_secs(1),
             api_server: api_server.clone(),
         };
-        readiness.standby();
         metrics.set_leader(false);
+        let standby = readiness.clone();
         tokio::select! {
-            elected = crossguard::leader::lead(client.clone(), config) => elected?,
-            () = controller::shutdown_signal() => {
+            elected = crossguard::leader::lead(client.clone(), config, move || standby.standby()) => elected?,
+            () = stopped(&mut signalled) => {
                 tracing::info!("shut down while standing by");
                 return Ok(());
             }
@@ -529,12 +536,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let lost = leadership.clone();
     let stop = async move {
         tokio::select! {
-            () = controller::shutdown_signal() => {}
+            () = stopped(&mut signalled) => {}
             () = lost.lost() => {}
         }
     };
     controller::run(ctx, args.namespace, readiness, api_server, stop).await;
-    if args.leader_elect && !leadership.is_leading() {
+    if leadership.has_lost() {
         anyhow::bail!("leadership lost: exiting so that this pod restarts as a standby");
     }
     // A signal: hand the Lease over so a standby need not wait for it to expire.
@@ -543,6 +550,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Resolves once the shutdown signal was seen (now or earlier).
+async fn stopped(signalled: &mut tokio::sync::watch::Receiver<bool>) {
+    // An error means the signal task is gone, which only happens after it sent.
+    let _ = signalled.wait_for(|seen| *seen).await;
 }
 
 /// A leader identity for a replica that was given none: host name plus a random suffix,

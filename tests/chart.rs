@@ -252,10 +252,10 @@ fn deployment_meets_the_restricted_pod_security_standard() {
 fn deployment_runs_the_operator_with_the_expected_flags_and_probes() {
     let docs = render(&[]);
     let deployment = only(&docs, "Deployment");
-    // The default file store is per pod: one replica (still elected, so a rollout's
-    // overlapping pods never both act).
+    // The default file store is per pod: one replica, replaced with Recreate (an old pod
+    // from before leader election would not wait for the Lease), still elected.
     assert_eq!(deployment["spec"]["replicas"], 1);
-    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
     assert!(of_kind(&docs, "PodDisruptionBudget").is_empty());
 
     let container = operator_container(&docs);
@@ -584,8 +584,22 @@ fn ha_needs_a_shared_store_and_leader_election_and_gets_a_pdb_and_spread() {
         "crossguard-leader-election"
     );
 
-    // Without election: one replica, Recreate, no Lease RBAC, told not to elect.
-    let single = render(&["leaderElection.enabled=false"]);
+    // An upgrade with --reuse-values from before these values existed renders the
+    // defaults instead of failing.
+    let reused = render(&[
+        "store.url=s3://bucket/prefix",
+        "leaderElection=null",
+        "podDisruptionBudget=null",
+    ]);
+    assert_eq!(only(&reused, "Deployment")["spec"]["replicas"], 2);
+    assert_eq!(of_kind(&reused, "PodDisruptionBudget").len(), 1);
+
+    // Without election (even with an S3 store): one replica, Recreate, no Lease RBAC,
+    // told not to elect.
+    let single = render(&[
+        "store.url=s3://bucket/prefix",
+        "leaderElection.enabled=false",
+    ]);
     let deployment = only(&single, "Deployment");
     assert_eq!(deployment["spec"]["replicas"], 1);
     assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
@@ -595,13 +609,17 @@ fn ha_needs_a_shared_store_and_leader_election_and_gets_a_pdb_and_spread() {
     for (sets, says) in [
         (vec!["replicaCount=2"], "needs a shared store"),
         (
-            vec!["store.url=s3://b/p", "leaderElection.enabled=false"],
+            vec![
+                "store.url=s3://b/p",
+                "leaderElection.enabled=false",
+                "replicaCount=2",
+            ],
             "needs leaderElection.enabled",
         ),
         (
             vec![
-                "leaderElection.leaseDurationSeconds=6",
-                "leaderElection.renewBeforeSeconds=5",
+                "leaderElection.leaseDurationSeconds=8",
+                "leaderElection.renewBeforeSeconds=6",
             ],
             "at least renewBeforeSeconds + 3",
         ),

@@ -1267,6 +1267,12 @@ impl Iam for SdkIam {
                 .user_name(approval.user())
                 .access_key_id(approval.access_key_id())
                 .status(aws_sdk_iam::types::StatusType::Inactive)
+                // One approval, one request: no retry goes out after the leadership check.
+                .customize()
+                .config_override(
+                    aws_sdk_iam::config::Config::builder()
+                        .retry_config(aws_config::retry::RetryConfig::disabled()),
+                )
                 .send()
                 .await
                 .map_err(|e| sdk_error("iam", "UpdateAccessKey", e)),

@@ -68,20 +68,32 @@ Operator image reference; the tag defaults to the chart's appVersion.
 {{- end }}
 
 {{/*
-Operator replicas: replicaCount, or 2 with a shared (s3://) store and 1 with the
-per-pod file store. More than one replica needs the shared store and leader election.
+Leader election and PDB settings, with the chart's defaults when an upgrade with
+--reuse-values carries a values file from before they existed.
+*/}}
+{{- define "crossguard.leaderElection" -}}
+{{- $le := .Values.leaderElection | default dict -}}
+{{- $enabled := true -}}
+{{- if hasKey $le "enabled" -}}{{- $enabled = $le.enabled -}}{{- end -}}
+{{- dict "enabled" $enabled "lease" (int (dig "leaseDurationSeconds" 15 $le)) "renew" (int (dig "renewBeforeSeconds" 5 $le)) | toJson -}}
+{{- end }}
+
+{{/*
+Operator replicas: replicaCount, or 2 with a shared (s3://) store and leader election,
+else 1 (the file store is per pod). More than one replica needs both.
 */}}
 {{- define "crossguard.replicas" -}}
+{{- $le := include "crossguard.leaderElection" . | fromJson -}}
 {{- $shared := hasPrefix "s3://" .Values.store.url -}}
-{{- $replicas := .Values.replicaCount | default (ternary 2 1 $shared) | int -}}
+{{- $replicas := .Values.replicaCount | default (ternary 2 1 (and $shared $le.enabled)) | int -}}
 {{- if and (gt $replicas 1) (not $shared) -}}
 {{- fail (printf "replicaCount %d needs a shared store: store.url %q is a per-pod file store; set store.url to s3://bucket/prefix or replicaCount to 1" $replicas .Values.store.url) -}}
 {{- end -}}
-{{- if and (gt $replicas 1) (not .Values.leaderElection.enabled) -}}
+{{- if and (gt $replicas 1) (not $le.enabled) -}}
 {{- fail (printf "replicaCount %d needs leaderElection.enabled: without it every replica would act" $replicas) -}}
 {{- end -}}
-{{- if and .Values.leaderElection.enabled (lt (int .Values.leaderElection.leaseDurationSeconds) (add (int .Values.leaderElection.renewBeforeSeconds) 3 | int)) -}}
-{{- fail "leaderElection.leaseDurationSeconds must be at least renewBeforeSeconds + 3" -}}
+{{- if and $le.enabled (or (lt (int $le.renew) 4) (lt (int $le.lease) (add (int $le.renew) 3 | int))) -}}
+{{- fail "leaderElection.renewBeforeSeconds must be at least 4, and leaseDurationSeconds at least renewBeforeSeconds + 3" -}}
 {{- end -}}
 {{- $replicas -}}
 {{- end }}
