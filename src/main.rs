@@ -524,7 +524,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .context("--slack-api-url")?;
     let mut ctx = Context::new(client, broker, metrics, clock, store, prices)
         .with_notifier(notifier)
-        .with_operator_principal(args.operator_principal);
+        .with_operator_principal(args.operator_principal)
+        .with_leadership(leadership.clone());
     if let Some(cache) = price_cache {
         ctx = ctx.with_price_cache(cache);
     }

@@ -268,9 +268,11 @@ async fn go(
 ) -> Outcome {
     let v = View::of(aws);
     let p = the_plan(&v);
+    let sole = crossguard::leader::Leadership::sole();
     let access = ClusterAccess {
         client: &c.client,
         observer: &NoAudit,
+        leadership: &sole,
     };
     automation::run(
         &settings(dry_run),
@@ -682,9 +684,11 @@ async fn budget_counts_earlier_removals() {
     s.budget.max_per_hour = 1;
     let earlier = [SystemClock.now() - jiff::SignedDuration::from_secs(600)];
     let mut j = MemJournal::default();
+    let sole = crossguard::leader::Leadership::sole();
     let access = ClusterAccess {
         client: &c.client,
         observer: &NoAudit,
+        leadership: &sole,
     };
     let out = automation::run(
         &s,
@@ -739,4 +743,51 @@ async fn a_node_that_cannot_be_uncordoned_keeps_its_intent_until_it_can() {
     assert_eq!(j.intents, vec![None]);
     assert!(mutating(&aws).is_empty());
     assert!(out.planned.is_empty());
+}
+
+/// A replica that does not (or no longer) hold the leader Lease does nothing to the
+/// customer's cluster and makes no mutating call: the run stops after recording its
+/// intent, which the next leader settles, as if this replica had died there.
+#[tokio::test]
+async fn a_replica_that_does_not_lead_neither_cordons_nor_calls() {
+    let aws = fake(|_| {});
+    let c = cluster(false).await;
+    let mut j = MemJournal::default();
+    let v = View::of(&aws);
+    let p = the_plan(&v);
+    let not_leading = crossguard::leader::Leadership::default();
+    let access = ClusterAccess {
+        client: &c.client,
+        observer: &NoAudit,
+        leadership: &not_leading,
+    };
+    let out = automation::run(
+        &settings(false),
+        &p,
+        &v.aws(),
+        None,
+        &[],
+        &aws.clients(ACCOUNT, REGION, Arc::new(NoAudit)),
+        &access,
+        &mut j,
+        &SystemClock,
+    )
+    .await;
+    let error = out
+        .error
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        error.contains("no longer holds the leader lease"),
+        "{error}"
+    );
+    assert!(mutating(&aws).is_empty());
+    assert!(!unschedulable(&c, "n-1"), "not cordoned");
+    assert!(pod_exists(&c, "shop", "web-0"), "nothing evicted");
+    assert_eq!(
+        j.phases(),
+        vec![Some("Draining".into())],
+        "the intent stays"
+    );
 }

@@ -45,6 +45,10 @@ pub enum DrainError {
     /// A pod without a controller would have to go: nothing would bring it back.
     #[error("pod {0} has no controller; evicting it would delete it for good")]
     Unmanaged(String),
+    /// This replica no longer holds the leader Lease; the next leader takes the drain over
+    /// from the recorded intent.
+    #[error("this replica no longer holds the leader lease")]
+    NotLeading,
 }
 
 fn outcome(r: &Result<impl Sized, kube::Error>) -> String {
@@ -134,6 +138,7 @@ pub async fn evict_all(
     node: &str,
     timeout: Duration,
     observer: &dyn CallObserver,
+    leadership: &crate::leader::Leadership,
 ) -> Result<Drained, DrainError> {
     let deadline = Instant::now() + timeout;
     let all: Api<Pod> = Api::all(client.clone());
@@ -169,6 +174,10 @@ pub async fn evict_all(
             });
         }
         for pod in &pods {
+            // Checked before every eviction: a replica that lost the lease stops here.
+            if !leadership.is_leading() {
+                return Err(DrainError::NotLeading);
+            }
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);

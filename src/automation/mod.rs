@@ -119,6 +119,10 @@ pub enum RunError {
     /// An AWS describe failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// This replica no longer holds the leader Lease: nothing more is done to the
+    /// customer's cluster, and the intent stays for the next leader.
+    #[error("this replica no longer holds the leader lease; the next leader takes the action over")]
+    NotLeading,
 }
 
 fn record(
@@ -308,6 +312,10 @@ pub struct ClusterAccess<'a> {
     pub client: &'a kube::Client,
     /// Where its calls are recorded.
     pub observer: &'a dyn CallObserver,
+    /// Cordon, eviction and uncordon happen only while this replica leads
+    /// ([`crate::leader`]); otherwise the run stops with [`RunError::NotLeading`] and the
+    /// recorded intent is left to the next leader, as if this replica had died there.
+    pub leadership: &'a crate::leader::Leadership,
 }
 
 /// Give back the node of an action, if the action cordons one (a nodegroup scale-in does
@@ -315,6 +323,14 @@ pub struct ClusterAccess<'a> {
 async fn give_back(access: &ClusterAccess<'_>, action: &str, node: &str) -> GivenBack {
     if !cordons(action) {
         return GivenBack::nothing();
+    }
+    if !access.leadership.is_leading() {
+        return GivenBack {
+            note: format!(
+                "; node {node} left cordoned: this replica no longer leads, the next leader gives it back"
+            ),
+            ok: false,
+        };
     }
     match drain::set_unschedulable(access.client, node, false, access.observer).await {
         Ok(()) => GivenBack {
@@ -595,6 +611,9 @@ async fn execute(
             .await
             .map_err(RunError::Journal)?;
         tracing::info!(node = %c.node, action, target = %target, "draining node");
+        if !access.leadership.is_leading() {
+            return Err(RunError::NotLeading);
+        }
         let drained =
             match drain::set_unschedulable(access.client, &c.node, true, access.observer).await {
                 Ok(()) => {
@@ -603,11 +622,17 @@ async fn execute(
                         &c.node,
                         settings.drain_timeout,
                         access.observer,
+                        access.leadership,
                     )
                     .await
                 }
                 Err(e) => Err(drain::DrainError::Kube(e)),
             };
+        // Not the leader any more: no uncordon either; the intent stays as it is.
+        if matches!(drained, Err(drain::DrainError::NotLeading)) || !access.leadership.is_leading()
+        {
+            return Err(RunError::NotLeading);
+        }
         tracing::info!(node = %c.node, result = ?drained, "drain finished");
         let failure = match drained {
             Ok(Drained::Empty { .. }) => None,

@@ -143,7 +143,11 @@ pub(super) async fn automate(
         trail,
         status: status.clone(),
     };
-    let access = ClusterAccess { client, observer };
+    let access = ClusterAccess {
+        client,
+        observer,
+        leadership: &ctx.leadership,
+    };
     let pending = status.pending_action.clone();
     let calls_before = trail.records().len();
     let outcome = automation::run(

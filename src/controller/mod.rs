@@ -85,6 +85,8 @@ pub struct Context {
     pub notifier: Option<Arc<crate::keyaudit::notify::Sender>>,
     /// The operator's own role ARN, which customers' trust policies should name.
     pub operator_principal: Option<String>,
+    /// Whether this replica leads ([`crate::leader`]).
+    pub leadership: Arc<crate::leader::Leadership>,
     /// Backoff state per object with consecutive transient failures.
     failures: Mutex<HashMap<String, ExponentialBackoff>>,
 }
@@ -118,8 +120,16 @@ impl Context {
                 .ok()
                 .map(Arc::new),
             operator_principal: None,
+            leadership: crate::leader::Leadership::sole(),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Cordon, eviction and uncordon in customer clusters only while `leadership` leads
+    /// (mutating AWS calls are gated in the SDK adapters); default: a sole replica.
+    pub fn with_leadership(mut self, leadership: Arc<crate::leader::Leadership>) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// Send key-audit notifications through `sender` (e.g. one whose Slack API base is a
