@@ -236,10 +236,12 @@ pub async fn lead(
     });
     // The watchdog moves the acting deadline from what the API server says.
     let watched = leadership.clone();
+    let elected_at = now_ms();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(config.check_every).await;
-            if watched.lost.load(Ordering::Acquire) {
+            // Lost, or stepping down (shutdown): nothing left to watch.
+            if watched.lost.load(Ordering::Acquire) || !watched.leading.load(Ordering::Acquire) {
                 return;
             }
             match own_deadline(&leases, &config).await {
@@ -256,7 +258,13 @@ pub async fn lead(
                 }
                 // Nothing read: acting stops at the deadline, and so does the process (as
                 // client-go's and controller-runtime's leader election do).
-                LeaseRead::Unknown if !watched.is_leading() => {
+                // (A deadline never read yet gets one lease duration from election.)
+                LeaseRead::Unknown
+                    if !watched.is_leading()
+                        && (watched.deadline_ms.load(Ordering::Acquire) != 0
+                            || now_ms()
+                                > elected_at + config.lease_duration.as_millis() as i64) =>
+                {
                     watched.lose("no renewal of the lease could be read back before the deadline");
                     return;
                 }
