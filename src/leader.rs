@@ -307,8 +307,7 @@ async fn build_manager(
 async fn released_by_holder(leases: &Api<Lease>, config: &ElectionConfig) {
     loop {
         tokio::time::sleep(config.check_every).await;
-        let read = tokio::time::timeout(config.renew_before, leases.get(&config.lease_name)).await;
-        if let Ok(Ok(lease)) = read
+        if let Ok(lease) = read_lease(leases, config).await
             && lease
                 .spec
                 .and_then(|s| s.holder_identity)
@@ -316,6 +315,16 @@ async fn released_by_holder(leases: &Api<Lease>, config: &ElectionConfig) {
         {
             return;
         }
+    }
+}
+
+/// One read of the Lease, bounded by the renewal lead time so that a hung request never
+/// holds a caller past the acting deadline; the error says why in a log-ready line.
+async fn read_lease(leases: &Api<Lease>, config: &ElectionConfig) -> Result<Lease, String> {
+    match tokio::time::timeout(config.renew_before, leases.get(&config.lease_name)).await {
+        Ok(Ok(lease)) => Ok(lease),
+        Ok(Err(e)) => Err(format!("reading the leader Lease failed: {e}")),
+        Err(_) => Err("reading the leader Lease timed out".to_string()),
     }
 }
 
@@ -352,16 +361,10 @@ enum LeaseRead {
 }
 
 async fn own_deadline(leases: &Api<Lease>, config: &ElectionConfig) -> LeaseRead {
-    // Bounded: a hung request must not hold the watchdog past the deadline.
-    let read = tokio::time::timeout(config.renew_before, leases.get(&config.lease_name)).await;
-    let lease = match read {
-        Ok(Ok(lease)) => lease,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "reading the leader Lease failed");
-            return LeaseRead::Unknown;
-        }
-        Err(_) => {
-            tracing::warn!("reading the leader Lease timed out");
+    let lease = match read_lease(leases, config).await {
+        Ok(lease) => lease,
+        Err(why) => {
+            tracing::warn!("{why}");
             return LeaseRead::Unknown;
         }
     };

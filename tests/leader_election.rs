@@ -15,7 +15,8 @@ const LEASE_SECONDS: &str = "8";
 const RENEW_BEFORE_SECONDS: &str = "4";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn holder(env: &Env) -> Option<String> {
+/// One field of the leader Lease's spec, as kubectl prints it; `None` when empty.
+fn lease_field(env: &Env, field: &str) -> Option<String> {
     let (ok, out, _) = kubectl(
         &env.kubeconfig,
         &[
@@ -25,10 +26,37 @@ fn holder(env: &Env) -> Option<String> {
             "-n",
             "default",
             "-o",
-            "jsonpath={.spec.holderIdentity}",
+            &format!("jsonpath={{.spec.{field}}}"),
         ],
     );
     (ok && !out.trim().is_empty()).then(|| out.trim().to_string())
+}
+
+fn holder(env: &Env) -> Option<String> {
+    lease_field(env, "holderIdentity")
+}
+
+async fn wait_until_leading(env: &Env, name: &str) {
+    wait_for(&format!("{name} to lead"), TIMEOUT, || async {
+        (holder(env).as_deref() == Some(name)).then_some(())
+    })
+    .await;
+}
+
+/// How `op` exited, waiting at most [`TIMEOUT`] (its log in the failure message).
+async fn exit_of(op: &mut support::Operator) -> std::process::ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = op.try_wait() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica is still running:\n{}",
+            op.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn replica(env: &Env, name: &str) -> support::Operator {
@@ -85,10 +113,7 @@ async fn one_replica_leads_the_standby_takes_over_and_a_deposed_leader_exits() {
     // expires, and reconciles (a spec change gets a new analysis).
     a.stop();
     let killed = Instant::now();
-    wait_for("replica-b to lead", TIMEOUT, || async {
-        (holder(&env).as_deref() == Some("replica-b")).then_some(())
-    })
-    .await;
+    wait_until_leading(&env, "replica-b").await;
     let takeover = killed.elapsed();
     eprintln!("takeover after {takeover:?} (lease {LEASE_SECONDS} s)");
     let before = clusters
@@ -132,18 +157,7 @@ async fn one_replica_leads_the_standby_takes_over_and_a_deposed_leader_exits() {
         "-p",
         &format!(r#"{{"spec":{{"holderIdentity":"replica-c","renewTime":"{now}","leaseDurationSeconds":600}}}}"#),
     ]);
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = b.try_wait() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the deposed leader is still running:\n{}",
-            b.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = exit_of(&mut b).await;
     assert!(!status.success(), "{status:?}");
     let log = b.log_text();
     assert!(log.contains("leadership lost"), "{log}");
@@ -165,10 +179,7 @@ async fn a_standby_taking_over_mid_action_confirms_it_without_acting_again() {
     let clusters: Api<ManagedCluster> = Api::namespaced(env.client().await, "acme");
 
     let mut a = replica(&env, "replica-a");
-    wait_for("replica-a to lead", TIMEOUT, || async {
-        (holder(&env).as_deref() == Some("replica-a")).then_some(())
-    })
-    .await;
+    wait_until_leading(&env, "replica-a").await;
     let _b = replica(&env, "replica-b");
     wait_for("the termination in flight", TIMEOUT, || async {
         env.moto
@@ -189,10 +200,7 @@ async fn a_standby_taking_over_mid_action_confirms_it_without_acting_again() {
         .expect("the intent was recorded before the call");
     assert_eq!(pending.phase, "Calling");
 
-    wait_for("replica-b to lead", TIMEOUT, || async {
-        (holder(&env).as_deref() == Some("replica-b")).then_some(())
-    })
-    .await;
+    wait_until_leading(&env, "replica-b").await;
     let status = wait_for(
         "the action confirmed by the new leader",
         TIMEOUT,
@@ -241,48 +249,22 @@ async fn a_leader_stopped_gracefully_releases_the_lease() {
         ])
     };
     let mut a = long("replica-a");
-    wait_for("replica-a to lead", TIMEOUT, || async {
-        (holder(&env).as_deref() == Some("replica-a")).then_some(())
-    })
-    .await;
+    wait_until_leading(&env, "replica-a").await;
     let _b = long("replica-b");
-    let lease = |field: &str| {
-        let (_, out, _) = kubectl(
-            &env.kubeconfig,
-            &[
-                "get",
-                "lease",
-                "crossguard-leader",
-                "-n",
-                "default",
-                "-o",
-                &format!("jsonpath={{.spec.{field}}}"),
-            ],
-        );
-        out.trim().parse::<jiff::Timestamp>().ok()
-    };
+    let lease =
+        |field: &str| lease_field(&env, field).and_then(|t| t.parse::<jiff::Timestamp>().ok());
     let last_renewal = lease("renewTime").expect("renewTime");
     // SAFETY: kill(2) with our own child's pid and a standard signal.
     let pid = libc::pid_t::try_from(a.pid()).unwrap();
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = a.try_wait() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "{}", a.log_text());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = exit_of(&mut a).await;
     assert!(status.success(), "{status:?}\n{}", a.log_text());
     assert!(
         a.log_text().contains("leader Lease released"),
         "{}",
         a.log_text()
     );
-    wait_for("replica-b to lead", TIMEOUT, || async {
-        (holder(&env).as_deref() == Some("replica-b")).then_some(())
-    })
-    .await;
+    wait_until_leading(&env, "replica-b").await;
     let acquired = lease("acquireTime").expect("acquireTime");
     assert!(
         acquired < last_renewal + jiff::SignedDuration::from_secs(120),
