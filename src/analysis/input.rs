@@ -34,7 +34,7 @@
 //! write it first); when it does not, the parts seen before it are buffered and decoded
 //! once the kind is known.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{
@@ -64,6 +64,14 @@ pub(crate) const KEPT_ANNOTATIONS: [&str; 6] = [
     "CapacityProvisioned",
 ];
 
+/// A small string-keyed map as the analysis input keeps it (labels, kept annotations,
+/// resource requests, capacity): its entries in one `Vec`, sorted by key, looked up by
+/// binary search. Objects carry several of these with a handful of entries each, where a
+/// `BTreeMap` would allocate a 544-byte node for even one entry; on a 5,000-node dump that
+/// was most of the analysis input's memory (BENCHMARKS.md, "Streaming `crossguard
+/// analyze`"). Duplicate keys in the input keep the last value, as a `BTreeMap` would.
+pub type SmallMap<V> = litemap::LiteMap<String, V>;
+
 /// The objects the analysis reads, reduced to the fields it uses.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AnalysisInput {
@@ -90,9 +98,9 @@ pub struct ObjectMeta {
     pub name: Option<String>,
     pub namespace: Option<String>,
     pub uid: Option<String>,
-    pub labels: Option<BTreeMap<String, String>>,
+    pub labels: Option<SmallMap<String>>,
     #[serde(default, deserialize_with = "kept_annotations")]
-    pub annotations: Option<BTreeMap<String, String>>,
+    pub annotations: Option<SmallMap<String>>,
     pub owner_references: Option<Vec<OwnerReference>>,
 }
 
@@ -118,8 +126,8 @@ pub struct NodeSpec {
 /// The part of a Node's status the analysis reads.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct NodeStatus {
-    pub allocatable: Option<BTreeMap<String, Quantity>>,
-    pub capacity: Option<BTreeMap<String, Quantity>>,
+    pub allocatable: Option<SmallMap<Quantity>>,
+    pub capacity: Option<SmallMap<Quantity>>,
     pub conditions: Option<Vec<Condition>>,
 }
 
@@ -152,12 +160,12 @@ pub struct PodStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     pub node_name: Option<String>,
-    pub node_selector: Option<BTreeMap<String, String>>,
+    pub node_selector: Option<SmallMap<String>>,
     #[serde(default)]
     pub containers: Vec<Container>,
     pub init_containers: Option<Vec<Container>>,
     pub resources: Option<Resources>,
-    pub overhead: Option<BTreeMap<String, Quantity>>,
+    pub overhead: Option<SmallMap<Quantity>>,
     pub volumes: Option<Vec<Volume>>,
     pub affinity: Option<Affinity>,
     pub tolerations: Option<Vec<Toleration>>,
@@ -175,7 +183,7 @@ pub struct Container {
 /// Resource requirements: the requests only (limits do not affect scheduling).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Resources {
-    pub requests: Option<BTreeMap<String, Quantity>>,
+    pub requests: Option<SmallMap<Quantity>>,
 }
 
 /// A volume: its name and which kinds of source it has (their contents are not read).
@@ -306,12 +314,10 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Present>, D::Error>
 }
 
 /// Read only the annotations in [`KEPT_ANNOTATIONS`]; the others are skipped unread.
-fn kept_annotations<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+fn kept_annotations<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SmallMap<String>>, D::Error> {
     struct Kept;
     impl<'de> Visitor<'de> for Kept {
-        type Value = Option<BTreeMap<String, String>>;
+        type Value = Option<SmallMap<String>>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a map of annotations")
         }
@@ -325,7 +331,7 @@ fn kept_annotations<'de, D: Deserializer<'de>>(
             d.deserialize_map(self)
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut kept = BTreeMap::new();
+            let mut kept = SmallMap::new();
             while let Some(key) = map.next_key_seed(KeyOf(&KEPT_ANNOTATIONS))? {
                 match key {
                     Some(i) => {
@@ -602,7 +608,7 @@ impl AnalysisInput {
             kind: &'static str,
             name: &dyn Fn() -> String,
             field: &dyn Fn(&str) -> String,
-            map: Option<&BTreeMap<String, Quantity>>,
+            map: Option<&SmallMap<Quantity>>,
         ) -> Result<(), InputError> {
             for (resource, q) in map.into_iter().flatten() {
                 let ok = match resource.as_str() {
@@ -698,14 +704,14 @@ impl AnalysisInput {
             m.labels.iter_mut().flatten().for_each(|(_, v)| judge(v));
             // Few and rare (only the kept ones): the sanitizer's own rule, name included.
             if let Some(annotations) = &mut m.annotations {
-                annotations.retain(|k, v| match sanitizer.annotation_rule(k, v) {
-                    AnnotationRule::Keep => true,
-                    AnnotationRule::Redact => {
-                        *v = REDACTED.to_string();
-                        true
-                    }
-                    AnnotationRule::Remove => false,
-                });
+                let kept = std::mem::take(annotations)
+                    .into_iter()
+                    .filter_map(|(k, v)| match sanitizer.annotation_rule(&k, &v) {
+                        AnnotationRule::Keep => Some((k, v)),
+                        AnnotationRule::Redact => Some((k, REDACTED.to_string())),
+                        AnnotationRule::Remove => None,
+                    });
+                *annotations = kept.collect();
             }
         };
         for n in &mut self.nodes {
@@ -1189,7 +1195,7 @@ impl From<meta::ObjectMeta> for ObjectMeta {
             name: m.name,
             namespace: m.namespace,
             uid: m.uid,
-            labels: m.labels,
+            labels: m.labels.map(SmallMap::from_iter),
             annotations: m.annotations.map(|mut a| {
                 KEPT_ANNOTATIONS
                     .iter()
@@ -1203,7 +1209,7 @@ impl From<meta::ObjectMeta> for ObjectMeta {
 
 fn resources(r: Option<core::ResourceRequirements>) -> Option<Resources> {
     r.map(|r| Resources {
-        requests: r.requests,
+        requests: r.requests.map(SmallMap::from_iter),
     })
 }
 
@@ -1264,11 +1270,11 @@ impl From<core::PodSpec> for PodSpec {
         }
         PodSpec {
             node_name: s.node_name,
-            node_selector: s.node_selector,
+            node_selector: s.node_selector.map(SmallMap::from_iter),
             containers: s.containers.into_iter().map(Container::from).collect(),
             init_containers: all(s.init_containers),
             resources: resources(s.resources),
-            overhead: s.overhead,
+            overhead: s.overhead.map(SmallMap::from_iter),
             volumes: all(s.volumes),
             affinity: s.affinity.map(Affinity::from),
             tolerations: s.tolerations,
@@ -1287,8 +1293,8 @@ impl From<core::Node> for Node {
                 unschedulable: s.unschedulable,
             }),
             status: n.status.map(|s| NodeStatus {
-                allocatable: s.allocatable,
-                capacity: s.capacity,
+                allocatable: s.allocatable.map(SmallMap::from_iter),
+                capacity: s.capacity.map(SmallMap::from_iter),
                 conditions: s.conditions.map(|cs| {
                     cs.into_iter()
                         .map(|c| Condition {
@@ -1629,8 +1635,8 @@ mod tests {
         // selector that still matches the pod it selected (both values redacted alike).
         let pod = &input.pods[0];
         let labels = pod.metadata.labels.as_ref().unwrap();
-        assert_eq!(labels["build"], REDACTED);
-        assert_eq!(labels["app"], "web");
+        assert_eq!(labels.get("build").unwrap(), REDACTED);
+        assert_eq!(labels.get("app").unwrap(), "web");
         assert_eq!(
             pod.metadata
                 .annotations
@@ -1663,7 +1669,9 @@ mod tests {
                 .unwrap()
                 .requests
                 .as_ref()
-                .unwrap()["cpu"]
+                .unwrap()
+                .get("cpu")
+                .unwrap()
                 .0,
             "100m"
         );
@@ -1882,15 +1890,19 @@ mod tests {
         // A value embedding a spec is removed, as the stored snapshot's sanitizer does.
         assert!(!default.contains_key("kubernetes.io/config.mirror"));
         assert_eq!(
-            default["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+            default
+                .get("cluster-autoscaler.kubernetes.io/safe-to-evict")
+                .unwrap(),
             "false"
         );
         // A configured extra sensitive name applies to annotation names too.
         let strict = kept(&Sanitizer::new(&["evict".to_string()]));
         assert_eq!(
-            strict["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+            strict
+                .get("cluster-autoscaler.kubernetes.io/safe-to-evict")
+                .unwrap(),
             REDACTED
         );
-        assert_eq!(strict["karpenter.sh/do-not-disrupt"], "true");
+        assert_eq!(strict.get("karpenter.sh/do-not-disrupt").unwrap(), "true");
     }
 }

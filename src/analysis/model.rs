@@ -7,7 +7,7 @@
 //! values for every label key some signature mentions, equal hard taints), so the
 //! label/taint predicates are evaluated once per (signature, class), not per (pod, node).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Taint;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::commitments::{Commitments, SpotPriceHistory};
-use super::input::{AnalysisInput, Container, Node, Pod, PodDisruptionBudget, PodSpec};
+use super::input::{AnalysisInput, Container, Node, Pod, PodDisruptionBudget, PodSpec, SmallMap};
 use super::prices::{LINUX, PriceTable, Unpriced, family};
 use super::quantity::{parse_count, parse_cpu_millis, parse_memory_bytes};
 use super::selectors::{
@@ -189,7 +189,7 @@ impl Sig {
 #[derive(Debug, Clone)]
 pub(crate) struct NodeM<'a> {
     pub name: &'a str,
-    pub labels: &'a BTreeMap<String, String>,
+    pub labels: &'a SmallMap<String>,
     pub taints: &'a [Taint],
     pub nodegroup: String,
     pub instance_type: Option<String>,
@@ -260,7 +260,7 @@ fn provider_zone(provider_id: &str) -> Option<&str> {
 pub(crate) struct PodM<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
-    pub labels: &'a BTreeMap<String, String>,
+    pub labels: &'a SmallMap<String>,
     pub node: u32,
     pub req: Res,
     pub role: Role,
@@ -326,7 +326,7 @@ impl Model<'_> {
 }
 
 fn quantity<F: Fn(&str) -> Option<i64>>(
-    map: Option<&BTreeMap<String, Quantity>>,
+    map: Option<&SmallMap<Quantity>>,
     key: &str,
     parse: F,
 ) -> Option<i64> {
@@ -522,7 +522,7 @@ pub(crate) fn build<'a>(
     prices: &PriceTable,
     settings: &AnalysisSettings,
 ) -> Model<'a> {
-    static EMPTY_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    static EMPTY_LABELS: SmallMap<String> = SmallMap::new();
     let instances: HashMap<&str, &crate::aws::Instance> =
         aws.instances.iter().map(|i| (i.id.as_str(), i)).collect();
     let min_size: HashMap<String, i64> = aws
@@ -745,7 +745,7 @@ pub(crate) fn build<'a>(
     let mut pods: Vec<PodM<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pending: Vec<Pending<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pdb_matching = vec![0i64; snap.pod_disruption_budgets.len()];
-    let mut pdb_cache: HashMap<(&str, &BTreeMap<String, String>), Vec<u32>> = HashMap::new();
+    let mut pdb_cache: HashMap<(&str, &SmallMap<String>), Vec<u32>> = HashMap::new();
     let mut domain_terms: Vec<DomainTerm<'a>> = Vec::new();
     let mut domain_owner: Vec<(u32, &'a str)> = Vec::new();
     let mut unbound_pods = 0;

@@ -2,7 +2,7 @@
 //! (PDBs, inter-pod terms), node selector requirements (nodeSelector, required node
 //! affinity) and taints/tolerations.
 
-use std::collections::BTreeMap;
+use super::input::SmallMap;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -104,7 +104,7 @@ impl Req {
 /// selectors when the object is written.
 pub(crate) fn label_selector_matches(
     selector: Option<&LabelSelector>,
-    labels: &BTreeMap<String, String>,
+    labels: &SmallMap<String>,
 ) -> bool {
     let Some(selector) = selector else {
         return false;
@@ -180,7 +180,7 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn labels(pairs: &[(&str, &str)]) -> SmallMap<String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -234,7 +234,7 @@ mod tests {
         assert!(!label_selector_matches(None, &l));
         assert!(label_selector_matches(Some(&LabelSelector::default()), &l));
         let sel = |ml: &[(&str, &str)], exprs: Vec<(&str, &str, &[&str])>| LabelSelector {
-            match_labels: Some(labels(ml)),
+            match_labels: Some(labels(ml).into_iter().collect()),
             match_expressions: Some(
                 exprs
                     .into_iter()
@@ -310,12 +310,12 @@ mod tests {
             );
             let theirs = Selector::try_from(selector.clone())
                 .ok()
-                .map(|s| s.matches(&l));
+                .map(|s| s.matches(&l.clone().into_iter().collect()));
             assert_eq!(theirs, kube_core, "kube-core on {selector:?}");
         }
         // One invalid requirement spoils a selector whose other parts match.
         let mut selector = with_expression(requirement("app", "NotIn", Some(&[])));
-        selector.match_labels = Some(l.clone());
+        selector.match_labels = Some(l.clone().into_iter().collect());
         assert!(!label_selector_matches(Some(&selector), &l));
     }
 
@@ -356,7 +356,7 @@ mod tests {
             };
             let theirs = Selector::try_from(selector.clone()).expect("a valid selector");
             proptest::prop_assert_eq!(
-                label_selector_matches(Some(&selector), &label_pairs),
+                label_selector_matches(Some(&selector), &label_pairs.clone().into_iter().collect()),
                 theirs.matches(&label_pairs)
             );
         }
