@@ -824,6 +824,7 @@ impl ClientFactory for FakeAws {
     /// did not issue make every call fail `InvalidClientTokenId`.
     fn customer(
         &self,
+        _account: &str,
         credentials: &SessionCredentials,
         region: &str,
         observer: Arc<dyn CallObserver>,
@@ -2048,7 +2049,7 @@ mod tests {
         );
 
         // The session acts in the role's account, as the role's session.
-        let clients = aws.customer(&c, REGION, no_audit());
+        let clients = aws.customer(A, &c, REGION, no_audit());
         let me = clients.identity.caller_identity().await.unwrap();
         assert_eq!(me.account, A);
         assert_eq!(
@@ -2068,7 +2069,7 @@ mod tests {
             .assume_role(&request(ROLE, EXTERNAL_ID, 900))
             .await
             .unwrap();
-        let clients = aws.customer(&c, REGION, no_audit());
+        let clients = aws.customer(A, &c, REGION, no_audit());
         aws.with_world(B, REGION, |w| {
             w.cluster_mut("prod").version = Some("1.30".into())
         });
@@ -2077,7 +2078,7 @@ mod tests {
             None
         );
         // Nothing of account A in another region.
-        let elsewhere = aws.customer(&c, "us-west-2", no_audit());
+        let elsewhere = aws.customer(A, &c, "us-west-2", no_audit());
         let e = elsewhere.eks.describe_cluster("prod").await.unwrap_err();
         assert_eq!(e.kind, AwsErrorKind::NotFound);
 
@@ -2110,7 +2111,7 @@ mod tests {
             lifetime: Duration::from_secs(900),
         };
         let e = aws
-            .customer(&forged, REGION, no_audit())
+            .customer(A, &forged, REGION, no_audit())
             .ec2
             .describe_instance("i-1")
             .await
