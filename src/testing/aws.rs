@@ -32,7 +32,8 @@
 //!   per account and region ([`FakeAws::put_reserved_instance`]; filtered by state only),
 //!   and Savings Plans per account with their rates ([`FakeAws::put_savings_plan`];
 //!   DescribeSavingsPlanRates answers the plan's rates for the named types and region).
-//! - **Injected failures and delays** per operation ([`FakeAws::fail`], [`FakeAws::delay`]).
+//! - **Injected failures and delays** per operation ([`FakeAws::fail`], [`FakeAws::delay`])
+//!   and per account ([`FakeAws::delay_account`]: a slow tenant).
 //!
 //! What it does not fake: IAM policy evaluation beyond the ExternalId condition (every
 //! session may make every call), pagination (each list is one page), what EKS and Auto
@@ -307,6 +308,8 @@ struct State {
     calls: Vec<CallRecord>,
     failures: HashMap<&'static str, Injected>,
     delays: HashMap<&'static str, Duration>,
+    /// Delays of every customer call made in an account (a slow tenant).
+    account_delays: HashMap<String, Duration>,
     /// Price List answers by (region, operating system).
     price_lists: BTreeMap<(String, PriceListOs), BTreeMap<String, f64>>,
     /// Idempotency tokens of UpdateNodegroupConfig requests already applied.
@@ -711,6 +714,19 @@ impl FakeAws {
         }
     }
 
+    /// Hold every call made with a session of `account` (every customer operation; not
+    /// AssumeRole, which the operator makes with its own identity) for `by` before it acts,
+    /// as a slow or unreachable tenant would; `Duration::ZERO` removes the delay. Adds to
+    /// any delay of the operation itself.
+    pub fn delay_account(&self, account: &str, by: Duration) {
+        let mut st = self.lock();
+        if by.is_zero() {
+            st.account_delays.remove(account);
+        } else {
+            st.account_delays.insert(account.to_string(), by);
+        }
+    }
+
     /// Back to a new fake: no roles, sessions (credentials issued before stop working),
     /// identity override, resources, instance types, records, failures or delays. The
     /// clock is left alone.
@@ -862,6 +878,16 @@ impl Customer {
     ) -> Result<T, AwsError> {
         let (service, mutating) = spec_of(operation);
         self.aws.pause(operation).await;
+        let account_delay = {
+            let st = self.aws.lock();
+            st.sessions
+                .get(&self.access_key_id)
+                .and_then(|session| st.account_delays.get(&session.account))
+                .copied()
+        };
+        if let Some(delay) = account_delay {
+            tokio::time::sleep(delay).await;
+        }
         let now = self.aws.clock.now();
         let (result, request_id) = {
             let mut st = self.aws.lock();
