@@ -340,11 +340,22 @@ mod tests {
     use super::*;
     use crate::aws::AwsErrorKind;
 
-    fn limits(ec2: RateLimit, max_wait: Duration) -> AccountLimits {
+    /// Budgets whose EC2 limit is `burst` at once and `per_second` after.
+    fn limits(burst: u32, per_second: u32, max_wait: Duration) -> AccountLimits {
         let mut l = RateLimits::default();
-        l.per_service.insert("ec2", ec2);
+        l.per_service.insert("ec2", RateLimit { burst, per_second });
         l.max_wait = max_wait;
         AccountLimits::new(l, Arc::new(Metrics::new()))
+    }
+
+    /// One admission of a `service` request for `account` in `region`.
+    async fn admit(
+        l: &AccountLimits,
+        service: &'static str,
+        account: &str,
+        region: &str,
+    ) -> Result<(), AwsError> {
+        l.admit(service, "Op", account, region).await
     }
 
     #[test]
@@ -395,24 +406,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_passes_then_calls_wait_for_the_refill() {
-        let l = limits(
-            RateLimit {
-                burst: 3,
-                per_second: 10,
-            },
-            Duration::from_secs(5),
-        );
+        let l = limits(3, 10, Duration::from_secs(5));
         let started = Instant::now();
         for _ in 0..3 {
-            l.admit("ec2", "DescribeInstances", "111111111111", "us-east-1")
-                .await
-                .unwrap();
+            admit(&l, "ec2", "111111111111", "us-east-1").await.unwrap();
         }
         assert!(started.elapsed() < Duration::from_millis(50));
         // The fourth waits for one refill (100 ms at 10/s).
-        l.admit("ec2", "DescribeInstances", "111111111111", "us-east-1")
-            .await
-            .unwrap();
+        admit(&l, "ec2", "111111111111", "us-east-1").await.unwrap();
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(80), "{took:?}");
         let text = l.metrics.encode();
@@ -426,53 +427,27 @@ mod tests {
 
     #[tokio::test]
     async fn accounts_and_regions_have_separate_buckets_and_iam_is_global() {
-        let l = limits(
-            RateLimit {
-                burst: 1,
-                per_second: 1,
-            },
-            Duration::from_millis(10),
-        );
-        l.admit("ec2", "DescribeInstances", "a", "us-east-1")
-            .await
-            .unwrap();
+        let l = limits(1, 1, Duration::from_millis(10));
+        admit(&l, "ec2", "a", "us-east-1").await.unwrap();
         // Another account, and the same account in another region, still have their token.
-        l.admit("ec2", "DescribeInstances", "b", "us-east-1")
-            .await
-            .unwrap();
-        l.admit("ec2", "DescribeInstances", "a", "eu-west-1")
-            .await
-            .unwrap();
+        admit(&l, "ec2", "b", "us-east-1").await.unwrap();
+        admit(&l, "ec2", "a", "eu-west-1").await.unwrap();
         // Another service has its own bucket.
-        l.admit("eks", "DescribeCluster", "a", "us-east-1")
-            .await
-            .unwrap();
-        let again = l.admit("ec2", "DescribeInstances", "a", "us-east-1").await;
+        admit(&l, "eks", "a", "us-east-1").await.unwrap();
+        let again = admit(&l, "ec2", "a", "us-east-1").await;
         assert!(again.is_err());
         // IAM is global: two regions share one bucket (burst 10).
         for i in 0..10 {
             let region = if i % 2 == 0 { "us-east-1" } else { "eu-west-1" };
-            l.admit("iam", "ListUsers", "a", region).await.unwrap();
+            admit(&l, "iam", "a", region).await.unwrap();
         }
-        assert!(
-            l.admit("iam", "ListUsers", "a", "ap-south-1")
-                .await
-                .is_err()
-        );
+        assert!(admit(&l, "iam", "a", "ap-south-1").await.is_err());
     }
 
     #[tokio::test]
     async fn no_token_within_the_bound_is_a_throttled_error_not_a_hang() {
-        let l = limits(
-            RateLimit {
-                burst: 1,
-                per_second: 1,
-            },
-            Duration::from_millis(100),
-        );
-        l.admit("ec2", "DescribeInstances", "a", "us-east-1")
-            .await
-            .unwrap();
+        let l = limits(1, 1, Duration::from_millis(100));
+        admit(&l, "ec2", "a", "us-east-1").await.unwrap();
         let started = Instant::now();
         let err = l
             .admit("ec2", "DescribeInstances", "a", "us-east-1")
@@ -495,13 +470,7 @@ mod tests {
 
     #[test]
     fn one_partition_per_account_service_and_region_shared_while_in_use() {
-        let l = limits(
-            RateLimit {
-                burst: 1,
-                per_second: 1,
-            },
-            Duration::from_secs(1),
-        );
+        let l = limits(1, 1, Duration::from_secs(1));
         let a = l.retry_partition("ec2", "a", "us-east-1");
         assert_eq!(a, l.retry_partition("ec2", "a", "us-east-1"));
         assert_ne!(a, l.retry_partition("ec2", "b", "us-east-1"));
@@ -518,19 +487,11 @@ mod tests {
 
     #[tokio::test]
     async fn unused_entries_are_dropped_so_state_does_not_grow_with_past_accounts() {
-        let l = limits(
-            RateLimit {
-                burst: 2,
-                per_second: 1000,
-            },
-            Duration::from_secs(1),
-        );
+        let l = limits(2, 1000, Duration::from_secs(1));
         for account in 0..50 {
             let account = account.to_string();
             l.retry_partition("ec2", &account, "us-east-1");
-            l.admit("ec2", "DescribeInstances", &account, "us-east-1")
-                .await
-                .unwrap();
+            admit(&l, "ec2", &account, "us-east-1").await.unwrap();
         }
         assert_eq!(l.held(), (50, 50));
         // Still in use: kept.
