@@ -245,9 +245,9 @@ impl Broker {
             role_arn: p.role_arn.clone(),
             aws,
         })?;
-        let clients = self
-            .factory
-            .customer(&credentials, &p.region, observer.clone());
+        let clients =
+            self.factory
+                .customer(&p.account_id, &credentials, &p.region, observer.clone());
         let identity = clients
             .identity
             .caller_identity()
@@ -280,8 +280,12 @@ impl Broker {
         region: &str,
         observer: Arc<dyn CallObserver>,
     ) -> CustomerClients {
-        self.factory
-            .customer(&session.credentials, region, observer)
+        self.factory.customer(
+            &session.identity.account,
+            &session.credentials,
+            region,
+            observer,
+        )
     }
 
     /// Forget the account's session (suspended, deleted, or changed); its secrets are wiped

@@ -219,6 +219,43 @@ struct RunArgs {
     /// When unset, only account roots and "*" are reported.
     #[arg(long, env = "CROSSGUARD_OPERATOR_PRINCIPAL")]
     operator_principal: Option<String>,
+    /// Reconciles each controller (CustomerAccount, ManagedCluster) runs at once; never two
+    /// of the same object. A slow or failing tenant holds one slot.
+    #[arg(
+        long,
+        env = "CROSSGUARD_MAX_CONCURRENT_RECONCILES",
+        default_value_t = controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
+        value_parser = clap::value_parser!(u16).range(1..=1000)
+    )]
+    max_concurrent_reconciles: u16,
+    /// Client-side rate limit per customer account (and region) for one AWS service,
+    /// SERVICE=BURST/PER_SECOND, e.g. ec2=20/5; repeat the flag or separate with commas.
+    /// Services: ec2, autoscaling, eks, sts, iam, savingsplans. Defaults: ec2=20/5 (EC2
+    /// allows each account 100 burst, 20/s per non-mutating action, shared with the
+    /// customer's own tools), autoscaling, eks, sts and iam 10/2, savingsplans 5/1.
+    #[arg(long, env = "CROSSGUARD_AWS_RATE_LIMITS", value_delimiter = ',', value_parser = rate_limit)]
+    aws_rate_limit: Vec<String>,
+    /// Longest an AWS call waits for a token of its account's rate limit before it fails
+    /// as throttled (not sent; the reconcile backs off), e.g. 30s.
+    #[arg(long, env = "CROSSGUARD_AWS_RATE_LIMIT_MAX_WAIT", default_value = "30s", value_parser = rate_limit_max_wait)]
+    aws_rate_limit_max_wait: std::time::Duration,
+}
+
+/// `--aws-rate-limit`: checked here so that a typo stops the operator at start-up.
+fn rate_limit(value: &str) -> Result<String, String> {
+    crossguard::aws::limits::parse_override(value)?;
+    Ok(value.trim().to_string())
+}
+
+/// `--aws-rate-limit-max-wait`: a duration from 1s to 10m.
+fn rate_limit_max_wait(value: &str) -> Result<std::time::Duration, String> {
+    let d = crossguard::api::validate::parse_duration("--aws-rate-limit-max-wait", value)?;
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600)).contains(&d) {
+        return Err(format!(
+            "--aws-rate-limit-max-wait: \"{value}\" must be from 1s to 10m"
+        ));
+    }
+    Ok(d)
 }
 
 /// The bundled price table, with a file's prices on top when given.
@@ -485,10 +522,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     readiness.leading();
     metrics.set_leader(true);
+    let rate_limits = crossguard::aws::limits::RateLimits {
+        max_wait: args.aws_rate_limit_max_wait,
+        ..Default::default()
+    }
+    .with_overrides(&args.aws_rate_limit)
+    .map_err(|e| anyhow::anyhow!("--aws-rate-limit: {e}"))?;
+    tracing::info!(
+        limits = ?rate_limits.per_service.iter().map(|(s, l)| format!("{s}={l}")).collect::<Vec<_>>(),
+        max_wait = ?rate_limits.max_wait,
+        max_concurrent_reconciles = args.max_concurrent_reconciles,
+        "per-account AWS rate limits"
+    );
     let factory = Arc::new(
         SdkFactory::from_env(metrics.clone(), static_keys)
             .await
-            .with_leadership(leadership.clone()),
+            .with_leadership(leadership.clone())
+            .with_rate_limits(rate_limits),
     );
     let pricing = factory.operator_pricing(&args.pricing_region);
     if let Some(key) = own_key {
@@ -525,7 +575,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut ctx = Context::new(client, broker, metrics, clock, store, prices)
         .with_notifier(notifier)
         .with_operator_principal(args.operator_principal)
-        .with_leadership(leadership.clone());
+        .with_leadership(leadership.clone())
+        .with_max_concurrent_reconciles(args.max_concurrent_reconciles);
     if let Some(cache) = price_cache {
         ctx = ctx.with_price_cache(cache);
     }

@@ -54,6 +54,17 @@ struct KeyAgeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLimitLabels {
+    service: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NotificationLabels {
     route: String,
     outcome: String,
@@ -66,6 +77,8 @@ pub const KEY_AGE_BANDS: [&str; 3] = ["ok", "expiring", "overdue"];
 pub struct Metrics {
     registry: Mutex<Registry>,
     aws_calls: Family<AwsCallLabels, Counter>,
+    rate_limited: Family<RateLimitLabels, Counter>,
+    rate_limit_wait: Family<ServiceLabels, Histogram>,
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_seconds: Family<KindLabels, Histogram>,
     assume_role: Family<AssumeRoleLabels, Counter>,
@@ -96,6 +109,21 @@ impl Metrics {
             "aws_calls",
             "AWS API calls by service, operation and outcome",
             aws_calls.clone(),
+        );
+        // Labelled by service only: an account label would grow with the fleet.
+        let rate_limited = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "aws_rate_limited_calls",
+            "AWS calls held back by crossguard's own per-account rate limit, by service and outcome (delayed: sent after a wait; rejected: not sent, no token within the maximum wait)",
+            rate_limited.clone(),
+        );
+        let rate_limit_wait = Family::<ServiceLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 13))
+        });
+        registry.register(
+            "aws_rate_limit_wait_seconds",
+            "Time AWS calls held back by the per-account rate limit waited for a token, by service",
+            rate_limit_wait.clone(),
         );
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register(
@@ -185,6 +213,8 @@ impl Metrics {
             access_keys_disabled,
             key_notifications,
             aws_calls,
+            rate_limited,
+            rate_limit_wait,
             reconciles,
             reconcile_seconds,
             assume_role,
@@ -194,6 +224,22 @@ impl Metrics {
             sessions_held,
             nearest_expiry_seconds,
         }
+    }
+
+    /// One call held back by the per-account rate limit for `waited`; `outcome` is
+    /// `delayed` (then sent) or `rejected` (not sent).
+    pub fn rate_limit_wait(&self, service: &str, outcome: &str, waited: Duration) {
+        self.rate_limited
+            .get_or_create(&RateLimitLabels {
+                service: service.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.rate_limit_wait
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
+            })
+            .observe(waited.as_secs_f64());
     }
 
     /// Set the active-key counts of one CustomerAccount by band (see [`KEY_AGE_BANDS`]).

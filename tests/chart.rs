@@ -648,6 +648,7 @@ fn ha_needs_a_shared_store_and_leader_election_and_gets_a_pdb_and_spread() {
     }
 }
 
+<<<<<<< HEAD
 // ---------------------------------------------------------------- network policy
 
 fn network_policy(docs: &[Value]) -> &Value {
@@ -1237,4 +1238,98 @@ fn every_value_is_documented_in_the_readme_and_the_schema() {
         "undocumented values:\n{}",
         missing.join("\n")
     );
+=======
+/// The value of environment variable `name` of the operator container, if set.
+fn env_value<'a>(docs: &'a [Value], name: &str) -> Option<&'a str> {
+    operator_container(docs)["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+}
+
+#[test]
+fn concurrency_and_aws_rate_limits_reach_the_operator_and_default_to_its_own_defaults() {
+    use crossguard::aws::limits::RateLimits;
+    let docs = render(&[]);
+    assert_eq!(
+        env_value(&docs, "CROSSGUARD_MAX_CONCURRENT_RECONCILES"),
+        Some(
+            crossguard::controller::DEFAULT_MAX_CONCURRENT_RECONCILES
+                .to_string()
+                .as_str()
+        )
+    );
+    assert_eq!(
+        env_value(&docs, "CROSSGUARD_AWS_RATE_LIMIT_MAX_WAIT"),
+        Some("30s")
+    );
+    // The chart's documented defaults are the operator's: applying them changes nothing.
+    let limits = env_value(&docs, "CROSSGUARD_AWS_RATE_LIMITS").expect("rate limits");
+    let parts: Vec<&str> = limits.split(',').collect();
+    assert_eq!(
+        parts.len(),
+        crossguard::aws::limits::SERVICES.len(),
+        "{limits}"
+    );
+    assert_eq!(
+        RateLimits::default().with_overrides(&parts).unwrap(),
+        RateLimits::default()
+    );
+
+    // One service overridden; a service set to null falls back to the operator's default;
+    // an upgrade with --reuse-values from before these values renders the defaults.
+    let docs = render(&[
+        "awsRateLimits.ec2.burst=40",
+        "awsRateLimits.iam=null",
+        "maxConcurrentReconciles=4",
+        "awsRateLimitMaxWait=1m",
+    ]);
+    let limits = env_value(&docs, "CROSSGUARD_AWS_RATE_LIMITS").unwrap();
+    assert!(
+        limits.contains("ec2=40/5") && !limits.contains("iam="),
+        "{limits}"
+    );
+    assert_eq!(
+        env_value(&docs, "CROSSGUARD_MAX_CONCURRENT_RECONCILES"),
+        Some("4")
+    );
+    assert_eq!(
+        env_value(&docs, "CROSSGUARD_AWS_RATE_LIMIT_MAX_WAIT"),
+        Some("1m")
+    );
+    let reused = render(&[
+        "awsRateLimits=null",
+        "maxConcurrentReconciles=null",
+        "awsRateLimitMaxWait=null",
+    ]);
+    assert_eq!(env_value(&reused, "CROSSGUARD_AWS_RATE_LIMITS"), None);
+    assert_eq!(
+        env_value(&reused, "CROSSGUARD_MAX_CONCURRENT_RECONCILES"),
+        Some("16")
+    );
+    assert_eq!(
+        env_value(&reused, "CROSSGUARD_AWS_RATE_LIMIT_MAX_WAIT"),
+        Some("30s")
+    );
+
+    // The schema refuses what the operator would refuse at start-up.
+    for (set, says) in [
+        ("awsRateLimits.ec2.burst=0", "/awsRateLimits/ec2"),
+        ("awsRateLimits.s3.burst=1", "additional properties 's3'"),
+        ("maxConcurrentReconciles=0", "/maxConcurrentReconciles"),
+        ("awsRateLimitMaxWait=soon", "/awsRateLimitMaxWait"),
+    ] {
+        let chart = chart_dir();
+        let out = Command::new(helm())
+            .args(["template", RELEASE, chart.to_str().unwrap(), "--set", set])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "{set}: {stderr}"
+        );
+    }
+>>>>>>> ratelimit
 }

@@ -229,7 +229,7 @@ async fn the_fake_answers_and_reports_as_the_sdk_adapter_does_against_the_emulat
     // The fake holds what the emulator holds before the script changes anything.
     let aws = FakeAws::new(Arc::new(SystemClock));
     aws.add_role(&request.role_arn, external_id);
-    let read = sdk.customer(&credentials, region, Arc::new(NoAudit));
+    let read = sdk.customer(account, &credentials, region, Arc::new(NoAudit));
     let cluster = read.eks.describe_cluster(&seeded.cluster).await.unwrap();
     aws.put_cluster(account, region, cluster);
     let mut types = Vec::new();
@@ -260,12 +260,12 @@ async fn the_fake_answers_and_reports_as_the_sdk_adapter_does_against_the_emulat
     }
 
     let heard_sdk = Arc::new(Recorder::default());
-    let sdk_clients = sdk.customer(&credentials, region, heard_sdk.clone());
+    let sdk_clients = sdk.customer(account, &credentials, region, heard_sdk.clone());
     let sdk_said = script(&sdk_clients, &seeded).await;
 
     let fake_credentials = aws.operator_sts().assume_role(&request).await.unwrap();
     let heard_fake = Arc::new(Recorder::default());
-    let fake_clients = aws.customer(&fake_credentials, region, heard_fake.clone());
+    let fake_clients = aws.customer(account, &fake_credentials, region, heard_fake.clone());
     let fake_said = script(&fake_clients, &seeded).await;
 
     assert_eq!(fake_said, sdk_said, "the answers differ");

@@ -3,6 +3,7 @@
 //! SDK clients (see [`sdk`]); tests can substitute any implementation.
 
 pub mod approval;
+pub mod limits;
 pub mod price_list;
 pub mod sdk;
 
@@ -451,7 +452,8 @@ fn classify(code: Option<&str>, http_status: Option<u16>) -> AwsErrorKind {
         | "RequestLimitExceeded"
         | "TooManyRequestsException"
         | "RequestThrottled"
-        | "SlowDown" => AwsErrorKind::Throttled,
+        | "SlowDown"
+        | limits::CLIENT_RATE_LIMIT_CODE => AwsErrorKind::Throttled,
         "ServiceUnavailable" | "InternalFailure" | "InternalError" | "ServerException"
         | "ServiceFailure" => AwsErrorKind::Unavailable,
         _ => match http_status {
@@ -654,10 +656,12 @@ pub struct CustomerClients {
 pub trait ClientFactory: Send + Sync {
     /// STS with the operator's own identity.
     fn operator_sts(&self) -> Arc<dyn Sts>;
-    /// Clients acting with a customer session in `region`; every call they make is
-    /// reported to `observer` (the audit trail).
+    /// Clients acting with a customer session in `region` of AWS account `account` (the
+    /// 12-digit id the session lives in: its rate limits and retry budget are that
+    /// account's); every call they make is reported to `observer` (the audit trail).
     fn customer(
         &self,
+        account: &str,
         credentials: &SessionCredentials,
         region: &str,
         observer: Arc<dyn crate::audit::CallObserver>,

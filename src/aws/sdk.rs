@@ -16,6 +16,7 @@ use aws_sdk_sts::operation::RequestId;
 use secrecy::SecretString;
 
 use super::approval::{ApprovedKeyDeactivation, ApprovedNodegroupScale, ApprovedTermination};
+use super::limits::{AccountLimits, RateLimits};
 use super::price_list::{self, OnDemandPriceList, PriceListOs};
 use super::{
     AccessKey, AssumeRoleRequest, AutoScaling, AutoScalingGroup, AwsError, CallerIdentity,
@@ -27,11 +28,40 @@ use crate::audit::CallObserver;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
-/// Builds SDK clients from one shared SDK configuration.
+/// Builds SDK clients from one shared SDK configuration: one HTTP client (one connection
+/// pool and TLS configuration for every client, see [`shared_http_client`]) and one set of
+/// per-account budgets ([`AccountLimits`]).
 pub struct SdkFactory {
     config: SdkConfig,
     metrics: Arc<Metrics>,
     leadership: Arc<Leadership>,
+    limits: Arc<AccountLimits>,
+}
+
+/// The one HTTP client every SDK client of the process shares.
+///
+/// An `SdkConfig` without an HTTP client makes each service client build its own default
+/// client (`aws_smithy_runtime::client::defaults::default_http_client_plugin_v2`): a new
+/// connection pool and TLS configuration (root certificates loaded again) per client, and
+/// crossguard builds six clients per customer session and region on every reconcile. This
+/// is the same client the SDK builds by default (hyper 1 with rustls on aws-lc, proxy
+/// settings from `HTTPS_PROXY` / `NO_PROXY`, as for `BehaviorVersion` 2025-08-07 and later),
+/// built once. Its connectors are cached per connect/read timeout, so every client with the
+/// same timeouts shares one pool.
+pub fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(move |settings, runtime_components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = runtime_components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// Long-lived keys for the operator's own identity: the legacy, less safe alternative to
@@ -47,7 +77,8 @@ impl SdkFactory {
     /// Load the standard AWS configuration from the environment (IRSA, Pod Identity,
     /// `AWS_*` variables, …), optionally with static keys for the operator's own identity.
     pub async fn from_env(metrics: Arc<Metrics>, static_keys: Option<StaticKeys>) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(shared_http_client());
         if let Some(keys) = static_keys {
             use secrecy::ExposeSecret;
             loader = loader.credentials_provider(Credentials::new(
@@ -60,9 +91,22 @@ impl SdkFactory {
         }
         SdkFactory {
             config: loader.load().await,
+            limits: Arc::new(AccountLimits::new(RateLimits::default(), metrics.clone())),
             metrics,
             leadership: Leadership::sole(),
         }
+    }
+
+    /// Use `limits` (rate limits per service, the longest wait, retry budget size) for
+    /// every customer account instead of the defaults.
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.limits = Arc::new(AccountLimits::new(limits, self.metrics.clone()));
+        self
+    }
+
+    /// The per-account budgets shared by every customer client this factory builds.
+    pub fn limits(&self) -> &Arc<AccountLimits> {
+        &self.limits
     }
 
     /// Mutating calls go out only while `leadership` says this replica leads (see
@@ -109,10 +153,19 @@ impl SdkFactory {
         })
     }
 
-    /// Use an already built SDK configuration (tests point it at the emulator).
+    /// Use an already built SDK configuration (tests point it at the emulator); the shared
+    /// HTTP client is added when the configuration has none.
     pub fn from_config(config: SdkConfig, metrics: Arc<Metrics>) -> Self {
+        let config = match config.http_client() {
+            Some(_) => config,
+            None => config
+                .to_builder()
+                .http_client(shared_http_client())
+                .build(),
+        };
         SdkFactory {
             config,
+            limits: Arc::new(AccountLimits::new(RateLimits::default(), metrics.clone())),
             metrics,
             leadership: Leadership::sole(),
         }
@@ -129,6 +182,7 @@ impl ClientFactory for SdkFactory {
 
     fn customer(
         &self,
+        account: &str,
         credentials: &SessionCredentials,
         region: &str,
         observer: Arc<dyn CallObserver>,
@@ -152,30 +206,60 @@ impl ClientFactory for SdkFactory {
             metrics: self.metrics.clone(),
             observer,
             leadership: self.leadership.clone(),
+            limits: self.limits.clone(),
+            account: account.to_string(),
+            region: region.to_string(),
         };
+        // Each client retries within this account's own budget for its service and region
+        // (the SDK's default partition is shared by every account: see [`AccountLimits`]).
+        let partition = |service| self.limits.retry_partition(service, account, region);
         CustomerClients {
             identity: Arc::new(SdkIdentity {
-                client: aws_sdk_sts::Client::new(&config),
+                client: aws_sdk_sts::Client::from_conf(
+                    aws_sdk_sts::config::Builder::from(&config)
+                        .retry_partition(partition("sts"))
+                        .build(),
+                ),
                 calls: calls.clone(),
             }),
             eks: Arc::new(SdkEks {
-                client: aws_sdk_eks::Client::new(&config),
+                client: aws_sdk_eks::Client::from_conf(
+                    aws_sdk_eks::config::Builder::from(&config)
+                        .retry_partition(partition("eks"))
+                        .build(),
+                ),
                 calls: calls.clone(),
             }),
             autoscaling: Arc::new(SdkAutoScaling {
-                client: aws_sdk_autoscaling::Client::new(&config),
+                client: aws_sdk_autoscaling::Client::from_conf(
+                    aws_sdk_autoscaling::config::Builder::from(&config)
+                        .retry_partition(partition("autoscaling"))
+                        .build(),
+                ),
                 calls: calls.clone(),
             }),
             ec2: Arc::new(SdkEc2 {
-                client: aws_sdk_ec2::Client::new(&config),
+                client: aws_sdk_ec2::Client::from_conf(
+                    aws_sdk_ec2::config::Builder::from(&config)
+                        .retry_partition(partition("ec2"))
+                        .build(),
+                ),
                 calls: calls.clone(),
             }),
             iam: Arc::new(SdkIam {
-                client: aws_sdk_iam::Client::new(&config),
+                client: aws_sdk_iam::Client::from_conf(
+                    aws_sdk_iam::config::Builder::from(&config)
+                        .retry_partition(partition("iam"))
+                        .build(),
+                ),
                 calls: calls.clone(),
             }),
             savings_plans: Arc::new(SdkSavingsPlans {
-                client: aws_sdk_savingsplans::Client::new(&config),
+                client: aws_sdk_savingsplans::Client::from_conf(
+                    aws_sdk_savingsplans::config::Builder::from(&config)
+                        .retry_partition(partition("savingsplans"))
+                        .build(),
+                ),
                 calls,
             }),
         }
@@ -216,17 +300,101 @@ fn sdk_error<E: ProvideErrorMetadata>(
     e
 }
 
-/// Where every customer call is reported: metrics, and the audit trail of the reconcile
-/// that made it. Listings use the SDK's page streams (`into_paginator().send()`) rather
-/// than `.items()`, so each page's request is reported on its own, as one audit record.
+/// Where every customer call is admitted and reported: the account's rate limit first
+/// (each request waits for a token, see [`AccountLimits::admit`]; a call the limit rejects
+/// was never sent and is not reported as one), then metrics and the audit trail of the
+/// reconcile that made it. Listings use the SDK's page streams (`into_paginator().send()`)
+/// rather than `.items()`, so each page's request is admitted and reported on its own, as
+/// one audit record.
 #[derive(Clone)]
 struct Calls {
     metrics: Arc<Metrics>,
     observer: Arc<dyn CallObserver>,
     leadership: Arc<Leadership>,
+    limits: Arc<AccountLimits>,
+    account: String,
+    region: String,
 }
 
+/// Whether a listing's page says another page follows (a non-empty next token or marker),
+/// so that the rate limit is asked for a token only when another request will go out.
+trait HasMore {
+    fn has_more(&self) -> bool;
+}
+
+macro_rules! next_token_pages {
+    ($($output:ty),* $(,)?) => {$(
+        impl HasMore for $output {
+            fn has_more(&self) -> bool {
+                self.next_token.as_deref().is_some_and(|t| !t.is_empty())
+            }
+        }
+    )*};
+}
+
+macro_rules! marker_pages {
+    ($($output:ty),* $(,)?) => {$(
+        impl HasMore for $output {
+            fn has_more(&self) -> bool {
+                self.is_truncated && self.marker.as_deref().is_some_and(|m| !m.is_empty())
+            }
+        }
+    )*};
+}
+
+next_token_pages!(
+    aws_sdk_eks::operation::list_nodegroups::ListNodegroupsOutput,
+    aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput,
+    aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput,
+    aws_sdk_ec2::operation::describe_instance_types::DescribeInstanceTypesOutput,
+    aws_sdk_ec2::operation::describe_spot_price_history::DescribeSpotPriceHistoryOutput,
+);
+
+marker_pages!(
+    aws_sdk_iam::operation::list_users::ListUsersOutput,
+    aws_sdk_iam::operation::list_user_tags::ListUserTagsOutput,
+    aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput,
+    aws_sdk_iam::operation::list_role_policies::ListRolePoliciesOutput,
+    aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesOutput,
+);
+
 impl Calls {
+    /// Wait for the account's rate limit to let one `service` request out.
+    async fn admit(&self, service: &'static str, operation: &'static str) -> Result<(), AwsError> {
+        self.limits
+            .admit(service, operation, &self.account, &self.region)
+            .await
+    }
+
+    /// The next page of a listing: admitted by the rate limit, sent by `next` (the page
+    /// stream's `next()`, which sends nothing until awaited), reported. `more` starts true
+    /// and is updated from each page; None once the listing is complete.
+    async fn next_page<T, E>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        target: &str,
+        more: &mut bool,
+        next: impl Future<Output = Option<Result<T, SdkError<E, HttpResponse>>>>,
+    ) -> Result<Option<T>, AwsError>
+    where
+        T: RequestId + HasMore,
+        E: ProvideErrorMetadata,
+    {
+        if !*more {
+            return Ok(None);
+        }
+        self.admit(service, operation).await?;
+        let Some(page) = next.await else {
+            *more = false;
+            return Ok(None);
+        };
+        let page = page.map_err(|e| sdk_error(service, operation, e));
+        let page = self.observe(service, operation, target, page)?;
+        *more = page.has_more();
+        Ok(Some(page))
+    }
+
     /// The error a mutating call gets instead of being sent when this replica does not
     /// lead (any more); `None` when it may act. Checked right before each mutating request,
     /// so a replica that lost its lease never starts one.
@@ -421,6 +589,7 @@ struct SdkIdentity {
 #[async_trait]
 impl Identity for SdkIdentity {
     async fn caller_identity(&self) -> Result<CallerIdentity, AwsError> {
+        self.calls.admit("sts", "GetCallerIdentity").await?;
         let out = self
             .client
             .get_caller_identity()
@@ -449,6 +618,7 @@ fn tag_map(tags: Option<std::collections::HashMap<String, String>>) -> BTreeMap<
 #[async_trait]
 impl Eks for SdkEks {
     async fn describe_cluster(&self, name: &str) -> Result<EksCluster, AwsError> {
+        self.calls.admit("eks", "DescribeCluster").await?;
         let out = self
             .client
             .describe_cluster()
@@ -486,9 +656,12 @@ impl Eks for SdkEks {
             .cluster_name(cluster)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("eks", "ListNodegroups", e));
-            let page = self.calls.observe("eks", "ListNodegroups", cluster, page)?;
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page("eks", "ListNodegroups", cluster, &mut more, pages.next())
+            .await?
+        {
             names.extend(page.nodegroups.unwrap_or_default());
         }
         Ok(names)
@@ -499,6 +672,7 @@ impl Eks for SdkEks {
         cluster: &str,
         nodegroup: &str,
     ) -> Result<Nodegroup, AwsError> {
+        self.calls.admit("eks", "DescribeNodegroup").await?;
         let out = self
             .client
             .describe_nodegroup()
@@ -550,6 +724,8 @@ impl Eks for SdkEks {
         &self,
         approval: ApprovedNodegroupScale,
     ) -> Result<(), AwsError> {
+        // The rate limit first: the leadership check must come right before the request.
+        self.calls.admit("eks", "UpdateNodegroupConfig").await?;
         let out = match self
             .calls
             .refuse_unless_leading("eks", "UpdateNodegroupConfig")
@@ -619,14 +795,18 @@ impl AutoScaling for SdkAutoScaling {
             .set_auto_scaling_group_names(Some(names.to_vec()))
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("autoscaling", "DescribeAutoScalingGroups", e));
-            let page = self.calls.observe(
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page(
                 "autoscaling",
                 "DescribeAutoScalingGroups",
                 &names.join(","),
-                page,
-            )?;
+                &mut more,
+                pages.next(),
+            )
+            .await?
+        {
             for g in page.auto_scaling_groups.unwrap_or_default() {
                 groups.push(AutoScalingGroup {
                     name: g.auto_scaling_group_name.unwrap_or_default(),
@@ -660,6 +840,9 @@ impl AutoScaling for SdkAutoScaling {
     }
 
     async fn terminate_instance(&self, approval: ApprovedTermination) -> Result<(), AwsError> {
+        self.calls
+            .admit("autoscaling", "TerminateInstanceInAutoScalingGroup")
+            .await?;
         let refused = self
             .calls
             .refuse_unless_leading("autoscaling", "TerminateInstanceInAutoScalingGroup");
@@ -721,14 +904,18 @@ impl Ec2 for SdkEc2 {
             )
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("ec2", "DescribeInstances", e));
-            let page = self.calls.observe(
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page(
                 "ec2",
                 "DescribeInstances",
                 &format!("tag-key=kubernetes.io/cluster/{cluster}"),
-                page,
-            )?;
+                &mut more,
+                pages.next(),
+            )
+            .await?
+        {
             for reservation in page.reservations.unwrap_or_default() {
                 instances.extend(
                     reservation
@@ -743,6 +930,7 @@ impl Ec2 for SdkEc2 {
     }
 
     async fn describe_instance(&self, id: &str) -> Result<Option<Instance>, AwsError> {
+        self.calls.admit("ec2", "DescribeInstances").await?;
         let out = self
             .client
             .describe_instances()
@@ -785,11 +973,18 @@ impl Ec2 for SdkEc2 {
             ))
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("ec2", "DescribeInstanceTypes", e));
-            let page =
-                self.calls
-                    .observe("ec2", "DescribeInstanceTypes", &types.join(","), page)?;
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page(
+                "ec2",
+                "DescribeInstanceTypes",
+                &types.join(","),
+                &mut more,
+                pages.next(),
+            )
+            .await?
+        {
             for t in page.instance_types.unwrap_or_default() {
                 let Some(name) = t.instance_type.map(|n| n.as_str().to_string()) else {
                     continue;
@@ -865,11 +1060,18 @@ impl Ec2 for SdkEc2 {
         let mut pages = request.into_paginator().send();
         let mut latest: BTreeMap<(String, String, String), SpotPrice> = BTreeMap::new();
         let target = types.join(",");
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("ec2", "DescribeSpotPriceHistory", e));
-            let page = self
-                .calls
-                .observe("ec2", "DescribeSpotPriceHistory", &target, page)?;
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page(
+                "ec2",
+                "DescribeSpotPriceHistory",
+                &target,
+                &mut more,
+                pages.next(),
+            )
+            .await?
+        {
             for p in page.spot_price_history.unwrap_or_default() {
                 let (Some(t), Some(zone), Some(product), Some(price), Some(at)) = (
                     p.instance_type.as_ref().map(|t| t.as_str().to_string()),
@@ -908,6 +1110,7 @@ impl Ec2 for SdkEc2 {
         states: &[&str],
     ) -> Result<Vec<ReservedInstance>, AwsError> {
         use aws_sdk_ec2::types::{Filter, RecurringChargeFrequency, Scope};
+        self.calls.admit("ec2", "DescribeReservedInstances").await?;
         let out = self
             .client
             .describe_reserved_instances()
@@ -991,6 +1194,9 @@ impl SavingsPlans for SdkSavingsPlans {
         let mut plans = Vec::new();
         let mut next: Option<String> = None;
         loop {
+            self.calls
+                .admit("savingsplans", "DescribeSavingsPlans")
+                .await?;
             let out = self
                 .client
                 .describe_savings_plans()
@@ -1067,6 +1273,9 @@ impl SavingsPlans for SdkSavingsPlans {
         };
         let mut next: Option<String> = None;
         loop {
+            self.calls
+                .admit("savingsplans", "DescribeSavingsPlanRates")
+                .await?;
             let out = self
                 .client
                 .describe_savings_plan_rates()
@@ -1174,9 +1383,12 @@ impl Iam for SdkIam {
     async fn list_users(&self) -> Result<Vec<IamUser>, AwsError> {
         let mut users = Vec::new();
         let mut pages = self.client.list_users().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("iam", "ListUsers", e));
-            let page = self.calls.observe("iam", "ListUsers", "users", page)?;
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page("iam", "ListUsers", "users", &mut more, pages.next())
+            .await?
+        {
             users.extend(page.users().iter().map(|u| IamUser {
                 name: u.user_name().to_string(),
                 arn: u.arn().to_string(),
@@ -1194,9 +1406,12 @@ impl Iam for SdkIam {
             .user_name(user)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("iam", "ListUserTags", e));
-            let page = self.calls.observe("iam", "ListUserTags", user, page)?;
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page("iam", "ListUserTags", user, &mut more, pages.next())
+            .await?
+        {
             tags.extend(
                 page.tags()
                     .iter()
@@ -1214,9 +1429,12 @@ impl Iam for SdkIam {
             .user_name(user)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("iam", "ListAccessKeys", e));
-            let page = self.calls.observe("iam", "ListAccessKeys", user, page)?;
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page("iam", "ListAccessKeys", user, &mut more, pages.next())
+            .await?
+        {
             for k in page.access_key_metadata() {
                 let (Some(id), Some(created)) = (k.access_key_id(), k.create_date()) else {
                     return Err(missing("ListAccessKeys", "key id or CreateDate"));
@@ -1234,6 +1452,7 @@ impl Iam for SdkIam {
     }
 
     async fn get_access_key_last_used(&self, access_key_id: &str) -> Result<KeyLastUsed, AwsError> {
+        self.calls.admit("iam", "GetAccessKeyLastUsed").await?;
         let out = self
             .client
             .get_access_key_last_used()
@@ -1259,6 +1478,7 @@ impl Iam for SdkIam {
         &self,
         approval: ApprovedKeyDeactivation,
     ) -> Result<(), AwsError> {
+        self.calls.admit("iam", "UpdateAccessKey").await?;
         let out = match self.calls.refuse_unless_leading("iam", "UpdateAccessKey") {
             Some(refused) => Err(refused),
             None => self
@@ -1284,6 +1504,7 @@ impl Iam for SdkIam {
     }
 
     async fn get_role(&self, role_name: &str) -> Result<IamRole, AwsError> {
+        self.calls.admit("iam", "GetRole").await?;
         let out = self
             .client
             .get_role()
@@ -1312,11 +1533,18 @@ impl Iam for SdkIam {
             .role_name(role_name)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("iam", "ListRolePolicies", e));
-            let page = self
-                .calls
-                .observe("iam", "ListRolePolicies", role_name, page)?;
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page(
+                "iam",
+                "ListRolePolicies",
+                role_name,
+                &mut more,
+                pages.next(),
+            )
+            .await?
+        {
             names.extend(page.policy_names().iter().cloned());
         }
         Ok(names)
@@ -1327,6 +1555,7 @@ impl Iam for SdkIam {
         role_name: &str,
         policy_name: &str,
     ) -> Result<serde_json::Value, AwsError> {
+        self.calls.admit("iam", "GetRolePolicy").await?;
         let out = self
             .client
             .get_role_policy()
@@ -1352,11 +1581,18 @@ impl Iam for SdkIam {
             .role_name(role_name)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("iam", "ListAttachedRolePolicies", e));
-            let page = self
-                .calls
-                .observe("iam", "ListAttachedRolePolicies", role_name, page)?;
+        let mut more = true;
+        while let Some(page) = self
+            .calls
+            .next_page(
+                "iam",
+                "ListAttachedRolePolicies",
+                role_name,
+                &mut more,
+                pages.next(),
+            )
+            .await?
+        {
             arns.extend(
                 page.attached_policies()
                     .iter()
@@ -1367,6 +1603,7 @@ impl Iam for SdkIam {
     }
 
     async fn get_policy_default_version(&self, policy_arn: &str) -> Result<String, AwsError> {
+        self.calls.admit("iam", "GetPolicy").await?;
         let out = self
             .client
             .get_policy()
@@ -1386,6 +1623,7 @@ impl Iam for SdkIam {
         policy_arn: &str,
         version_id: &str,
     ) -> Result<serde_json::Value, AwsError> {
+        self.calls.admit("iam", "GetPolicyVersion").await?;
         let out = self
             .client
             .get_policy_version()
@@ -1497,7 +1735,7 @@ mod tests {
             lifetime: Duration::from_secs(3600),
         };
         SdkFactory::from_config(config, Arc::new(Metrics::new()))
-            .customer(&session, "us-east-1", observer)
+            .customer("111111111111", &session, "us-east-1", observer)
             .eks
     }
 
@@ -1581,5 +1819,186 @@ mod tests {
             .unwrap();
         assert_eq!(names, ["a", "a"]);
         assert_eq!(observer.0.lock().unwrap().len(), 2);
+    }
+
+    /// Serve EKS's ListNodegroups, answering by the caller's access key id: `AKIDA…` keys are
+    /// always throttled, `AKIDB…` keys the first time only. Returns the URL and the number of
+    /// requests seen per key.
+    async fn throttling_eks() -> (String, Arc<Mutex<BTreeMap<String, usize>>>) {
+        type Seen = Arc<Mutex<BTreeMap<String, usize>>>;
+        async fn list(State(seen): State<Seen>, headers: axum::http::HeaderMap) -> Response {
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let key = auth
+                .split("Credential=")
+                .nth(1)
+                .and_then(|c| c.split('/').next())
+                .unwrap_or_default()
+                .to_string();
+            let n = {
+                let mut seen = seen.lock().unwrap();
+                let n = seen.entry(key.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            if key.starts_with("AKIDA") || n == 1 {
+                let body = serde_json::json!({ "message": "Rate exceeded" });
+                json(StatusCode::TOO_MANY_REQUESTS, "ThrottlingException", body)
+            } else {
+                page(&["ng"], None)
+            }
+        }
+        let seen: Seen = Arc::default();
+        let app = axum::Router::new()
+            .route("/clusters/{name}/node-groups", axum::routing::get(list))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn session(key: &str) -> SessionCredentials {
+        SessionCredentials {
+            access_key_id: key.into(),
+            secret_access_key: SecretString::from("secret"),
+            session_token: SecretString::from("token"),
+            expiration: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+            lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    /// A factory whose retry budgets hold 10 tokens: two throttled retries (5 each) drain one.
+    fn small_budget_factory(endpoint: &str) -> SdkFactory {
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(1)),
+            )
+            .build();
+        let limits = RateLimits {
+            retry_capacity: 10,
+            ..RateLimits::default()
+        };
+        SdkFactory::from_config(config, Arc::new(Metrics::new())).with_rate_limits(limits)
+    }
+
+    /// Throttle account A until its retry budget is gone, then ask for B's nodegroups with
+    /// B's clients built for `b_account`; returns B's result and the requests per key.
+    async fn drain_a_then_call_b(
+        b_account: &str,
+    ) -> (Result<Vec<String>, AwsError>, BTreeMap<String, usize>) {
+        let (endpoint, seen) = throttling_eks().await;
+        let factory = small_budget_factory(&endpoint);
+        let observer = Arc::new(Recorded::default());
+        let a = factory.customer(
+            "111111111111",
+            &session("AKIDAAAAAAAAAAAAAAAA"),
+            "us-east-1",
+            observer.clone(),
+        );
+        for _ in 0..3 {
+            let e = a.eks.list_nodegroups("prod").await.unwrap_err();
+            assert_eq!(e.kind, AwsErrorKind::Throttled);
+        }
+        let b = factory.customer(
+            b_account,
+            &session("AKIDBBBBBBBBBBBBBBBB"),
+            "us-east-1",
+            observer,
+        );
+        let result = b.eks.list_nodegroups("prod").await;
+        let seen = seen.lock().unwrap().clone();
+        (result, seen)
+    }
+
+    #[tokio::test]
+    async fn one_throttled_account_does_not_use_up_another_accounts_retries() {
+        let (b, seen) = drain_a_then_call_b("222222222222").await;
+        // A: three attempts on the first call (two retries drained its 10 tokens), then one
+        // attempt per call.
+        assert_eq!(seen["AKIDAAAAAAAAAAAAAAAA"], 3 + 1 + 1);
+        // B has its own budget: its throttled first attempt is retried and succeeds.
+        assert_eq!(b.unwrap(), ["ng"]);
+        assert_eq!(seen["AKIDBBBBBBBBBBBBBBBB"], 2);
+    }
+
+    #[tokio::test]
+    async fn sessions_of_one_account_share_its_retry_budget() {
+        // The control for the test above: B's clients built for A's account share A's
+        // drained budget, so B's throttled first attempt is not retried.
+        let (b, seen) = drain_a_then_call_b("111111111111").await;
+        assert_eq!(b.unwrap_err().kind, AwsErrorKind::Throttled);
+        assert_eq!(seen["AKIDBBBBBBBBBBBBBBBB"], 1);
+    }
+
+    /// An HTTP client that answers every request with an empty EKS/STS-shaped success and
+    /// counts the requests of every client using it.
+    #[derive(Debug, Clone, Default)]
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for Counting {
+        fn call(
+            &self,
+            _request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let response = HttpResponse::new(
+                200.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::from(r#"{"nodegroups":["ng"]}"#),
+            );
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpClient for Counting {
+        fn http_connector(
+            &self,
+            _settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+            _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+            aws_smithy_runtime_api::client::http::SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_customer_client_uses_the_factorys_one_http_client() {
+        // Without an explicit client each SDK client would build its own default one (a new
+        // connection pool and TLS configuration per client and session).
+        let bare = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        assert!(bare.http_client().is_none());
+        let factory = SdkFactory::from_config(bare, Arc::new(Metrics::new()));
+        assert!(
+            factory.config.http_client().is_some(),
+            "the shared client is added"
+        );
+
+        // A configuration's client reaches every customer client of every account and region.
+        let counting = Counting::default();
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .http_client(counting.clone())
+            .build();
+        let factory = SdkFactory::from_config(config, Arc::new(Metrics::new()));
+        let observer = Arc::new(Recorded::default());
+        for (account, key, region) in [
+            ("111111111111", "AKIDAAAAAAAAAAAAAAAA", "us-east-1"),
+            ("222222222222", "AKIDBBBBBBBBBBBBBBBB", "eu-west-1"),
+        ] {
+            let clients = factory.customer(account, &session(key), region, observer.clone());
+            assert_eq!(clients.eks.list_nodegroups("prod").await.unwrap(), ["ng"]);
+        }
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

@@ -55,6 +55,17 @@ pub const WAIT_RETRY: Duration = Duration::from_secs(60);
 /// Slack's Web API base URL.
 pub const SLACK_API: &str = "https://slack.com/api";
 /// How long one notification request may take.
+/// Reconciles each controller runs at once by default (`--max-concurrent-reconciles`).
+///
+/// kube-runtime's own default is unbounded: every object due at once (a restart, a relist,
+/// thousands of tenants) would reconcile at the same time, holding that many customer
+/// snapshots in memory and bursting the API server and AWS. Reconciles mostly wait on the
+/// network (AWS, the customer's API server), so far more than the machine's cores can run:
+/// with 16, fifteen tenants stuck on slow or failing endpoints (each bounded by its own
+/// timeouts and backoff) still leave a slot for everyone else, while at most 16 cluster
+/// snapshots are in flight.
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 16;
+
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// First retry delay after a transient failure; it doubles per consecutive failure.
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
@@ -87,6 +98,8 @@ pub struct Context {
     pub operator_principal: Option<String>,
     /// Whether this replica leads ([`crate::leader`]).
     pub leadership: Arc<crate::leader::Leadership>,
+    /// Reconciles each controller runs at once (never two of the same object).
+    pub max_concurrent_reconciles: u16,
     /// Backoff state per object with consecutive transient failures.
     failures: Mutex<HashMap<String, ExponentialBackoff>>,
 }
@@ -121,6 +134,7 @@ impl Context {
                 .map(Arc::new),
             operator_principal: None,
             leadership: crate::leader::Leadership::sole(),
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -129,6 +143,12 @@ impl Context {
     /// (mutating AWS calls are gated in the SDK adapters); default: a sole replica.
     pub fn with_leadership(mut self, leadership: Arc<crate::leader::Leadership>) -> Self {
         self.leadership = leadership;
+        self
+    }
+
+    /// Run at most `n` reconciles at once in each controller (at least 1).
+    pub fn with_max_concurrent_reconciles(mut self, n: u16) -> Self {
+        self.max_concurrent_reconciles = n.max(1);
         self
     }
 

@@ -79,7 +79,11 @@ pub async fn run(
     let accounts_ready = account_controller.store();
     let accounts_listed = account_controller.store();
     let account_failures = failures.clone();
+    // Bounded concurrency: a slow tenant holds one slot, never the others' (kube-runtime's
+    // default is unbounded).
+    let config = || kube_controller::Config::default().concurrency(ctx.max_concurrent_reconciles);
     let account_controller = account_controller
+        .with_config(config())
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_account, error_policy, ctx.clone())
         .for_each(move |result| {
@@ -105,6 +109,7 @@ pub async fn run(
         .watches(accounts, watcher::Config::default(), move |account| {
             clusters_of(&clusters_store, &account)
         })
+        .with_config(config())
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_cluster, error_policy, ctx.clone())
         .for_each(move |result| {

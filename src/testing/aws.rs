@@ -32,7 +32,8 @@
 //!   per account and region ([`FakeAws::put_reserved_instance`]; filtered by state only),
 //!   and Savings Plans per account with their rates ([`FakeAws::put_savings_plan`];
 //!   DescribeSavingsPlanRates answers the plan's rates for the named types and region).
-//! - **Injected failures and delays** per operation ([`FakeAws::fail`], [`FakeAws::delay`]).
+//! - **Injected failures and delays** per operation ([`FakeAws::fail`], [`FakeAws::delay`])
+//!   and per account ([`FakeAws::delay_account`]: a slow tenant).
 //!
 //! What it does not fake: IAM policy evaluation beyond the ExternalId condition (every
 //! session may make every call), pagination (each list is one page), what EKS and Auto
@@ -307,6 +308,8 @@ struct State {
     calls: Vec<CallRecord>,
     failures: HashMap<&'static str, Injected>,
     delays: HashMap<&'static str, Duration>,
+    /// Delays of every customer call made in an account (a slow tenant).
+    account_delays: HashMap<String, Duration>,
     /// Price List answers by (region, operating system).
     price_lists: BTreeMap<(String, PriceListOs), BTreeMap<String, f64>>,
     /// Idempotency tokens of UpdateNodegroupConfig requests already applied.
@@ -711,6 +714,19 @@ impl FakeAws {
         }
     }
 
+    /// Hold every call made with a session of `account` (every customer operation; not
+    /// AssumeRole, which the operator makes with its own identity) for `by` before it acts,
+    /// as a slow or unreachable tenant would; `Duration::ZERO` removes the delay. Adds to
+    /// any delay of the operation itself.
+    pub fn delay_account(&self, account: &str, by: Duration) {
+        let mut st = self.lock();
+        if by.is_zero() {
+            st.account_delays.remove(account);
+        } else {
+            st.account_delays.insert(account.to_string(), by);
+        }
+    }
+
     /// Back to a new fake: no roles, sessions (credentials issued before stop working),
     /// identity override, resources, instance types, records, failures or delays. The
     /// clock is left alone.
@@ -824,6 +840,7 @@ impl ClientFactory for FakeAws {
     /// did not issue make every call fail `InvalidClientTokenId`.
     fn customer(
         &self,
+        _account: &str,
         credentials: &SessionCredentials,
         region: &str,
         observer: Arc<dyn CallObserver>,
@@ -861,6 +878,16 @@ impl Customer {
     ) -> Result<T, AwsError> {
         let (service, mutating) = spec_of(operation);
         self.aws.pause(operation).await;
+        let account_delay = {
+            let st = self.aws.lock();
+            st.sessions
+                .get(&self.access_key_id)
+                .and_then(|session| st.account_delays.get(&session.account))
+                .copied()
+        };
+        if let Some(delay) = account_delay {
+            tokio::time::sleep(delay).await;
+        }
         let now = self.aws.clock.now();
         let (result, request_id) = {
             let mut st = self.aws.lock();
@@ -2048,7 +2075,7 @@ mod tests {
         );
 
         // The session acts in the role's account, as the role's session.
-        let clients = aws.customer(&c, REGION, no_audit());
+        let clients = aws.customer(A, &c, REGION, no_audit());
         let me = clients.identity.caller_identity().await.unwrap();
         assert_eq!(me.account, A);
         assert_eq!(
@@ -2068,7 +2095,7 @@ mod tests {
             .assume_role(&request(ROLE, EXTERNAL_ID, 900))
             .await
             .unwrap();
-        let clients = aws.customer(&c, REGION, no_audit());
+        let clients = aws.customer(A, &c, REGION, no_audit());
         aws.with_world(B, REGION, |w| {
             w.cluster_mut("prod").version = Some("1.30".into())
         });
@@ -2077,7 +2104,7 @@ mod tests {
             None
         );
         // Nothing of account A in another region.
-        let elsewhere = aws.customer(&c, "us-west-2", no_audit());
+        let elsewhere = aws.customer(A, &c, "us-west-2", no_audit());
         let e = elsewhere.eks.describe_cluster("prod").await.unwrap_err();
         assert_eq!(e.kind, AwsErrorKind::NotFound);
 
@@ -2110,7 +2137,7 @@ mod tests {
             lifetime: Duration::from_secs(900),
         };
         let e = aws
-            .customer(&forged, REGION, no_audit())
+            .customer(A, &forged, REGION, no_audit())
             .ec2
             .describe_instance("i-1")
             .await

@@ -97,3 +97,17 @@ else 1 (the file store is per pod). More than one replica needs both.
 {{- end -}}
 {{- $replicas -}}
 {{- end }}
+
+{{/*
+awsRateLimits as the operator's SERVICE=BURST/PER_SECOND list, comma-separated (the
+chart's defaults when an upgrade with --reuse-values has no such value).
+*/}}
+{{- define "crossguard.awsRateLimits" -}}
+{{- $parts := list -}}
+{{- range $service, $limit := (.Values.awsRateLimits | default dict) -}}
+{{- if $limit -}}
+{{- $parts = append $parts (printf "%s=%d/%d" $service (int $limit.burst) (int $limit.perSecond)) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $parts -}}
+{{- end }}
