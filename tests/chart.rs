@@ -648,7 +648,6 @@ fn ha_needs_a_shared_store_and_leader_election_and_gets_a_pdb_and_spread() {
     }
 }
 
-<<<<<<< HEAD
 // ---------------------------------------------------------------- network policy
 
 fn network_policy(docs: &[Value]) -> &Value {
@@ -1238,7 +1237,8 @@ fn every_value_is_documented_in_the_readme_and_the_schema() {
         "undocumented values:\n{}",
         missing.join("\n")
     );
-=======
+}
+
 /// The value of environment variable `name` of the operator container, if set.
 fn env_value<'a>(docs: &'a [Value], name: &str) -> Option<&'a str> {
     operator_container(docs)["env"]
@@ -1331,5 +1331,4 @@ fn concurrency_and_aws_rate_limits_reach_the_operator_and_default_to_its_own_def
             "{set}: {stderr}"
         );
     }
->>>>>>> ratelimit
 }
