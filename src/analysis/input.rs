@@ -35,13 +35,15 @@
 //! once the kind is known.
 
 use std::collections::HashMap;
+
+use compact_str::CompactString;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{
     NodeSelectorRequirement, PodAffinityTerm, Taint, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde::de::{
@@ -70,7 +72,7 @@ pub(crate) const KEPT_ANNOTATIONS: [&str; 6] = [
 /// `BTreeMap` would allocate a 544-byte node for even one entry; on a 5,000-node dump that
 /// was most of the analysis input's memory (BENCHMARKS.md, "Streaming `crossguard
 /// analyze`"). Duplicate keys in the input keep the last value, as a `BTreeMap` would.
-pub type SmallMap<V> = litemap::LiteMap<String, V>;
+pub type SmallMap<V> = litemap::LiteMap<CompactString, V>;
 
 /// The objects the analysis reads, reduced to the fields it uses.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -95,13 +97,25 @@ pub struct AnalysisInput {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
-    pub name: Option<String>,
-    pub namespace: Option<String>,
-    pub uid: Option<String>,
-    pub labels: Option<SmallMap<String>>,
+    pub name: Option<CompactString>,
+    pub namespace: Option<CompactString>,
+    pub uid: Option<CompactString>,
+    pub labels: Option<SmallMap<CompactString>>,
     #[serde(default, deserialize_with = "kept_annotations")]
-    pub annotations: Option<SmallMap<String>>,
+    pub annotations: Option<SmallMap<CompactString>>,
     pub owner_references: Option<Vec<OwnerReference>>,
+}
+
+/// An owner reference: which object, and whether it is the managing controller.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct OwnerReference {
+    #[serde(default)]
+    pub kind: CompactString,
+    #[serde(default)]
+    pub name: CompactString,
+    #[serde(default)]
+    pub uid: CompactString,
+    pub controller: Option<bool>,
 }
 
 /// A Node: labels, providerID, taints, schedulability, capacity and readiness.
@@ -118,7 +132,7 @@ pub struct Node {
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
     #[serde(rename = "providerID")]
-    pub provider_id: Option<String>,
+    pub provider_id: Option<CompactString>,
     pub taints: Option<Vec<Taint>>,
     pub unschedulable: Option<bool>,
 }
@@ -126,8 +140,8 @@ pub struct NodeSpec {
 /// The part of a Node's status the analysis reads.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct NodeStatus {
-    pub allocatable: Option<SmallMap<Quantity>>,
-    pub capacity: Option<SmallMap<Quantity>>,
+    pub allocatable: Option<SmallMap<CompactString>>,
+    pub capacity: Option<SmallMap<CompactString>>,
     pub conditions: Option<Vec<Condition>>,
 }
 
@@ -135,9 +149,9 @@ pub struct NodeStatus {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Condition {
     #[serde(rename = "type", default)]
-    pub type_: String,
+    pub type_: CompactString,
     #[serde(default)]
-    pub status: String,
+    pub status: CompactString,
 }
 
 /// A Pod: identity, owners, scheduling constraints, requests and phase.
@@ -152,20 +166,20 @@ pub struct Pod {
 /// The part of a Pod's status the analysis reads.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct PodStatus {
-    pub phase: Option<String>,
+    pub phase: Option<CompactString>,
 }
 
 /// A pod spec without anything a container runs with (env, command, probes…).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
-    pub node_name: Option<String>,
-    pub node_selector: Option<SmallMap<String>>,
+    pub node_name: Option<CompactString>,
+    pub node_selector: Option<SmallMap<CompactString>>,
     #[serde(default)]
     pub containers: Vec<Container>,
     pub init_containers: Option<Vec<Container>>,
     pub resources: Option<Resources>,
-    pub overhead: Option<SmallMap<Quantity>>,
+    pub overhead: Option<SmallMap<CompactString>>,
     pub volumes: Option<Vec<Volume>>,
     pub affinity: Option<Affinity>,
     pub tolerations: Option<Vec<Toleration>>,
@@ -177,13 +191,13 @@ pub struct PodSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     pub resources: Option<Resources>,
-    pub restart_policy: Option<String>,
+    pub restart_policy: Option<CompactString>,
 }
 
 /// Resource requirements: the requests only (limits do not affect scheduling).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Resources {
-    pub requests: Option<SmallMap<Quantity>>,
+    pub requests: Option<SmallMap<CompactString>>,
 }
 
 /// A volume: its name and which kinds of source it has (their contents are not read).
@@ -191,7 +205,7 @@ pub struct Resources {
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     #[serde(default)]
-    pub name: String,
+    pub name: CompactString,
     #[serde(default, deserialize_with = "present")]
     pub host_path: Option<Present>,
     pub empty_dir: Option<EmptyDir>,
@@ -208,7 +222,7 @@ pub struct Present;
 /// An emptyDir volume source: its medium only.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct EmptyDir {
-    pub medium: Option<String>,
+    pub medium: Option<CompactString>,
 }
 
 /// The required parts of a pod's affinity.
@@ -314,10 +328,12 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Present>, D::Error>
 }
 
 /// Read only the annotations in [`KEPT_ANNOTATIONS`]; the others are skipped unread.
-fn kept_annotations<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SmallMap<String>>, D::Error> {
+fn kept_annotations<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SmallMap<CompactString>>, D::Error> {
     struct Kept;
     impl<'de> Visitor<'de> for Kept {
-        type Value = Option<SmallMap<String>>;
+        type Value = Option<SmallMap<CompactString>>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a map of annotations")
         }
@@ -335,8 +351,8 @@ fn kept_annotations<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SmallMap<S
             while let Some(key) = map.next_key_seed(KeyOf(&KEPT_ANNOTATIONS))? {
                 match key {
                     Some(i) => {
-                        let value: String = map.next_value()?;
-                        kept.insert(KEPT_ANNOTATIONS[i].to_string(), value);
+                        let value: CompactString = map.next_value()?;
+                        kept.insert(KEPT_ANNOTATIONS[i].into(), value);
                     }
                     None => {
                         map.next_value::<IgnoredAny>()?;
@@ -608,12 +624,12 @@ impl AnalysisInput {
             kind: &'static str,
             name: &dyn Fn() -> String,
             field: &dyn Fn(&str) -> String,
-            map: Option<&SmallMap<Quantity>>,
+            map: Option<&SmallMap<CompactString>>,
         ) -> Result<(), InputError> {
             for (resource, q) in map.into_iter().flatten() {
                 let ok = match resource.as_str() {
-                    "cpu" => super::quantity::parse_cpu_millis(&q.0).is_some(),
-                    "memory" => super::quantity::parse_memory_bytes(&q.0).is_some(),
+                    "cpu" => super::quantity::parse_cpu_millis(q).is_some(),
+                    "memory" => super::quantity::parse_memory_bytes(q).is_some(),
                     _ => true,
                 };
                 if !ok {
@@ -621,14 +637,14 @@ impl AnalysisInput {
                         kind,
                         name: name(),
                         field: field(resource),
-                        value: q.0.clone(),
+                        value: q.to_string(),
                     });
                 }
             }
             Ok(())
         }
         for n in &self.nodes {
-            let name = || n.metadata.name.clone().unwrap_or_default();
+            let name = || n.metadata.name.as_deref().unwrap_or_default().to_string();
             let status = n.status.as_ref();
             check(
                 "Node",
@@ -687,28 +703,27 @@ impl AnalysisInput {
     /// replicas, so each distinct value is judged once.
     fn redact(&mut self, sanitizer: &Sanitizer) {
         let mut verdicts: HashMap<String, bool> = HashMap::new();
-        let mut judge = |v: &mut String| {
-            let secret = match verdicts.get(v.as_str()) {
-                Some(&s) => s,
-                None => {
-                    let s = sanitizer.looks_like_secret(v);
-                    verdicts.insert(v.clone(), s);
-                    s
-                }
-            };
-            if secret {
-                *v = REDACTED.to_string();
+        let mut judge = |v: &str| match verdicts.get(v) {
+            Some(&secret) => secret,
+            None => {
+                let secret = sanitizer.looks_like_secret(v);
+                verdicts.insert(v.to_string(), secret);
+                secret
             }
         };
-        let meta = |m: &mut ObjectMeta, judge: &mut dyn FnMut(&mut String)| {
-            m.labels.iter_mut().flatten().for_each(|(_, v)| judge(v));
+        let meta = |m: &mut ObjectMeta, judge: &mut dyn FnMut(&str) -> bool| {
+            for (_, v) in m.labels.iter_mut().flatten() {
+                if judge(v) {
+                    *v = REDACTED.into();
+                }
+            }
             // Few and rare (only the kept ones): the sanitizer's own rule, name included.
             if let Some(annotations) = &mut m.annotations {
                 let kept = std::mem::take(annotations)
                     .into_iter()
                     .filter_map(|(k, v)| match sanitizer.annotation_rule(&k, &v) {
                         AnnotationRule::Keep => Some((k, v)),
-                        AnnotationRule::Redact => Some((k, REDACTED.to_string())),
+                        AnnotationRule::Redact => Some((k, REDACTED.into())),
                         AnnotationRule::Remove => None,
                     });
                 *annotations = kept.collect();
@@ -732,12 +747,12 @@ impl AnalysisInput {
         for p in &mut self.pod_disruption_budgets {
             meta(&mut p.metadata, &mut judge);
             if let Some(sel) = p.spec.as_mut().and_then(|s| s.selector.as_mut()) {
-                sel.match_labels
-                    .iter_mut()
-                    .flatten()
-                    .for_each(|(_, v)| judge(v));
-                for e in sel.match_expressions.iter_mut().flatten() {
-                    e.values.iter_mut().flatten().for_each(&mut judge);
+                let values = sel.match_labels.iter_mut().flatten().map(|(_, v)| v);
+                let listed = sel.match_expressions.iter_mut().flatten();
+                for v in values.chain(listed.flat_map(|e| e.values.iter_mut().flatten())) {
+                    if judge(v) {
+                        *v = REDACTED.to_string();
+                    }
                 }
             }
         }
@@ -1189,27 +1204,57 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Rest<'_, A> {
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 
+/// A typed object's map (labels, or quantities, whose text is all the analysis reads).
+fn small_map<V: Into<TextOf>>(m: std::collections::BTreeMap<String, V>) -> SmallMap<CompactString> {
+    m.into_iter().map(|(k, v)| (k.into(), v.into().0)).collect()
+}
+
+/// The text of a typed map value.
+struct TextOf(CompactString);
+
+impl From<String> for TextOf {
+    fn from(s: String) -> Self {
+        TextOf(s.into())
+    }
+}
+
+impl From<Quantity> for TextOf {
+    fn from(q: Quantity) -> Self {
+        TextOf(q.0.into())
+    }
+}
+
 impl From<meta::ObjectMeta> for ObjectMeta {
     fn from(m: meta::ObjectMeta) -> Self {
         ObjectMeta {
-            name: m.name,
-            namespace: m.namespace,
-            uid: m.uid,
-            labels: m.labels.map(SmallMap::from_iter),
+            name: m.name.map(Into::into),
+            namespace: m.namespace.map(Into::into),
+            uid: m.uid.map(Into::into),
+            labels: m.labels.map(small_map),
             annotations: m.annotations.map(|mut a| {
                 KEPT_ANNOTATIONS
                     .iter()
                     .filter_map(|k| a.remove_entry(*k))
+                    .map(|(k, v)| (k.into(), v.into()))
                     .collect()
             }),
-            owner_references: m.owner_references,
+            owner_references: m.owner_references.map(|refs| {
+                refs.into_iter()
+                    .map(|o| OwnerReference {
+                        kind: o.kind.into(),
+                        name: o.name.into(),
+                        uid: o.uid.into(),
+                        controller: o.controller,
+                    })
+                    .collect()
+            }),
         }
     }
 }
 
 fn resources(r: Option<core::ResourceRequirements>) -> Option<Resources> {
     r.map(|r| Resources {
-        requests: r.requests.map(SmallMap::from_iter),
+        requests: r.requests.map(small_map),
     })
 }
 
@@ -1217,7 +1262,7 @@ impl From<core::Container> for Container {
     fn from(c: core::Container) -> Self {
         Container {
             resources: resources(c.resources),
-            restart_policy: c.restart_policy,
+            restart_policy: c.restart_policy.map(Into::into),
         }
     }
 }
@@ -1225,9 +1270,11 @@ impl From<core::Container> for Container {
 impl From<core::Volume> for Volume {
     fn from(v: core::Volume) -> Self {
         Volume {
-            name: v.name,
+            name: v.name.into(),
             host_path: v.host_path.map(|_| Present),
-            empty_dir: v.empty_dir.map(|e| EmptyDir { medium: e.medium }),
+            empty_dir: v.empty_dir.map(|e| EmptyDir {
+                medium: e.medium.map(Into::into),
+            }),
             persistent_volume_claim: v.persistent_volume_claim.map(|_| Present),
             ephemeral: v.ephemeral.map(|_| Present),
         }
@@ -1269,12 +1316,12 @@ impl From<core::PodSpec> for PodSpec {
             v.map(|v| v.into_iter().map(U::from).collect())
         }
         PodSpec {
-            node_name: s.node_name,
-            node_selector: s.node_selector.map(SmallMap::from_iter),
+            node_name: s.node_name.map(Into::into),
+            node_selector: s.node_selector.map(small_map),
             containers: s.containers.into_iter().map(Container::from).collect(),
             init_containers: all(s.init_containers),
             resources: resources(s.resources),
-            overhead: s.overhead.map(SmallMap::from_iter),
+            overhead: s.overhead.map(small_map),
             volumes: all(s.volumes),
             affinity: s.affinity.map(Affinity::from),
             tolerations: s.tolerations,
@@ -1288,18 +1335,18 @@ impl From<core::Node> for Node {
         Node {
             metadata: n.metadata.into(),
             spec: n.spec.map(|s| NodeSpec {
-                provider_id: s.provider_id,
+                provider_id: s.provider_id.map(Into::into),
                 taints: s.taints,
                 unschedulable: s.unschedulable,
             }),
             status: n.status.map(|s| NodeStatus {
-                allocatable: s.allocatable.map(SmallMap::from_iter),
-                capacity: s.capacity.map(SmallMap::from_iter),
+                allocatable: s.allocatable.map(small_map),
+                capacity: s.capacity.map(small_map),
                 conditions: s.conditions.map(|cs| {
                     cs.into_iter()
                         .map(|c| Condition {
-                            type_: c.type_,
-                            status: c.status,
+                            type_: c.type_.into(),
+                            status: c.status.into(),
                         })
                         .collect()
                 }),
@@ -1313,7 +1360,9 @@ impl From<core::Pod> for Pod {
         Pod {
             metadata: p.metadata.into(),
             spec: p.spec.map(PodSpec::from),
-            status: p.status.map(|s| PodStatus { phase: s.phase }),
+            status: p.status.map(|s| PodStatus {
+                phase: s.phase.map(Into::into),
+            }),
         }
     }
 }
@@ -1406,7 +1455,7 @@ mod tests {
 
     fn names<T>(objs: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<String> {
         objs.iter()
-            .map(|o| meta(o).name.clone().unwrap_or_default())
+            .map(|o| meta(o).name.as_deref().unwrap_or_default().to_string())
             .collect()
     }
 
@@ -1672,7 +1721,7 @@ mod tests {
                 .unwrap()
                 .get("cpu")
                 .unwrap()
-                .0,
+                .as_str(),
             "100m"
         );
     }

@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 
+use compact_str::CompactString;
+
 use k8s_openapi::api::core::v1::Taint;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -189,7 +190,7 @@ impl Sig {
 #[derive(Debug, Clone)]
 pub(crate) struct NodeM<'a> {
     pub name: &'a str,
-    pub labels: &'a SmallMap<String>,
+    pub labels: &'a SmallMap<CompactString>,
     pub taints: &'a [Taint],
     pub nodegroup: String,
     pub instance_type: Option<String>,
@@ -228,7 +229,7 @@ impl<'a> NodeM<'a> {
         if key == LABEL_OS {
             return Some(self.os);
         }
-        self.labels.get(key).map(String::as_str)
+        self.labels.get(key).map(CompactString::as_str)
     }
 }
 
@@ -260,7 +261,7 @@ fn provider_zone(provider_id: &str) -> Option<&str> {
 pub(crate) struct PodM<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
-    pub labels: &'a SmallMap<String>,
+    pub labels: &'a SmallMap<CompactString>,
     pub node: u32,
     pub req: Res,
     pub role: Role,
@@ -326,11 +327,11 @@ impl Model<'_> {
 }
 
 fn quantity<F: Fn(&str) -> Option<i64>>(
-    map: Option<&SmallMap<Quantity>>,
+    map: Option<&SmallMap<CompactString>>,
     key: &str,
     parse: F,
 ) -> Option<i64> {
-    map.and_then(|m| m.get(key)).and_then(|q| parse(&q.0))
+    map.and_then(|m| m.get(key)).and_then(|q| parse(q))
 }
 
 /// The effective request of a pod as the scheduler computes it: max(app containers +
@@ -522,7 +523,7 @@ pub(crate) fn build<'a>(
     prices: &PriceTable,
     settings: &AnalysisSettings,
 ) -> Model<'a> {
-    static EMPTY_LABELS: SmallMap<String> = SmallMap::new();
+    static EMPTY_LABELS: SmallMap<CompactString> = SmallMap::new();
     let instances: HashMap<&str, &crate::aws::Instance> =
         aws.instances.iter().map(|i| (i.id.as_str(), i)).collect();
     let min_size: HashMap<String, i64> = aws
@@ -547,14 +548,14 @@ pub(crate) fn build<'a>(
         let instance_type = labels
             .get(LABEL_INSTANCE_TYPE)
             .or_else(|| labels.get(LABEL_INSTANCE_TYPE_BETA))
-            .cloned()
+            .map(|t| t.to_string())
             .or_else(|| instance.and_then(|i| i.instance_type.clone()));
         let fargate = labels
             .get(LABEL_COMPUTE_TYPE)
             .is_some_and(|v| v == "fargate");
         let nodegroup = labels
             .get(LABEL_NODEGROUP)
-            .cloned()
+            .map(|g| g.to_string())
             .or_else(|| instance.and_then(|i| i.tags.get(TAG_EKS_NODEGROUP).cloned()))
             .or_else(|| {
                 labels
@@ -567,14 +568,17 @@ pub(crate) fn build<'a>(
         } else {
             labels
                 .get(LABEL_REGION)
-                .cloned()
+                .map(|r| r.to_string())
                 .unwrap_or_else(|| settings.region.clone())
         };
         let spot = labels.get(LABEL_EKS_CAPACITY).is_some_and(|v| v == "SPOT")
             || labels
                 .get(LABEL_KARPENTER_CAPACITY)
                 .is_some_and(|v| v == "spot");
-        let os = labels.get(LABEL_OS).map(String::as_str).unwrap_or(LINUX);
+        let os = labels
+            .get(LABEL_OS)
+            .map(CompactString::as_str)
+            .unwrap_or(LINUX);
         // Exactly this region, operating system and type: nothing else stands in. Fargate
         // nodes are priced per pod below.
         let on_demand =
@@ -587,10 +591,13 @@ pub(crate) fn build<'a>(
                 None => Err(Unpriced::NoInstanceType),
                 Some(t) => prices.on_demand_hourly_for(os, &region, t),
             };
-        let zone = labels.get(LABEL_ZONE).map(String::as_str).or_else(|| {
-            spec.and_then(|s| s.provider_id.as_deref())
-                .and_then(provider_zone)
-        });
+        let zone = labels
+            .get(LABEL_ZONE)
+            .map(CompactString::as_str)
+            .or_else(|| {
+                spec.and_then(|s| s.provider_id.as_deref())
+                    .and_then(provider_zone)
+            });
         // A spot node costs its type's current spot price in its zone (as billed); the
         // configured discount stands in only when the history has no such price.
         let history = match (spot && !fargate, instance_type.as_deref(), zone) {
@@ -745,7 +752,7 @@ pub(crate) fn build<'a>(
     let mut pods: Vec<PodM<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pending: Vec<Pending<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pdb_matching = vec![0i64; snap.pod_disruption_budgets.len()];
-    let mut pdb_cache: HashMap<(&str, &SmallMap<String>), Vec<u32>> = HashMap::new();
+    let mut pdb_cache: HashMap<(&str, &SmallMap<CompactString>), Vec<u32>> = HashMap::new();
     let mut domain_terms: Vec<DomainTerm<'a>> = Vec::new();
     let mut domain_owner: Vec<(u32, &'a str)> = Vec::new();
     let mut unbound_pods = 0;
@@ -809,7 +816,7 @@ pub(crate) fn build<'a>(
                 spec,
                 annotations
                     .and_then(|a| a.get(ANN_SAFE_TO_EVICT_LOCAL_VOLUMES))
-                    .map(String::as_str),
+                    .map(CompactString::as_str),
             ),
             safe_to_evict_false: false,
             do_not_disrupt: false,
@@ -1070,7 +1077,7 @@ pub(crate) fn build<'a>(
                 .as_ref()
                 .and_then(|s| s.node_selector.as_ref())
                 .and_then(|s| s.get(LABEL_OS))
-                .map(String::as_str)
+                .map(CompactString::as_str)
                 .unwrap_or(nodes[pod.node as usize].os);
             let r = Req {
                 key: LABEL_OS.to_string(),
@@ -1102,7 +1109,7 @@ pub(crate) fn build<'a>(
             .node_selector
             .iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         node_selector.sort();
         let terms = spec

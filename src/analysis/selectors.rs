@@ -2,6 +2,8 @@
 //! (PDBs, inter-pod terms), node selector requirements (nodeSelector, required node
 //! affinity) and taints/tolerations.
 
+use compact_str::CompactString;
+
 use super::input::SmallMap;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, Taint, Toleration};
@@ -104,20 +106,22 @@ impl Req {
 /// selectors when the object is written.
 pub(crate) fn label_selector_matches(
     selector: Option<&LabelSelector>,
-    labels: &SmallMap<String>,
+    labels: &SmallMap<CompactString>,
 ) -> bool {
     let Some(selector) = selector else {
         return false;
     };
     if let Some(ml) = &selector.match_labels
-        && !ml.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && !ml
+            .iter()
+            .all(|(k, v)| labels.get(k.as_str()).map(CompactString::as_str) == Some(v.as_str()))
     {
         return false;
     }
     // Requirements are ANDed, so one invalid requirement (false) makes the whole
     // selector select nothing.
     selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key).map(String::as_str);
+        let value = labels.get(e.key.as_str()).map(CompactString::as_str);
         let values = e.values.as_deref().unwrap_or_default();
         match (e.operator.as_str(), values.is_empty()) {
             ("In", false) => value.is_some_and(|v| values.iter().any(|x| x == v)),
@@ -180,10 +184,18 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
-    fn labels(pairs: &[(&str, &str)]) -> SmallMap<String> {
-        pairs
+    /// The same labels as the API types hold them.
+    fn btree(labels: &SmallMap<CompactString>) -> std::collections::BTreeMap<String, String> {
+        labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> SmallMap<CompactString> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect()
     }
 
@@ -234,7 +246,7 @@ mod tests {
         assert!(!label_selector_matches(None, &l));
         assert!(label_selector_matches(Some(&LabelSelector::default()), &l));
         let sel = |ml: &[(&str, &str)], exprs: Vec<(&str, &str, &[&str])>| LabelSelector {
-            match_labels: Some(labels(ml).into_iter().collect()),
+            match_labels: Some(btree(&labels(ml))),
             match_expressions: Some(
                 exprs
                     .into_iter()
@@ -310,12 +322,12 @@ mod tests {
             );
             let theirs = Selector::try_from(selector.clone())
                 .ok()
-                .map(|s| s.matches(&l.clone().into_iter().collect()));
+                .map(|s| s.matches(&btree(&l)));
             assert_eq!(theirs, kube_core, "kube-core on {selector:?}");
         }
         // One invalid requirement spoils a selector whose other parts match.
         let mut selector = with_expression(requirement("app", "NotIn", Some(&[])));
-        selector.match_labels = Some(l.clone().into_iter().collect());
+        selector.match_labels = Some(btree(&l));
         assert!(!label_selector_matches(Some(&selector), &l));
     }
 
@@ -356,7 +368,10 @@ mod tests {
             };
             let theirs = Selector::try_from(selector.clone()).expect("a valid selector");
             proptest::prop_assert_eq!(
-                label_selector_matches(Some(&selector), &label_pairs.clone().into_iter().collect()),
+                label_selector_matches(
+                    Some(&selector),
+                    &label_pairs.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+                ),
                 theirs.matches(&label_pairs)
             );
         }

@@ -52,14 +52,19 @@ impl NodeMarkets {
                 .get(LABEL_INSTANCE_TYPE)
                 .or_else(|| labels.get(LABEL_INSTANCE_TYPE_BETA))
             {
-                types.insert(t.clone());
+                types.insert(t.to_string());
             }
             if let Some(z) = labels.get(LABEL_ZONE) {
-                zones.insert(z.clone());
+                zones.insert(z.to_string());
             }
             products.insert(
-                product_description(labels.get(LABEL_OS).map(String::as_str).unwrap_or("linux"))
-                    .to_string(),
+                product_description(
+                    labels
+                        .get(LABEL_OS)
+                        .map(|os| os.as_str())
+                        .unwrap_or("linux"),
+                )
+                .to_string(),
             );
         }
         NodeMarkets {
