@@ -19,6 +19,7 @@ mod role_posture;
 mod runner;
 pub mod session;
 mod status;
+mod unowned;
 
 pub use failure::{Category, Failure, KubeOp, Retry};
 pub use runner::{SHUTDOWN_GRACE, run, shutdown_signal};
@@ -87,6 +88,9 @@ pub struct Context {
     pub operator_principal: Option<String>,
     /// Whether this replica leads ([`crate::leader`]).
     pub leadership: Arc<crate::leader::Leadership>,
+    /// Which CustomerAccounts (and their ManagedClusters) this replica owns
+    /// ([`crate::shard`]); default: all of them.
+    pub shard: crate::shard::Shard,
     /// Backoff state per object with consecutive transient failures.
     failures: Mutex<HashMap<String, ExponentialBackoff>>,
 }
@@ -121,6 +125,7 @@ impl Context {
                 .map(Arc::new),
             operator_principal: None,
             leadership: crate::leader::Leadership::sole(),
+            shard: crate::shard::Shard::ALL,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -129,6 +134,12 @@ impl Context {
     /// (mutating AWS calls are gated in the SDK adapters); default: a sole replica.
     pub fn with_leadership(mut self, leadership: Arc<crate::leader::Leadership>) -> Self {
         self.leadership = leadership;
+        self
+    }
+
+    /// Own only `shard`'s CustomerAccounts and their ManagedClusters.
+    pub fn with_shard(mut self, shard: crate::shard::Shard) -> Self {
+        self.shard = shard;
         self
     }
 
@@ -364,6 +375,7 @@ where
     if let Err(failure) = &result {
         draft.fail(failure);
     }
+    mark_shard(ctx, &mut draft);
     let old_conditions = draft
         .old
         .as_ref()
@@ -401,6 +413,18 @@ where
         Ok(_) => outcome,
     };
     (decision, outcome)
+}
+
+/// Say on the object which shard reconciles it (`Sharded=True`) in a sharded fleet, which
+/// also replaces a `Sharded=False` that shard 0 wrote while no shard owned it; unsharded,
+/// drop the condition (a fleet merged back into one Deployment).
+fn mark_shard<S: ObjectStatus>(ctx: &Context, draft: &mut Draft<S>) {
+    use crate::shard::{CONDITION, REASON_OWNED};
+    if ctx.shard.is_sharded() {
+        draft.ok(CONDITION, REASON_OWNED, ctx.shard.owned_message());
+    } else {
+        crate::api::remove_condition(draft.status.conditions_mut(), CONDITION);
+    }
 }
 
 /// Run `apply`/`cleanup` under the finalizer, count the outcome and the duration, and
