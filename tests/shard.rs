@@ -377,3 +377,40 @@ async fn two_shards_split_the_fleet_report_the_unowned_and_follow_a_relabel() {
     .await;
     drop((op0, op1));
 }
+
+/// `crossguard run --shard` with a bad value stops before doing anything, saying what to
+/// write instead.
+#[test]
+fn a_bad_shard_flag_is_refused_with_a_clear_error() {
+    for (value, says) in [
+        (
+            "2/2",
+            "the shard index counts from 0, so it must be below the shard count 2 (0 to 1)",
+        ),
+        ("x", "--shard must be N/M"),
+        ("1/x", "count M \"x\" is not a whole number"),
+        ("0/0", "the shard count must be 1 to 64"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossguard"))
+            .args(["run", "--shard", value])
+            .env_clear()
+            .output()
+            .expect("run crossguard");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
+        assert!(
+            stderr.contains(says)
+                && stderr.contains(&format!("invalid value '{value}' for '--shard")),
+            "{value}: {stderr}"
+        );
+    }
+    // The environment variable the chart could set is checked the same way.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossguard"))
+        .arg("run")
+        .env_clear()
+        .env("CROSSGUARD_SHARD", "3/2")
+        .output()
+        .expect("run crossguard");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("below the shard count 2"));
+}
