@@ -320,23 +320,6 @@ fn clusters_referring(
         .collect()
 }
 
-/// Wait until `store`'s initial list is done; false when its writer is gone. Polls
-/// instead of awaiting [`Store::wait_until_ready`]: that future keeps only the last
-/// waiter's waker (kube-runtime's `DelayedInit` wraps one oneshot receiver), so with
-/// several concurrent waiters (reconciles, the unowned report) some would never wake.
-pub(super) async fn listed<K>(store: &Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        match store.wait_until_ready().now_or_never() {
-            Some(result) => return result.is_ok(),
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
 /// What a shard knows of the accounts, to tell which ManagedClusters it owns.
 enum AccountIndex {
     /// This shard's own accounts (shards 1 and up): a cluster is owned when its account
@@ -354,7 +337,7 @@ impl AccountIndex {
         let name = &cluster.spec.account_ref.name;
         match self {
             AccountIndex::Owned(store) => {
-                if !listed(store).await {
+                if !super::unowned::listed(store).await {
                     return false;
                 }
                 store
@@ -362,7 +345,7 @@ impl AccountIndex {
                     .is_some_and(|a| shard.owns_account(a.meta().labels.as_ref()))
             }
             AccountIndex::All(store) => {
-                if !listed(store).await {
+                if !super::unowned::listed(store).await {
                     return false;
                 }
                 let account = store.get(&ObjectRef::new(name).within(&ns));

@@ -41,7 +41,7 @@ pub(super) async fn report(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let work = async {
-        if !super::runner::listed(&accounts).await || !super::runner::listed(&clusters).await {
+        if !listed(&accounts).await || !listed(&clusters).await {
             return;
         }
         tracing::info!(every = ?SWEEP_EVERY, "reporting CustomerAccounts and ManagedClusters no shard owns");
@@ -205,4 +205,21 @@ where
         }
     }
     Ok(())
+}
+
+/// Wait until `store`'s initial list is done; false when its writer is gone. Polls
+/// instead of awaiting [`Store::wait_until_ready`]: that future keeps only the last
+/// waiter's waker (kube-runtime's `DelayedInit` wraps one oneshot receiver), so with
+/// several concurrent waiters (reconciles, the unowned report) some would never wake.
+pub(super) async fn listed<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match store.wait_until_ready().now_or_never() {
+            Some(result) => return result.is_ok(),
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
