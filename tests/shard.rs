@@ -120,8 +120,9 @@ fn tenants(store: &Path) -> Vec<String> {
     out
 }
 
-/// `reportingInstance` of every Event about objects in namespace `ns`.
-fn event_reporters(kubeconfig: &Path, ns: &str) -> Vec<(String, String)> {
+/// `reportingInstance` and reason of every Event about objects in namespace `ns`, but
+/// `skip`.
+fn event_reporters(kubeconfig: &Path, ns: &str, skip: &str) -> Vec<(String, String)> {
     let (ok, out, err) = kubectl(
         kubeconfig,
         &["get", "events.events.k8s.io", "-n", ns, "-o", "json"],
@@ -132,6 +133,7 @@ fn event_reporters(kubeconfig: &Path, ns: &str) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|e| e["regarding"]["name"] != skip)
         .map(|e| {
             (
                 e["reportingInstance"]
@@ -201,6 +203,21 @@ async fn two_shards_split_the_fleet_report_the_unowned_and_follow_a_relabel() {
             &tenant_yaml(name, label, &customer),
         );
     }
+    // A cluster whose account does not exist belongs to shard 0 (to report it and to let
+    // it go when deleted), whatever namespace it is in.
+    support::kubectl_apply_yaml(
+        dir,
+        &env.kubeconfig,
+        "ghost.yaml",
+        r#"apiVersion: crossguard.dev/v1alpha1
+kind: ManagedCluster
+metadata: {name: ghost, namespace: globex}
+spec:
+  accountRef: {name: ghost}
+  region: us-east-1
+  clusterName: prod
+"#,
+    );
     let client = env.client().await;
     let stores: [PathBuf; 2] = [dir.join("store-0"), dir.join("store-1")];
     let op0 = shard(&env, 0, &stores[0]);
@@ -219,6 +236,17 @@ async fn two_shards_split_the_fleet_report_the_unowned_and_follow_a_relabel() {
         lease_holder(&env.kubeconfig, "crossguard-leader-shard-1").as_deref(),
         Some("shard-1")
     );
+
+    let globex_clusters: Api<ManagedCluster> = Api::namespaced(client.clone(), "globex");
+    wait_for("ghost reported by shard 0", TIMEOUT, || async {
+        let c = globex_clusters.get("ghost").await.ok()?;
+        let conditions = c.status.as_ref().map(|s| &s.conditions);
+        let (owned, _, message) = sharded(conditions)?;
+        let ready = conditions?.iter().find(|c| c.type_ == "Ready")?;
+        (owned && message.contains("shard 0 of 2") && ready.reason == "AccountNotFound")
+            .then_some(())
+    })
+    .await;
 
     // The unlabelled account and its cluster: reported by shard 0, touched by nobody else.
     let accounts: Api<CustomerAccount> = Api::namespaced(client.clone(), "initech");
@@ -306,7 +334,7 @@ async fn two_shards_split_the_fleet_report_the_unowned_and_follow_a_relabel() {
         ("globex", "shard-1"),
         ("initech", "shard-0"),
     ] {
-        let reporters = event_reporters(&env.kubeconfig, ns);
+        let reporters = event_reporters(&env.kubeconfig, ns, "ghost");
         assert!(!reporters.is_empty(), "events in {ns}");
         assert!(
             reporters.iter().all(|(who, _)| who == instance),
@@ -314,7 +342,7 @@ async fn two_shards_split_the_fleet_report_the_unowned_and_follow_a_relabel() {
         );
     }
     assert!(
-        event_reporters(&env.kubeconfig, "initech")
+        event_reporters(&env.kubeconfig, "initech", "")
             .iter()
             .all(|(_, reason)| reason == "NoShardOwner")
     );

@@ -23,7 +23,7 @@ use crate::api::{
     Condition, ConditionStatus, CustomerAccount, FIELD_MANAGER, ManagedCluster, set_condition,
 };
 use crate::http::Readiness;
-use crate::shard::{Owner, Shard};
+use crate::shard::Owner;
 
 /// A watched object that may not be readable as this version's type.
 type Guarded<K> = DeserializeGuard<K>;
@@ -331,26 +331,49 @@ enum AccountIndex {
 }
 
 impl AccountIndex {
-    /// Whether this shard owns `cluster`, once the accounts' initial list is done.
-    async fn owns(&self, shard: Shard, cluster: &ManagedCluster) -> bool {
+    /// Whether this shard owns `cluster`, once the accounts' initial list is done; None
+    /// when that cannot be told now (the API server did not answer).
+    async fn owns(&self, ctx: &Context, cluster: &ManagedCluster) -> Option<bool> {
+        let shard = ctx.shard;
         let ns = cluster.namespace().unwrap_or_default();
         let name = &cluster.spec.account_ref.name;
         match self {
             AccountIndex::Owned(store) => {
                 if !super::unowned::listed(store).await {
-                    return false;
+                    return Some(false);
                 }
-                store
-                    .get(&ObjectRef::new(name).within(&ns))
-                    .is_some_and(|a| shard.owns_account(a.meta().labels.as_ref()))
+                Some(
+                    store
+                        .get(&ObjectRef::new(name).within(&ns))
+                        .is_some_and(|a| shard.owns_account(a.meta().labels.as_ref())),
+                )
             }
             AccountIndex::All(store) => {
                 if !super::unowned::listed(store).await {
-                    return false;
+                    return Some(false);
                 }
-                let account = store.get(&ObjectRef::new(name).within(&ns));
-                let labels = account.as_ref().map(|a| a.metadata.labels.as_ref());
-                shard.cluster_owner(name, labels) == Owner::This
+                if let Some(account) = store.get(&ObjectRef::new(name).within(&ns)) {
+                    return Some(
+                        shard.cluster_owner(name, Some(account.metadata.labels.as_ref()))
+                            == Owner::This,
+                    );
+                }
+                // Not in the cache: gone, or created so recently that the account watch
+                // has not brought it yet (it may belong to another shard). Only an account
+                // the API server does not have either makes the cluster shard 0's.
+                let api: Api<CustomerAccount> = Api::namespaced(ctx.client.clone(), &ns);
+                match api.get_metadata_opt(name).await {
+                    Ok(None) => Some(shard.cluster_owner(name, None) == Owner::This),
+                    Ok(Some(account)) => Some(
+                        shard.cluster_owner(name, Some(account.metadata.labels.as_ref()))
+                            == Owner::This,
+                    ),
+                    Err(e) => {
+                        tracing::debug!(namespace = %ns, account = %name, error = %e,
+                            "cannot tell whether the account exists; looking again shortly");
+                        None
+                    }
+                }
             }
         }
     }
@@ -384,7 +407,15 @@ async fn reconcile_cluster(
 ) -> Result<Action, Error> {
     match &obj.0 {
         Ok(cluster) => {
-            if ctx.shard.is_sharded() && !accounts.owns(ctx.shard, cluster).await {
+            let owned = if ctx.shard.is_sharded() {
+                accounts.owns(&ctx, cluster).await
+            } else {
+                Some(true)
+            };
+            let Some(owned) = owned else {
+                return Ok(Action::requeue(Duration::from_secs(5)));
+            };
+            if !owned {
                 tracing::debug!(namespace = %cluster.namespace().unwrap_or_default(), name = %cluster.name_any(),
                     "ManagedCluster's account belongs to another shard or none; not reconciled here");
                 return Ok(Action::await_change());
