@@ -624,17 +624,7 @@ fn ha_needs_a_shared_store_and_leader_election_and_gets_a_pdb_and_spread() {
             "at least renewBeforeSeconds + 3",
         ),
     ] {
-        let chart = chart_dir();
-        let mut args = vec!["template", RELEASE, chart.to_str().unwrap()];
-        for set in &sets {
-            args.extend(["--set", set]);
-        }
-        let out = Command::new(helm()).args(&args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains(says),
-            "{sets:?}: {stderr}"
-        );
+        assert_refused(&sets, says);
     }
 }
 
@@ -680,16 +670,21 @@ fn a_shard_release_runs_its_shard_under_its_own_lease() {
         (vec!["shard.count=0"], "/shard/count"),
         (vec!["shard.count=65"], "/shard/count"),
     ] {
-        let chart = chart_dir();
-        let mut args = vec!["template", RELEASE, chart.to_str().unwrap()];
-        for set in &sets {
-            args.extend(["--set", set]);
-        }
-        let out = Command::new(helm()).args(&args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains(says),
-            "{sets:?}: {stderr}"
-        );
+        assert_refused(&sets, says);
     }
+}
+
+/// `helm template` with `sets` fails, and its error contains `says`.
+fn assert_refused(sets: &[&str], says: &str) {
+    let chart = chart_dir();
+    let mut args = vec!["template", RELEASE, chart.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = Command::new(helm()).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(says),
+        "{sets:?}: {stderr}"
+    );
 }

@@ -100,6 +100,29 @@ async fn cluster_owned_by(client: &kube::Client, name: &str, index: u32) -> Mana
     .await
 }
 
+/// The message of `name`'s `Sharded=False NoShardOwner` condition, once it has one.
+async fn unowned_message<K>(api: &Api<K>, name: &str) -> String
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + serde::Serialize,
+{
+    wait_for(&format!("{name} reported unowned"), TIMEOUT, || async {
+        let obj = serde_json::to_value(api.get(name).await.ok()?).ok()?;
+        let conditions: Vec<Condition> =
+            serde_json::from_value(obj.pointer("/status/conditions")?.clone()).ok()?;
+        let (owned, reason, message) = sharded(Some(&conditions))?;
+        (!owned && reason == "NoShardOwner").then_some(message)
+    })
+    .await
+}
+
+/// Shard 0's `crossguard_unowned_objects` for accounts and clusters.
+fn unowned_gauges(op: &support::Operator) -> (Option<String>, Option<String>) {
+    (
+        metric(op, r#"crossguard_unowned_objects{kind="CustomerAccount"}"#),
+        metric(op, r#"crossguard_unowned_objects{kind="ManagedCluster"}"#),
+    )
+}
+
 /// The value of `metric` (with labels, as printed) in `op`'s /metrics, if exported.
 fn metric(op: &support::Operator, metric: &str) -> Option<String> {
     let (status, body) = support::http_status(&op.http, "/metrics");
@@ -251,36 +274,19 @@ spec:
     // The unlabelled account and its cluster: reported by shard 0, touched by nobody else.
     let accounts: Api<CustomerAccount> = Api::namespaced(client.clone(), "initech");
     let clusters: Api<ManagedCluster> = Api::namespaced(client.clone(), "initech");
-    let message = wait_for("initech reported unowned", TIMEOUT, || async {
-        let a = accounts.get("initech").await.ok()?;
-        let (owned, reason, message) = sharded(a.status.as_ref().map(|s| &s.conditions))?;
-        (!owned && reason == "NoShardOwner").then_some(message)
-    })
-    .await;
+    let message = unowned_message(&accounts, "initech").await;
     assert!(
         message.contains("no crossguard.dev/shard label") && message.contains("fleet runs 2"),
         "{message}"
     );
-    let message = wait_for("initech-prod reported unowned", TIMEOUT, || async {
-        let c = clusters.get("initech-prod").await.ok()?;
-        let (owned, reason, message) = sharded(c.status.as_ref().map(|s| &s.conditions))?;
-        (!owned && reason == "NoShardOwner").then_some(message)
-    })
-    .await;
+    let message = unowned_message(&clusters, "initech-prod").await;
     assert!(
         message.contains("CustomerAccount initech, which no shard owns"),
         "{message}"
     );
     wait_for("the unowned gauges", TIMEOUT, || async {
-        (metric(
-            &op0,
-            r#"crossguard_unowned_objects{kind="CustomerAccount"}"#,
-        )
-        .as_deref()
-            == Some("1")
-            && metric(&op0, r#"crossguard_unowned_objects{kind="ManagedCluster"}"#).as_deref()
-                == Some("1"))
-        .then_some(())
+        let one = Some("1".to_string());
+        (unowned_gauges(&op0) == (one.clone(), one)).then_some(())
     })
     .await;
     assert_eq!(
@@ -370,15 +376,8 @@ spec:
     account_owned_by(&client, "initech", 1).await;
     cluster_owned_by(&client, "initech", 1).await;
     wait_for("the unowned gauges back at 0", TIMEOUT, || async {
-        (metric(
-            &op0,
-            r#"crossguard_unowned_objects{kind="CustomerAccount"}"#,
-        )
-        .as_deref()
-            == Some("0")
-            && metric(&op0, r#"crossguard_unowned_objects{kind="ManagedCluster"}"#).as_deref()
-                == Some("0"))
-        .then_some(())
+        let zero = Some("0".to_string());
+        (unowned_gauges(&op0) == (zero.clone(), zero)).then_some(())
     })
     .await;
 
