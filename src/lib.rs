@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod onboarding;
 pub mod posture;
 pub mod sanitize;
+pub mod shard;
 pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

@@ -146,13 +146,17 @@ struct RunArgs {
     /// default: the kubeconfig's namespace.
     #[arg(long, env = "POD_NAMESPACE")]
     leader_election_namespace: Option<String>,
-    /// Name of the leader Lease.
-    #[arg(
-        long,
-        env = "CROSSGUARD_LEADER_ELECTION_ID",
-        default_value = "crossguard-leader"
-    )]
-    leader_election_id: String,
+    /// Name of the leader Lease; default: `crossguard-leader` unsharded and for shard 0,
+    /// `crossguard-leader-shard-N` for shard N ≥ 1 (named after N only, so a Deployment
+    /// whose shard count changes keeps its Lease).
+    #[arg(long, env = "CROSSGUARD_LEADER_ELECTION_ID")]
+    leader_election_id: Option<String>,
+    /// This Deployment's shard of a fleet split across several: `N/M`, shard N (counted
+    /// from 0) of M. It then reconciles only the CustomerAccounts labelled
+    /// `crossguard.dev/shard=N` and their ManagedClusters; shard 0 also reports objects no
+    /// shard owns. Default: unsharded, every account (README "Sharding").
+    #[arg(long, env = "CROSSGUARD_SHARD", default_value = "0/1")]
+    shard: crossguard::shard::Shard,
     /// This replica's identity in the Lease (the chart sets the pod name); default: the
     /// host name and a random suffix.
     #[arg(long, env = "POD_NAME")]
@@ -498,7 +502,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .leader_election_namespace
                 .clone()
                 .unwrap_or_else(|| client.default_namespace().to_string()),
-            lease_name: args.leader_election_id.clone(),
+            lease_name: args
+                .leader_election_id
+                .clone()
+                .unwrap_or_else(|| args.shard.lease_name(DEFAULT_LEASE)),
             identity: args
                 .leader_identity
                 .clone()
@@ -576,13 +583,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_notifier(notifier)
         .with_operator_principal(args.operator_principal)
         .with_leadership(leadership.clone())
-        .with_max_concurrent_reconciles(args.max_concurrent_reconciles);
+        .with_max_concurrent_reconciles(args.max_concurrent_reconciles)
+        .with_shard(args.shard);
     if let Some(cache) = price_cache {
         ctx = ctx.with_price_cache(cache);
     }
     let ctx = Arc::new(ctx);
     tracing::info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        shard = %args.shard,
         "controllers starting"
     );
     let lost = leadership.clone();
@@ -603,6 +612,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!("shut down");
     Ok(())
 }
+
+/// The leader Lease's name unsharded and for shard 0 ([`crossguard::shard::Shard::lease_name`]).
+const DEFAULT_LEASE: &str = "crossguard-leader";
 
 /// Resolves once the shutdown signal was seen (now or earlier).
 async fn stopped(signalled: &mut tokio::sync::watch::Receiver<bool>) {

@@ -92,6 +92,7 @@ pub struct Metrics {
     key_notifications: Family<NotificationLabels, Counter>,
     operator_key_age_days: Gauge,
     leader: Gauge,
+    unowned: Family<KindLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -205,7 +206,14 @@ impl Metrics {
             "1 while this replica holds the leader Lease and reconciles, 0 while it stands by",
             leader.clone(),
         );
+        let unowned = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "unowned_objects",
+            "CustomerAccounts and ManagedClusters no shard owns, so that nothing reconciles them (exported by shard 0 of a sharded fleet; README \"Sharding\")",
+            unowned.clone(),
+        );
         Metrics {
+            unowned,
             leader,
             operator_key_age_days,
             registry: Mutex::new(registry),
@@ -280,6 +288,15 @@ impl Metrics {
     /// Whether this replica leads (1) or stands by (0).
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Set how many objects of `kind` no shard owns.
+    pub fn set_unowned(&self, kind: &str, count: usize) {
+        self.unowned
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Record the age of the operator's own access key.

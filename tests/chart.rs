@@ -634,17 +634,7 @@ fn ha_needs_a_shared_store_and_leader_election_and_gets_a_pdb_and_spread() {
             "at least renewBeforeSeconds + 3",
         ),
     ] {
-        let chart = chart_dir();
-        let mut args = vec!["template", RELEASE, chart.to_str().unwrap()];
-        for set in &sets {
-            args.extend(["--set", set]);
-        }
-        let out = Command::new(helm()).args(&args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains(says),
-            "{sets:?}: {stderr}"
-        );
+        assert_refused(&sets, says);
     }
 }
 
@@ -1331,4 +1321,65 @@ fn concurrency_and_aws_rate_limits_reach_the_operator_and_default_to_its_own_def
             "{set}: {stderr}"
         );
     }
+}
+
+/// One release per shard: `shard.count` > 1 passes `--shard index/count`, the release keeps
+/// its own Lease (named after the release) and RBAC; unsharded passes no `--shard`; an
+/// index at or above the count, or out of the schema's range, is refused at install.
+#[test]
+fn a_shard_release_runs_its_shard_under_its_own_lease() {
+    let unsharded = render(&[]);
+    assert!(!strings(&operator_container(&unsharded)["args"]).contains(&"--shard"));
+    let explicit_one = render(&["shard.index=0", "shard.count=1"]);
+    assert!(!strings(&operator_container(&explicit_one)["args"]).contains(&"--shard"));
+
+    let sharded = render(&["shard.index=1", "shard.count=3"]);
+    let args = strings(&operator_container(&sharded)["args"]);
+    let at = args.iter().position(|a| *a == "--shard").expect("--shard");
+    assert_eq!(args[at + 1], "1/3");
+    let lease = args
+        .iter()
+        .position(|a| *a == "--leader-election-id")
+        .expect("lease");
+    assert_eq!(args[lease + 1], "crossguard-leader");
+    let role = of_kind(&sharded, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "crossguard-leader-election")
+        .expect("leader election Role");
+    assert_eq!(role["rules"][1]["resourceNames"][0], "crossguard-leader");
+
+    // --reuse-values from before shards existed: unsharded.
+    let reused = render(&["shard=null"]);
+    assert!(!strings(&operator_container(&reused)["args"]).contains(&"--shard"));
+
+    for (sets, says) in [
+        (
+            vec!["shard.index=2", "shard.count=2"],
+            "shard.index 2 must be below shard.count 2",
+        ),
+        (
+            vec!["shard.index=1"],
+            "shard.index 1 must be below shard.count 1",
+        ),
+        (vec!["shard.index=-1", "shard.count=2"], "/shard/index"),
+        (vec!["shard.count=0"], "/shard/count"),
+        (vec!["shard.count=65"], "/shard/count"),
+    ] {
+        assert_refused(&sets, says);
+    }
+}
+
+/// `helm template` with `sets` fails, and its error contains `says`.
+fn assert_refused(sets: &[&str], says: &str) {
+    let chart = chart_dir();
+    let mut args = vec!["template", RELEASE, chart.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = Command::new(helm()).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(says),
+        "{sets:?}: {stderr}"
+    );
 }

@@ -19,6 +19,7 @@ mod role_posture;
 mod runner;
 pub mod session;
 mod status;
+mod unowned;
 
 pub use failure::{Category, Failure, KubeOp, Retry};
 pub use runner::{SHUTDOWN_GRACE, run, shutdown_signal};
@@ -100,6 +101,9 @@ pub struct Context {
     pub leadership: Arc<crate::leader::Leadership>,
     /// Reconciles each controller runs at once (never two of the same object).
     pub max_concurrent_reconciles: u16,
+    /// Which CustomerAccounts (and their ManagedClusters) this replica owns
+    /// ([`crate::shard`]); default: all of them.
+    pub shard: crate::shard::Shard,
     /// Backoff state per object with consecutive transient failures.
     failures: Mutex<HashMap<String, ExponentialBackoff>>,
 }
@@ -135,6 +139,7 @@ impl Context {
             operator_principal: None,
             leadership: crate::leader::Leadership::sole(),
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
+            shard: crate::shard::Shard::ALL,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -149,6 +154,12 @@ impl Context {
     /// Run at most `n` reconciles at once in each controller (at least 1).
     pub fn with_max_concurrent_reconciles(mut self, n: u16) -> Self {
         self.max_concurrent_reconciles = n.max(1);
+        self
+    }
+
+    /// Own only `shard`'s CustomerAccounts and their ManagedClusters.
+    pub fn with_shard(mut self, shard: crate::shard::Shard) -> Self {
+        self.shard = shard;
         self
     }
 
@@ -384,6 +395,7 @@ where
     if let Err(failure) = &result {
         draft.fail(failure);
     }
+    mark_shard(ctx, &mut draft);
     let old_conditions = draft
         .old
         .as_ref()
@@ -421,6 +433,18 @@ where
         Ok(_) => outcome,
     };
     (decision, outcome)
+}
+
+/// Say on the object which shard reconciles it (`Sharded=True`) in a sharded fleet, which
+/// also replaces a `Sharded=False` that shard 0 wrote while no shard owned it; unsharded,
+/// drop the condition (a fleet merged back into one Deployment).
+fn mark_shard<S: ObjectStatus>(ctx: &Context, draft: &mut Draft<S>) {
+    use crate::shard::{CONDITION, REASON_OWNED};
+    if ctx.shard.is_sharded() {
+        draft.ok(CONDITION, REASON_OWNED, ctx.shard.owned_message());
+    } else {
+        crate::api::remove_condition(draft.status.conditions_mut(), CONDITION);
+    }
 }
 
 /// Run `apply`/`cleanup` under the finalizer, count the outcome and the duration, and

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
-use kube::core::{DeserializeGuard, NamespaceResourceScope, error_boundary::InvalidObject};
+use kube::core::{
+    DeserializeGuard, NamespaceResourceScope, PartialObjectMeta, error_boundary::InvalidObject,
+};
 use kube::runtime::controller::{self as kube_controller, Action};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
@@ -21,6 +23,7 @@ use crate::api::{
     Condition, ConditionStatus, CustomerAccount, FIELD_MANAGER, ManagedCluster, set_condition,
 };
 use crate::http::Readiness;
+use crate::shard::Owner;
 
 /// A watched object that may not be readable as this version's type.
 type Guarded<K> = DeserializeGuard<K>;
@@ -65,19 +68,36 @@ pub async fn run(
 ) {
     let shutdown = shutdown.boxed().shared();
     let client = ctx.client.clone();
+    let shard = ctx.shard;
     let accounts: Api<Guarded<CustomerAccount>> = scoped(&client, namespace.as_deref());
     let clusters: Api<Guarded<ManagedCluster>> = scoped(&client, namespace.as_deref());
     let account_kind = CustomerAccount::kind(&()).to_string();
     let cluster_kind = ManagedCluster::kind(&()).to_string();
     readiness.register(&account_kind);
     readiness.register(&cluster_kind);
-    let failures = Arc::new(WatchFailures::new(client, readiness.clone(), api_server));
+    let failures = Arc::new(WatchFailures::new(
+        client.clone(),
+        readiness.clone(),
+        api_server,
+    ));
+    // A shard lists and caches only its own accounts (server-side label selection).
+    let owned_accounts = match shard.account_selector() {
+        Some(selector) => watcher::Config::default().labels(&selector),
+        None => watcher::Config::default(),
+    };
+    if shard.is_sharded() {
+        tracing::info!(shard = %shard, selector = ?shard.account_selector(),
+            "sharded: reconciling only the CustomerAccounts labelled for this shard and their ManagedClusters");
+    }
 
     let (accounts_reader, accounts_writer) = reflector::store();
-    let account_controller =
-        Controller::for_stream(trigger(accounts.clone(), accounts_writer), accounts_reader);
+    let account_controller = Controller::for_stream(
+        trigger(accounts.clone(), owned_accounts.clone(), accounts_writer),
+        accounts_reader,
+    );
     let accounts_ready = account_controller.store();
     let accounts_listed = account_controller.store();
+    let accounts_owned = account_controller.store();
     let account_failures = failures.clone();
     // Bounded concurrency: a slow tenant holds one slot, never the others' (kube-runtime's
     // default is unbounded).
@@ -98,20 +118,64 @@ pub async fn run(
     );
 
     let (clusters_reader, clusters_writer) = reflector::store();
-    let cluster_controller =
-        Controller::for_stream(trigger(clusters, clusters_writer), clusters_reader);
+    let cluster_controller = Controller::for_stream(
+        trigger(clusters, watcher::Config::default(), clusters_writer),
+        clusters_reader,
+    );
     let clusters_ready = cluster_controller.store();
     let clusters_listed = cluster_controller.store();
     let clusters_store = cluster_controller.store();
+    let clusters_seen = cluster_controller.store();
     let cluster_failures = failures.clone();
+    // Shard 0 of a split fleet also watches every account's metadata (cheap: no spec or
+    // status), to report what no shard owns and to own clusters whose account is gone.
+    let (index, cluster_controller) = if shard.reports_unowned() {
+        let (meta_reader, meta_writer) = reflector::store();
+        // An Api of PartialObjectMeta asks for metadata only.
+        let all: Api<PartialObjectMeta<CustomerAccount>> = scoped(&client, namespace.as_deref());
+        let all_accounts = watcher(all, watcher::Config::default())
+            .default_backoff()
+            .modify(|meta| {
+                // Only the labels are needed; managedFields can be most of an object.
+                meta.metadata.managed_fields = None;
+                meta.metadata.annotations = None;
+            })
+            .reflect(meta_writer)
+            .touched_objects();
+        let reader = meta_reader.clone();
+        let report = super::unowned::report(
+            ctx.clone(),
+            meta_reader.clone(),
+            clusters_seen,
+            shutdown.clone(),
+        );
+        tokio::spawn(report);
+        let controller = cluster_controller.watches_stream(all_accounts, move |account| {
+            clusters_referring(
+                &clusters_store,
+                &account.namespace().unwrap_or_default(),
+                &account.name_any(),
+            )
+        });
+        (AccountIndex::All(reader), controller)
+    } else {
+        let controller =
+            // A change to an account (it became Ready, was suspended, moved to or from this
+            // shard…) re-reconciles its clusters.
+            cluster_controller.watches(accounts, owned_accounts, move |account| {
+                clusters_of(&clusters_store, &account)
+            });
+        (AccountIndex::Owned(accounts_owned), controller)
+    };
+    let index = Arc::new(index);
     let cluster_controller = cluster_controller
-        // A change to an account (it became Ready, was suspended…) re-reconciles its clusters.
-        .watches(accounts, watcher::Config::default(), move |account| {
-            clusters_of(&clusters_store, &account)
-        })
         .with_config(config())
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_cluster, error_policy, ctx.clone())
+        .run(
+            move |cluster, ctx| reconcile_cluster(cluster, ctx, index.clone()),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(move |result| {
             let failures = cluster_failures.clone();
             async move { failures.observe(result).await }
@@ -178,6 +242,7 @@ async fn unless_never_listed<K>(
 /// change.
 fn trigger<K>(
     api: Api<Guarded<K>>,
+    config: watcher::Config,
     writer: reflector::store::Writer<Guarded<K>>,
 ) -> impl futures::Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static
 where
@@ -189,7 +254,7 @@ where
         + Sync
         + 'static,
 {
-    watcher(api, watcher::Config::default())
+    watcher(api, config)
         .default_backoff()
         .reflect(writer)
         .applied_objects()
@@ -235,39 +300,137 @@ fn clusters_of(
     let Ok(account) = &account.0 else {
         return Vec::new();
     };
-    let (ns, name) = (account.namespace(), account.name_any());
+    clusters_referring(
+        clusters,
+        &account.namespace().unwrap_or_default(),
+        &account.name_any(),
+    )
+}
+
+/// The readable clusters in `ns` whose `spec.accountRef` names `name`.
+fn clusters_referring(
+    clusters: &Store<Guarded<ManagedCluster>>,
+    ns: &str,
+    name: &str,
+) -> Vec<ObjectRef<Guarded<ManagedCluster>>> {
     clusters
         .state()
         .into_iter()
         .filter(|guarded| {
-            guarded
-                .0
-                .as_ref()
-                .is_ok_and(|mc| mc.namespace() == ns && mc.spec.account_ref.name == name)
+            guarded.0.as_ref().is_ok_and(|mc| {
+                mc.namespace().as_deref() == Some(ns) && mc.spec.account_ref.name == name
+            })
         })
         .map(|guarded| ObjectRef::from_obj(guarded.as_ref()))
         .collect()
 }
 
-/// Reconcile a readable account; report an unreadable one on itself.
+/// What a shard knows of the accounts, to tell which ManagedClusters it owns.
+enum AccountIndex {
+    /// This shard's own accounts (shards 1 and up): a cluster is owned when its account
+    /// is here.
+    Owned(Store<Guarded<CustomerAccount>>),
+    /// Every account's metadata (shard 0 of a split fleet, and only it): a cluster is
+    /// owned when its account is labelled for shard 0, or does not exist.
+    All(Store<PartialObjectMeta<CustomerAccount>>),
+}
+
+impl AccountIndex {
+    /// Whether this shard owns `cluster`, once the accounts' initial list is done; None
+    /// when that cannot be told now (the API server did not answer).
+    async fn owns(&self, ctx: &Context, cluster: &ManagedCluster) -> Option<bool> {
+        let shard = ctx.shard;
+        let ns = cluster.namespace().unwrap_or_default();
+        let name = &cluster.spec.account_ref.name;
+        match self {
+            AccountIndex::Owned(store) => {
+                if !super::unowned::listed(store).await {
+                    return Some(false);
+                }
+                Some(
+                    store
+                        .get(&ObjectRef::new(name).within(&ns))
+                        .is_some_and(|a| shard.owns_account(a.meta().labels.as_ref())),
+                )
+            }
+            AccountIndex::All(store) => {
+                if !super::unowned::listed(store).await {
+                    return Some(false);
+                }
+                if let Some(account) = store.get(&ObjectRef::new(name).within(&ns)) {
+                    return Some(
+                        shard.cluster_owner(name, Some(account.metadata.labels.as_ref()))
+                            == Owner::This,
+                    );
+                }
+                // Not in the cache: gone, or created so recently that the account watch
+                // has not brought it yet (it may belong to another shard). Only an account
+                // the API server does not have either makes the cluster shard 0's.
+                let api: Api<CustomerAccount> = Api::namespaced(ctx.client.clone(), &ns);
+                match api.get_metadata_opt(name).await {
+                    Ok(None) => Some(shard.cluster_owner(name, None) == Owner::This),
+                    Ok(Some(account)) => Some(
+                        shard.cluster_owner(name, Some(account.metadata.labels.as_ref()))
+                            == Owner::This,
+                    ),
+                    Err(e) => {
+                        tracing::debug!(namespace = %ns, account = %name, error = %e,
+                            "cannot tell whether the account exists; looking again shortly");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reconcile a readable account; report an unreadable one on itself. An account of
+/// another shard (the watch is label-selected, so only a label changed since) is left
+/// alone.
 async fn reconcile_account(
     obj: Arc<Guarded<CustomerAccount>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if !ctx.shard.owns_account(obj.meta().labels.as_ref()) {
+        tracing::debug!(namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any(),
+            "CustomerAccount belongs to another shard or none; not reconciled here");
+        return Ok(Action::await_change());
+    }
     match &obj.0 {
         Ok(account) => customer_account::reconcile(Arc::new(account.clone()), ctx).await,
         Err(invalid) => report_invalid::<CustomerAccount>(&obj, invalid, &ctx).await,
     }
 }
 
-/// Reconcile a readable cluster; report an unreadable one on itself.
+/// Reconcile a readable cluster this shard owns; report an unreadable one on itself
+/// (shard 0 does, in a split fleet: its account cannot be read from it). A cluster of
+/// another shard, or of none, is never touched.
 async fn reconcile_cluster(
     obj: Arc<Guarded<ManagedCluster>>,
     ctx: Arc<Context>,
+    accounts: Arc<AccountIndex>,
 ) -> Result<Action, Error> {
     match &obj.0 {
-        Ok(cluster) => managed_cluster::reconcile(Arc::new(cluster.clone()), ctx).await,
-        Err(invalid) => report_invalid::<ManagedCluster>(&obj, invalid, &ctx).await,
+        Ok(cluster) => {
+            let owned = if ctx.shard.is_sharded() {
+                accounts.owns(&ctx, cluster).await
+            } else {
+                Some(true)
+            };
+            let Some(owned) = owned else {
+                return Ok(Action::requeue(Duration::from_secs(5)));
+            };
+            if !owned {
+                tracing::debug!(namespace = %cluster.namespace().unwrap_or_default(), name = %cluster.name_any(),
+                    "ManagedCluster's account belongs to another shard or none; not reconciled here");
+                return Ok(Action::await_change());
+            }
+            managed_cluster::reconcile(Arc::new(cluster.clone()), ctx).await
+        }
+        Err(invalid) if !ctx.shard.is_sharded() || ctx.shard.reports_unowned() => {
+            report_invalid::<ManagedCluster>(&obj, invalid, &ctx).await
+        }
+        Err(_) => Ok(Action::await_change()),
     }
 }
 

@@ -111,3 +111,17 @@ chart's defaults when an upgrade with --reuse-values has no such value).
 {{- end -}}
 {{- join "," $parts -}}
 {{- end }}
+
+{{/*
+This release's shard as "index/count", refused when index is not below count; "" when
+unsharded (count 1, or no shard values from an upgrade with --reuse-values).
+*/}}
+{{- define "crossguard.shard" -}}
+{{- $shard := .Values.shard | default dict -}}
+{{- $index := int (dig "index" 0 $shard) -}}
+{{- $count := int (dig "count" 1 $shard) -}}
+{{- if ge $index $count -}}
+{{- fail (printf "shard.index %d must be below shard.count %d (shards count from 0: 0 to %d)" $index $count (sub $count 1 | int)) -}}
+{{- end -}}
+{{- if gt $count 1 -}}{{ printf "%d/%d" $index $count }}{{- end -}}
+{{- end }}
