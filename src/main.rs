@@ -263,11 +263,25 @@ fn rate_limit_max_wait(value: &str) -> Result<std::time::Duration, String> {
 }
 
 /// The bundled price table, with a file's prices on top when given.
-fn load_prices(file: Option<&std::path::Path>) -> anyhow::Result<PriceTable> {
-    let bundled = PriceTable::bundled();
+/// The bundled table, under the Price List answers an operator's report carries in its
+/// inventory (for its region), under the prices file: the operator's own order.
+fn load_prices(
+    file: Option<&std::path::Path>,
+    inventory: &analysis::AwsInventory,
+) -> anyhow::Result<PriceTable> {
+    let mut table = PriceTable::bundled();
+    for (os, listed) in &inventory.list_prices {
+        let layer = listed.layer(os, &inventory.region).with_context(|| {
+            format!(
+                "the inventory's Price List prices for {os} in {} are invalid",
+                inventory.region
+            )
+        })?;
+        table = table.with_overrides(layer);
+    }
     match load_price_file(file)? {
-        None => Ok(bundled),
-        Some(overrides) => Ok(bundled.with_overrides(overrides)),
+        None => Ok(table),
+        Some(overrides) => Ok(table.with_overrides(overrides)),
     }
 }
 
@@ -736,7 +750,7 @@ fn main() -> anyhow::Result<()> {
             let report = analysis::analyze(
                 &objects,
                 &inventory,
-                &load_prices(prices.as_deref())?,
+                &load_prices(prices.as_deref(), &inventory)?,
                 &settings,
             );
             match output {

@@ -333,42 +333,7 @@ spec:
         "{}",
         report["awsInventory"]
     );
-    let customer_kubeconfig = dir.join("customer.kubeconfig");
-    customer.write_kubeconfig(&customer_kubeconfig).unwrap();
-    let dump = dir.join("customer-dump.json");
-    std::fs::write(
-        &dump,
-        support::kubectl_ok(
-            &customer_kubeconfig,
-            &[
-                "get",
-                "nodes,pods,deployments,replicasets,statefulsets,daemonsets,jobs,cronjobs,pdb",
-                "-A",
-                "-o",
-                "json",
-            ],
-        ),
-    )
-    .unwrap();
-    let analyze = |extra: &[&str]| -> Value {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossguard"))
-            .args([
-                "analyze",
-                "--snapshot",
-                dump.to_str().unwrap(),
-                "-o",
-                "json",
-            ])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let analyze = |extra: &[&str]| support::analyze_customer_dump(customer, dir, extra);
     let offline = analyze(&["--inventory", &report_path]);
     for field in [
         "currentMonthlyCost",

@@ -155,6 +155,42 @@ spec:
         "{listed:?}"
     );
 
+    // The report carries the Price List answers it priced with, so `crossguard analyze
+    // --inventory <the stored report>` on a kubectl dump of the same cluster gives the
+    // operator's figures. Without it, the nodes (no region label) are priced at the default
+    // region's bundled rates, and the Windows node not at all.
+    let report_path = status["reportRef"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("file://")
+        .unwrap();
+    let stored: Value = serde_json::from_slice(&std::fs::read(report_path).unwrap()).unwrap();
+    let listed = &stored["awsInventory"]["listPrices"];
+    assert_eq!(
+        listed["windows"]["hourlyUsd"]["m5.xlarge"], 0.398,
+        "{listed}"
+    );
+    assert_eq!(listed["linux"]["hourlyUsd"]["t3.large"], 0.0912, "{listed}");
+    let offline =
+        support::analyze_customer_dump(&customer, dir.path(), &["--inventory", report_path]);
+    for field in [
+        "currentMonthlyCost",
+        "optimizedMonthlyCost",
+        "savings",
+        "unpricedNodes",
+        "recommendations",
+        "priceSources",
+    ] {
+        assert_eq!(offline[field], stored[field], "{field}");
+    }
+    let without = support::analyze_customer_dump(&customer, dir.path(), &[]);
+    assert_eq!(
+        without["unpricedNodes"], 1,
+        "{}",
+        without["unpricedExamples"]
+    );
+    assert_ne!(without["currentMonthlyCost"], stored["currentMonthlyCost"]);
+
     // Every page of GetProducts (3 Linux and 3 Windows products of eu-west-1 pass the
     // filters; the shim serves 2 per page) went to the Price List endpoint region with the
     // operator's own key, never a customer session, and not into the customer's account.

@@ -40,7 +40,8 @@ pub use commitments::{
 pub use input::{AnalysisInput, InputError};
 pub use model::instance_id;
 pub use prices::{
-    FargateRates, InstanceCatalog, InstanceTypeInfo, PriceError, PriceSource, PriceTable, Unpriced,
+    FargateRates, InstanceCatalog, InstanceTypeInfo, ListedPrices, PriceError, PriceSource,
+    PriceTable, Unpriced,
 };
 pub use report::{
     CapacityType, Category, ConsolidationDetail, KeptBy, NodeLine, Recommendation, RemovableNode,
@@ -72,6 +73,13 @@ pub struct AwsInventory {
     pub spot_prices: SpotPriceHistory,
     /// The account's Reserved Instances and Savings Plans; not read offline.
     pub commitments: Commitments,
+    /// On-demand prices the operator took from the AWS Price List API for this region, by
+    /// `kubernetes.io/os` value (what the bundled table lacks; empty for regions it
+    /// covers). Not applied by [`analyze`], whose table already holds them: `crossguard
+    /// analyze --inventory` lays them over the bundled table, under `--prices-file`, as
+    /// the operator did.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub list_prices: BTreeMap<String, ListedPrices>,
 }
 
 impl AwsInventory {

@@ -39,6 +39,56 @@ pub const LINUX: &str = "linux";
 /// The `kubernetes.io/os` value of Windows nodes.
 pub const WINDOWS: &str = "windows";
 
+/// One operating system's on-demand prices in one region as the AWS Price List API
+/// answered them (`pricing:GetProducts`, service code `AmazonEC2`, shared tenancy): the
+/// operator's cache keeps them in the store as `prices/<region>.json`, and a report's
+/// inventory carries those it priced with, so that `crossguard analyze --inventory`
+/// prices the same nodes the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedPrices {
+    /// When the answer was received (RFC 3339).
+    pub fetched_at: jiff::Timestamp,
+    /// The Price List API endpoint region it came from.
+    pub endpoint_region: String,
+    /// The latest `publicationDate` of its documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
+    /// Documents that were not a price.
+    #[serde(default)]
+    pub skipped: usize,
+    /// Instance type → USD per instance-hour.
+    pub hourly_usd: BTreeMap<String, f64>,
+}
+
+impl ListedPrices {
+    /// These prices as a table layer for `os` (`kubernetes.io/os` value) in `region`, with
+    /// their provenance. Errors: a price that is not positive and finite (a stored copy
+    /// edited by hand; the API's answers were checked when parsed).
+    pub fn layer(&self, os: &str, region: &str) -> Result<PriceTable, PriceError> {
+        let published = self
+            .published
+            .as_deref()
+            .map(|p| format!(", published {p}"))
+            .unwrap_or_default();
+        let skipped = if self.skipped > 0 {
+            format!("; {} products without a usable price skipped", self.skipped)
+        } else {
+            String::new()
+        };
+        let source = PriceSource {
+            source: format!(
+                "AWS Price List API (pricing:GetProducts via {}, {}, {region}, {} on-demand, shared tenancy{published}{skipped})",
+                self.endpoint_region,
+                crate::aws::price_list::SERVICE_CODE,
+                os_name(os),
+            ),
+            as_of: format!("fetched {}", self.fetched_at),
+        };
+        PriceTable::on_demand_layer(source, os, region, self.hourly_usd.clone())
+    }
+}
+
 /// What is known about one instance type (the fields DescribeInstanceTypes gives us).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

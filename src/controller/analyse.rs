@@ -72,15 +72,15 @@ pub async fn analyse(
     // Prices the bundle and the prices file lack come from the Price List API (cached),
     // fetched here so that the analysis itself stays pure. DescribeInstanceTypes shapes
     // travel in the inventory and win inside the analysis.
-    let (prices, price_notes) = match &ctx.price_cache {
+    let (prices, price_notes, list_prices) = match &ctx.price_cache {
         Some(cache) => {
             let needed = super::prices::needed_prices(&snapshot.nodes, &collected.instances);
             let priced = cache
                 .table_for(&cluster.spec.region, &needed, observer)
                 .await;
-            (priced.table, priced.notes)
+            (priced.table, priced.notes, priced.listed)
         }
-        None => (ctx.prices.clone(), Vec::new()),
+        None => (ctx.prices.clone(), Vec::new(), Default::default()),
     };
     // What automation and the store need from the typed snapshot is taken first; the
     // analysis then gets the snapshot's fields moved into its lean input, not copied.
@@ -110,6 +110,7 @@ pub async fn analyse(
         spot_prices: super::billing::spot_prices(clients, &markets, now).await,
         commitments: super::billing::commitments(clients, &markets, &cluster.spec.region, now)
             .await,
+        list_prices,
     };
     // CPU-bound (about a second at 150,000 pods): off the async workers, so other
     // reconciles, the health endpoints and metrics keep being served meanwhile.

@@ -26,9 +26,9 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use k8s_openapi::api::core::v1::Node;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{PriceSource, PriceTable, instance_id};
+use crate::analysis::{ListedPrices, PriceTable, instance_id};
 use crate::audit::CallObserver;
-use crate::aws::price_list::{self, PriceListOs};
+use crate::aws::price_list::PriceListOs;
 use crate::aws::{Instance, Pricing};
 use crate::clock::Clock;
 use crate::store::Store;
@@ -42,23 +42,9 @@ const RETRY_MIN: Duration = Duration::from_secs(5 * 60);
 /// Longest delay between attempts (before jitter).
 const RETRY_MAX: Duration = Duration::from_secs(6 * 60 * 60);
 
-/// One operating system's Price List answer for one region, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredList {
-    /// When the answer was received (RFC 3339).
-    fetched_at: jiff::Timestamp,
-    /// The Price List API endpoint region it came from.
-    endpoint_region: String,
-    /// The latest `publicationDate` of its documents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    published: Option<String>,
-    /// Documents that were not a price.
-    #[serde(default)]
-    skipped: usize,
-    /// Instance type → USD per instance-hour.
-    hourly_usd: BTreeMap<String, f64>,
-}
+/// One operating system's Price List answer for one region, as stored (and as reports
+/// carry it in their inventory).
+type StoredList = ListedPrices;
 
 /// The stored object `prices/<region>.json`: `kubernetes.io/os` value → answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +76,9 @@ pub struct PricedFor {
     pub table: PriceTable,
     /// Problems worth a line in the Analysed condition (a failed fetch, a stale answer).
     pub notes: Vec<String>,
+    /// The Price List answers laid into `table`, by `kubernetes.io/os` value (for the
+    /// report's inventory).
+    pub listed: BTreeMap<String, ListedPrices>,
 }
 
 /// On-demand prices from the Price List API, cached in memory and in the store; see the
@@ -250,8 +239,10 @@ impl PriceCache {
             }
         }
         let mut table = self.bundled.clone();
+        let mut listed = BTreeMap::new();
         if let Some(entry) = state.regions.get(region) {
             for (os, list) in &entry.on_demand {
+                listed.insert(os.clone(), list.clone());
                 table = table.with_overrides(layer(region, os, list));
                 if list.hourly_usd.is_empty() {
                     gaps.extend(PriceListOs::from_node_os(os).map(|o| {
@@ -277,7 +268,11 @@ impl PriceCache {
             ));
             table.note_gap(os.node_os(), region, why);
         }
-        PricedFor { table, notes }
+        PricedFor {
+            table,
+            notes,
+            listed,
+        }
     }
 
     /// Read `prices/<region>.json` once per process; an unreadable copy is ignored (and
@@ -322,28 +317,7 @@ fn stale_note(region: &str, os: PriceListOs, cached: &StoredList, why: &str) -> 
 
 /// One stored answer as a price table layer, with its provenance.
 fn layer(region: &str, os: &str, list: &StoredList) -> PriceTable {
-    let published = list
-        .published
-        .as_deref()
-        .map(|p| format!(", published {p}"))
-        .unwrap_or_default();
-    let skipped = if list.skipped > 0 {
-        format!("; {} products without a usable price skipped", list.skipped)
-    } else {
-        String::new()
-    };
-    let source = PriceSource {
-        source: format!(
-            "AWS Price List API (pricing:GetProducts via {}, {}, {region}, {} on-demand, shared tenancy{published}{skipped})",
-            list.endpoint_region,
-            price_list::SERVICE_CODE,
-            crate::analysis::prices::os_name(os),
-        ),
-        as_of: format!("fetched {}", list.fetched_at),
-    };
-    // Prices were checked when parsed (> 0, finite); a stored copy edited by hand is
-    // checked again here and dropped whole if wrong.
-    PriceTable::on_demand_layer(source, os, region, list.hourly_usd.clone()).unwrap_or_else(|e| {
+    list.layer(os, region).unwrap_or_else(|e| {
         tracing::warn!(error = %e, region, os, "stored prices are invalid; ignored");
         PriceTable::default()
     })

@@ -657,6 +657,41 @@ impl Env {
 
 /// A plain HTTP/1.0 GET on loopback; returns the status code and the body (0 and an empty
 /// body when nothing answers).
+/// `crossguard analyze -o json` (plus `extra` flags) on a `kubectl get … -o json` dump of
+/// the customer cluster `customer`, as a user would make it; the dump is written into `dir`.
+pub fn analyze_customer_dump(
+    customer: &fake_apiserver::FakeApiServer,
+    dir: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let kubeconfig = dir.join("customer.kubeconfig");
+    customer.write_kubeconfig(&kubeconfig).unwrap();
+    let dump = dir.join("customer-dump.json");
+    let objects = "nodes,pods,deployments,replicasets,statefulsets,daemonsets,jobs,cronjobs,pdb";
+    std::fs::write(
+        &dump,
+        kubectl_ok(&kubeconfig, &["get", objects, "-A", "-o", "json"]),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crossguard"))
+        .args([
+            "analyze",
+            "--snapshot",
+            dump.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub fn http_status(base: &str, path: &str) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
     let Ok(mut stream) = TcpStream::connect(addr) else {
