@@ -262,7 +262,6 @@ fn rate_limit_max_wait(value: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-/// The bundled price table, with a file's prices on top when given.
 /// The bundled table, under the Price List answers an operator's report carries in its
 /// inventory (for its region), under the prices file: the operator's own order.
 fn load_prices(

@@ -1309,6 +1309,9 @@ fn concurrency_and_aws_rate_limits_reach_the_operator_and_default_to_its_own_def
         ("awsRateLimits.s3.burst=1", "additional properties 's3'"),
         ("maxConcurrentReconciles=0", "/maxConcurrentReconciles"),
         ("awsRateLimitMaxWait=soon", "/awsRateLimitMaxWait"),
+        ("awsRateLimitMaxWait=0s", "/awsRateLimitMaxWait"),
+        ("awsRateLimitMaxWait=11m", "/awsRateLimitMaxWait"),
+        ("awsRateLimitMaxWait=601s", "/awsRateLimitMaxWait"),
     ] {
         let chart = chart_dir();
         let out = Command::new(helm())
@@ -1333,7 +1336,7 @@ fn a_shard_release_runs_its_shard_under_its_own_lease() {
     let explicit_one = render(&["shard.index=0", "shard.count=1"]);
     assert!(!strings(&operator_container(&explicit_one)["args"]).contains(&"--shard"));
 
-    let sharded = render(&["shard.index=1", "shard.count=3"]);
+    let sharded = render(&["shard.index=1", "shard.count=3", "store.url=s3://b/p"]);
     let args = strings(&operator_container(&sharded)["args"]);
     let at = args.iter().position(|a| *a == "--shard").expect("--shard");
     assert_eq!(args[at + 1], "1/3");
@@ -1364,6 +1367,10 @@ fn a_shard_release_runs_its_shard_under_its_own_lease() {
         (vec!["shard.index=-1", "shard.count=2"], "/shard/index"),
         (vec!["shard.count=0"], "/shard/count"),
         (vec!["shard.count=65"], "/shard/count"),
+        (
+            vec!["shard.index=1", "shard.count=2"],
+            "shard.count 2 needs a shared store",
+        ),
     ] {
         assert_refused(&sets, says);
     }

@@ -402,6 +402,19 @@ spec:
         skipped(&op0.log_text(), "acme").then_some(())
     })
     .await;
+    // Put back unchanged (a label set back after a mistake), it returns to shard 0 at once:
+    // shard 0 forgot it when it left its watch, so its return triggers a reconcile.
+    env.kubectl(&[
+        "label",
+        "--overwrite",
+        "customeraccount",
+        "acme",
+        "-n",
+        "acme",
+        "crossguard.dev/shard=0",
+    ]);
+    account_owned_by(&client, "acme", 0).await;
+    cluster_owned_by(&client, "acme", 0).await;
     drop((op0, op1));
 }
 

@@ -76,6 +76,13 @@ async fn pipeline(
 ) -> Result<Action, Failure> {
     let valid = validate(cluster)?;
     let account = resolve_account(cluster, ctx).await?;
+    // Ownership was decided from the watch cache; the account just read may have moved to
+    // another shard since. Then this shard neither calls AWS nor acts for it.
+    if !ctx.shard.owns_account(account.metadata.labels.as_ref()) {
+        tracing::info!(namespace = %cluster.namespace().unwrap_or_default(), name = %cluster.name_any(),
+            account = %account.name_any(), "the account moved to another shard; this reconcile stops here");
+        return Ok(Action::await_change());
+    }
     let (mode, session_duration) = check_against_account(cluster, &account, draft)?;
     if let Some(wait) = not_due(draft, &valid, mode, cluster) {
         return Ok(Action::requeue(wait));

@@ -55,7 +55,6 @@ pub const PROBLEM_RETRY: Duration = Duration::from_secs(2 * 60);
 pub const WAIT_RETRY: Duration = Duration::from_secs(60);
 /// Slack's Web API base URL.
 pub const SLACK_API: &str = "https://slack.com/api";
-/// How long one notification request may take.
 /// Reconciles each controller runs at once by default (`--max-concurrent-reconciles`).
 ///
 /// kube-runtime's own default is unbounded: every object due at once (a restart, a relist,
@@ -67,6 +66,7 @@ pub const SLACK_API: &str = "https://slack.com/api";
 /// snapshots are in flight.
 pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 16;
 
+/// How long one notification request may take.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// First retry delay after a transient failure; it doubles per consecutive failure.
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
@@ -201,6 +201,12 @@ impl Context {
             })
             .next()
             .unwrap_or(BACKOFF_MAX)
+    }
+
+    /// Forget the backoff of an object this replica no longer reconciles (it left the
+    /// watch: deleted, or moved to another shard).
+    fn forget_failures(&self, kind: &str, namespace: &str, name: &str) {
+        self.succeeded(&format!("{kind}/{namespace}/{name}"));
     }
 
     fn succeeded(&self, key: &str) {

@@ -242,8 +242,18 @@ impl PriceCache {
         let mut listed = BTreeMap::new();
         if let Some(entry) = state.regions.get(region) {
             for (os, list) in &entry.on_demand {
-                listed.insert(os.clone(), list.clone());
-                table = table.with_overrides(layer(region, os, list));
+                // Prices were checked when parsed (> 0, finite); a stored copy edited by
+                // hand is checked again here and left out whole if wrong, from the table
+                // and from what the report carries.
+                match list.layer(os, region) {
+                    Ok(layer) => {
+                        listed.insert(os.clone(), list.clone());
+                        table = table.with_overrides(layer);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, region, os, "stored prices are invalid; ignored")
+                    }
+                }
                 if list.hourly_usd.is_empty() {
                     gaps.extend(PriceListOs::from_node_os(os).map(|o| {
                         (
@@ -313,14 +323,6 @@ fn stale_note(region: &str, os: PriceListOs, cached: &StoredList, why: &str) -> 
         os.attribute(),
         cached.fetched_at
     )
-}
-
-/// One stored answer as a price table layer, with its provenance.
-fn layer(region: &str, os: &str, list: &StoredList) -> PriceTable {
-    list.layer(os, region).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, region, os, "stored prices are invalid; ignored");
-        PriceTable::default()
-    })
 }
 
 /// The (`kubernetes.io/os` value, instance type) pairs of `nodes` that need an on-demand
@@ -474,7 +476,7 @@ mod tests {
             skipped: 2,
             hourly_usd: BTreeMap::from([("m5.large".to_string(), 0.199)]),
         };
-        let t = layer("eu-west-1", "windows", &list);
+        let t = list.layer("windows", "eu-west-1").unwrap();
         assert_eq!(
             t.on_demand_hourly_for("windows", "eu-west-1", "m5.large"),
             Ok(0.199)

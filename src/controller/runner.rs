@@ -2,7 +2,7 @@
 //! own (one unreadable object cannot stall the others), the account → clusters mapping,
 //! readiness, watch failures an operator can act on, shutdown on signal.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,7 +92,12 @@ pub async fn run(
 
     let (accounts_reader, accounts_writer) = reflector::store();
     let account_controller = Controller::for_stream(
-        trigger(accounts.clone(), owned_accounts.clone(), accounts_writer),
+        trigger(
+            accounts.clone(),
+            owned_accounts.clone(),
+            accounts_writer,
+            account_gone(ctx.clone()),
+        ),
         accounts_reader,
     );
     let accounts_ready = account_controller.store();
@@ -119,7 +124,12 @@ pub async fn run(
 
     let (clusters_reader, clusters_writer) = reflector::store();
     let cluster_controller = Controller::for_stream(
-        trigger(clusters, watcher::Config::default(), clusters_writer),
+        trigger(clusters, watcher::Config::default(), clusters_writer, {
+            let ctx = ctx.clone();
+            move |ns: &str, name: &str, _uid: &str| {
+                ctx.forget_failures(&ManagedCluster::kind(&()), ns, name)
+            }
+        }),
         clusters_reader,
     );
     let clusters_ready = cluster_controller.store();
@@ -237,13 +247,30 @@ async fn unless_never_listed<K>(
     }
 }
 
+/// What this replica drops when an account leaves its watch: deleted (the finalizer's
+/// cleanup already did the same), or relabelled to another shard, which owns it from
+/// then on: its cached AWS session (wiped), its key-age gauges (the new owner exports
+/// them) and its backoff.
+fn account_gone(ctx: Arc<Context>) -> impl Fn(&str, &str, &str) + Send + 'static {
+    move |ns, name, uid| {
+        ctx.broker.evict(uid);
+        ctx.metrics.forget_key_ages(ns, name);
+        ctx.forget_failures(&CustomerAccount::kind(&()), ns, name);
+    }
+}
+
 /// The watch that triggers reconciles of `K`, reflected into the controller's store. Only
 /// changes worth a reconcile pass ([`worth_a_reconcile`]); the store still sees every
-/// change.
+/// change. When an object leaves the watch (deleted, or relabelled out of a shard's label
+/// selector, also while the watch was down) its fingerprint is forgotten, so that it
+/// triggers again if it comes back unchanged (a shard label put back), and `on_gone` is
+/// told its namespace, name and UID. kube-runtime's `predicate_filter` would keep the
+/// fingerprint for an hour and drop the object's return.
 fn trigger<K>(
     api: Api<Guarded<K>>,
     config: watcher::Config,
     writer: reflector::store::Writer<Guarded<K>>,
+    on_gone: impl Fn(&str, &str, &str) + Send + 'static,
 ) -> impl futures::Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()>
@@ -254,11 +281,59 @@ where
         + Sync
         + 'static,
 {
+    use watcher::Event;
+    /// What was last seen of an object in the watch: its fingerprint and UID.
+    struct Seen {
+        fingerprint: Option<u64>,
+        uid: String,
+    }
+    let key = |obj: &Guarded<K>| (obj.namespace().unwrap_or_default(), obj.name_any());
+    let mut seen: HashMap<(String, String), Seen> = HashMap::new();
+    // Objects listed by a relist in progress.
+    let mut relisted: Option<HashSet<(String, String)>> = None;
     watcher(api, config)
         .default_backoff()
         .reflect(writer)
-        .applied_objects()
-        .predicate_filter(worth_a_reconcile, Default::default())
+        .filter_map(move |event| {
+            let out = match event {
+                Err(e) => Some(Err(e)),
+                Ok(Event::Init) => {
+                    relisted = Some(HashSet::new());
+                    None
+                }
+                Ok(Event::Apply(obj) | Event::InitApply(obj)) => {
+                    let k = key(&obj);
+                    if let Some(listed) = &mut relisted {
+                        listed.insert(k.clone());
+                    }
+                    let fingerprint = worth_a_reconcile(&obj);
+                    let uid = obj.uid().unwrap_or_default();
+                    let before = seen.insert(k, Seen { fingerprint, uid });
+                    let changed = before.is_none_or(|b| b.fingerprint != fingerprint);
+                    changed.then_some(Ok(obj))
+                }
+                Ok(Event::Delete(obj)) => {
+                    let (ns, name) = key(&obj);
+                    seen.remove(&(ns.clone(), name.clone()));
+                    on_gone(&ns, &name, &obj.uid().unwrap_or_default());
+                    None
+                }
+                Ok(Event::InitDone) => {
+                    // Gone while the watch was down: no Delete event came for them.
+                    if let Some(listed) = relisted.take() {
+                        seen.retain(|(ns, name), s| {
+                            let kept = listed.contains(&(ns.clone(), name.clone()));
+                            if !kept {
+                                on_gone(ns, name, &s.uid);
+                            }
+                            kept
+                        });
+                    }
+                    None
+                }
+            };
+            std::future::ready(out)
+        })
 }
 
 /// A fingerprint of what is worth a reconcile: the spec (through `generation`, which a
@@ -347,11 +422,23 @@ impl AccountIndex {
                 if !super::unowned::listed(store).await {
                     return Some(false);
                 }
-                Some(
-                    store
-                        .get(&ObjectRef::new(name).within(&ns))
-                        .is_some_and(|a| shard.owns_account(a.meta().labels.as_ref())),
-                )
+                if let Some(account) = store.get(&ObjectRef::new(name).within(&ns)) {
+                    return Some(shard.owns_account(account.meta().labels.as_ref()));
+                }
+                // Not in the cache: not this shard's, or so new (or just relabelled here)
+                // that the account watch has not brought it yet while the cluster's own
+                // watch did. The API server says which.
+                let api: Api<CustomerAccount> = Api::namespaced(ctx.client.clone(), &ns);
+                match api.get_metadata_opt(name).await {
+                    Ok(account) => Some(
+                        account.is_some_and(|a| shard.owns_account(a.metadata.labels.as_ref())),
+                    ),
+                    Err(e) => {
+                        tracing::debug!(namespace = %ns, account = %name, error = %e,
+                            "cannot tell whether this shard owns the account; looking again shortly");
+                        None
+                    }
+                }
             }
             AccountIndex::All(store) => {
                 if !super::unowned::listed(store).await {

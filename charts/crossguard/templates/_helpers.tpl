@@ -113,7 +113,8 @@ chart's defaults when an upgrade with --reuse-values has no such value).
 {{- end }}
 
 {{/*
-This release's shard as "index/count", refused when index is not below count; "" when
+This release's shard as "index/count", refused when index is not below count or when
+the store is the per-pod file store (shards share one s3:// store); "" when
 unsharded (count 1, or no shard values from an upgrade with --reuse-values).
 */}}
 {{- define "crossguard.shard" -}}
@@ -122,6 +123,9 @@ unsharded (count 1, or no shard values from an upgrade with --reuse-values).
 {{- $count := int (dig "count" 1 $shard) -}}
 {{- if ge $index $count -}}
 {{- fail (printf "shard.index %d must be below shard.count %d (shards count from 0: 0 to %d)" $index $count (sub $count 1 | int)) -}}
+{{- end -}}
+{{- if and (gt $count 1) (not (hasPrefix "s3://" .Values.store.url)) -}}
+{{- fail (printf "shard.count %d needs a shared store: store.url %q is a per-pod file store, and an account that moves between shards must keep its data; set store.url to s3://bucket/prefix" $count .Values.store.url) -}}
 {{- end -}}
 {{- if gt $count 1 -}}{{ printf "%d/%d" $index $count }}{{- end -}}
 {{- end }}
