@@ -139,7 +139,13 @@ pub async fn run(
     let cluster_failures = failures.clone();
     // Shard 0 of a split fleet also watches every account's metadata (cheap: no spec or
     // status), to report what no shard owns and to own clusters whose account is gone.
-    let (index, cluster_controller) = if shard.reports_unowned() {
+    // Shard 0's watch of every account's metadata decides which clusters it owns: the
+    // replica is not ready until it has listed them too.
+    let meta_kind = format!("{account_kind} metadata");
+    if shard.reports_unowned() {
+        readiness.register(&meta_kind);
+    }
+    let (index, cluster_controller, all_accounts_listed) = if shard.reports_unowned() {
         let (meta_reader, meta_writer) = reflector::store();
         // An Api of PartialObjectMeta asks for metadata only.
         let all: Api<PartialObjectMeta<CustomerAccount>> = scoped(&client, namespace.as_deref());
@@ -167,7 +173,7 @@ pub async fn run(
                 &account.name_any(),
             )
         });
-        (AccountIndex::All(reader), controller)
+        (AccountIndex::All(reader), controller, Some(meta_reader))
     } else {
         let controller =
             // A change to an account (it became Ready, was suspended, moved to or from this
@@ -175,7 +181,7 @@ pub async fn run(
             cluster_controller.watches(accounts, owned_accounts, move |account| {
                 clusters_of(&clusters_store, &account)
             });
-        (AccountIndex::Owned(accounts_owned), controller)
+        (AccountIndex::Owned(accounts_owned), controller, None)
     };
     let index = Arc::new(index);
     let cluster_controller = cluster_controller
@@ -198,9 +204,15 @@ pub async fn run(
     );
 
     let established = async {
+        let all_accounts = async {
+            if let Some(store) = all_accounts_listed {
+                failures.established(meta_kind.clone(), store).await;
+            }
+        };
         tokio::join!(
             failures.established(account_kind.clone(), accounts_ready),
             failures.established(cluster_kind.clone(), clusters_ready),
+            all_accounts,
         );
         // Readiness stays until the controllers stop.
         std::future::pending::<()>().await
@@ -703,7 +715,8 @@ impl WatchFailures {
         K: kube::runtime::reflector::Lookup + Clone + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone,
     {
-        if store.wait_until_ready().await.is_ok() {
+        // Polled, like every other wait for a store's first list (see `unowned::listed`).
+        if super::unowned::listed(&store).await {
             tracing::info!(kind = %kind, "watch established: initial list done");
             self.readiness.established(&kind);
             self.lock().retain(|(k, _)| *k != kind);
