@@ -365,16 +365,7 @@ spec:
     assert!(skipped(&log0, "initech") && skipped(&log1, "initech"));
 
     // Labelling the unowned account gives it and its cluster to shard 1; the report clears.
-    env.kubectl(&[
-        "label",
-        "customeraccount",
-        "initech",
-        "-n",
-        "initech",
-        "crossguard.dev/shard=1",
-    ]);
-    account_owned_by(&client, "initech", 1).await;
-    cluster_owned_by(&client, "initech", 1).await;
+    label_moves(&env, &client, "initech", 1).await;
     wait_for("the unowned gauges back at 0", TIMEOUT, || async {
         let zero = Some("0".to_string());
         (unowned_gauges(&op0) == (zero.clone(), zero)).then_some(())
@@ -382,17 +373,7 @@ spec:
     .await;
 
     // Relabelling an owned account moves it and its cluster from shard 0 to shard 1.
-    env.kubectl(&[
-        "label",
-        "--overwrite",
-        "customeraccount",
-        "acme",
-        "-n",
-        "acme",
-        "crossguard.dev/shard=1",
-    ]);
-    account_owned_by(&client, "acme", 1).await;
-    cluster_owned_by(&client, "acme", 1).await;
+    label_moves(&env, &client, "acme", 1).await;
     assert!(
         tenants(&stores[1]).contains(&uid(&acme)),
         "shard 1 now stores acme's reports"
@@ -404,18 +385,24 @@ spec:
     .await;
     // Put back unchanged (a label set back after a mistake), it returns to shard 0 at once:
     // shard 0 forgot it when it left its watch, so its return triggers a reconcile.
+    label_moves(&env, &client, "acme", 0).await;
+    drop((op0, op1));
+}
+
+/// Label account `name` (in its own namespace) for `shard` and wait until it and its
+/// cluster say that shard owns them.
+async fn label_moves(env: &support::Env, client: &kube::Client, name: &str, shard: u32) {
     env.kubectl(&[
         "label",
         "--overwrite",
         "customeraccount",
-        "acme",
+        name,
         "-n",
-        "acme",
-        "crossguard.dev/shard=0",
+        name,
+        &format!("crossguard.dev/shard={shard}"),
     ]);
-    account_owned_by(&client, "acme", 0).await;
-    cluster_owned_by(&client, "acme", 0).await;
-    drop((op0, op1));
+    account_owned_by(client, name, shard).await;
+    cluster_owned_by(client, name, shard).await;
 }
 
 /// `crossguard run --shard` with a bad value stops before doing anything, saying what to

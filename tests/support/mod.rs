@@ -692,6 +692,21 @@ pub fn analyze_customer_dump(
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The figures an offline analysis with the operator's inventory must share with the
+/// operator's stored report: costs, savings, what is unpriced, and the recommendations.
+pub fn assert_same_figures(offline: &serde_json::Value, stored: &serde_json::Value) {
+    for field in [
+        "currentMonthlyCost",
+        "optimizedMonthlyCost",
+        "savings",
+        "unpricedNodes",
+        "recommendations",
+        "priceSources",
+    ] {
+        assert_eq!(offline[field], stored[field], "{field}");
+    }
+}
+
 pub fn http_status(base: &str, path: &str) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
     let Ok(mut stream) = TcpStream::connect(addr) else {
