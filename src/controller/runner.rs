@@ -139,8 +139,8 @@ pub async fn run(
     let cluster_failures = failures.clone();
     // Shard 0 of a split fleet also watches every account's metadata (cheap: no spec or
     // status), to report what no shard owns and to own clusters whose account is gone.
-    // Shard 0's watch of every account's metadata decides which clusters it owns: the
-    // replica is not ready until it has listed them too.
+    // That watch decides which clusters it owns, so the replica is not ready until it has
+    // listed them too.
     let meta_kind = format!("{account_kind} metadata");
     if shard.reports_unowned() {
         readiness.register(&meta_kind);
