@@ -8,11 +8,11 @@
 mod support;
 
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
-use crossguard::audit::{CallObserver, NoAudit};
+use crossguard::audit::NoAudit;
 use crossguard::automation::guard::{self, Approval, Evidence, Mutation};
 use crossguard::aws::sdk::SdkFactory;
 use crossguard::aws::{AssumeRoleRequest, AwsError, ClientFactory, CustomerClients};
@@ -20,35 +20,7 @@ use crossguard::clock::SystemClock;
 use crossguard::metrics::Metrics;
 use crossguard::testing::aws::FakeAws;
 use serde_json::Value;
-use support::Moto;
-
-/// What an observer heard of one call: service, operation, target, outcome, mutating, and
-/// whether a request id came with it.
-type Heard = (String, String, String, String, bool, bool);
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Heard>>);
-
-impl CallObserver for Recorder {
-    fn call(
-        &self,
-        service: &str,
-        operation: &str,
-        target: &str,
-        outcome: &str,
-        request_id: Option<&str>,
-        mutating: bool,
-    ) {
-        self.0.lock().unwrap().push((
-            service.into(),
-            operation.into(),
-            target.into(),
-            outcome.into(),
-            mutating,
-            request_id.is_some(),
-        ));
-    }
-}
+use support::{Moto, Recorder};
 
 /// A result as the transcript shows it: the value, or the error's kind and code.
 fn shown<T: Debug>(r: Result<T, AwsError>) -> String {

@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
-use crossguard::audit::CallObserver;
 use crossguard::aws::Pricing;
 use crossguard::aws::price_list::PriceListOs;
 use crossguard::aws::sdk::SdkFactory;
@@ -18,34 +17,7 @@ use crossguard::clock::SystemClock;
 use crossguard::metrics::Metrics;
 use crossguard::testing::aws::FakeAws;
 use serde_json::json;
-use support::{Moto, http_request};
-
-/// service, operation, target, outcome, mutating, whether a request id came with it.
-type Heard = (String, String, String, String, bool, bool);
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Heard>>);
-
-impl CallObserver for Recorder {
-    fn call(
-        &self,
-        service: &str,
-        operation: &str,
-        target: &str,
-        outcome: &str,
-        request_id: Option<&str>,
-        mutating: bool,
-    ) {
-        self.0.lock().unwrap().push((
-            service.into(),
-            operation.into(),
-            target.into(),
-            outcome.into(),
-            mutating,
-            request_id.is_some(),
-        ));
-    }
-}
+use support::{Moto, Recorder, http_request};
 
 async fn script(pricing: &dyn Pricing, heard: &Recorder) -> Vec<String> {
     let mut out = Vec::new();

@@ -123,17 +123,7 @@ async fn one_replica_leads_the_standby_takes_over_and_a_deposed_leader_exits() {
         .metadata
         .generation
         .unwrap_or_default();
-    env.kubectl(&[
-        "patch",
-        "managedcluster",
-        "acme-prod",
-        "-n",
-        "acme",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"analysisInterval":"20m"}}"#,
-    ]);
+    support::patch_acme_prod(&env.kubeconfig, r#"{"spec":{"analysisInterval":"20m"}}"#);
     wait_for("the new leader reconciles the change", TIMEOUT, || async {
         let c = clusters.get("acme-prod").await.ok()?;
         (c.status?.observed_generation > before).then_some(())

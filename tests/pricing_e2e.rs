@@ -227,20 +227,7 @@ spec:
     // A restarted operator analyses again (the spec changed) from the stored copy.
     operator.stop();
     moto.clear_calls();
-    kubectl_ok(
-        &kubeconfig,
-        &[
-            "patch",
-            "managedcluster",
-            "acme-prod",
-            "-n",
-            "acme",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"analysisInterval":"2h"}}"#,
-        ],
-    );
+    support::patch_acme_prod(&kubeconfig, r#"{"spec":{"analysisInterval":"2h"}}"#);
     let _operator = support::Operator::start(dir.path(), &kubeconfig, &moto.url, &[]);
     let again = analysed_after(
         &clusters,

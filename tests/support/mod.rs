@@ -592,17 +592,7 @@ impl Env {
             r#"{{"spec":{{"apiEndpoint":{{"url":"{}"}}}}}}"#,
             self.customer.url()
         );
-        self.kubectl(&[
-            "patch",
-            "managedcluster",
-            "acme-prod",
-            "-n",
-            "acme",
-            "--type",
-            "merge",
-            "-p",
-            &endpoint,
-        ]);
+        patch_acme_prod(&self.kubeconfig, &endpoint);
     }
 
     /// Put CustomerAccount acme and ManagedCluster acme-prod in Automated mode, the
@@ -704,6 +694,53 @@ pub fn assert_same_figures(offline: &serde_json::Value, stored: &serde_json::Val
         "priceSources",
     ] {
         assert_eq!(offline[field], stored[field], "{field}");
+    }
+}
+
+/// `kubectl patch --type merge` of ManagedCluster acme-prod in namespace acme with `patch`.
+pub fn patch_acme_prod(kubeconfig: &Path, patch: &str) {
+    kubectl_ok(
+        kubeconfig,
+        &[
+            "patch",
+            "managedcluster",
+            "acme-prod",
+            "-n",
+            "acme",
+            "--type",
+            "merge",
+            "-p",
+            patch,
+        ],
+    );
+}
+
+/// What an audit observer heard of one call: service, operation, target, outcome,
+/// mutating, and whether a request id came with it.
+pub type Heard = (String, String, String, String, bool, bool);
+
+/// An audit observer that keeps what it hears, in order.
+#[derive(Default)]
+pub struct Recorder(pub std::sync::Mutex<Vec<Heard>>);
+
+impl crossguard::audit::CallObserver for Recorder {
+    fn call(
+        &self,
+        service: &str,
+        operation: &str,
+        target: &str,
+        outcome: &str,
+        request_id: Option<&str>,
+        mutating: bool,
+    ) {
+        self.0.lock().unwrap().push((
+            service.into(),
+            operation.into(),
+            target.into(),
+            outcome.into(),
+            mutating,
+            request_id.is_some(),
+        ));
     }
 }
 
