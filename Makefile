@@ -57,7 +57,7 @@ image: tools
 
 ## bench: every benchmark (release build); figures go to BENCHMARKS.md by hand
 bench: tools
-	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis
+	CROSSGUARD_VENV="$(VENV)" PATH="$(TOOLS_BIN):$$PATH" cargo bench --bench broker --bench sanitize --bench analysis --bench operator_memory
 
 ## clean-demo: stop anything a demo left running and remove .demo/
 clean-demo:

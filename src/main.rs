@@ -232,6 +232,17 @@ struct RunArgs {
         value_parser = clap::value_parser!(u16).range(1..=1000)
     )]
     max_concurrent_reconciles: u16,
+    /// Memory, in MiB, that the analyses running at once may need between them: an
+    /// analysis reserves an estimate from the size of its cluster (about 3 KiB per object
+    /// read, plus 32 MiB) before it reads the cluster, and waits while the budget is taken.
+    /// Leave the operator's idle memory beside it inside the container's memory limit.
+    #[arg(
+        long,
+        env = "CROSSGUARD_ANALYSIS_MEMORY_BUDGET",
+        default_value_t = controller::admission::DEFAULT_BUDGET_MIB,
+        value_parser = clap::value_parser!(u32).range(64..=1_048_576)
+    )]
+    analysis_memory_budget: u32,
     /// Client-side rate limit per customer account (and region) for one AWS service,
     /// SERVICE=BURST/PER_SECOND, e.g. ec2=20/5; repeat the flag or separate with commas.
     /// Services: ec2, autoscaling, eks, sts, iam, savingsplans. Defaults: ec2=20/5 (EC2
@@ -597,6 +608,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_operator_principal(args.operator_principal)
         .with_leadership(leadership.clone())
         .with_max_concurrent_reconciles(args.max_concurrent_reconciles)
+        .with_analysis_memory_budget(args.analysis_memory_budget)
         .with_shard(args.shard);
     if let Some(cache) = price_cache {
         ctx = ctx.with_price_cache(cache);

@@ -86,6 +86,9 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     /// Where it points, for logs and status (never contains credentials).
     pub location: String,
+    /// The directory of a `file://` store: erasure also removes what the listing does not
+    /// show there (the staging files of uploads a killed operator left behind).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Store {
@@ -114,12 +117,14 @@ impl Store {
             return Ok(Store {
                 inner: Arc::new(fs),
                 location: url.to_string(),
+                local_root: Some(dir.into()),
             });
         }
         if url == "memory://" {
             return Ok(Store {
                 inner: Arc::new(InMemory::new()),
                 location: url.to_string(),
+                local_root: None,
             });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
@@ -149,6 +154,7 @@ impl Store {
             return Ok(Store {
                 inner,
                 location: url.to_string(),
+                local_root: None,
             });
         }
         Err(bad("use file:///path, s3://bucket[/prefix] or memory://"))
@@ -168,12 +174,56 @@ impl Store {
         at: jiff::Timestamp,
         bytes: Vec<u8>,
     ) -> Result<String, StoreError> {
+        let key = self.fresh_key(tenant, kind, namespace, cluster, at).await?;
+        self.inner
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map_err(backend("put"))?;
+        Ok(key.to_string())
+    }
+
+    /// Start writing one object for `tenant`/`namespace`/`cluster` stamped with `at`, in
+    /// parts, for objects too large to hold in memory (a 150,000-pod cluster's snapshot is
+    /// hundreds of MB): [`ObjectWriter`] uploads each [`PART_SIZE`] part as it fills (S3
+    /// multipart upload; a staging file renamed at the end on `file://`). The object only
+    /// appears under its key once [`ObjectWriter::finish`] succeeds; an aborted or dropped
+    /// writer leaves nothing readable behind.
+    pub async fn put_parts(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        namespace: &str,
+        cluster: &str,
+        at: jiff::Timestamp,
+    ) -> Result<ObjectWriter, StoreError> {
+        let key = self.fresh_key(tenant, kind, namespace, cluster, at).await?;
+        let upload = self
+            .inner
+            .put_multipart(&key)
+            .await
+            .map_err(backend("put"))?;
+        Ok(ObjectWriter {
+            upload: object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
+            key,
+            written: 0,
+        })
+    }
+
+    /// The key for a new object: `…/<stamp>.<ext>`, or `…/<stamp>-<n>.<ext>` when a second
+    /// object lands in the same second (objects are never overwritten).
+    async fn fresh_key(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        namespace: &str,
+        cluster: &str,
+        at: jiff::Timestamp,
+    ) -> Result<Path, StoreError> {
         let stamp = at.strftime("%Y%m%dT%H%M%SZ").to_string();
         let base = format!(
             "tenants/{tenant}/{}/{namespace}/{cluster}/{stamp}",
             kind.dir()
         );
-        // Never overwrite: a second object in the same second gets a suffix.
         let mut key = Path::from(format!("{base}.{}", kind.ext()));
         for n in 1.. {
             match self.inner.head(&key).await {
@@ -182,11 +232,7 @@ impl Store {
                 Ok(_) => key = Path::from(format!("{base}-{n}.{}", kind.ext())),
             }
         }
-        self.inner
-            .put(&key, PutPayload::from(bytes))
-            .await
-            .map_err(backend("put"))?;
-        Ok(key.to_string())
+        Ok(key)
     }
 
     /// Read an object back.
@@ -287,7 +333,9 @@ impl Store {
     }
 
     /// Delete everything under the tenant's prefix; returns how many objects were deleted.
-    /// Safe to repeat: an already empty prefix deletes nothing.
+    /// On a `file://` store the tenant's directory goes too, with any staging file of an
+    /// upload that an operator killed mid-write left there (the listing does not show
+    /// those). Safe to repeat: an already empty prefix deletes nothing.
     pub async fn purge(&self, tenant: &str) -> Result<usize, StoreError> {
         let mut deleted = 0;
         for key in self.keys(tenant).await? {
@@ -296,7 +344,77 @@ impl Store {
                 Err(e) => return Err(backend("delete")(e)),
             }
         }
+        if let Some(root) = &self.local_root {
+            let dir = root.join(Self::tenant_prefix(tenant).as_ref());
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(backend("delete")(object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    }));
+                }
+            }
+        }
         Ok(deleted)
+    }
+}
+
+/// The size of each part [`ObjectWriter`] uploads: 5 MiB, S3's minimum part size (every
+/// part but the last must be at least that large; AWS S3 `UploadPart` documentation).
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// Parts an [`ObjectWriter`] may have in flight before [`ObjectWriter::ready`] waits: with
+/// the part being filled, at most `(PARTS_IN_FLIGHT + 1) * PART_SIZE` bytes are buffered.
+pub const PARTS_IN_FLIGHT: usize = 2;
+
+/// An object being written in parts; see [`Store::put_parts`]. Call [`ready`](Self::ready)
+/// between writes to bound what is buffered, then [`finish`](Self::finish) or
+/// [`abort`](Self::abort).
+#[derive(Debug)]
+pub struct ObjectWriter {
+    upload: object_store::WriteMultipart,
+    key: Path,
+    written: u64,
+}
+
+impl ObjectWriter {
+    /// Append `bytes`; a part is handed to the backend each time [`PART_SIZE`] bytes are
+    /// buffered.
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.written += bytes.len() as u64;
+        self.upload.write(bytes);
+    }
+
+    /// Wait until fewer than [`PARTS_IN_FLIGHT`] parts are being uploaded. An error is a
+    /// failed part: the object cannot be completed, so [`abort`](Self::abort) it.
+    pub async fn ready(&mut self) -> Result<(), StoreError> {
+        self.upload
+            .wait_for_capacity(PARTS_IN_FLIGHT)
+            .await
+            .map_err(backend("put"))
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Upload what is left and complete the object; returns its key. On an error the
+    /// upload is aborted and nothing is left under the key.
+    pub async fn finish(self) -> Result<String, StoreError> {
+        self.upload.finish().await.map_err(backend("put"))?;
+        Ok(self.key.to_string())
+    }
+
+    /// Give up: cancel the parts in flight and discard what was uploaded. Best effort (an
+    /// S3 upload that cannot be aborted now is removed by the bucket's
+    /// `AbortIncompleteMultipartUpload` lifecycle rule; see the chart README).
+    pub async fn abort(self) {
+        if let Err(e) = self.upload.abort().await {
+            tracing::warn!(key = %self.key, error = %e, "aborting a partial upload failed");
+        }
     }
 }
 

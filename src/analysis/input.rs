@@ -52,7 +52,7 @@ use serde::de::{
 };
 use serde_json::Value;
 
-use crate::cluster::snapshot::ClusterSnapshot;
+use crate::cluster::snapshot::{ClusterSnapshot, Object};
 use crate::sanitize::{AnnotationRule, REDACTED, Sanitizer};
 
 /// Annotations the analysis reads; every other annotation is skipped unread.
@@ -104,6 +104,16 @@ pub struct ObjectMeta {
     #[serde(default, deserialize_with = "kept_annotations")]
     pub annotations: Option<SmallMap<CompactString>>,
     pub owner_references: Option<Vec<OwnerReference>>,
+    /// When the object was created; `None` when absent or not an RFC 3339 time (only
+    /// automation reads it, for a node's age).
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub creation_timestamp: Option<jiff::Timestamp>,
+}
+
+/// An RFC 3339 time, or `None` when the value is absent, null or no such time.
+fn lenient_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<jiff::Timestamp>, D::Error> {
+    let text = Option::<CompactString>::deserialize(d)?;
+    Ok(text.and_then(|t| t.parse().ok()))
 }
 
 /// An owner reference: which object, and whether it is the managing controller.
@@ -1205,6 +1215,16 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 
 /// A typed object's map (labels, or quantities, whose text is all the analysis reads).
+/// `v` mapped by `f` into a new, exactly sized vector. Not `into_iter().map(f).collect()`:
+/// that reuses `v`'s allocation when `U` is no larger than `T`, so a lean `Vec<Container>`
+/// would keep the whole allocation of the k8s-openapi containers it came from (over a KiB
+/// each), for as long as the analysis input lives.
+fn remap<T, U>(v: Vec<T>, f: impl FnMut(T) -> U) -> Vec<U> {
+    let mut out = Vec::with_capacity(v.len());
+    out.extend(v.into_iter().map(f));
+    out
+}
+
 fn small_map<V: Into<TextOf>>(m: std::collections::BTreeMap<String, V>) -> SmallMap<CompactString> {
     m.into_iter().map(|(k, v)| (k.into(), v.into().0)).collect()
 }
@@ -1239,15 +1259,14 @@ impl From<meta::ObjectMeta> for ObjectMeta {
                     .collect()
             }),
             owner_references: m.owner_references.map(|refs| {
-                refs.into_iter()
-                    .map(|o| OwnerReference {
-                        kind: o.kind.into(),
-                        name: o.name.into(),
-                        uid: o.uid.into(),
-                        controller: o.controller,
-                    })
-                    .collect()
+                remap(refs, |o| OwnerReference {
+                    kind: o.kind.into(),
+                    name: o.name.into(),
+                    uid: o.uid.into(),
+                    controller: o.controller,
+                })
             }),
+            creation_timestamp: m.creation_timestamp.map(|t| t.0),
         }
     }
 }
@@ -1288,14 +1307,10 @@ impl From<core::Affinity> for Affinity {
                 required_during_scheduling_ignored_during_execution: n
                     .required_during_scheduling_ignored_during_execution
                     .map(|sel| NodeSelector {
-                        node_selector_terms: sel
-                            .node_selector_terms
-                            .into_iter()
-                            .map(|t| NodeSelectorTerm {
-                                match_expressions: t.match_expressions,
-                                match_fields: t.match_fields,
-                            })
-                            .collect(),
+                        node_selector_terms: remap(sel.node_selector_terms, |t| NodeSelectorTerm {
+                            match_expressions: t.match_expressions,
+                            match_fields: t.match_fields,
+                        }),
                     }),
             }),
             pod_affinity: a.pod_affinity.map(|p| PodAffinity {
@@ -1313,12 +1328,12 @@ impl From<core::Affinity> for Affinity {
 impl From<core::PodSpec> for PodSpec {
     fn from(s: core::PodSpec) -> Self {
         fn all<T, U: From<T>>(v: Option<Vec<T>>) -> Option<Vec<U>> {
-            v.map(|v| v.into_iter().map(U::from).collect())
+            v.map(|v| remap(v, U::from))
         }
         PodSpec {
             node_name: s.node_name.map(Into::into),
             node_selector: s.node_selector.map(small_map),
-            containers: s.containers.into_iter().map(Container::from).collect(),
+            containers: remap(s.containers, Container::from),
             init_containers: all(s.init_containers),
             resources: resources(s.resources),
             overhead: s.overhead.map(small_map),
@@ -1343,12 +1358,10 @@ impl From<core::Node> for Node {
                 allocatable: s.allocatable.map(small_map),
                 capacity: s.capacity.map(small_map),
                 conditions: s.conditions.map(|cs| {
-                    cs.into_iter()
-                        .map(|c| Condition {
-                            type_: c.type_.into(),
-                            status: c.status.into(),
-                        })
-                        .collect()
+                    remap(cs, |c| Condition {
+                        type_: c.type_.into(),
+                        status: c.status.into(),
+                    })
                 }),
             }),
         }
@@ -1410,7 +1423,7 @@ impl From<k8s_openapi::api::policy::v1::PodDisruptionBudget> for PodDisruptionBu
 impl From<ClusterSnapshot> for AnalysisInput {
     fn from(s: ClusterSnapshot) -> Self {
         fn all<T, U: From<T>>(v: Vec<T>) -> Vec<U> {
-            v.into_iter().map(U::from).collect()
+            remap(v, U::from)
         }
         AnalysisInput {
             taken_at: s.taken_at,
@@ -1420,6 +1433,25 @@ impl From<ClusterSnapshot> for AnalysisInput {
             deployments: all(s.deployments),
             replica_sets: all(s.replica_sets),
             pod_disruption_budgets: all(s.pod_disruption_budgets),
+        }
+    }
+}
+
+impl AnalysisInput {
+    /// Keep what the analysis reads of one object the operator's reader listed (already
+    /// sanitized): the lean form of Nodes, Pods, Deployments, ReplicaSets and
+    /// PodDisruptionBudgets; other kinds are counted in [`skipped`](Self::skipped). The
+    /// same as converting a [`ClusterSnapshot`] holding these objects.
+    pub fn keep(&mut self, object: Object) {
+        match object {
+            Object::Node(o) => self.nodes.push(o.into()),
+            Object::Pod(o) => self.pods.push(o.into()),
+            Object::Deployment(o) => self.deployments.push(o.into()),
+            Object::ReplicaSet(o) => self.replica_sets.push(o.into()),
+            Object::PodDisruptionBudget(o) => self.pod_disruption_budgets.push(o.into()),
+            Object::StatefulSet(_) | Object::DaemonSet(_) | Object::Job(_) | Object::CronJob(_) => {
+                self.skipped += 1
+            }
         }
     }
 }

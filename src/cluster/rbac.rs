@@ -11,7 +11,7 @@ pub const READONLY_GROUP: &str = "crossguard:readonly";
 /// Name of the ClusterRole and ClusterRoleBinding.
 pub const READONLY_NAME: &str = "crossguard-readonly";
 
-/// (API group, resources) the reader lists; `reader::read_snapshot` lists exactly these.
+/// (API group, resources) the reader lists; `reader::read_cluster` lists exactly these.
 pub const READ_RESOURCES: [(&str, &[&str]); 4] = [
     ("", &["nodes", "pods"]),
     (

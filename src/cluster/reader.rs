@@ -1,19 +1,16 @@
 //! Read a customer cluster's state, read-only: nodes, pods, workloads and PDBs, page by
 //! page (`limit`/`continue`) so even a 150,000-pod cluster never has to fit in one
-//! response, sanitizing every object as it arrives. Secrets and ConfigMaps are never read:
+//! response or in memory, sanitizing every object as it arrives. Secrets and ConfigMaps are never read:
 //! there is no code path here that names them.
 
 use base64::Engine as _;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource};
 use secrecy::SecretString;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::snapshot::ClusterSnapshot;
+use super::snapshot::{Object, SnapshotWriter};
 use crate::audit::CallObserver;
 use crate::sanitize::Sanitizer;
 
@@ -35,6 +32,12 @@ pub enum ReadError {
         kind: &'static str,
         /// The client error (part of the message, not the `source()`).
         cause: kube::Error,
+    },
+    /// Writing the sanitized snapshot to the store failed.
+    #[error("storing the snapshot failed: {cause}")]
+    Snapshot {
+        /// The store error (part of the message, not the `source()`).
+        cause: crate::store::StoreError,
     },
     /// An object did not have the expected shape.
     #[error("decoding {kind} failed: {cause}")]
@@ -106,21 +109,28 @@ fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, ReadError> {
     Ok(certs)
 }
 
-/// List every object of `K` in all namespaces, page by page, sanitizing each object
-/// before it is decoded and kept.
-async fn list_all<K>(
+/// List every object of `K` in all namespaces, page by page; sanitize each object before
+/// it is decoded, write it to `snapshot` as the list `field`, and hand it to `keep`. Only
+/// one page is held at a time, and the snapshot's upload is waited for between pages.
+#[allow(clippy::too_many_arguments)]
+async fn list_kind<K>(
     client: &Client,
     kind: &'static str,
+    field: &str,
+    wrap: fn(K) -> Object,
     sanitizer: &Sanitizer,
     observer: &dyn CallObserver,
-) -> Result<Vec<K>, ReadError>
+    snapshot: &mut SnapshotWriter,
+    keep: &mut (dyn FnMut(Object) + Send),
+) -> Result<usize, ReadError>
 where
-    K: Resource<DynamicType = ()> + DeserializeOwned,
+    K: Resource<DynamicType = ()> + DeserializeOwned + Serialize,
 {
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-    let mut out = Vec::new();
+    let mut count = 0;
     let mut token: Option<String> = None;
+    snapshot.begin_list(field);
     loop {
         let mut params = ListParams::default().limit(PAGE_SIZE);
         if let Some(t) = token.take() {
@@ -142,42 +152,103 @@ where
                 map.insert("kind".into(), resource.kind.clone().into());
             }
             sanitizer.sanitize(&mut value);
-            out.push(
-                serde_json::from_value(value).map_err(|cause| ReadError::Decode { kind, cause })?,
-            );
+            let typed: K =
+                serde_json::from_value(value).map_err(|cause| ReadError::Decode { kind, cause })?;
+            snapshot
+                .item(&typed)
+                .map_err(|cause| ReadError::Decode { kind, cause })?;
+            keep(wrap(typed));
+            count += 1;
         }
+        snapshot
+            .ready()
+            .await
+            .map_err(|cause| ReadError::Snapshot { cause })?;
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
-            _ => return Ok(out),
+            _ => break,
         }
     }
+    snapshot.end_list();
+    Ok(count)
 }
 
-/// Read the whole snapshot. Only `list` requests on the resources named here are made.
-pub async fn read_snapshot(
+/// Read the cluster: only `list` requests, on exactly the resources [`super::rbac`] grants,
+/// page by page. Each object is sanitized as it arrives, written to `snapshot`, and handed
+/// to `keep` (which keeps what it needs of it, e.g. the analysis's lean input), so the
+/// memory a read needs is one page plus what `keep` keeps, however large the cluster.
+/// Returns how many objects were read. On an error the snapshot is incomplete: the caller
+/// aborts it.
+pub async fn read_cluster(
     client: &Client,
     sanitizer: &Sanitizer,
     observer: &dyn CallObserver,
-    taken_at: String,
-) -> Result<ClusterSnapshot, ReadError> {
-    Ok(ClusterSnapshot {
-        taken_at,
-        nodes: list_all::<Node>(client, "nodes", sanitizer, observer).await?,
-        pods: list_all::<Pod>(client, "pods", sanitizer, observer).await?,
-        deployments: list_all::<Deployment>(client, "deployments", sanitizer, observer).await?,
-        replica_sets: list_all::<ReplicaSet>(client, "replicasets", sanitizer, observer).await?,
-        stateful_sets: list_all::<StatefulSet>(client, "statefulsets", sanitizer, observer).await?,
-        daemon_sets: list_all::<DaemonSet>(client, "daemonsets", sanitizer, observer).await?,
-        jobs: list_all::<Job>(client, "jobs", sanitizer, observer).await?,
-        cron_jobs: list_all::<CronJob>(client, "cronjobs", sanitizer, observer).await?,
-        pod_disruption_budgets: list_all::<PodDisruptionBudget>(
-            client,
-            "poddisruptionbudgets",
-            sanitizer,
-            observer,
-        )
-        .await?,
-    })
+    snapshot: &mut SnapshotWriter,
+    keep: &mut (dyn FnMut(Object) + Send),
+) -> Result<usize, ReadError> {
+    let s = snapshot;
+    let (c, z, o) = (client, sanitizer, observer);
+    Ok(
+        list_kind(c, "nodes", "nodes", Object::Node, z, o, s, keep).await?
+            + list_kind(c, "pods", "pods", Object::Pod, z, o, s, keep).await?
+            + list_kind(
+                c,
+                "deployments",
+                "deployments",
+                Object::Deployment,
+                z,
+                o,
+                s,
+                keep,
+            )
+            .await?
+            + list_kind(
+                c,
+                "replicasets",
+                "replicaSets",
+                Object::ReplicaSet,
+                z,
+                o,
+                s,
+                keep,
+            )
+            .await?
+            + list_kind(
+                c,
+                "statefulsets",
+                "statefulSets",
+                Object::StatefulSet,
+                z,
+                o,
+                s,
+                keep,
+            )
+            .await?
+            + list_kind(
+                c,
+                "daemonsets",
+                "daemonSets",
+                Object::DaemonSet,
+                z,
+                o,
+                s,
+                keep,
+            )
+            .await?
+            + list_kind(c, "jobs", "jobs", Object::Job, z, o, s, keep).await?
+            + list_kind(c, "cronjobs", "cronJobs", Object::CronJob, z, o, s, keep).await?
+            + list_kind(
+                c,
+                "poddisruptionbudgets",
+                "podDisruptionBudgets",
+                Object::PodDisruptionBudget,
+                z,
+                o,
+                s,
+                keep,
+            )
+            .await?,
+    )
 }
 
 #[cfg(test)]

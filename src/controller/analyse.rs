@@ -11,6 +11,7 @@ use crate::analysis::{AnalysisInput, AnalysisSettings, AwsInventory, InstanceTyp
 use crate::api::{CustomerAccount, ManagedCluster};
 use crate::audit::CallObserver;
 use crate::cluster::reader;
+use crate::cluster::snapshot::SnapshotWriter;
 use crate::cluster::token::eks_token;
 use crate::sanitize::Sanitizer;
 use crate::store::Kind;
@@ -56,6 +57,14 @@ pub async fn analyse(
         ),
     };
     let url = url.ok_or(AnalyseError::NoEndpoint)?;
+    // Wait for room in the analyses' memory budget, and keep it until the analysis ends;
+    // before the EKS token is made, which a long wait would let expire.
+    let uid = cluster.metadata.uid.as_deref().unwrap_or_default();
+    let reserved = ctx
+        .analysis_memory
+        .reserve(uid, collected.instances.len())
+        .await;
+    tracing::debug!(namespace = %cluster.namespace().unwrap_or_default(), name = %cluster.name_any(), reserved_mib = reserved.mib, budget_mib = ctx.analysis_memory.budget_mib(), "reading the cluster");
     let token = eks_token(
         &session.credentials,
         &cluster.spec.region,
@@ -66,15 +75,48 @@ pub async fn analyse(
     let client =
         reader::client_for(&url, ca.as_deref(), token.token).map_err(AnalyseError::Endpoint)?;
     let sanitizer = Sanitizer::new(&cluster.spec.sanitizer.extra_sensitive_names);
-    let snapshot = reader::read_snapshot(&client, &sanitizer, observer, now.to_string())
+    let tenant = account.metadata.uid.clone().unwrap_or_default();
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    // The sanitized snapshot goes to the store as it is read, and only the analysis's lean
+    // input stays in memory: a 150,000-pod cluster never has to fit in memory as typed
+    // objects or as one JSON buffer.
+    let upload = ctx
+        .store
+        .put_parts(&tenant, Kind::Snapshot, &ns, &name, now)
         .await
-        .map_err(|source| AnalyseError::ReadCluster { url, source })?;
+        .map_err(AnalyseError::StoreSnapshot)?;
+    let mut snapshot = SnapshotWriter::new(upload, &now.to_string());
+    let mut input = AnalysisInput {
+        taken_at: now.to_string(),
+        ..AnalysisInput::default()
+    };
+    let read = reader::read_cluster(&client, &sanitizer, observer, &mut snapshot, &mut |o| {
+        input.keep(o)
+    })
+    .await;
+    match read {
+        Ok(objects) => ctx.analysis_memory.read(uid, objects),
+        Err(e) => {
+            snapshot.abort().await;
+            return Err(match e {
+                reader::ReadError::Snapshot { cause } => AnalyseError::StoreSnapshot(cause),
+                source => AnalyseError::ReadCluster { url, source },
+            });
+        }
+    }
+    // Completed before the analysis, so a report never points at a snapshot that is not
+    // there.
+    snapshot
+        .finish()
+        .await
+        .map_err(AnalyseError::StoreSnapshot)?;
     // Prices the bundle and the prices file lack come from the Price List API (cached),
     // fetched here so that the analysis itself stays pure. DescribeInstanceTypes shapes
     // travel in the inventory and win inside the analysis.
     let (prices, price_notes, list_prices) = match &ctx.price_cache {
         Some(cache) => {
-            let needed = super::prices::needed_prices(&snapshot.nodes, &collected.instances);
+            let needed = super::prices::needed_prices(&input.nodes, &collected.instances);
             let priced = cache
                 .table_for(&cluster.spec.region, &needed, observer)
                 .await;
@@ -82,11 +124,7 @@ pub async fn analyse(
         }
         None => (ctx.prices.clone(), Vec::new(), Default::default()),
     };
-    // What automation and the store need from the typed snapshot is taken first; the
-    // analysis then gets the snapshot's fields moved into its lean input, not copied.
-    let nodes = super::automation::node_facts(&snapshot);
-    let snapshot_json = serde_json::to_vec(&snapshot).expect("snapshots serialize");
-    let input = AnalysisInput::from(snapshot);
+    let nodes = super::automation::node_facts(&input.nodes);
     // Spot prices and commitments for what the nodes run on; a failed read never fails
     // the reconcile (the report says what was unavailable).
     let markets = super::billing::NodeMarkets::of(&input);
@@ -133,19 +171,13 @@ pub async fn analyse(
             return Err(AnalyseError::Interrupted);
         }
     };
-    let tenant = account.metadata.uid.clone().unwrap_or_default();
-    let ns = cluster.namespace().unwrap_or_default();
-    let name = cluster.name_any();
-    ctx.store
-        .put(&tenant, Kind::Snapshot, &ns, &name, now, snapshot_json)
-        .await
-        .map_err(AnalyseError::StoreSnapshot)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("reports serialize");
     let key = ctx
         .store
         .put(&tenant, Kind::Report, &ns, &name, now, report_json)
         .await
         .map_err(AnalyseError::StoreReport)?;
+    drop(reserved);
     Ok(Analysed {
         summary: report.summary(),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),

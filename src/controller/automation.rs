@@ -354,20 +354,19 @@ fn merge(
 }
 
 /// The node facts the plan needs, from the snapshot.
-pub(super) fn node_facts(snapshot: &crate::cluster::snapshot::ClusterSnapshot) -> Vec<NodeFacts> {
-    snapshot
-        .nodes
+pub(super) fn node_facts(nodes: &[crate::analysis::input::Node]) -> Vec<NodeFacts> {
+    nodes
         .iter()
         .filter_map(|n| {
             Some(NodeFacts {
-                name: n.metadata.name.clone()?,
+                name: n.metadata.name.as_deref()?.to_string(),
                 instance_id: n
                     .spec
                     .as_ref()
                     .and_then(|s| s.provider_id.as_deref())
                     .and_then(crate::analysis::instance_id)
                     .map(str::to_string),
-                created: n.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                created: n.metadata.creation_timestamp,
                 cordoned: n
                     .spec
                     .as_ref()

@@ -453,6 +453,8 @@ async fn automate(
 
 async fn cleanup(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Nothing in the customer's account is owned by a ManagedCluster; forget per-cluster state.
+    ctx.analysis_memory
+        .forget(cluster.metadata.uid.as_deref().unwrap_or_default());
     ctx.succeeded(&format!(
         "ManagedCluster/{}/{}",
         cluster.namespace().unwrap_or_default(),

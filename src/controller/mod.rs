@@ -5,6 +5,7 @@
 //! is the one place that turns the outcome into conditions, an Event, the metric label
 //! and the requeue decision, and writes status once.
 
+pub mod admission;
 mod analyse;
 mod automation;
 mod billing;
@@ -104,6 +105,9 @@ pub struct Context {
     /// Which CustomerAccounts (and their ManagedClusters) this replica owns
     /// ([`crate::shard`]); default: all of them.
     pub shard: crate::shard::Shard,
+    /// The memory budget analyses reserve from before they read a customer cluster
+    /// ([`admission`]); default: [`admission::DEFAULT_BUDGET_MIB`].
+    pub analysis_memory: Arc<admission::AnalysisMemory>,
     /// Backoff state per object with consecutive transient failures.
     failures: Mutex<HashMap<String, ExponentialBackoff>>,
 }
@@ -140,6 +144,7 @@ impl Context {
             leadership: crate::leader::Leadership::sole(),
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
             shard: crate::shard::Shard::ALL,
+            analysis_memory: Arc::new(admission::AnalysisMemory::default()),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -148,6 +153,12 @@ impl Context {
     /// (mutating AWS calls are gated in the SDK adapters); default: a sole replica.
     pub fn with_leadership(mut self, leadership: Arc<crate::leader::Leadership>) -> Self {
         self.leadership = leadership;
+        self
+    }
+
+    /// Let analyses that run at once reserve at most `mib` MiB between them.
+    pub fn with_analysis_memory_budget(mut self, mib: u32) -> Self {
+        self.analysis_memory = Arc::new(admission::AnalysisMemory::new(mib));
         self
     }
 

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use k8s_openapi::api::core::v1::Node;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{ListedPrices, PriceTable, instance_id};
@@ -328,12 +327,15 @@ fn stale_note(region: &str, os: PriceListOs, cached: &StoredList, why: &str) -> 
 /// The (`kubernetes.io/os` value, instance type) pairs of `nodes` that need an on-demand
 /// price: the type from the node's label or its EC2 instance (by providerID); Fargate
 /// nodes are billed per pod and need none.
-pub fn needed_prices(nodes: &[Node], instances: &[Instance]) -> BTreeSet<(String, String)> {
+pub fn needed_prices(
+    nodes: &[crate::analysis::input::Node],
+    instances: &[Instance],
+) -> BTreeSet<(String, String)> {
     let by_id: HashMap<&str, &Instance> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut needed = BTreeSet::new();
     for node in nodes {
         let labels = node.metadata.labels.as_ref();
-        let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+        let label = |k: &str| labels.and_then(|l| l.get(k)).map(|v| v.as_str());
         if label("eks.amazonaws.com/compute-type") == Some("fargate") {
             continue;
         }
@@ -360,7 +362,7 @@ pub fn needed_prices(nodes: &[Node], instances: &[Instance]) -> BTreeSet<(String
 mod tests {
     use super::*;
 
-    fn node(labels: &[(&str, &str)], provider: Option<&str>) -> Node {
+    fn node(labels: &[(&str, &str)], provider: Option<&str>) -> crate::analysis::input::Node {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "n", "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()},
             "spec": {"providerID": provider},

@@ -295,10 +295,23 @@ impl Operator {
         aws_endpoint: &str,
         extra_env: &[(&str, &str)],
     ) -> Operator {
+        let binary = Path::new(env!("CARGO_BIN_EXE_crossguard"));
+        Operator::start_binary(binary, dir, kubeconfig, aws_endpoint, extra_env)
+    }
+
+    /// [`start`](Self::start) with another build of the operator (e.g. an older one, to
+    /// compare builds in one benchmark run).
+    pub fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        kubeconfig: &Path,
+        aws_endpoint: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Operator {
         let port = free_port();
         let log_path = dir.join(format!("operator-{port}.log"));
         let log = std::fs::File::create(&log_path).expect("operator log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossguard"));
+        let mut cmd = Command::new(binary);
         cmd.args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
