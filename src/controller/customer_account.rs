@@ -353,6 +353,7 @@ async fn cleanup(account: Arc<CustomerAccount>, ctx: Arc<Context>) -> Result<Act
     // the account through its owner reference; everything stored for the tenant is erased
     // before the finalizer goes. If erasure fails the finalizer stays and status says why.
     ctx.broker.evict(&uid(&account));
+    ctx.forget_unwritten_audit(&uid(&account));
     ctx.metrics.forget_key_ages(
         &account.namespace().unwrap_or_default(),
         &account.name_any(),
