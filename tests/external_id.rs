@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,24 +14,7 @@ use crossguard::aws::sdk::SdkFactory;
 use crossguard::clock::SystemClock;
 use crossguard::credentials::{Broker, SessionParams};
 use crossguard::metrics::Metrics;
-use serde_json::Value;
-use support::{Moto, http_request, python, repo};
-
-/// Run tests/harness/trust.py against the emulator.
-pub fn trust(moto: &Moto, args: &[&str]) -> Value {
-    let out = Command::new(python())
-        .arg(repo().join("tests/harness/trust.py"))
-        .args(["--endpoint", &moto.url])
-        .args(args)
-        .output()
-        .expect("run trust.py");
-    assert!(
-        out.status.success(),
-        "trust.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("trust.py prints JSON")
-}
+use support::{Moto, http_request, repo, trust};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_external_id_is_denied_and_right_one_accepted() {

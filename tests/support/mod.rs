@@ -190,6 +190,23 @@ impl Moto {
     }
 }
 
+/// Run `tests/harness/trust.py ARGS` against the emulator (a role in account 123456789012
+/// whose trust policy moto enforces, requiring one ExternalId); returns its JSON.
+pub fn trust(moto: &Moto, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(repo().join("tests/harness/trust.py"))
+        .args(["--endpoint", &moto.url])
+        .args(args)
+        .output()
+        .expect("run trust.py");
+    assert!(
+        out.status.success(),
+        "trust.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("trust.py prints JSON")
+}
+
 /// Spot prices, Reserved Instances and a Savings Plan for the seeded cluster's account (see
 /// moto_shim.py's controls), so the operator makes every billing read the read-only
 /// template grants: current spot prices for m5.large and t3.large in us-east-1a; a zonal
