@@ -226,6 +226,15 @@ impl Store {
         }
     }
 
+    /// Delete the object at `key` (as [`Store::put`] returned it); deleting one that does
+    /// not exist is fine.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("delete")(e)),
+        }
+    }
+
     /// Delete the tenant's state object `name`; deleting one that does not exist is fine.
     pub async fn delete_state(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
         let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
@@ -351,6 +360,10 @@ mod tests {
             store.keys("uid-b").await.unwrap(),
             vec!["tenants/uid-b/snapshots/ns/prod/20261123T120000Z.json"]
         );
+        // Deleting by key removes that object only, and twice is fine.
+        store.delete(&b).await.unwrap();
+        store.delete(&b).await.unwrap();
+        assert_eq!(store.keys("uid-a").await.unwrap(), vec![a.clone()]);
     }
 
     #[tokio::test]

@@ -821,6 +821,44 @@ async fn the_store_unwritable_for_a_while() {
         - audited_before;
     assert!(described >= 2, "at least the failed run and the good one");
     assert_eq!(audited_since, described, "no audit record lost");
+    assert_store_whole(dir);
+
+    // Only the reports go unwritable (their directory swapped for a file): the snapshot of
+    // the run is written, its report is not. The run must not leave that snapshot behind.
+    let uid = object(&env.server, "customeraccounts", "acme", "acme")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let reports_dir = store.join(format!("tenants/{uid}/reports"));
+    let reports_away = dir.join("reports.away");
+    std::fs::rename(&reports_dir, &reports_away).unwrap();
+    std::fs::write(&reports_dir, "not a directory").unwrap();
+    let generation = change_cluster_spec(&env, "25m");
+    let failed = not_ready_because(
+        &env.server,
+        "managedclusters",
+        "acme",
+        "acme-prod",
+        "StoreUnavailable",
+    )
+    .await;
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(message.contains("storing the report failed"), "{message}");
+    let snapshots = stored(dir)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/snapshots/acme/acme-prod/"))
+        .count();
+    std::fs::remove_file(&reports_dir).unwrap();
+    std::fs::rename(&reports_away, &reports_dir).unwrap();
+    assert_eq!(
+        snapshots,
+        report_count(dir),
+        "a snapshot kept without its report while the reports were unwritable"
+    );
+    let lifted = Instant::now();
+    let cluster = ready(&env.server, "managedclusters", "acme", "acme-prod").await;
+    converged("store: reports unwritable", lifted);
+    assert_eq!(cluster["status"]["observedGeneration"], generation);
     assert_converged_whole(&env, &external_id).await;
 }
 

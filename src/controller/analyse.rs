@@ -136,16 +136,26 @@ pub async fn analyse(
     let tenant = account.metadata.uid.clone().unwrap_or_default();
     let ns = cluster.namespace().unwrap_or_default();
     let name = cluster.name_any();
-    ctx.store
+    let snapshot_key = ctx
+        .store
         .put(&tenant, Kind::Snapshot, &ns, &name, now, snapshot_json)
         .await
         .map_err(AnalyseError::StoreSnapshot)?;
     let report_json = serde_json::to_vec_pretty(&report).expect("reports serialize");
-    let key = ctx
+    let key = match ctx
         .store
         .put(&tenant, Kind::Report, &ns, &name, now, report_json)
         .await
-        .map_err(AnalyseError::StoreReport)?;
+    {
+        Ok(key) => key,
+        Err(e) => {
+            // A run is kept whole or not at all: no snapshot without its report.
+            if let Err(d) = ctx.store.delete(&snapshot_key).await {
+                tracing::warn!(error = %d, key = %snapshot_key, "could not delete the snapshot of a run whose report failed");
+            }
+            return Err(AnalyseError::StoreReport(e));
+        }
+    };
     Ok(Analysed {
         summary: report.summary(),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),
