@@ -402,7 +402,7 @@ async fn sts_then_ec2_throttling_for_a_while() {
     let message = failed["message"].as_str().unwrap_or_default();
     assert!(message.contains("Throttling"), "{message}");
     // Lift STS, throttle EC2 (the cluster cannot reach EC2 before the account is Ready).
-    http_delete_faults(&env);
+    env.moto.clear_faults();
     env.moto
         .fault(json!({"action": "*", "service": "ec2", "status": 503,
         "code": "RequestLimitExceeded", "message": "Request limit exceeded.", "count": 1_000_000}));
@@ -428,7 +428,7 @@ async fn sts_then_ec2_throttling_for_a_while() {
     })
     .await;
     assert_eq!(failed["reason"], "AwsUnavailable", "{failed}");
-    http_delete_faults(&env);
+    env.moto.clear_faults();
     let lifted = Instant::now();
     ready(&env.server, "managedclusters", "acme", "acme-prod").await;
     converged("EC2 throttling (every call)", lifted);
@@ -451,10 +451,6 @@ async fn sts_then_ec2_throttling_for_a_while() {
         "the throttled EC2 calls are audited: {audit:?}"
     );
     assert_converged_whole(&env, &external_id).await;
-}
-
-fn http_delete_faults(env: &Env) {
-    support::http_request(&env.moto.url, "DELETE", "/_crossguard/faults", "");
 }
 
 /// The operator is SIGKILLed while a ManagedCluster reconcile is in flight (its

@@ -183,6 +183,11 @@ impl Moto {
         http_request(&self.url, "POST", "/_crossguard/faults", &fault.to_string());
     }
 
+    /// Disarm every fault of the shim.
+    pub fn clear_faults(&self) {
+        http_request(&self.url, "DELETE", "/_crossguard/faults", "");
+    }
+
     /// Every AWS call the emulator served, in order.
     pub fn calls(&self) -> Vec<serde_json::Value> {
         let body = http_get(&self.url, "/_crossguard/calls");
