@@ -145,7 +145,12 @@ fn assert_store_whole(dir: &Path) {
 
 /// Every audit record stored for ManagedCluster acme/acme-prod.
 fn cluster_audit(dir: &Path) -> Vec<Value> {
-    stored(dir)
+    cluster_audit_in(&stored(dir))
+}
+
+/// The audit records for ManagedCluster acme/acme-prod among the store's `files`.
+fn cluster_audit_in(files: &[PathBuf]) -> Vec<Value> {
+    files
         .iter()
         .filter(|p| p.to_string_lossy().contains("/audit/acme/acme-prod/"))
         .flat_map(|p| {
@@ -197,6 +202,16 @@ fn secret_creations(server: &fake_apiserver::FakeApiServer) -> usize {
         .count()
 }
 
+/// The usual setting with the examples applied and the operator running, both resources
+/// Ready; returns it, the operator and the account's ExternalId.
+async fn running(extra_env: &[(&str, &str)]) -> (Env, support::Operator, String) {
+    let env = Env::start().await;
+    env.apply_examples();
+    let operator = env.operator(extra_env);
+    let external_id = both_ready(&env).await;
+    (env, operator, external_id)
+}
+
 /// Both example resources Ready; returns the account's ExternalId.
 async fn both_ready(env: &Env) -> String {
     let account = ready(&env.server, "customeraccounts", "acme", "acme").await;
@@ -234,6 +249,16 @@ async fn assert_converged_whole(env: &Env, external_id: &str) {
     assert_store_whole(env.dir.path());
 }
 
+/// Change acme-prod's spec (a new analysis interval) and wait until its Ready condition
+/// says `reason`; returns the new generation and the condition's message.
+async fn change_fails_with(env: &Env, interval: &str, reason: &str) -> (i64, String) {
+    let generation = change_cluster_spec(env, interval);
+    let failed =
+        not_ready_because(&env.server, "managedclusters", "acme", "acme-prod", reason).await;
+    let message = failed["message"].as_str().unwrap_or_default().to_string();
+    (generation, message)
+}
+
 /// Change ManagedCluster acme-prod's spec (a new analysis interval); returns the new
 /// generation.
 fn change_cluster_spec(env: &Env, interval: &str) -> i64 {
@@ -244,19 +269,6 @@ fn change_cluster_spec(env: &Env, interval: &str) -> i64 {
     object(&env.server, "managedclusters", "acme", "acme-prod")["metadata"]["generation"]
         .as_i64()
         .expect("generation")
-}
-
-/// Wait until a call of `action` reached the emulator (a delayed one is recorded while it
-/// is held).
-async fn wait_for_call(env: &Env, action: &str) {
-    wait_for(&format!("a {action} call"), TIMEOUT, || async {
-        env.moto
-            .calls()
-            .iter()
-            .any(|c| c["action"] == action)
-            .then_some(())
-    })
-    .await;
 }
 
 /// Non-watch GETs of ManagedCluster lists by the operator (its initial list and relists).
@@ -282,17 +294,14 @@ fn cluster_lists(server: &fake_apiserver::FakeApiServer) -> usize {
 /// moment: the change is not lost (the relist picks it up) and nothing is issued twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_relist_mid_reconcile_loses_no_change() {
-    let env = Env::start().await;
-    env.apply_examples();
-    let _operator = env.operator(&[]);
-    let external_id = both_ready(&env).await;
+    let (env, _operator, external_id) = running(&[]).await;
     let lists_before = cluster_lists(&env.server);
 
     // Hold the next analysis's DescribeCluster, so the compaction lands mid-reconcile.
     env.moto
         .fault(json!({"action": "DescribeCluster", "delay": 4}));
     let generation = change_cluster_spec(&env, "20m");
-    wait_for_call(&env, "DescribeCluster").await;
+    env.moto.wait_for_call("DescribeCluster", TIMEOUT).await;
     env.server.compact();
     let lifted = Instant::now();
     let generation = {
@@ -318,10 +327,7 @@ async fn a_forced_relist_mid_reconcile_loses_no_change() {
 /// made during the outage is reconciled and nothing was done twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_answering_500_then_429_for_a_while() {
-    let env = Env::start().await;
-    env.apply_examples();
-    let _operator = env.operator(&[]);
-    let external_id = both_ready(&env).await;
+    let (env, _operator, external_id) = running(&[]).await;
 
     // 500 on the Secret: the ManagedCluster's reconcile reads it first.
     env.server.inject_failure(
@@ -330,16 +336,7 @@ async fn the_api_server_answering_500_then_429_for_a_while() {
         500,
         1_000_000,
     );
-    let generation = change_cluster_spec(&env, "20m");
-    let failed = not_ready_because(
-        &env.server,
-        "managedclusters",
-        "acme",
-        "acme-prod",
-        "KubernetesGetSecretFailed",
-    )
-    .await;
-    let message = failed["message"].as_str().unwrap_or_default();
+    let (generation, message) = change_fails_with(&env, "20m", "KubernetesGetSecretFailed").await;
     assert!(
         message.contains("crossguard-externalid-acme") && message.contains("500"),
         "{message}"
@@ -460,17 +457,14 @@ async fn sts_then_ec2_throttling_for_a_while() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_reconcile_then_restart() {
     const TERMINATE: &str = "TerminateInstanceInAutoScalingGroup";
-    let env = Env::start().await;
-    env.apply_examples();
-    let mut operator = env.operator(&[POD]);
-    let external_id = both_ready(&env).await;
+    let (env, mut operator, external_id) = running(&[POD]).await;
 
     env.moto
         .fault(json!({"action": "DescribeCluster", "delay": 6}));
     env.moto.clear_calls();
     env.automate(json!({"dryRun": false, "drainTimeout": "1m",
         "disruptionBudget": {"maxNodesPerRun": 1, "maxNodesPerHour": 1, "minNodeAge": "1h"}}));
-    wait_for_call(&env, "DescribeCluster").await;
+    env.moto.wait_for_call("DescribeCluster", TIMEOUT).await;
     operator.stop();
     assert!(
         !env.moto.calls().iter().any(|c| c["action"] == TERMINATE),
@@ -495,13 +489,11 @@ async fn sigkill_mid_reconcile_then_restart() {
     )
     .await;
     converged("SIGKILL mid-reconcile (restart)", lifted);
-    let terminations = env
-        .moto
-        .calls()
-        .iter()
-        .filter(|c| c["action"] == TERMINATE)
-        .count();
-    assert_eq!(terminations, 1, "acted exactly once: {status}");
+    assert_eq!(
+        env.moto.count_calls(TERMINATE),
+        1,
+        "acted exactly once: {status}"
+    );
     assert_converged_whole(&env, &external_id).await;
 }
 
@@ -529,21 +521,7 @@ async fn sigkill_during_an_external_id_rotation() {
         "/_crossguard/enforce-auth",
         r#"{"after": 0}"#,
     );
-    let admin = &setup["crossguard-test-admin"];
-    let customer_trusts = |external_id: &str| {
-        trust(
-            &moto,
-            &[
-                "update",
-                "--external-id",
-                external_id,
-                "--admin-key",
-                admin["access_key_id"].as_str().unwrap(),
-                "--admin-secret",
-                admin["secret_access_key"].as_str().unwrap(),
-            ],
-        );
-    };
+    let customer_trusts = |external_id: &str| support::trust_update(&moto, &setup, external_id);
     let kubectl = |args: &[&str]| kubectl_ok(&kubeconfig, args);
     kubectl(&[
         "apply",
@@ -561,22 +539,8 @@ async fn sigkill_during_an_external_id_rotation() {
             setup["role_arn"].as_str().unwrap()
         ),
     );
-    let user = &setup["crossguard-operator"];
-    let start = || {
-        Operator::start(
-            dir.path(),
-            &kubeconfig,
-            &moto.url,
-            &[
-                ("AWS_ACCESS_KEY_ID", user["access_key_id"].as_str().unwrap()),
-                (
-                    "AWS_SECRET_ACCESS_KEY",
-                    user["secret_access_key"].as_str().unwrap(),
-                ),
-                POD,
-            ],
-        )
-    };
+    let [key, secret] = Moto::trusted_operator_env(&setup);
+    let start = || Operator::start(dir.path(), &kubeconfig, &moto.url, &[key, secret, POD]);
     let account = || object(&server, "customeraccounts", "self", "selfhosted");
     let mut operator = start();
 
@@ -718,16 +682,7 @@ async fn the_customer_cluster_api_unreachable_for_a_while() {
     let reports = report_count(env.dir.path());
 
     customer.shutdown().await;
-    let generation = change_cluster_spec(&env, "20m");
-    let failed = not_ready_because(
-        &env.server,
-        "managedclusters",
-        "acme",
-        "acme-prod",
-        "ClusterUnreachable",
-    )
-    .await;
-    let message = failed["message"].as_str().unwrap_or_default();
+    let (generation, message) = change_fails_with(&env, "20m", "ClusterUnreachable").await;
     assert!(message.contains(&addr.to_string()), "{message}");
 
     let customer = fake_apiserver::FakeApiServer::start_on(addr).await.unwrap();
@@ -754,10 +709,7 @@ async fn the_customer_cluster_api_unreachable_for_a_while() {
 /// converges and writes the audit records of the calls it made meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_unwritable_for_a_while() {
-    let env = Env::start().await;
-    env.apply_examples();
-    let _operator = env.operator(&[]);
-    let external_id = both_ready(&env).await;
+    let (env, _operator, external_id) = running(&[]).await;
     let dir = env.dir.path();
     let reports = report_count(dir);
 
@@ -770,18 +722,12 @@ async fn the_store_unwritable_for_a_while() {
         support::files_under(&away, &mut v);
         v
     };
-    let audited_before = before_audit_describes(&before);
+    let audited_before = cluster_audit_in(&before)
+        .iter()
+        .filter(|r| r["operation"] == "DescribeCluster")
+        .count();
     env.moto.clear_calls();
-    let generation = change_cluster_spec(&env, "20m");
-    let failed = not_ready_because(
-        &env.server,
-        "managedclusters",
-        "acme",
-        "acme-prod",
-        "StoreUnavailable",
-    )
-    .await;
-    let message = failed["message"].as_str().unwrap_or_default();
+    let (generation, message) = change_fails_with(&env, "20m", "StoreUnavailable").await;
     assert!(
         message.contains("storing the sanitized snapshot failed"),
         "{message}"
@@ -829,16 +775,7 @@ async fn the_store_unwritable_for_a_while() {
     let reports_away = dir.join("reports.away");
     std::fs::rename(&reports_dir, &reports_away).unwrap();
     std::fs::write(&reports_dir, "not a directory").unwrap();
-    let generation = change_cluster_spec(&env, "25m");
-    let failed = not_ready_because(
-        &env.server,
-        "managedclusters",
-        "acme",
-        "acme-prod",
-        "StoreUnavailable",
-    )
-    .await;
-    let message = failed["message"].as_str().unwrap_or_default();
+    let (generation, message) = change_fails_with(&env, "25m", "StoreUnavailable").await;
     assert!(message.contains("storing the report failed"), "{message}");
     let snapshots = stored(dir)
         .iter()
@@ -856,19 +793,4 @@ async fn the_store_unwritable_for_a_while() {
     converged("store: reports unwritable", lifted);
     assert_eq!(cluster["status"]["observedGeneration"], generation);
     assert_converged_whole(&env, &external_id).await;
-}
-
-/// DescribeCluster records in the audit files among `files` (for acme-prod).
-fn before_audit_describes(files: &[PathBuf]) -> usize {
-    files
-        .iter()
-        .filter(|p| p.to_string_lossy().contains("/audit/acme/acme-prod/"))
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.contains(r#""operation":"DescribeCluster""#))
-                .count()
-        })
-        .sum()
 }
