@@ -453,7 +453,8 @@ async fn sts_then_ec2_throttling_for_a_while() {
 /// The operator is SIGKILLed while a ManagedCluster reconcile is in flight (its
 /// DescribeCluster held by the emulator) in Automated mode with a scale-in due, and
 /// restarted: the new process plans and acts once (exactly one termination), confirms the
-/// action, keeps the ExternalId, and the store holds nothing half-written.
+/// action, keeps the ExternalId, and the store holds nothing half-written (the staging
+/// file of a write torn by an earlier kill is swept).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_reconcile_then_restart() {
     const TERMINATE: &str = "TerminateInstanceInAutoScalingGroup";
@@ -466,10 +467,24 @@ async fn sigkill_mid_reconcile_then_restart() {
         "disruptionBudget": {"maxNodesPerRun": 1, "maxNodesPerHour": 1, "minNodeAge": "1h"}}));
     env.moto.wait_for_call("DescribeCluster", TIMEOUT).await;
     operator.stop();
-    assert!(
-        !env.moto.calls().iter().any(|c| c["action"] == TERMINATE),
-        "killed before acting"
-    );
+    assert_eq!(env.moto.count_calls(TERMINATE), 0, "killed before acting");
+    // What a SIGKILL during a store write leaves in a file store: object_store writes
+    // `<key>#<digits>` and renames it into place, so the staging file of a write that never
+    // finished stays, hidden from listing. This one is from a kill two hours ago.
+    let uid = object(&env.server, "customeraccounts", "acme", "acme")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let torn = env.dir.path().join(format!(
+        "store/tenants/{uid}/snapshots/acme/acme-prod/20261130T000000Z.json#7"
+    ));
+    std::fs::write(&torn, r#"{"nodes": [{"name": "ip-10-0"#).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&torn)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 3600))
+        .unwrap();
 
     let lifted = Instant::now();
     let _operator = env.operator(&[POD]);
@@ -494,6 +509,7 @@ async fn sigkill_mid_reconcile_then_restart() {
         1,
         "acted exactly once: {status}"
     );
+    assert!(!torn.exists(), "the torn write was swept");
     assert_converged_whole(&env, &external_id).await;
 }
 
