@@ -102,6 +102,36 @@ impl AuditTrail {
         })
     }
 
+    /// A trail for `tenant` that starts with `carried`: records an earlier trail of the same
+    /// tenant could not write (the store was unavailable), written with this trail's first
+    /// flush. They are not counted in metrics again.
+    pub fn resume(
+        tenant: Tenant,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        carried: Vec<AuditRecord>,
+    ) -> Arc<Self> {
+        let trail = AuditTrail::new(tenant, clock, metrics);
+        *trail.records.lock().unwrap_or_else(|p| p.into_inner()) = carried;
+        trail
+    }
+
+    /// Who this trail records calls for.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// The records not in the store yet, taken out of this trail (which then counts them as
+    /// handled), for a later trail of the same tenant to write ([`AuditTrail::resume`]).
+    pub async fn take_unwritten(&self) -> Vec<AuditRecord> {
+        let mut written = self.written.lock().await;
+        let mut all = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let at = (*written).min(all.len());
+        let rest = all.split_off(at);
+        *written = all.len();
+        rest
+    }
+
     /// Every record of this trail so far, written to the store or not.
     pub fn records(&self) -> Vec<AuditRecord> {
         self.records
@@ -192,6 +222,36 @@ mod tests {
             Arc::new(SystemClock),
             Arc::new(Metrics::new()),
         )
+    }
+
+    #[tokio::test]
+    async fn unwritten_records_move_to_the_next_trail_and_are_written_once() {
+        let store = Store::open("memory://", &S3Options::default()).unwrap();
+        let t = trail();
+        t.call("eks", "DescribeCluster", "prod", "success", None, false);
+        t.flush(&store).await.unwrap().expect("written");
+        // A call after the last flush whose own flush failed: taken out of the trail...
+        t.call("ec2", "DescribeInstances", "prod", "throttled", None, false);
+        let carried = t.take_unwritten().await;
+        assert_eq!(carried.len(), 1);
+        assert_eq!(carried[0].operation, "DescribeInstances");
+        assert!(t.take_unwritten().await.is_empty());
+        assert_eq!(t.flush(&store).await.unwrap(), None, "not written twice");
+        // ...and written by the next trail of the tenant, before its own records.
+        let next = AuditTrail::resume(
+            t.tenant().clone(),
+            Arc::new(SystemClock),
+            Arc::new(Metrics::new()),
+            carried,
+        );
+        next.call("eks", "DescribeCluster", "prod", "success", None, false);
+        let key = next.flush(&store).await.unwrap().expect("written");
+        let text = String::from_utf8(store.get(&key).await.unwrap()).unwrap();
+        let ops: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap().operation)
+            .collect();
+        assert_eq!(ops, ["DescribeInstances", "DescribeCluster"]);
     }
 
     #[tokio::test]

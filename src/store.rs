@@ -8,7 +8,9 @@
 //! The time in the key (not the store's modification time) drives retention, so the rule is
 //! the same on every backend and testable with a fake clock.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -86,10 +88,15 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     /// Where it points, for logs and status (never contains credentials).
     pub location: String,
-    /// The directory of a `file://` store: erasure also removes what the listing does not
-    /// show there (the staging files of uploads a killed operator left behind).
-    local_root: Option<std::path::PathBuf>,
+    /// The directory of a `file://` store, where writes the process did not live to finish
+    /// leave staging files that the object store's listing hides
+    /// ([`Store::remove_interrupted_writes`]).
+    local_root: Option<PathBuf>,
 }
+
+/// How old a `file://` staging file must be to count as left by a write that never
+/// finished (no write of ours takes anywhere near this long).
+const INTERRUPTED_WRITE_AGE: Duration = Duration::from_secs(60 * 60);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,7 +124,7 @@ impl Store {
             return Ok(Store {
                 inner: Arc::new(fs),
                 location: url.to_string(),
-                local_root: Some(dir.into()),
+                local_root: Some(PathBuf::from(dir)),
             });
         }
         if url == "memory://" {
@@ -272,6 +279,15 @@ impl Store {
         }
     }
 
+    /// Delete the object at `key` (as [`Store::put`] returned it); deleting one that does
+    /// not exist is fine.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("delete")(e)),
+        }
+    }
+
     /// Delete the tenant's state object `name`; deleting one that does not exist is fine.
     pub async fn delete_state(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
         let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
@@ -317,9 +333,12 @@ impl Store {
         Ok(keys)
     }
 
-    /// Delete the tenant's objects stamped before `cutoff`; returns how many were deleted.
+    /// Delete the tenant's objects stamped before `cutoff`, and what writes interrupted more
+    /// than an hour ago left behind; returns how many were deleted.
     pub async fn sweep(&self, tenant: &str, cutoff: jiff::Timestamp) -> Result<usize, StoreError> {
-        let mut deleted = 0;
+        let mut deleted = self
+            .remove_interrupted_writes(tenant, INTERRUPTED_WRITE_AGE)
+            .await?;
         for key in self.keys(tenant).await? {
             if stamp_of(&key).is_some_and(|t| t < cutoff) {
                 self.inner
@@ -332,29 +351,18 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Delete everything under the tenant's prefix; returns how many objects were deleted.
-    /// On a `file://` store the tenant's directory goes too, with any staging file of an
-    /// upload that an operator killed mid-write left there (the listing does not show
-    /// those). Safe to repeat: an already empty prefix deletes nothing.
+    /// Delete everything under the tenant's prefix, on a `file://` store with the staging
+    /// files of uploads an operator killed mid-write left there (the listing does not show
+    /// those); returns how many objects and staging files were deleted. Safe to repeat: an
+    /// already empty prefix deletes nothing.
     pub async fn purge(&self, tenant: &str) -> Result<usize, StoreError> {
-        let mut deleted = 0;
+        let mut deleted = self
+            .remove_interrupted_writes(tenant, Duration::ZERO)
+            .await?;
         for key in self.keys(tenant).await? {
             match self.inner.delete(&Path::from(key.as_str())).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
                 Err(e) => return Err(backend("delete")(e)),
-            }
-        }
-        if let Some(root) = &self.local_root {
-            let dir = root.join(Self::tenant_prefix(tenant).as_ref());
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(backend("delete")(object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(e),
-                    }));
-                }
             }
         }
         Ok(deleted)
@@ -418,6 +426,69 @@ impl ObjectWriter {
     }
 }
 
+impl Store {
+    /// Remove the tenant's staging files older than `age` from a `file://` store; returns
+    /// how many. object_store's LocalFileSystem writes an object to `<key>#<digits>` and
+    /// renames it into place, so a process killed mid-write leaves that file behind, and
+    /// its listing hides such names: without this neither retention nor erasure would ever
+    /// see them. On S3 an interrupted multipart upload is invisible and holds no object;
+    /// the bucket's `AbortIncompleteMultipartUpload` lifecycle rule removes its parts.
+    async fn remove_interrupted_writes(
+        &self,
+        tenant: &str,
+        age: Duration,
+    ) -> Result<usize, StoreError> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let dir = root.join(Self::tenant_prefix(tenant).as_ref());
+        let removed = tokio::task::spawn_blocking(move || remove_staging_files(&dir, age))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        removed.map_err(|e| {
+            backend("remove interrupted writes")(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })
+        })
+    }
+}
+
+/// Whether `name` is a LocalFileSystem staging file name: `<name>#<digits>`.
+fn is_staging_name(name: &str) -> bool {
+    name.split_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Remove the staging files under `dir` (recursively) not modified for `age`; a missing
+/// `dir` holds none.
+fn remove_staging_files(dir: &std::path::Path, age: Duration) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            removed += remove_staging_files(&entry.path(), age)?;
+        } else if is_staging_name(&entry.file_name().to_string_lossy()) {
+            let idle = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+            if idle >= age {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// The time stamped into a key, if it has one.
 fn stamp_of(key: &str) -> Option<jiff::Timestamp> {
     let file = key.rsplit('/').next()?;
@@ -469,6 +540,10 @@ mod tests {
             store.keys("uid-b").await.unwrap(),
             vec!["tenants/uid-b/snapshots/ns/prod/20261123T120000Z.json"]
         );
+        // Deleting by key removes that object only, and twice is fine.
+        store.delete(&b).await.unwrap();
+        store.delete(&b).await.unwrap();
+        assert_eq!(store.keys("uid-a").await.unwrap(), vec![a.clone()]);
     }
 
     #[tokio::test]
@@ -570,6 +645,57 @@ mod tests {
         assert!(store.keys("uid-a").await.unwrap().is_empty());
         assert_eq!(store.purge("uid-a").await.unwrap(), 0);
         assert_eq!(store.keys("uid-b").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn writes_a_killed_process_left_are_swept_when_stale_and_erased_always() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = Store::open(&url, &S3Options::default()).unwrap();
+        let at = t("2026-11-23T12:00:00Z");
+        let kept = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, b"r".to_vec())
+            .await
+            .unwrap();
+        // What a write killed midway leaves: `<key>#<digits>`, which listing hides.
+        let staging = |name: &str, age: Duration| {
+            let path = dir
+                .path()
+                .join("tenants/uid-a/snapshots/ns/prod")
+                .join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"{\"half").unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(std::time::SystemTime::now() - age)
+                .unwrap();
+            path
+        };
+        let stale = staging("20261123T110000Z.json#3", Duration::from_secs(2 * 3600));
+        let fresh = staging("20261123T115959Z.json#4", Duration::ZERO);
+        assert_eq!(store.keys("uid-a").await.unwrap(), vec![kept.clone()]);
+
+        // Retention (nothing old enough among the objects) takes the stale one only: the
+        // fresh one may be a write in flight.
+        assert_eq!(store.sweep("uid-a", at).await.unwrap(), 1);
+        assert!(!stale.exists() && fresh.exists());
+        assert_eq!(store.keys("uid-a").await.unwrap(), vec![kept]);
+
+        // Erasure takes everything.
+        assert_eq!(store.purge("uid-a").await.unwrap(), 2);
+        let mut left = Vec::new();
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out);
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        walk(dir.path(), &mut left);
+        assert!(left.is_empty(), "{left:?}");
+        assert!(is_staging_name("a.json#12") && !is_staging_name("a.json#x1"));
+        assert!(!is_staging_name("a.json") && !is_staging_name("a.json#"));
     }
 
     #[test]

@@ -532,14 +532,7 @@ async fn killed_between_intent_and_completion_acts_exactly_once() {
     // and AWS completes it afterwards.
     env.moto.fault(json!({"action": TERMINATE, "delay": 6}));
     let mut operator = env.operator(&[]);
-    wait_for("the termination in flight", TIMEOUT, || async {
-        env.moto
-            .calls()
-            .iter()
-            .any(|c| c["action"] == TERMINATE)
-            .then_some(())
-    })
-    .await;
+    env.moto.wait_for_call(TERMINATE, TIMEOUT).await;
     operator.stop();
     let (_, s) = status(&env).await;
     let pending = s
@@ -572,13 +565,7 @@ async fn killed_between_intent_and_completion_acts_exactly_once() {
             .contains("confirmed after the fact"),
         "{done:?}"
     );
-    let terminations = env
-        .moto
-        .calls()
-        .iter()
-        .filter(|c| c["action"] == TERMINATE)
-        .count();
-    assert_eq!(terminations, 1, "never acted twice");
+    assert_eq!(env.moto.count_calls(TERMINATE), 1, "never acted twice");
     let aws = env.moto.customer_state();
     let asg = env.seeded["nodegroups"]["managed-ng"]["asg"]
         .as_str()

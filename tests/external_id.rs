@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,24 +14,7 @@ use crossguard::aws::sdk::SdkFactory;
 use crossguard::clock::SystemClock;
 use crossguard::credentials::{Broker, SessionParams};
 use crossguard::metrics::Metrics;
-use serde_json::Value;
-use support::{Moto, http_request, python, repo};
-
-/// Run tests/harness/trust.py against the emulator.
-pub fn trust(moto: &Moto, args: &[&str]) -> Value {
-    let out = Command::new(python())
-        .arg(repo().join("tests/harness/trust.py"))
-        .args(["--endpoint", &moto.url])
-        .args(args)
-        .output()
-        .expect("run trust.py");
-    assert!(
-        out.status.success(),
-        "trust.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("trust.py prints JSON")
-}
+use support::{Moto, http_request, repo, trust, trust_update};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_external_id_is_denied_and_right_one_accepted() {
@@ -104,20 +86,8 @@ async fn wrong_external_id_is_denied_and_right_one_accepted() {
     );
 
     // The customer rotates: the old id stops working, the new one works.
-    let admin = &setup["crossguard-test-admin"];
     let rotated = "rotated-external-id-0123456789abcdefghij";
-    trust(
-        &moto,
-        &[
-            "update",
-            "--external-id",
-            rotated,
-            "--admin-key",
-            admin["access_key_id"].as_str().unwrap(),
-            "--admin-secret",
-            admin["secret_access_key"].as_str().unwrap(),
-        ],
-    );
+    trust_update(&moto, &setup, rotated);
     let old = broker.session(&params("uid-old", good), &observer).await;
     assert_eq!(
         old.expect_err("old id refused after rotation").reason(),
@@ -191,18 +161,11 @@ async fn trust_policy_problem_is_surfaced_and_cleared() {
             manifest.to_str().unwrap(),
         ],
     );
-    let user = &setup["crossguard-operator"];
     let mut operator = Operator::start(
         dir.path(),
         &kubeconfig,
         &moto.url,
-        &[
-            ("AWS_ACCESS_KEY_ID", user["access_key_id"].as_str().unwrap()),
-            (
-                "AWS_SECRET_ACCESS_KEY",
-                user["secret_access_key"].as_str().unwrap(),
-            ),
-        ],
+        &Moto::trusted_operator_env(&setup),
     );
     let get = |path: &str| {
         kubectl_ok(
@@ -235,19 +198,7 @@ async fn trust_policy_problem_is_surfaced_and_cleared() {
     );
 
     // The customer puts crossguard's ExternalId in the trust policy; a touch re-triggers.
-    let admin = &setup["crossguard-test-admin"];
-    trust(
-        &moto,
-        &[
-            "update",
-            "--external-id",
-            &external_id,
-            "--admin-key",
-            admin["access_key_id"].as_str().unwrap(),
-            "--admin-secret",
-            admin["secret_access_key"].as_str().unwrap(),
-        ],
-    );
+    trust_update(&moto, &setup, &external_id);
     kubectl_ok(
         &kubeconfig,
         &[

@@ -171,14 +171,7 @@ async fn a_standby_taking_over_mid_action_confirms_it_without_acting_again() {
     let mut a = replica(&env, "replica-a");
     wait_until_leading(&env, "replica-a").await;
     let _b = replica(&env, "replica-b");
-    wait_for("the termination in flight", TIMEOUT, || async {
-        env.moto
-            .calls()
-            .iter()
-            .any(|c| c["action"] == TERMINATE)
-            .then_some(())
-    })
-    .await;
+    env.moto.wait_for_call(TERMINATE, TIMEOUT).await;
     a.stop();
     let pending = clusters
         .get("acme-prod")
@@ -215,13 +208,7 @@ async fn a_standby_taking_over_mid_action_confirms_it_without_acting_again() {
             .contains("confirmed after the fact"),
         "{done:?}"
     );
-    let terminations = env
-        .moto
-        .calls()
-        .iter()
-        .filter(|c| c["action"] == TERMINATE)
-        .count();
-    assert_eq!(terminations, 1, "never acted twice");
+    assert_eq!(env.moto.count_calls(TERMINATE), 1, "never acted twice");
 }
 
 /// A leader stopped with SIGTERM (a rollout, a drain) hands the Lease back, so the standby

@@ -107,7 +107,7 @@ pub async fn analyse(
     }
     // Completed before the analysis, so a report never points at a snapshot that is not
     // there.
-    snapshot
+    let snapshot_key = snapshot
         .finish()
         .await
         .map_err(AnalyseError::StoreSnapshot)?;
@@ -168,15 +168,22 @@ pub async fn analyse(
         Ok(report) => report,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => {
+            forget_snapshot(ctx, &snapshot_key).await;
             return Err(AnalyseError::Interrupted);
         }
     };
     let report_json = serde_json::to_vec_pretty(&report).expect("reports serialize");
-    let key = ctx
+    let key = match ctx
         .store
         .put(&tenant, Kind::Report, &ns, &name, now, report_json)
         .await
-        .map_err(AnalyseError::StoreReport)?;
+    {
+        Ok(key) => key,
+        Err(e) => {
+            forget_snapshot(ctx, &snapshot_key).await;
+            return Err(AnalyseError::StoreReport(e));
+        }
+    };
     drop(reserved);
     Ok(Analysed {
         summary: report.summary(),
@@ -186,6 +193,13 @@ pub async fn analyse(
         client,
         price_notes,
     })
+}
+
+/// A run is kept whole or not at all: delete the snapshot of a run that stores no report.
+async fn forget_snapshot(ctx: &Context, key: &str) {
+    if let Err(e) = ctx.store.delete(key).await {
+        tracing::warn!(error = %e, key, "could not delete the snapshot of a run that stored no report");
+    }
 }
 
 /// Why the analysis stage stopped; each variant names the step that failed.

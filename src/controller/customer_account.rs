@@ -157,6 +157,12 @@ async fn ensure_external_id(
     draft: &mut Draft<CustomerAccountStatus>,
 ) -> Result<String, Failure> {
     let (external_id, issued) = external_id::ensure(account, &ctx.client).await?;
+    let issued = unannounced(
+        account,
+        draft.status.external_id.as_deref(),
+        &external_id,
+        issued,
+    );
     draft.status.external_id = Some(external_id.clone());
     let (reason, message) = match issued {
         Issued::Existing => return Ok(external_id),
@@ -180,6 +186,32 @@ async fn ensure_external_id(
     )
     .await;
     Ok(external_id)
+}
+
+/// How `current` came to be, as the customer must hear it. An ExternalId that differs
+/// from the one status last published was issued or rotated by a run that could not write
+/// status (the API server refused the write, or the operator died between the Secret write
+/// and the status write): it is announced now, as a rotation when the rotation annotation
+/// asked for one, else as a new ExternalId, instead of being taken in silently.
+fn unannounced(
+    account: &CustomerAccount,
+    published: Option<&str>,
+    current: &str,
+    issued: Issued,
+) -> Issued {
+    match (issued, published) {
+        (Issued::Existing, Some(old)) if old != current => {
+            if account
+                .annotations()
+                .contains_key(external_id::ROTATE_ANNOTATION)
+            {
+                Issued::Rotated
+            } else {
+                Issued::Created
+            }
+        }
+        _ => issued,
+    }
 }
 
 fn not_suspended(
@@ -321,6 +353,7 @@ async fn cleanup(account: Arc<CustomerAccount>, ctx: Arc<Context>) -> Result<Act
     // the account through its owner reference; everything stored for the tenant is erased
     // before the finalizer goes. If erasure fails the finalizer stays and status says why.
     ctx.broker.evict(&uid(&account));
+    ctx.forget_unwritten_audit(&uid(&account));
     ctx.metrics.forget_key_ages(
         &account.namespace().unwrap_or_default(),
         &account.name_any(),
@@ -358,4 +391,50 @@ fn record_session(status: &mut CustomerAccountStatus, session: &AccountSession) 
 fn clear_session(status: &mut CustomerAccountStatus) {
     status.verified_identity = None;
     status.credentials_expire_at = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(annotations: &[(&str, &str)]) -> CustomerAccount {
+        let spec = serde_json::from_value(serde_json::json!({
+            "accountId": "111122223333",
+            "roleArn": "arn:aws:iam::111122223333:role/r",
+            "regions": ["us-east-1"],
+        }))
+        .unwrap();
+        let mut ca = CustomerAccount::new("acme", spec);
+        for (k, v) in annotations {
+            ca.annotations_mut().insert(k.to_string(), v.to_string());
+        }
+        ca
+    }
+
+    #[test]
+    fn an_external_id_status_never_published_is_announced() {
+        let plain = account(&[]);
+        let rotating = account(&[(external_id::ROTATE_ANNOTATION, "2026-11-30")]);
+        let (old, new) = ("a".repeat(48), "b".repeat(48));
+        // Status already says it, or said nothing yet: as issued.
+        for issued in [Issued::Existing, Issued::Created, Issued::Rotated] {
+            assert_eq!(unannounced(&rotating, Some(&new), &new, issued), issued);
+            assert_eq!(unannounced(&plain, None, &new, issued), issued);
+        }
+        // The Secret moved on without status: a rotation the annotation asked for, else a
+        // new ExternalId (the Secret was re-created).
+        assert_eq!(
+            unannounced(&rotating, Some(&old), &new, Issued::Existing),
+            Issued::Rotated
+        );
+        assert_eq!(
+            unannounced(&plain, Some(&old), &new, Issued::Existing),
+            Issued::Created
+        );
+        // A fresh rotation or creation is reported as such.
+        assert_eq!(
+            unannounced(&plain, Some(&old), &new, Issued::Rotated),
+            Issued::Rotated
+        );
+    }
 }

@@ -110,6 +110,24 @@ pub struct Context {
     pub analysis_memory: Arc<admission::AnalysisMemory>,
     /// Backoff state per object with consecutive transient failures.
     failures: Mutex<HashMap<String, ExponentialBackoff>>,
+    /// Audit records a reconcile could not write (the store was unavailable), per tenant
+    /// and scope, written by the next reconcile of the same scope.
+    unwritten_audit: Mutex<HashMap<String, Vec<crate::audit::AuditRecord>>>,
+}
+
+/// Most audit records kept in memory per tenant and scope while the store is unavailable
+/// (a reconcile makes tens of calls; this covers hours of retries). Beyond it the oldest
+/// are dropped, with an error in the log saying how many.
+const MAX_UNWRITTEN_AUDIT: usize = 20_000;
+
+/// The key of a tenant's audit scope: its UID and the ManagedCluster, if any.
+fn audit_scope(tenant: &Tenant) -> String {
+    format!(
+        "{}/{}/{}",
+        tenant.uid,
+        tenant.namespace,
+        tenant.cluster.as_deref().unwrap_or("")
+    )
 }
 
 impl Context {
@@ -146,6 +164,7 @@ impl Context {
             shard: crate::shard::Shard::ALL,
             analysis_memory: Arc::new(admission::AnalysisMemory::default()),
             failures: Mutex::new(HashMap::new()),
+            unwritten_audit: Mutex::new(HashMap::new()),
         }
     }
 
@@ -227,15 +246,54 @@ impl Context {
             .remove(key);
     }
 
-    /// A fresh audit trail for calls made for `tenant` in this reconcile.
+    /// A fresh audit trail for calls made for `tenant` in this reconcile, carrying the
+    /// records earlier reconciles of the same scope could not write.
     pub fn audit(&self, tenant: Tenant) -> Arc<AuditTrail> {
-        AuditTrail::new(tenant, self.clock.clone(), self.metrics.clone())
+        let carried = self
+            .unwritten_audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&audit_scope(&tenant))
+            .unwrap_or_default();
+        AuditTrail::resume(tenant, self.clock.clone(), self.metrics.clone(), carried)
+    }
+
+    /// Keep what `trail` could not write for the next reconcile of its scope.
+    async fn carry_unwritten(&self, trail: &AuditTrail) {
+        let records = trail.take_unwritten().await;
+        if records.is_empty() {
+            return;
+        }
+        let mut carried = self
+            .unwritten_audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let kept = carried.entry(audit_scope(trail.tenant())).or_default();
+        kept.extend(records);
+        if kept.len() > MAX_UNWRITTEN_AUDIT {
+            let dropped = kept.len() - MAX_UNWRITTEN_AUDIT;
+            kept.drain(..dropped);
+            tracing::error!(
+                dropped,
+                "the store has been unavailable too long: the oldest unwritten audit records were dropped"
+            );
+        }
+    }
+
+    /// Forget the unwritten audit records of the tenant with this UID (it was erased).
+    pub fn forget_unwritten_audit(&self, uid: &str) {
+        let prefix = format!("{uid}/");
+        self.unwritten_audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|scope, _| !scope.starts_with(&prefix));
     }
 
     /// Append `trail`'s records to the tenant's audit log at the end of a reconcile,
     /// whatever `result` is, and return the reconcile's result: a failed write makes a
-    /// successful run fail (the records cannot be kept anywhere else); after a failed run
-    /// the run's own failure is kept and the lost write is logged.
+    /// successful run fail (and retry with backoff); after a failed run the run's own
+    /// failure is kept and the failed write is logged. Either way the unwritten records are
+    /// kept in memory and written by the next reconcile of the same scope.
     async fn flush(
         &self,
         trail: Option<&AuditTrail>,
@@ -245,6 +303,8 @@ impl Context {
         let Err(e) = trail.flush(&self.store).await else {
             return result;
         };
+        // Not lost: the next reconcile of the same scope writes them first.
+        self.carry_unwritten(trail).await;
         let lost = Failure::new(
             Category::StoreUnavailable,
             format!("The audit log could not be written: {e}"),
@@ -253,7 +313,7 @@ impl Context {
         match result {
             Ok(_) => Err(lost),
             Err(failure) => {
-                tracing::warn!(error = %lost, "audit records of a failed reconcile were not written");
+                tracing::warn!(error = %lost, "audit records of a failed reconcile were not written yet; the next reconcile writes them");
                 Err(failure)
             }
         }

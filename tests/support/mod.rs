@@ -183,11 +183,89 @@ impl Moto {
         http_request(&self.url, "POST", "/_crossguard/faults", &fault.to_string());
     }
 
+    /// Wait up to `timeout` until a call of `action` reached the emulator (a call held by a
+    /// delay fault is recorded while it is held).
+    pub async fn wait_for_call(&self, action: &str, timeout: Duration) {
+        wait_for(&format!("a {action} call"), timeout, || async {
+            self.calls()
+                .iter()
+                .any(|c| c["action"] == action)
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The environment a self-hosted operator needs to act as the `crossguard-operator`
+    /// user that `trust.py setup` printed in `setup`.
+    pub fn trusted_operator_env(setup: &serde_json::Value) -> [(&'static str, &str); 2] {
+        let user = &setup["crossguard-operator"];
+        [
+            (
+                "AWS_ACCESS_KEY_ID",
+                user["access_key_id"].as_str().expect("access_key_id"),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                user["secret_access_key"]
+                    .as_str()
+                    .expect("secret_access_key"),
+            ),
+        ]
+    }
+
+    /// How many calls of `action` the emulator served (or holds).
+    pub fn count_calls(&self, action: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c["action"] == action)
+            .count()
+    }
+
+    /// Disarm every fault of the shim.
+    pub fn clear_faults(&self) {
+        http_request(&self.url, "DELETE", "/_crossguard/faults", "");
+    }
+
     /// Every AWS call the emulator served, in order.
     pub fn calls(&self) -> Vec<serde_json::Value> {
         let body = http_get(&self.url, "/_crossguard/calls");
         serde_json::from_str(&body).expect("calls JSON")
     }
+}
+
+/// Run `tests/harness/trust.py ARGS` against the emulator (a role in account 123456789012
+/// whose trust policy moto enforces, requiring one ExternalId); returns its JSON.
+pub fn trust(moto: &Moto, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(repo().join("tests/harness/trust.py"))
+        .args(["--endpoint", &moto.url])
+        .args(args)
+        .output()
+        .expect("run trust.py");
+    assert!(
+        out.status.success(),
+        "trust.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("trust.py prints JSON")
+}
+
+/// The customer changes the trust policy of the role `trust.py setup` made (`setup` is
+/// what it printed) to require `external_id`, with the admin key setup printed.
+pub fn trust_update(moto: &Moto, setup: &serde_json::Value, external_id: &str) {
+    let admin = &setup["crossguard-test-admin"];
+    trust(
+        moto,
+        &[
+            "update",
+            "--external-id",
+            external_id,
+            "--admin-key",
+            admin["access_key_id"].as_str().expect("admin key"),
+            "--admin-secret",
+            admin["secret_access_key"].as_str().expect("admin secret"),
+        ],
+    );
 }
 
 /// Spot prices, Reserved Instances and a Savings Plan for the seeded cluster's account (see
