@@ -102,7 +102,12 @@ fn compiled_rules<T: kube::CustomResourceExt>() -> CompiledSchema {
 /// The messages of the CEL rules `obj` breaks.
 fn cel_messages<T: serde::Serialize>(obj: &T, rules: &CompiledSchema) -> Vec<String> {
     let object = serde_json::to_value(obj).expect("resource serializes to JSON");
-    match CEL.with(|cel| cel.validate_compiled(rules, &object, None)) {
+    messages(CEL.with(|cel| cel.validate_compiled(rules, &object, None)))
+}
+
+/// One message per broken rule: `field.path: message`, or the message alone at the root.
+fn messages(result: Result<(), kube::core::cel::ValidationErrors>) -> Vec<String> {
+    match result {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .into_vec()
@@ -498,21 +503,8 @@ mod tests {
     /// kinds, on whichever thread asks.
     #[test]
     fn compiled_rules_agree_with_validate_cel() {
-        fn messages<T: kube::CustomResourceExt + serde::Serialize>(obj: &T) -> Vec<String> {
-            match kube::core::cel::validate_cel(obj) {
-                Ok(()) => Vec::new(),
-                Err(errors) => errors
-                    .into_vec()
-                    .into_iter()
-                    .map(|e| {
-                        if e.field_path.is_empty() {
-                            e.message
-                        } else {
-                            format!("{}: {}", e.field_path, e.message)
-                        }
-                    })
-                    .collect(),
-            }
+        fn expected<T: kube::CustomResourceExt + serde::Serialize>(obj: &T) -> Vec<String> {
+            messages(kube::core::cel::validate_cel(obj))
         }
         let accounts = [
             account(|_| {}),
@@ -529,7 +521,7 @@ mod tests {
         ];
         let mut rejected = 0;
         for a in &accounts {
-            let expected = messages(a);
+            let expected = expected(a);
             rejected += usize::from(!expected.is_empty());
             assert_eq!(cel_messages(a, &ACCOUNT_RULES), expected);
             let again =
@@ -537,7 +529,7 @@ mod tests {
             assert_eq!(again, expected);
         }
         for c in &clusters {
-            let expected = messages(c);
+            let expected = expected(c);
             rejected += usize::from(!expected.is_empty());
             assert_eq!(cel_messages(c, &CLUSTER_RULES), expected);
         }
