@@ -1254,6 +1254,14 @@ fn concurrency_and_aws_rate_limits_reach_the_operator_and_default_to_its_own_def
         env_value(&docs, "CROSSGUARD_AWS_RATE_LIMIT_MAX_WAIT"),
         Some("30s")
     );
+    assert_eq!(
+        env_value(&docs, "CROSSGUARD_ANALYSIS_MEMORY_BUDGET"),
+        Some(
+            crossguard::controller::admission::DEFAULT_BUDGET_MIB
+                .to_string()
+                .as_str()
+        )
+    );
     // The chart's documented defaults are the operator's: applying them changes nothing.
     let limits = env_value(&docs, "CROSSGUARD_AWS_RATE_LIMITS").expect("rate limits");
     let parts: Vec<&str> = limits.split(',').collect();
@@ -1273,6 +1281,7 @@ fn concurrency_and_aws_rate_limits_reach_the_operator_and_default_to_its_own_def
         "awsRateLimits.ec2.burst=40",
         "awsRateLimits.iam=null",
         "maxConcurrentReconciles=4",
+        "analysisMemoryBudget=1536",
         "awsRateLimitMaxWait=1m",
     ]);
     let limits = env_value(&docs, "CROSSGUARD_AWS_RATE_LIMITS").unwrap();
@@ -1288,9 +1297,14 @@ fn concurrency_and_aws_rate_limits_reach_the_operator_and_default_to_its_own_def
         env_value(&docs, "CROSSGUARD_AWS_RATE_LIMIT_MAX_WAIT"),
         Some("1m")
     );
+    assert_eq!(
+        env_value(&docs, "CROSSGUARD_ANALYSIS_MEMORY_BUDGET"),
+        Some("1536")
+    );
     let reused = render(&[
         "awsRateLimits=null",
         "maxConcurrentReconciles=null",
+        "analysisMemoryBudget=null",
         "awsRateLimitMaxWait=null",
     ]);
     assert_eq!(env_value(&reused, "CROSSGUARD_AWS_RATE_LIMITS"), None);
@@ -1302,12 +1316,17 @@ fn concurrency_and_aws_rate_limits_reach_the_operator_and_default_to_its_own_def
         env_value(&reused, "CROSSGUARD_AWS_RATE_LIMIT_MAX_WAIT"),
         Some("30s")
     );
+    assert_eq!(
+        env_value(&reused, "CROSSGUARD_ANALYSIS_MEMORY_BUDGET"),
+        Some("768")
+    );
 
     // The schema refuses what the operator would refuse at start-up.
     for (set, says) in [
         ("awsRateLimits.ec2.burst=0", "/awsRateLimits/ec2"),
         ("awsRateLimits.s3.burst=1", "additional properties 's3'"),
         ("maxConcurrentReconciles=0", "/maxConcurrentReconciles"),
+        ("analysisMemoryBudget=10", "/analysisMemoryBudget"),
         ("awsRateLimitMaxWait=soon", "/awsRateLimitMaxWait"),
         ("awsRateLimitMaxWait=0s", "/awsRateLimitMaxWait"),
         ("awsRateLimitMaxWait=11m", "/awsRateLimitMaxWait"),

@@ -16,9 +16,11 @@ use std::sync::Mutex;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Memory an analysis keeps per object read (the analysis's lean input, its share of
-/// the snapshot's upload and of the analysis itself), in bytes: the peak resident set
-/// growth measured by `benches/operator_memory.rs` (BENCHMARKS.md, "Operator memory per
-/// analysis") was about 2.9 KiB per object at 1,000 and 5,000 nodes; rounded up.
+/// the snapshot's upload and of the analysis itself), in bytes. Measured by
+/// `benches/operator_memory.rs` (BENCHMARKS.md, "Operator memory per analysis"): the
+/// operator's peak resident set grew by 113 MiB for a 1,000-node, 30,000-pod cluster and
+/// by 399 MiB for a 5,000-node, 150,000-pod one: 2.5-2.8 KiB per pod above
+/// [`BASE_MIB`]; rounded up.
 pub const BYTES_PER_OBJECT: u64 = 3 * 1024;
 
 /// Memory an analysis needs whatever the cluster's size, in MiB: one listed page of 500
