@@ -96,7 +96,7 @@ impl ClusterSnapshot {
 #[derive(Debug)]
 pub struct SnapshotWriter {
     out: ObjectWriter,
-    /// Some list is open and holds at least one item.
+    /// The next item is the first of the open list (no comma before it).
     first_item: bool,
     buf: Vec<u8>,
 }
