@@ -122,18 +122,7 @@ impl Moto {
 
     /// Seed one customer account with `tests/harness/seed.py`; returns its JSON summary.
     pub fn seed(&self, args: &[&str]) -> serde_json::Value {
-        let out = Command::new(python())
-            .arg(repo().join("tests/harness/seed.py"))
-            .args(["--endpoint", &self.url])
-            .args(args)
-            .output()
-            .expect("run seed.py");
-        assert!(
-            out.status.success(),
-            "seed.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("seed.py prints JSON")
+        harness_json("seed.py", &self.url, args)
     }
 
     /// Forget the calls recorded so far.
@@ -236,18 +225,24 @@ impl Moto {
 /// Run `tests/harness/trust.py ARGS` against the emulator (a role in account 123456789012
 /// whose trust policy moto enforces, requiring one ExternalId); returns its JSON.
 pub fn trust(moto: &Moto, args: &[&str]) -> serde_json::Value {
+    harness_json("trust.py", &moto.url, args)
+}
+
+/// Run `tests/harness/SCRIPT --endpoint ENDPOINT ARGS`, require success, and return the
+/// JSON it prints.
+fn harness_json(script: &str, endpoint: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(python())
-        .arg(repo().join("tests/harness/trust.py"))
-        .args(["--endpoint", &moto.url])
+        .arg(repo().join("tests/harness").join(script))
+        .args(["--endpoint", endpoint])
         .args(args)
         .output()
-        .expect("run trust.py");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     assert!(
         out.status.success(),
-        "trust.py failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("trust.py prints JSON")
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} prints JSON: {e}"))
 }
 
 /// The customer changes the trust policy of the role `trust.py setup` made (`setup` is
