@@ -3,6 +3,8 @@
 //! every env var, arg and annotation of a cluster snapshot. The rules and their trade-offs
 //! are documented on [`super`].
 
+use std::sync::LazyLock;
+
 use regex::{Regex, RegexSet};
 
 use super::REDACTED;
@@ -148,6 +150,17 @@ pub(crate) const MIN_RANDOM_LEN: usize = 20;
 /// are treated as random.
 pub(crate) const MIN_HEX_DIGITS: usize = 32;
 
+/// The built-in name and value patterns, compiled once per process: every analysis builds
+/// a [`super::Sanitizer`], and compiling these costs far more than sanitizing a small cluster
+/// (about 1.5% of the operator's CPU in the 1,000-tenant benchmark, BENCHMARKS.md "Scale").
+static BUILT_IN: LazyLock<(Regex, RegexSet)> = LazyLock::new(|| {
+    // The patterns are constants, so failing to compile them is a bug caught by any test.
+    (
+        Regex::new(&NAME_SUBSTRINGS.join("|")).expect("built-in name pattern compiles"),
+        RegexSet::new(VALUE_PATTERNS).expect("built-in value patterns compile"),
+    )
+});
+
 /// The compiled rules. Built once per [`super::Sanitizer`].
 #[derive(Debug, Clone)]
 pub(crate) struct Rules {
@@ -159,7 +172,6 @@ pub(crate) struct Rules {
 impl Rules {
     /// Compile the built-in rules plus `extra_sensitive_names` (case-insensitive substrings).
     pub(crate) fn new(extra_sensitive_names: &[String]) -> Self {
-        let alternation = NAME_SUBSTRINGS.join("|");
         let extra_names = extra_sensitive_names
             .iter()
             .map(|s| {
@@ -170,11 +182,12 @@ impl Rules {
             })
             .filter(|s| !s.is_empty())
             .collect();
+        let (name_substrings, value_patterns) = &*BUILT_IN;
         Rules {
-            // The patterns are constants, so failing to compile them is a bug caught by any test.
-            name_substrings: Regex::new(&alternation).expect("built-in name pattern compiles"),
+            // Clones share the compiled programs (the regex crate keeps them behind an Arc).
+            name_substrings: name_substrings.clone(),
             extra_names,
-            value_patterns: RegexSet::new(VALUE_PATTERNS).expect("built-in value patterns compile"),
+            value_patterns: value_patterns.clone(),
         }
     }
 
