@@ -3,6 +3,8 @@
 //! and a ManagedCluster status written by an older operator (money as strings) that the
 //! current types read and rewrite as numbers.
 
+mod support;
+
 use crossguard::api::{CustomerAccount, ManagedCluster, ManagedClusterStatus};
 use fake_apiserver::FakeApiServer;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -123,8 +125,8 @@ async fn a_status_with_money_as_strings_is_read_and_rewritten_as_numbers() {
     // The operator's own types read it (a watch or get would fail on a string otherwise).
     let read = clusters.get("c").await.expect("old status reads");
     let status = read.status.clone().expect("status");
-    assert_eq!(status.monthly_cost, Some(1234.56));
-    assert_eq!(status.potential_savings, Some(321.0));
+    assert_eq!(status.monthly_cost, Some(1235));
+    assert_eq!(status.potential_savings, Some(321));
     assert_eq!(status.currency, None);
 
     // What the controller computes from it carries the currency, so it differs and is
@@ -150,7 +152,60 @@ async fn a_status_with_money_as_strings_is_read_and_rewritten_as_numbers() {
         &kube::discovery::ApiResource::erase::<ManagedCluster>(&()),
     );
     let stored = raw.get("c").await.unwrap().data["status"].clone();
-    assert_eq!(stored["monthlyCost"], json!(1234.56), "{stored}");
-    assert_eq!(stored["potentialSavings"], json!(321.0), "{stored}");
+    assert_eq!(stored["monthlyCost"], json!(1235), "{stored}");
+    assert_eq!(stored["potentialSavings"], json!(321), "{stored}");
     assert_eq!(stored["currency"], "USD", "{stored}");
+}
+
+/// What a user types: `kubectl get mc --sort-by=.status.monthlyCost` orders by amount (as
+/// strings, "$10.50" sorted before "$9.00"; as a mix of whole and fractional numbers,
+/// kubectl refused to sort), and the printer columns show the numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sorts_clusters_by_monthly_cost_as_numbers() {
+    let (server, _client) = server().await;
+    for (name, cost) in [("big", 10), ("small", 9), ("huge", 120)] {
+        let mut mc = cluster("15m");
+        mc["metadata"]["name"] = json!(name);
+        mc["status"] = json!({"monthlyCost": cost, "potentialSavings": 3, "currency": "USD"});
+        server.seed(mc).expect("seed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let (sorted, table) = tokio::task::spawn_blocking(move || {
+        let sorted = support::kubectl_ok(
+            &kubeconfig,
+            &[
+                "get",
+                "mc",
+                "-n",
+                NS,
+                "--sort-by=.status.monthlyCost",
+                "-o",
+                "name",
+            ],
+        );
+        let table = support::kubectl_ok(&kubeconfig, &["get", "mc", "-n", NS, "huge"]);
+        (sorted, table)
+    })
+    .await
+    .unwrap();
+    let names: Vec<&str> = sorted.lines().collect();
+    assert_eq!(
+        names,
+        [
+            "managedcluster.crossguard.dev/small",
+            "managedcluster.crossguard.dev/big",
+            "managedcluster.crossguard.dev/huge"
+        ],
+        "{sorted}"
+    );
+    // Columns by their header's offset: empty cells (no mode, no inventory) leave gaps.
+    let (header, row) = (table.lines().next().unwrap(), table.lines().nth(1).unwrap());
+    let at = |column: &str| {
+        let start = header.find(column).unwrap();
+        row[start..].split_whitespace().next().unwrap()
+    };
+    assert_eq!(at("COST/MO"), "120", "{table}");
+    assert_eq!(at("SAVINGS/MO"), "3", "{table}");
 }

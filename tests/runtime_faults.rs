@@ -343,6 +343,7 @@ async fn a_signal_stops_the_operator_promptly_after_the_api_server_went_away() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    eprintln!("stopped {:?} after SIGTERM", sent.elapsed());
     let log = operator.log_text();
     assert!(status.success(), "exit {status}:\n{log}");
     assert!(log.contains("SIGTERM received"), "{log}");

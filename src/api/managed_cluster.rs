@@ -33,10 +33,10 @@ use super::{Condition, Mode};
         type_ = "integer",
         json_path = ".status.inventory.instances"
     ),
-    printcolumn(name = "Cost/Mo", type_ = "number", json_path = ".status.monthlyCost"),
+    printcolumn(name = "Cost/Mo", type_ = "integer", json_path = ".status.monthlyCost"),
     printcolumn(
         name = "Savings/Mo",
-        type_ = "number",
+        type_ = "integer",
         json_path = ".status.potentialSavings"
     ),
     printcolumn(
@@ -188,24 +188,23 @@ pub struct ManagedClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<Inventory>,
 
-    /// Estimated monthly cost of the cluster's priced nodes, in `currency`, rounded to
-    /// cents (e.g. 1234.56): a plain number, so `kubectl get --sort-by` and alerts can
-    /// compare it.
+    /// Estimated monthly cost of the cluster's priced nodes, in whole units of `currency`
+    /// (e.g. 1235 for $1234.56; the report at reportRef has the cents): an integer, so
+    /// `kubectl get --sort-by=.status.monthlyCost` and alerts compare it as a number.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "amount::deserialize"
     )]
-    pub monthly_cost: Option<f64>,
+    pub monthly_cost: Option<i64>,
 
-    /// Monthly saving the latest analysis found, in `currency`, rounded to cents
-    /// (e.g. 321.0).
+    /// Monthly saving the latest analysis found, in whole units of `currency` (e.g. 321).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "amount::deserialize"
     )]
-    pub potential_savings: Option<f64>,
+    pub potential_savings: Option<i64>,
 
     /// ISO 4217 code of monthlyCost and potentialSavings; always USD (AWS prices in USD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,11 +249,20 @@ pub struct ManagedClusterStatus {
 /// The currency of `monthlyCost` and `potentialSavings`: AWS prices EC2 in US dollars.
 pub const CURRENCY: &str = "USD";
 
-/// Reading the money fields of status in both the current form (a number) and the form
+/// Whole units of money from an amount, rounded half away from zero (never `-0`).
+pub fn whole_units(amount: f64) -> i64 {
+    amount.round() as i64
+}
+
+/// Reading the money fields of status in both the current form (an integer) and the form
 /// written before they became numbers (a string such as "$1234.56" or "-$1.00"), so an
 /// upgraded operator reads the statuses its predecessor wrote. Such a status has no
 /// `currency`, so it differs from what the operator computes and is rewritten as numbers
 /// on the next status write.
+///
+/// Integers rather than fractional numbers: kubectl decodes a whole-valued JSON number
+/// (`120.0`) as an integer and a fractional one (`10.5`) as a float, and its `--sort-by`
+/// then fails on the mix ("unsortable interface").
 mod amount {
     use serde::{Deserialize, Deserializer, de::Error};
 
@@ -265,13 +273,13 @@ mod amount {
         Text(String),
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         match Option::<Raw>::deserialize(d)? {
             None => Ok(None),
-            Some(Raw::Number(x)) => Ok(Some(x)),
+            Some(Raw::Number(x)) => Ok(Some(super::whole_units(x))),
             Some(Raw::Text(s)) => parse_legacy(&s)
-                .map(Some)
-                .ok_or_else(|| D::Error::custom(format!("{s:?} is not an amount such as 1234.56"))),
+                .map(|x| Some(super::whole_units(x)))
+                .ok_or_else(|| D::Error::custom(format!("{s:?} is not an amount such as 1234"))),
         }
     }
 
@@ -438,14 +446,15 @@ mod tests {
     #[test]
     fn money_fields_are_numbers_with_a_currency() {
         let status = ManagedClusterStatus {
-            monthly_cost: Some(1234.56),
-            potential_savings: Some(0.0),
+            monthly_cost: Some(1235),
+            potential_savings: Some(0),
             currency: Some(CURRENCY.to_string()),
             ..Default::default()
         };
         let json = serde_json::to_value(&status).unwrap();
-        assert_eq!(json["monthlyCost"], 1234.56);
-        assert_eq!(json["potentialSavings"], 0.0);
+        assert_eq!(json["monthlyCost"], 1235);
+        assert!(json["monthlyCost"].is_i64(), "{json}");
+        assert_eq!(json["potentialSavings"], 0);
         assert_eq!(json["currency"], "USD");
         let back: ManagedClusterStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, status);
@@ -459,8 +468,8 @@ mod tests {
             "observedGeneration": 3
         }))
         .unwrap();
-        assert_eq!(old.monthly_cost, Some(1234.56));
-        assert_eq!(old.potential_savings, Some(-1.0));
+        assert_eq!(old.monthly_cost, Some(1235));
+        assert_eq!(old.potential_savings, Some(-1));
         assert_eq!(old.currency, None);
         // What the controller writes carries the currency, so the old form is rewritten.
         let new = ManagedClusterStatus {
@@ -468,7 +477,7 @@ mod tests {
             ..old.clone()
         };
         assert_ne!(old, new);
-        assert_eq!(serde_json::to_value(&new).unwrap()["monthlyCost"], 1234.56);
+        assert_eq!(serde_json::to_value(&new).unwrap()["monthlyCost"], 1235);
     }
 
     #[test]
@@ -489,5 +498,8 @@ mod tests {
             err.to_string().contains("\"lots\" is not an amount"),
             "{err}"
         );
+        for (amount, want) in [(1234.5, 1235), (0.49, 0), (-0.4, 0), (-1.5, -2)] {
+            assert_eq!(whole_units(amount), want, "{amount}");
+        }
     }
 }

@@ -17,7 +17,7 @@ pub use customer_account::{
 pub use managed_cluster::{
     AccountRef, ActionRecord, ApiEndpoint, Automation, CURRENCY, DisruptionBudget, Inventory,
     ManagedCluster, ManagedClusterSpec, ManagedClusterStatus, PendingAction, RefusalRecord,
-    SanitizerSettings, ScaleDownProfile,
+    SanitizerSettings, ScaleDownProfile, whole_units,
 };
 
 use schemars::JsonSchema;

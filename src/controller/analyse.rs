@@ -23,10 +23,10 @@ pub const CONDITION: &str = "Analysed";
 pub struct Analysed {
     /// The status-sized summary of the report.
     pub summary: crate::analysis::Summary,
-    /// Monthly cost of the priced nodes, USD rounded to cents (`status.monthlyCost`).
-    pub monthly_cost: f64,
-    /// Monthly saving found, USD rounded to cents (`status.potentialSavings`).
-    pub potential_savings: f64,
+    /// Monthly cost of the priced nodes, whole USD (`status.monthlyCost`).
+    pub monthly_cost: i64,
+    /// Monthly saving found, whole USD (`status.potentialSavings`).
+    pub potential_savings: i64,
     /// Where the report is stored (store location + key).
     pub report_ref: String,
     /// The nodes consolidation would remove (for automation).
@@ -191,19 +191,14 @@ pub async fn analyse(
     drop(reserved);
     Ok(Analysed {
         summary: report.summary(),
-        monthly_cost: cents(report.current_monthly_cost),
-        potential_savings: cents(report.savings.total),
+        monthly_cost: crate::api::whole_units(report.current_monthly_cost),
+        potential_savings: crate::api::whole_units(report.savings.total),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),
         removable: report.consolidation.removable_nodes,
         nodes,
         client,
         price_notes,
     })
-}
-
-/// An amount rounded to cents, never `-0.0` (status shows it as a plain number).
-fn cents(x: f64) -> f64 {
-    ((x * 100.0).round() / 100.0) + 0.0
 }
 
 /// A run is kept whole or not at all: delete the snapshot of a run that stores no report.
