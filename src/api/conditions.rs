@@ -11,23 +11,36 @@ pub enum ConditionStatus {
     Unknown,
 }
 
-/// One observation about the resource, following the Kubernetes condition conventions.
+/// One observation about the resource, following the Kubernetes condition conventions: the
+/// same fields, limits and formats as upstream `metav1.Condition`, so generic tooling
+/// (`kubectl wait --for=condition=…`, kstatus, alerting on conditions) reads it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type, e.g. Ready or CredentialsValid.
     #[serde(rename = "type")]
+    #[schemars(
+        length(max = 316),
+        pattern(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$")
+    )]
     pub type_: String,
     /// True, False or Unknown.
     pub status: ConditionStatus,
     /// CamelCase reason for the last transition, e.g. AssumeRoleDenied.
+    #[schemars(
+        length(min = 1, max = 1024),
+        pattern(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    )]
     pub reason: String,
     /// What happened and what to do about it.
+    #[schemars(length(max = 32768))]
     pub message: String,
     /// When the status or reason last changed (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     pub last_transition_time: String,
     /// The metadata.generation this condition was computed from.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub observed_generation: i64,
 }
 

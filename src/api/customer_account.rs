@@ -77,13 +77,7 @@ pub struct CustomerAccountSpec {
     /// How long each assumed-role session lasts, between 15m and 1h (default 1h).
     /// The role's MaxSessionDuration must allow it.
     #[serde(default = "default_session_duration")]
-    #[schemars(pattern(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {
-            "rule": "duration(self) >= duration('15m') && duration(self) <= duration('1h')",
-            "message": "sessionDuration must be between 15m and 1h"
-        }
-    ]))]
+    #[schemars(transform = super::duration::session_duration)]
     pub session_duration: String,
 
     /// Stop calling this account: sessions are dropped and nothing is reconciled until false.
@@ -132,13 +126,7 @@ pub struct AccessKeyAudit {
     /// (default 24h). Each account's scans are offset by a fixed jitter of up to a tenth
     /// of the interval, so that many accounts do not scan at once.
     #[serde(default = "default_scan_interval")]
-    #[schemars(pattern(r"^([0-9]+h)?([0-9]+m)?$"))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {
-            "rule": "duration(self) >= duration('1h') && duration(self) <= duration('168h')",
-            "message": "scanInterval must be between 1h and 168h"
-        }
-    ]))]
+    #[schemars(transform = super::duration::scan_interval)]
     pub scan_interval: String,
 
     /// Key ages in days at which an engineer's key's owner and the team are warned
@@ -274,8 +262,12 @@ impl Default for KeyAuditNotifications {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerAccountStatus {
-    /// Ready, CredentialsValid and TrustPolicy conditions.
+    /// Ready, CredentialsValid and TrustPolicy conditions, one per type.
     #[serde(default)]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "map",
+        "x-kubernetes-list-map-keys" = ["type"]
+    ))]
     pub conditions: Vec<Condition>,
 
     /// The ExternalId the customer must put in the role's trust policy (sts:ExternalId).
@@ -288,10 +280,12 @@ pub struct CustomerAccountStatus {
 
     /// When the current session's credentials expire (RFC 3339); they are refreshed before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub credentials_expire_at: Option<String>,
 
     /// When crossguard last proved the role works (AssumeRole + GetCallerIdentity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_verified_at: Option<String>,
 
     /// The metadata.generation the status was computed from.
@@ -318,9 +312,11 @@ pub struct CustomerAccountStatus {
 pub struct KeyAuditStatus {
     /// When the last complete scan finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_scan_at: Option<String>,
     /// When the next scan is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub next_scan_at: Option<String>,
     /// IAM users scanned.
     #[serde(default)]
@@ -385,6 +381,7 @@ pub struct KeyFinding {
 pub struct RolePostureStatus {
     /// When the role was last read (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub checked_at: Option<String>,
     /// Problems found, each naming the policy and statement (empty when clean).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

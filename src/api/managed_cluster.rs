@@ -33,10 +33,10 @@ use super::{Condition, Mode};
         type_ = "integer",
         json_path = ".status.inventory.instances"
     ),
-    printcolumn(name = "Cost/Mo", type_ = "string", json_path = ".status.monthlyCost"),
+    printcolumn(name = "Cost/Mo", type_ = "integer", json_path = ".status.monthlyCost"),
     printcolumn(
         name = "Savings/Mo",
-        type_ = "string",
+        type_ = "integer",
         json_path = ".status.potentialSavings"
     ),
     printcolumn(
@@ -69,13 +69,7 @@ pub struct ManagedClusterSpec {
 
     /// How often the cluster is inventoried and analysed, between 1m and 24h (default 15m).
     #[serde(default = "default_analysis_interval")]
-    #[schemars(pattern(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {
-            "rule": "duration(self) >= duration('1m') && duration(self) <= duration('24h')",
-            "message": "analysisInterval must be between 1m and 24h"
-        }
-    ]))]
+    #[schemars(transform = super::duration::analysis_interval)]
     pub analysis_interval: String,
 
     /// Whose scale-down rules decide which pods keep their node when consolidation is
@@ -124,7 +118,7 @@ pub struct Automation {
 
     /// How long a node drain may take before it is abandoned and the node uncordoned (default 10m).
     #[serde(default = "default_drain_timeout")]
-    #[schemars(pattern(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    #[schemars(transform = super::duration::drain_timeout)]
     pub drain_timeout: String,
 }
 
@@ -148,7 +142,7 @@ pub struct DisruptionBudget {
     pub max_nodes_per_hour: u32,
     /// Nodes younger than this are never removed (default 1h).
     #[serde(default = "default_min_node_age")]
-    #[schemars(pattern(r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    #[schemars(transform = super::duration::min_node_age)]
     pub min_node_age: String,
 }
 
@@ -178,8 +172,12 @@ pub struct SanitizerSettings {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedClusterStatus {
-    /// Ready, AccountResolved and InventoryCollected conditions.
+    /// Ready, AccountResolved, InventoryCollected and Automation conditions, one per type.
     #[serde(default)]
+    #[schemars(extend(
+        "x-kubernetes-list-type" = "map",
+        "x-kubernetes-list-map-keys" = ["type"]
+    ))]
     pub conditions: Vec<Condition>,
 
     /// The mode in force: the lower of this cluster's and its account's.
@@ -190,16 +188,31 @@ pub struct ManagedClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<Inventory>,
 
-    /// Current monthly cost estimate, e.g. "$1234.56".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub monthly_cost: Option<String>,
+    /// Estimated monthly cost of the cluster's priced nodes, in whole units of `currency`
+    /// (e.g. 1235 for $1234.56; the report at reportRef has the cents): an integer, so
+    /// `kubectl get --sort-by=.status.monthlyCost` and alerts compare it as a number.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "amount::deserialize"
+    )]
+    pub monthly_cost: Option<i64>,
 
-    /// Monthly saving the latest analysis found, e.g. "$321.00".
+    /// Monthly saving the latest analysis found, in whole units of `currency` (e.g. 321).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "amount::deserialize"
+    )]
+    pub potential_savings: Option<i64>,
+
+    /// ISO 4217 code of monthlyCost and potentialSavings; always USD (AWS prices in USD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub potential_savings: Option<String>,
+    pub currency: Option<String>,
 
     /// When the latest inventory/analysis finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_analysis_at: Option<String>,
 
     /// Where the latest stored report lives.
@@ -225,11 +238,62 @@ pub struct ManagedClusterStatus {
     /// budget's hourly limit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
+    #[schemars(extend("items" = {"type": "string", "format": "date-time"}))]
     pub recent_removals: Vec<String>,
 
     /// The metadata.generation the status was computed from.
     #[serde(default)]
     pub observed_generation: i64,
+}
+
+/// The currency of `monthlyCost` and `potentialSavings`: AWS prices EC2 in US dollars.
+pub const CURRENCY: &str = "USD";
+
+/// Whole units of money from an amount, rounded half away from zero (never `-0`).
+pub fn whole_units(amount: f64) -> i64 {
+    amount.round() as i64
+}
+
+/// Reading the money fields of status in both the current form (an integer) and the form
+/// written before they became numbers (a string such as "$1234.56" or "-$1.00"), so an
+/// upgraded operator reads the statuses its predecessor wrote. Such a status has no
+/// `currency`, so it differs from what the operator computes and is rewritten as numbers
+/// on the next status write.
+///
+/// Integers rather than fractional numbers: kubectl decodes a whole-valued JSON number
+/// (`120.0`) as an integer and a fractional one (`10.5`) as a float, and its `--sort-by`
+/// then fails on the mix ("unsortable interface").
+mod amount {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Number(x)) => Ok(Some(super::whole_units(x))),
+            Some(Raw::Text(s)) => parse_legacy(&s)
+                .map(|x| Some(super::whole_units(x)))
+                .ok_or_else(|| D::Error::custom(format!("{s:?} is not an amount such as 1234"))),
+        }
+    }
+
+    /// "$1234.56", "-$1.00" or a bare "12.5" → the number.
+    pub(super) fn parse_legacy(s: &str) -> Option<f64> {
+        let s = s.trim();
+        let (negative, rest) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let digits = rest.strip_prefix('$').unwrap_or(rest).replace(',', "");
+        let x: f64 = digits.parse().ok().filter(|x: &f64| x.is_finite())?;
+        Some(if negative { -x } else { x })
+    }
 }
 
 /// Counts of what belongs to the cluster in the customer's account.
@@ -261,6 +325,7 @@ pub struct Inventory {
 #[serde(rename_all = "camelCase")]
 pub struct ActionRecord {
     /// When (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     pub time: String,
     /// The AWS call, e.g. autoscaling:TerminateInstanceInAutoScalingGroup.
     pub action: String,
@@ -283,6 +348,7 @@ pub struct ActionRecord {
 #[serde(rename_all = "camelCase")]
 pub struct PendingAction {
     /// When the action started (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     pub started_at: String,
     /// Draining (nothing called in AWS yet) or Calling (the AWS call may have been sent).
     pub phase: String,
@@ -312,6 +378,7 @@ pub struct PendingAction {
 #[serde(rename_all = "camelCase")]
 pub struct RefusalRecord {
     /// When (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     pub time: String,
     /// The refused action.
     pub action: String,
@@ -370,4 +437,69 @@ pub enum ScaleDownProfile {
     /// Karpenter's consolidation rules: only do-not-disrupt and blocking
     /// PodDisruptionBudgets keep a node.
     Karpenter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_fields_are_numbers_with_a_currency() {
+        let status = ManagedClusterStatus {
+            monthly_cost: Some(1235),
+            potential_savings: Some(0),
+            currency: Some(CURRENCY.to_string()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["monthlyCost"], 1235);
+        assert!(json["monthlyCost"].is_i64(), "{json}");
+        assert_eq!(json["potentialSavings"], 0);
+        assert_eq!(json["currency"], "USD");
+        let back: ManagedClusterStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, status);
+    }
+
+    #[test]
+    fn a_status_written_before_the_numbers_is_read_and_differs_from_the_new_form() {
+        let old: ManagedClusterStatus = serde_json::from_value(serde_json::json!({
+            "monthlyCost": "$1234.56",
+            "potentialSavings": "-$1.00",
+            "observedGeneration": 3
+        }))
+        .unwrap();
+        assert_eq!(old.monthly_cost, Some(1235));
+        assert_eq!(old.potential_savings, Some(-1));
+        assert_eq!(old.currency, None);
+        // What the controller writes carries the currency, so the old form is rewritten.
+        let new = ManagedClusterStatus {
+            currency: Some(CURRENCY.to_string()),
+            ..old.clone()
+        };
+        assert_ne!(old, new);
+        assert_eq!(serde_json::to_value(&new).unwrap()["monthlyCost"], 1235);
+    }
+
+    #[test]
+    fn legacy_amounts_parse_and_garbage_is_an_error() {
+        for (text, want) in [
+            ("$0.00", 0.0),
+            ("$1,234.50", 1234.5),
+            ("-$1.00", -1.0),
+            ("12.5", 12.5),
+        ] {
+            assert_eq!(amount::parse_legacy(text), Some(want), "{text}");
+        }
+        let err = serde_json::from_value::<ManagedClusterStatus>(
+            serde_json::json!({"monthlyCost": "lots"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("\"lots\" is not an amount"),
+            "{err}"
+        );
+        for (amount, want) in [(1234.5, 1235), (0.49, 0), (-0.4, 0), (-1.5, -2)] {
+            assert_eq!(whole_units(amount), want, "{amount}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 mod conditions;
 mod customer_account;
+pub mod duration;
 mod managed_cluster;
 pub mod validate;
 
@@ -14,9 +15,9 @@ pub use customer_account::{
     OwnerTags, RolePostureStatus, VerifiedIdentity,
 };
 pub use managed_cluster::{
-    AccountRef, ActionRecord, ApiEndpoint, Automation, DisruptionBudget, Inventory, ManagedCluster,
-    ManagedClusterSpec, ManagedClusterStatus, PendingAction, RefusalRecord, SanitizerSettings,
-    ScaleDownProfile,
+    AccountRef, ActionRecord, ApiEndpoint, Automation, CURRENCY, DisruptionBudget, Inventory,
+    ManagedCluster, ManagedClusterSpec, ManagedClusterStatus, PendingAction, RefusalRecord,
+    SanitizerSettings, ScaleDownProfile, whole_units,
 };
 
 use schemars::JsonSchema;

@@ -10,6 +10,8 @@ use regex::Regex;
 
 use super::{CustomerAccount, ManagedCluster};
 
+static DURATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(super::duration::PATTERN).expect("static regex"));
 static ACCOUNT_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9]{12}$").expect("static regex"));
 static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
@@ -62,14 +64,18 @@ pub struct ValidCluster {
     pub min_node_age: Duration,
 }
 
-/// Parse a Kubernetes/Go style duration such as "1h", "15m" or "1h30m".
+/// Parse a duration of whole hours, minutes and seconds such as "1h", "15m" or "1h30m"
+/// ([`super::duration::PATTERN`], what the CRD accepts). The error is the CRD's own message,
+/// `spec.sessionDuration: sessionDuration must be a duration such as 15m or 1h`.
 pub fn parse_duration(field: &str, value: &str) -> Result<Duration, String> {
-    let parsed: kube::core::Duration = value
-        .parse()
-        .map_err(|_| format!("{field}: \"{value}\" is not a duration such as 15m or 1h"))?;
-    if parsed.is_negative() {
-        return Err(format!("{field}: \"{value}\" must not be negative"));
+    let not_a_duration = || {
+        let name = field.rsplit('.').next().unwrap_or(field);
+        format!("{field}: {}", super::duration::not_a_duration(name))
+    };
+    if !DURATION.is_match(value) {
+        return Err(not_a_duration());
     }
+    let parsed: kube::core::Duration = value.parse().map_err(|_| not_a_duration())?;
     Ok(parsed.into())
 }
 
@@ -397,6 +403,33 @@ mod tests {
             assert!(
                 errs.iter().any(|e| e.starts_with(field)),
                 "{field}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_duration_gets_the_crds_own_message_once() {
+        for bad in ["", "abc", "90", "1.5h", "-1h", "1m1h", "15 m"] {
+            let errs =
+                customer_account(&account(|s| s["sessionDuration"] = bad.into())).unwrap_err();
+            assert_eq!(
+                errs,
+                ["spec.sessionDuration: sessionDuration must be a duration such as 15m or 1h"],
+                "{bad:?}"
+            );
+            let errs =
+                managed_cluster(&cluster(|s| s.analysis_interval = bad.to_string())).unwrap_err();
+            assert_eq!(
+                errs,
+                ["spec.analysisInterval: analysisInterval must be a duration such as 15m or 1h"],
+                "{bad:?}"
+            );
+            let errs = managed_cluster(&cluster(|s| s.automation.drain_timeout = bad.to_string()))
+                .unwrap_err();
+            assert_eq!(
+                errs,
+                ["spec.automation.drainTimeout: drainTimeout must be a duration such as 15m or 1h"],
+                "{bad:?}"
             );
         }
     }

@@ -23,6 +23,10 @@ pub const CONDITION: &str = "Analysed";
 pub struct Analysed {
     /// The status-sized summary of the report.
     pub summary: crate::analysis::Summary,
+    /// Monthly cost of the priced nodes, whole USD (`status.monthlyCost`).
+    pub monthly_cost: i64,
+    /// Monthly saving found, whole USD (`status.potentialSavings`).
+    pub potential_savings: i64,
     /// Where the report is stored (store location + key).
     pub report_ref: String,
     /// The nodes consolidation would remove (for automation).
@@ -187,6 +191,8 @@ pub async fn analyse(
     drop(reserved);
     Ok(Analysed {
         summary: report.summary(),
+        monthly_cost: crate::api::whole_units(report.current_monthly_cost),
+        potential_savings: crate::api::whole_units(report.savings.total),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),
         removable: report.consolidation.removable_nodes,
         nodes,

@@ -372,8 +372,9 @@ fn record_analysis(
     draft: &mut Draft<ManagedClusterStatus>,
 ) {
     let summary = &outcome.summary;
-    draft.status.monthly_cost = Some(summary.monthly_cost.clone());
-    draft.status.potential_savings = Some(summary.monthly_savings.clone());
+    draft.status.monthly_cost = Some(outcome.monthly_cost);
+    draft.status.potential_savings = Some(outcome.potential_savings);
+    draft.status.currency = Some(crate::api::CURRENCY.to_string());
     draft.status.report_ref = Some(outcome.report_ref.clone());
     draft.status.last_analysis_at = Some(draft.now.to_string());
     let mut message = format!(

@@ -344,8 +344,16 @@ impl State {
                 schema::process(schema, &mut o);
                 o
             });
-            // CEL runs only on structurally valid objects, ratcheted values included.
-            let structural_ok = out.causes.is_empty();
+            // As in kube-apiserver, CEL is skipped only when a value has the wrong type
+            // or an unsupported enum value (ratcheted ones included); a pattern or
+            // length failure still lets the rules run, so their messages are reported
+            // beside it.
+            let structural_ok = !out.causes.iter().any(|c| {
+                matches!(
+                    c.reason.as_str(),
+                    "FieldValueTypeInvalid" | "FieldValueNotSupported"
+                )
+            });
             causes.extend(schema::ratchet(out.causes, new, stored.as_ref()));
             let spec_unchanged = stored
                 .as_ref()

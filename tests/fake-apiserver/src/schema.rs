@@ -5,7 +5,8 @@
 //! Validated: type, required, enum, pattern, minimum/maximum (+exclusive),
 //! minLength/maxLength, minItems/maxItems, nullable, int-or-string.
 //! CEL rules (`x-kubernetes-validations`) are evaluated with kube-cel, the
-//! same engine kube's client-side validation uses, once the basics pass.
+//! same engine kube's client-side validation uses, unless a value has the wrong
+//! type or an unsupported enum value (kube-apiserver's "blocking" errors).
 //! Not evaluated: allOf/anyOf/oneOf/not, format, min/maxProperties,
 //! list-type uniqueness.
 
