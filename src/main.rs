@@ -32,8 +32,11 @@ enum Command {
     /// Run the operator (uses KUBECONFIG or in-cluster config, and the standard AWS chain).
     Run(Box<RunArgs>),
     /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from a file or stdin: shows
-    /// exactly what crossguard would keep of a workload. Exit status 1 on input that holds
-    /// no Kubernetes object or cannot be parsed (docs/cli.md).
+    /// exactly what crossguard would keep of a workload.
+    ///
+    /// `crossguard sanitize objects.json`, or `kubectl get deploy -A -o json | crossguard
+    /// sanitize`. Exit status 1 on input that holds no Kubernetes object or cannot be
+    /// parsed (docs/cli.md).
     Sanitize {
         /// The objects to sanitize: a file, or `-` (the default) for stdin.
         #[arg(default_value = "-", value_name = "FILE")]
@@ -45,10 +48,13 @@ enum Command {
         #[arg(short = 'o', long, default_value = "json", value_parser = OutputFormat::parser(&[OutputFormat::Json, OutputFormat::Yaml]))]
         output: OutputFormat,
     },
-    /// Analyse a `kubectl get nodes,pods,deployments,replicasets,pdb -A -o json` dump offline
-    /// (sanitized first): `crossguard analyze dump.json`, or `kubectl get … -o json |
-    /// crossguard analyze -`. Exit status 1 on bad input: no nodes, an unparsable object or
-    /// quantity, a malformed prices or inventory file (docs/cli.md).
+    /// Analyse a `kubectl get … -A -o json` dump offline (sanitized first): what the
+    /// cluster costs and what could be saved.
+    ///
+    /// `crossguard analyze dump.json`, or `kubectl get
+    /// nodes,pods,deployments,replicasets,pdb -A -o json | crossguard analyze -`. Exit
+    /// status 1 on bad input: no nodes, an unparsable object or quantity, a malformed
+    /// prices or inventory file (docs/cli.md).
     Analyze {
         /// The dump to analyse: a file, or `-` (the default) for stdin.
         #[arg(value_name = "FILE", conflicts_with = "snapshot")]
