@@ -78,7 +78,12 @@ fn one_error(out: &Output, what: &str) -> String {
 #[test]
 fn input_without_nodes_or_objects_is_an_error_not_a_tight_cluster() {
     let dir = tempfile::tempdir().unwrap();
+    // An empty file, `{}`, an empty List, a List of other kinds only.
     for (name, body) in [
+        (
+            "services.json",
+            &br#"{"kind":"List","items":[{"kind":"Service","metadata":{"name":"s"}}]}"#[..],
+        ),
         ("empty.json", &b""[..]),
         ("object.json", &b"{}"[..]),
         (
