@@ -8,6 +8,7 @@ pub mod api;
 pub mod audit;
 pub mod automation;
 pub mod aws;
+pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod controller;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crossguard::analysis::{self, PriceTable};
 use crossguard::aws::sdk::{SdkFactory, StaticKeys};
+use crossguard::cli::OutputFormat;
 use crossguard::clock::SystemClock;
 use crossguard::controller::{self, Context};
 use crossguard::credentials::Broker;
@@ -32,26 +33,40 @@ enum Command {
     Run(Box<RunArgs>),
     /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from a file or stdin: shows
     /// exactly what crossguard would keep of a workload.
+    ///
+    /// `crossguard sanitize objects.json`, or `kubectl get deploy -A -o json | crossguard
+    /// sanitize`. Exit status 1 on input that holds no Kubernetes object or cannot be
+    /// parsed (docs/cli.md).
     Sanitize {
         /// The objects to sanitize: a file, or `-` (the default) for stdin.
-        #[arg(default_value = "-")]
+        #[arg(default_value = "-", value_name = "FILE")]
         input: PathBuf,
         /// Extra case-insensitive substrings marking sensitive env var names (repeatable).
         #[arg(long = "extra-sensitive-name")]
         extra_sensitive_names: Vec<String>,
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value_t = Output::Json)]
-        output: Output,
+        /// Output format: the sanitized objects as json or yaml.
+        #[arg(short = 'o', long, default_value = "json", value_parser = OutputFormat::parser(&[OutputFormat::Json, OutputFormat::Yaml]))]
+        output: OutputFormat,
     },
-    /// Analyse a `kubectl get nodes,pods,deployments,… -A -o json` dump offline (sanitized first).
+    /// Analyse a `kubectl get … -A -o json` dump offline (sanitized first): what the
+    /// cluster costs and what could be saved.
+    ///
+    /// `crossguard analyze dump.json`, or `kubectl get
+    /// nodes,pods,deployments,replicasets,pdb -A -o json | crossguard analyze -`. Exit
+    /// status 1 on bad input: no nodes, an unparsable object or quantity, a malformed
+    /// prices or inventory file (docs/cli.md).
     Analyze {
-        /// The dump to analyse: a file, or `-` for stdin (`kubectl get … -o json |
-        /// crossguard analyze --snapshot -`).
-        #[arg(long)]
-        snapshot: PathBuf,
-        /// JSON price table overriding the bundled on-demand prices (negotiated rates); the
-        /// operator's flag has the same name (`--prices` is kept as an alias).
-        #[arg(long = "prices-file", alias = "prices")]
+        /// The dump to analyse: a file, or `-` (the default) for stdin.
+        #[arg(value_name = "FILE", conflicts_with = "snapshot")]
+        input: Option<PathBuf>,
+        /// The dump, as a flag: the name this argument had before it became positional;
+        /// kept (hidden) so that existing scripts work.
+        #[arg(long, hide = true, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+        /// JSON price table overriding the bundled on-demand prices (negotiated rates);
+        /// checked before the dump is read. The same flag as the operator's (`run
+        /// --prices-file`); the older `--prices` still works.
+        #[arg(long = "prices-file", alias = "prices", value_name = "FILE")]
         prices: Option<PathBuf>,
         /// Region for pricing when nodes carry no region label.
         #[arg(long, default_value = "us-east-1")]
@@ -66,9 +81,10 @@ enum Command {
         /// (its defaults) or karpenter (README "Scale-down profiles").
         #[arg(long, default_value = "cluster-autoscaler")]
         scale_down_profile: analysis::ScaleDownProfile,
-        /// Output format: a readable summary or the full report.
-        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-        output: Output,
+        /// Output format: text (a summary naming the nodes to remove and the rules keeping the
+        /// others), json or yaml (the full report), csv (one row per node, for spreadsheets).
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
     },
     /// Print the RBAC a customer applies in their EKS cluster, with the EKS access-entry
     /// command: read-only (no Secrets, no ConfigMaps, no writes), plus in automated mode a
@@ -197,8 +213,9 @@ struct RunArgs {
     /// Endpoint override for an S3-compatible store (default: AWS).
     #[arg(long, env = "CROSSGUARD_STORE_ENDPOINT")]
     store_endpoint: Option<String>,
-    /// JSON price table overriding the bundled on-demand prices (negotiated rates).
-    #[arg(long, env = "CROSSGUARD_PRICES_FILE")]
+    /// JSON price table overriding the bundled on-demand prices (negotiated rates); the
+    /// same flag as `analyze --prices-file`. Checked at start-up.
+    #[arg(long, env = "CROSSGUARD_PRICES_FILE", value_name = "FILE")]
     prices_file: Option<PathBuf>,
     /// Region of the AWS Price List API endpoint that on-demand prices for regions the
     /// bundled table and the prices file do not cover are fetched from (pricing:GetProducts,
@@ -276,7 +293,7 @@ fn rate_limit_max_wait(value: &str) -> Result<std::time::Duration, String> {
 /// The bundled table, under the Price List answers an operator's report carries in its
 /// inventory (for its region), under the prices file: the operator's own order.
 fn load_prices(
-    file: Option<&std::path::Path>,
+    file: Option<PriceTable>,
     inventory: &analysis::AwsInventory,
 ) -> anyhow::Result<PriceTable> {
     let mut table = PriceTable::bundled();
@@ -289,7 +306,7 @@ fn load_prices(
         })?;
         table = table.with_overrides(layer);
     }
-    match load_price_file(file)? {
+    match file {
         None => Ok(table),
         Some(overrides) => Ok(table.with_overrides(overrides)),
     }
@@ -334,7 +351,7 @@ fn load_price_file(file: Option<&std::path::Path>) -> anyhow::Result<Option<Pric
     let Some(path) = file else { return Ok(None) };
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let table = PriceTable::from_json(&bytes)
-        .with_context(|| format!("parsing prices in {}", path.display()))?;
+        .with_context(|| format!("the prices file {}", path.display()))?;
     Ok(Some(table))
 }
 
@@ -347,13 +364,6 @@ fn refresh_interval(value: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(d)
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum Output {
-    Json,
-    Yaml,
-    Text,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -408,39 +418,10 @@ async fn watch_own_key(factory: Arc<SdkFactory>, access_key_id: String, metrics:
     }
 }
 
-/// The bytes of `path`, or of stdin when it is `-`, as other command-line tools read.
-fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    if path.as_os_str() == "-" {
-        let mut input = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut input).context("reading stdin")?;
-        return Ok(input);
-    }
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// A stream of `path`, or of stdin when it is `-`, and the name to give it in messages.
-fn open_input(path: &std::path::Path) -> anyhow::Result<(Box<dyn std::io::Read>, String)> {
-    if path.as_os_str() == "-" {
-        return Ok((Box::new(std::io::stdin().lock()), "stdin".to_string()));
-    }
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    Ok((Box::new(file), path.display().to_string()))
-}
-
-/// Write `text` to stdout. A reader that went away (`crossguard analyze | head`) ends the
-/// output quietly, as with other command-line tools, instead of a panic.
+/// Write `text` to stdout ([`crossguard::cli::emit`]: a reader that went away ends the
+/// process quietly, by SIGPIPE, as with other command-line tools).
 fn emit(text: &str) -> anyhow::Result<()> {
-    emit_bytes(text.as_bytes())
-}
-
-/// [`emit`] for bytes.
-fn emit_bytes(bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
+    crossguard::cli::emit(text.as_bytes()).context("writing to stdout")
 }
 
 /// Read the legacy static keys from `NAMESPACE/NAME`.
@@ -656,7 +637,19 @@ fn default_identity() -> String {
     format!("{host}-{:08x}", rand::random::<u32>())
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the subcommand; an error is printed as one line, `error: what failed: why`, each
+/// cause once, with exit status 1 (2 for bad command-line usage, from clap).
+fn main() -> std::process::ExitCode {
+    match dispatch() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", crossguard::cli::error_line(e.chain()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch() -> anyhow::Result<()> {
     crossguard::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
@@ -708,17 +701,9 @@ fn main() -> anyhow::Result<()> {
             input,
             extra_sensitive_names,
             output,
-        } => {
-            let input = read_input(&input)?;
-            let docs = sanitize::sanitize_documents(
-                &input,
-                &sanitize::Sanitizer::new(&extra_sensitive_names),
-            )?;
-            let mut out = Vec::new();
-            sanitize::write_documents(&docs, output != Output::Yaml, &mut out)?;
-            emit_bytes(&out)
-        }
+        } => sanitize_command(&input, &extra_sensitive_names, output),
         Command::Analyze {
+            input,
             snapshot,
             prices,
             region,
@@ -726,50 +711,18 @@ fn main() -> anyhow::Result<()> {
             scale_down_profile,
             output,
         } => {
-            let inventory = match &inventory {
-                Some(path) => load_inventory(path)?,
-                None => analysis::AwsInventory::default(),
-            };
-            let (input, name) = open_input(&snapshot)?;
-            // Parsed straight from the stream into the allow-listed analysis input: the
-            // dump is never held in memory, what could hold a secret is never read, what
-            // is kept gets the sanitizer's value rules.
-            let objects =
-                analysis::AnalysisInput::from_reader(input, &sanitize::Sanitizer::default())
-                    .with_context(|| format!("reading the dump {name}"))?;
-            eprintln!(
-                "read {} nodes, {} pods, {} Deployments, {} ReplicaSets, {} PodDisruptionBudgets; {} objects of other kinds skipped",
-                objects.nodes.len(),
-                objects.pods.len(),
-                objects.deployments.len(),
-                objects.replica_sets.len(),
-                objects.pod_disruption_budgets.len(),
-                objects.skipped
-            );
-            // An empty file, `{}` or a List without nodes is bad input, not a cluster that
-            // is "already tight": say so and fail, printing no report.
-            if objects.nodes.is_empty() {
-                anyhow::bail!(
-                    "no nodes found in {name}: there is nothing to analyse; dump with `kubectl get nodes,pods,deployments,replicasets,pdb -A -o json`"
-                );
-            }
-            let settings = analysis::AnalysisSettings {
-                region,
-                scale_down_profile,
-                ..Default::default()
-            };
-            let report = analysis::analyze(
-                &objects,
-                &inventory,
-                &load_prices(prices.as_deref(), &inventory)?,
-                &settings,
-            );
-            match output {
-                Output::Text => emit(&report.render_text())?,
-                Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
-                Output::Yaml => emit(&serde_yaml::to_string(&report)?)?,
-            }
-            Ok(())
+            let input = input.or(snapshot).unwrap_or_else(|| PathBuf::from("-"));
+            analyze_command(
+                &input,
+                prices.as_deref(),
+                inventory.as_deref(),
+                analysis::AnalysisSettings {
+                    region,
+                    scale_down_profile,
+                    ..Default::default()
+                },
+                output,
+            )
         }
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -782,4 +735,77 @@ fn main() -> anyhow::Result<()> {
             result
         }
     }
+}
+
+/// `crossguard sanitize`: the objects of `input`, sanitized, as JSON or YAML documents.
+fn sanitize_command(
+    input: &std::path::Path,
+    extra_sensitive_names: &[String],
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let (bytes, name) = crossguard::cli::read_input(input)?;
+    let docs =
+        sanitize::sanitize_documents(&bytes, &sanitize::Sanitizer::new(extra_sensitive_names))
+            .with_context(|| format!("reading the objects in {name}"))?;
+    // Nothing to sanitize is bad input (a wrong file, an empty pipe), not an empty answer.
+    if docs.is_empty() {
+        anyhow::bail!(
+            "no Kubernetes objects found in {name}: give the output of `kubectl get … -o json` or `-o yaml`"
+        );
+    }
+    let mut out = Vec::new();
+    sanitize::write_documents(&docs, output != OutputFormat::Yaml, &mut out)?;
+    crossguard::cli::emit(&out).context("writing to stdout")
+}
+
+/// `crossguard analyze`: reads the prices and inventory files first (a mistake in them
+/// fails before a long dump is streamed), then the dump, and prints the report.
+fn analyze_command(
+    input: &std::path::Path,
+    prices: Option<&std::path::Path>,
+    inventory: Option<&std::path::Path>,
+    settings: analysis::AnalysisSettings,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    let price_file = load_price_file(prices)?;
+    let inventory = match inventory {
+        Some(path) => load_inventory(path)?,
+        None => analysis::AwsInventory::default(),
+    };
+    let prices = load_prices(price_file, &inventory)?;
+    let (reader, name) = crossguard::cli::open_input(input)?;
+    // Parsed straight from the stream into the allow-listed analysis input: the dump is
+    // never held in memory, what could hold a secret is never read, what is kept gets the
+    // sanitizer's value rules.
+    let objects = analysis::AnalysisInput::from_reader(reader, &sanitize::Sanitizer::default())
+        .with_context(|| format!("reading the dump {name}"))?;
+    let count = analysis::report::count;
+    eprintln!(
+        "read {}, {}, {}, {}, {}; {} of other kinds skipped",
+        count(objects.nodes.len(), "node", "nodes"),
+        count(objects.pods.len(), "pod", "pods"),
+        count(objects.deployments.len(), "Deployment", "Deployments"),
+        count(objects.replica_sets.len(), "ReplicaSet", "ReplicaSets"),
+        count(
+            objects.pod_disruption_budgets.len(),
+            "PodDisruptionBudget",
+            "PodDisruptionBudgets"
+        ),
+        count(objects.skipped, "object", "objects")
+    );
+    // An empty file, `{}` or a List without nodes is bad input, not a cluster that is
+    // "already tight": say so and fail, printing no report.
+    if objects.nodes.is_empty() {
+        anyhow::bail!(
+            "no nodes found in {name}: there is nothing to analyse; dump with `kubectl get nodes,pods,deployments,replicasets,pdb -A -o json`"
+        );
+    }
+    let report = analysis::analyze(&objects, &inventory, &prices, &settings);
+    let bytes = match output {
+        OutputFormat::Text => report.render_text().into_bytes(),
+        OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&report)?).into_bytes(),
+        OutputFormat::Yaml => serde_yaml::to_string(&report)?.into_bytes(),
+        OutputFormat::Csv => crossguard::cli::csv::report_csv(&report)?,
+    };
+    crossguard::cli::emit(&bytes).context("writing to stdout")
 }

@@ -146,6 +146,12 @@ pub enum PriceError {
     /// The JSON does not have the price-table shape.
     #[error("prices file is not a valid price table")]
     Parse(#[from] serde_json::Error),
+    /// The file holds no price and no instance type: an empty object, or every key
+    /// misspelt (unknown keys are refused on their own).
+    #[error(
+        "prices file holds no prices: expected onDemandHourly, onDemandHourlyByOs, fargate or instanceTypes"
+    )]
+    Empty,
     /// A price is negative or not a number.
     #[error("price for {instance_type} in {region} must be a finite number >= 0")]
     InvalidPrice {
@@ -159,7 +165,7 @@ pub enum PriceError {
 /// The on-wire format of a price table (bundled file and override files alike); see the
 /// module documentation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PriceFile {
     #[serde(default)]
     pub source: String,
@@ -167,6 +173,9 @@ pub(crate) struct PriceFile {
     pub as_of: String,
     #[serde(default)]
     pub currency: Option<String>,
+    /// Free text for the file's readers (the bundled file says how it was made); ignored.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
     #[serde(default)]
     pub instance_types: BTreeMap<String, InstanceTypeInfo>,
     #[serde(default)]
@@ -179,7 +188,7 @@ pub(crate) struct PriceFile {
 
 /// The `fargate` section of a prices file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct FargateFile {
     #[serde(default)]
     pub source: String,
@@ -348,6 +357,13 @@ impl PriceTable {
     /// A table from a prices file (format in the module documentation).
     pub fn from_json(bytes: &[u8]) -> Result<PriceTable, PriceError> {
         let file: PriceFile = serde_json::from_slice(bytes)?;
+        if file.on_demand_hourly.is_empty()
+            && file.on_demand_hourly_by_os.is_empty()
+            && file.fargate.is_none()
+            && file.instance_types.is_empty()
+        {
+            return Err(PriceError::Empty);
+        }
         let mut on_demand = file.on_demand_hourly_by_os;
         if !file.on_demand_hourly.is_empty() {
             let linux = on_demand.entry(LINUX.to_string()).or_default();

@@ -474,6 +474,37 @@ pub fn money(x: f64) -> String {
     format!("{sign}${}.{:02}", c / 100, c % 100)
 }
 
+/// How many nodes the text output lists by name in each section (`-o json` and `-o csv`
+/// list all).
+const LISTED_IN_TEXT: usize = 20;
+
+/// "$1,234.56": [`money`] with thousands separators, for people reading a report.
+pub fn dollars(x: f64) -> String {
+    let c = to_cents(x);
+    let sign = if c < 0 { "-" } else { "" };
+    let c = c.unsigned_abs();
+    format!("{sign}${}.{:02}", group_thousands(c / 100), c % 100)
+}
+
+/// "1 node", "2 nodes", "1,234 pods": a count and its noun, singular for exactly one.
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    let noun = if n == 1 { singular } else { plural };
+    format!("{} {noun}", group_thousands(n as u64))
+}
+
+/// 1234567 → "1,234,567".
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// "37.0%": one decimal, never "-0.0%".
 fn percent(x: f64) -> String {
     let tenths = (x * 10.0).round();
@@ -509,6 +540,41 @@ impl Report {
         }
     }
 
+    /// Which figures of this report rest on an estimate rather than a price: spot savings
+    /// at a configured discount, spot nodes priced at that discount, nodes of unknown cost
+    /// left out of the totals. Empty when every figure is a list or recorded price.
+    pub fn estimates(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.savings.spot > 0.0 {
+            out.push(format!(
+                "spot savings ({}/month) are an estimate: spot prices change and spot capacity can be interrupted (each spot recommendation says which discount or price it used)",
+                dollars(self.savings.spot)
+            ));
+        }
+        let estimated_nodes: Vec<&NodeLine> = self
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.capacity_type == CapacityType::Spot && n.price_basis.contains("ESTIMATED")
+            })
+            .collect();
+        if !estimated_nodes.is_empty() {
+            let cost: f64 = estimated_nodes.iter().filter_map(|n| n.monthly_cost).sum();
+            out.push(format!(
+                "{} already on spot: {}/month of the current cost is on-demand minus an estimated spot discount",
+                count(estimated_nodes.len(), "node", "nodes"),
+                dollars(cost)
+            ));
+        }
+        if self.unpriced_nodes > 0 {
+            out.push(format!(
+                "{} of unknown cost: in no total, so the real cost is higher than shown",
+                count(self.unpriced_nodes, "node", "nodes")
+            ));
+        }
+        out
+    }
+
     /// A readable multi-line summary for terminals.
     pub fn render_text(&self) -> String {
         let mut s = String::new();
@@ -527,7 +593,16 @@ impl Report {
                 &self.snapshot_taken_at
             }
         );
-        let _ = writeln!(s, "  region(s):       {}", self.regions.join(", "));
+        let _ = writeln!(
+            s,
+            "  {:<17}{}",
+            if self.regions.len() == 1 {
+                "region:"
+            } else {
+                "regions:"
+            },
+            self.regions.join(", ")
+        );
         let _ = writeln!(
             s,
             "  scale-down:      {} profile (which pods keep their node; see notes)",
@@ -536,46 +611,56 @@ impl Report {
         let _ = writeln!(
             s,
             "  nodes / pods:    {} / {} ({} movable, {} pinned, {} DaemonSet/static, {} unscheduled)",
-            self.counts.nodes,
-            self.counts.pods,
-            self.counts.movable_pods,
-            self.counts.pinned_pods,
-            self.counts.node_bound_pods,
-            self.counts.unbound_pods
+            group_thousands(self.counts.nodes as u64),
+            group_thousands(self.counts.pods as u64),
+            group_thousands(self.counts.movable_pods as u64),
+            group_thousands(self.counts.pinned_pods as u64),
+            group_thousands(self.counts.node_bound_pods as u64),
+            group_thousands(self.counts.unbound_pods as u64)
         );
         let _ = writeln!(s);
         let unpriced = if self.unpriced_nodes > 0 {
-            format!(" + {} node(s) of UNKNOWN cost", self.unpriced_nodes)
+            format!(
+                " + {} of UNKNOWN cost",
+                count(self.unpriced_nodes, "node", "nodes")
+            )
         } else {
             String::new()
         };
         let _ = writeln!(
             s,
             "  current cost:    {}/month{unpriced}",
-            money(self.current_monthly_cost)
+            dollars(self.current_monthly_cost)
         );
         let _ = writeln!(
             s,
             "  optimized cost:  {}/month",
-            money(self.optimized_monthly_cost)
+            dollars(self.optimized_monthly_cost)
         );
         let _ = writeln!(
             s,
             "  savings:         {}/month ({})",
-            money(self.savings.total),
+            dollars(self.savings.total),
             percent(pct)
         );
         let _ = writeln!(
             s,
             "    consolidation    {}",
-            money(self.savings.consolidation)
+            dollars(self.savings.consolidation)
         );
         let _ = writeln!(
             s,
             "    right-sizing     {}",
-            money(self.savings.rightsizing)
+            dollars(self.savings.rightsizing)
         );
-        let _ = writeln!(s, "    spot (estimate)  {}", money(self.savings.spot));
+        let _ = writeln!(s, "    spot (estimate)  {}", dollars(self.savings.spot));
+        let estimates = self.estimates();
+        if !estimates.is_empty() {
+            let _ = writeln!(s, "  estimates:");
+            for e in &estimates {
+                let _ = writeln!(s, "    - {e}");
+            }
+        }
         let _ = writeln!(s);
         let _ = writeln!(s, "  utilization (requested / allocatable):");
         let (u, a) = (&self.utilization, &self.utilization_after_consolidation);
@@ -616,13 +701,21 @@ impl Report {
                 types.truncate(21);
                 types.push('…');
             }
+            // A group of unknown cost is not "$0.00"; a partly priced one shows what is known.
+            let cost = if g.unpriced_nodes >= g.nodes {
+                "unknown".to_string()
+            } else if g.unpriced_nodes > 0 {
+                format!("{}+?", dollars(g.monthly_cost))
+            } else {
+                dollars(g.monthly_cost)
+            };
             let _ = writeln!(
                 s,
                 "  {:<28} {:<22} {:>6} {:>12} {:>5.1}% {:>5.1}% {:>9}",
                 g.name,
                 types,
                 g.nodes,
-                money(g.monthly_cost),
+                cost,
                 g.utilization.cpu_percent,
                 g.utilization.memory_percent,
                 g.removable_nodes
@@ -654,13 +747,43 @@ impl Report {
             }
             let _ = writeln!(
                 s,
-                "    {} node(s) covered; on-demand nodes {}/month at list prices, {}/month effective",
-                c.covered_nodes,
-                money(c.on_demand_monthly_cost),
-                money(c.effective_monthly_cost)
+                "    {} covered; on-demand nodes {}/month at list prices, {}/month effective",
+                count(c.covered_nodes, "node", "nodes"),
+                dollars(c.on_demand_monthly_cost),
+                dollars(c.effective_monthly_cost)
             );
             for u in &c.unavailable {
                 let _ = writeln!(s, "    unavailable: {u}");
+            }
+        }
+        let removable = &self.consolidation.removable_nodes;
+        if !removable.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "  nodes to remove ({}; their pods fit on the nodes that stay):",
+                count(removable.len(), "node", "nodes")
+            );
+            let listed = removable.len().min(LISTED_IN_TEXT);
+            for n in removable.iter().take(listed) {
+                let _ = writeln!(
+                    s,
+                    "    {} ({}, {}): {}/month, {}",
+                    n.node,
+                    n.nodegroup,
+                    n.instance_type
+                        .as_deref()
+                        .unwrap_or("instance type unknown"),
+                    dollars(n.monthly_cost),
+                    count(n.pods_moved, "pod moves", "pods move")
+                );
+            }
+            if removable.len() > listed {
+                let _ = writeln!(
+                    s,
+                    "    … and {} more (-o json or -o csv lists all)",
+                    group_thousands((removable.len() - listed) as u64)
+                );
             }
         }
         let kept: Vec<&NodeLine> = self.nodes.iter().filter(|n| n.kept_by.is_some()).collect();
@@ -668,10 +791,11 @@ impl Report {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
-                "  nodes that stay ({} scale-down profile; rule: case):",
+                "  nodes that stay ({}; {} scale-down profile; node: rule: pod and reason):",
+                count(kept.len(), "node", "nodes"),
                 self.scale_down_profile
             );
-            let listed = kept.len().min(20);
+            let listed = kept.len().min(LISTED_IN_TEXT);
             for n in kept.iter().take(listed) {
                 let k = n.kept_by.as_ref().expect("filtered");
                 let _ = writeln!(s, "    {}: {}: {}", n.node, k.rule, k.detail);
@@ -679,14 +803,17 @@ impl Report {
             if kept.len() > listed {
                 let _ = writeln!(
                     s,
-                    "    … and {} more (-o json lists all)",
-                    kept.len() - listed
+                    "    … and {} more (-o json or -o csv lists all)",
+                    group_thousands((kept.len() - listed) as u64)
                 );
             }
         }
         let _ = writeln!(s);
         if self.recommendations.is_empty() {
-            let _ = writeln!(s, "  no recommendations: the cluster is already tight.");
+            let _ = writeln!(
+                s,
+                "  no recommendations: every node is kept by a rule above, or removing or resizing it saves nothing."
+            );
         } else {
             let _ = writeln!(s, "  top recommendations:");
         }
@@ -698,7 +825,7 @@ impl Report {
                 r.category.label(),
                 r.nodegroup,
                 r.summary,
-                money(r.monthly_saving)
+                dollars(r.monthly_saving)
             );
             for line in &r.reasoning {
                 let _ = writeln!(s, "       - {line}");
@@ -1009,10 +1136,10 @@ pub(crate) fn build(
             );
             let mut reasoning = vec![
                 format!(
-                    "{} of {} node(s) can be emptied: their {} movable pod(s) fit on the remaining nodes with {:.0}% headroom, honouring requests (CPU, memory, pods per node), nodeSelector, required node affinity, taints/tolerations, hostname anti-affinity and zone locks.",
+                    "{} of {} can be emptied: their {} fit on the remaining nodes with {:.0}% headroom, honouring requests (CPU, memory, pods per node), nodeSelector, required node affinity, taints/tolerations, hostname anti-affinity and zone locks.",
                     removed.len(),
-                    nodes.len(),
-                    pods_moved,
+                    count(nodes.len(), "node", "nodes"),
+                    count(pods_moved, "movable pod", "movable pods"),
                     settings.headroom * 100.0
                 ),
                 format!(
@@ -1023,10 +1150,12 @@ pub(crate) fn build(
                     util_after.memory_percent
                 ),
             ];
-            for (kind, count) in &kept_because {
+            for (kind, n) in &kept_because {
                 reasoning.push(format!(
-                    "{count} node(s) stay by rule {kind} of the {} scale-down profile, e.g. {}.",
-                    settings.scale_down_profile, examples[kind]
+                    "{} by rule {kind} of the {} scale-down profile, e.g. {}.",
+                    count(*n, "node stays", "nodes stay"),
+                    settings.scale_down_profile,
+                    examples[kind]
                 ));
             }
             reasoning.extend(commitment_note);
@@ -1043,9 +1172,9 @@ pub(crate) fn build(
                 nodegroup: group.to_string(),
                 monthly_saving: from_cents(saving_cents),
                 summary: format!(
-                    "remove {} of {} node(s) ({})",
+                    "remove {} of {} ({})",
                     removed.len(),
-                    nodes.len(),
+                    count(nodes.len(), "node", "nodes"),
                     types.join(", ")
                 ),
                 reasoning,
@@ -1152,8 +1281,8 @@ pub(crate) fn build(
                     "run this nodegroup on spot capacity".to_string()
                 } else {
                     format!(
-                        "move {} Deployment(s) to a spot nodegroup",
-                        c.deployments.len()
+                        "move {} to a spot nodegroup",
+                        count(c.deployments.len(), "Deployment", "Deployments")
                     )
                 };
                 recs.push(Recommendation {
@@ -1163,9 +1292,9 @@ pub(crate) fn build(
                     summary,
                     reasoning: vec![
                         format!(
-                            "{} pod(s) of {} Deployment(s) ({deps}) have ≥ 2 replicas, no PersistentVolumeClaims and no PodDisruptionBudget that forbids disruption.",
-                            c.eligible_pods,
-                            c.deployments.len()
+                            "{} of {} ({deps}) have ≥ 2 replicas, no PersistentVolumeClaims and no PodDisruptionBudget that forbids disruption.",
+                            count(c.eligible_pods, "pod", "pods"),
+                            count(c.deployments.len(), "Deployment", "Deployments")
                         ),
                         if from_history {
                             format!(
@@ -1242,7 +1371,9 @@ pub(crate) fn build(
         .count();
     if estimated_spot > 0 {
         notes.push(format!(
-            "{estimated_spot} node(s) already on spot are priced at on-demand minus the estimated spot discount (their price basis says why)."
+            "{} already on spot {} priced at on-demand minus the estimated spot discount (their price basis says why).",
+            count(estimated_spot, "node", "nodes"),
+            if estimated_spot == 1 { "is" } else { "are" }
         ));
     }
     if let Some(at) = model.commitments.read_at {
@@ -1252,7 +1383,8 @@ pub(crate) fn build(
             .filter(|c| !c.covered_by.is_empty())
             .count();
         notes.push(format!(
-            "Commitments (read {at}): Reserved Instances apply first (zonal, then regional with size flexibility), then Savings Plans (EC2 Instance before Compute, highest savings percentage first), as AWS bills them. They apply account-wide: other instances of the account may use them, and crossguard sees only this cluster's, so the coverage shown ({covered} node(s)) and the effective costs are the most this cluster can get (\"up to\"). Savings count only the on-demand cost not covered: removing a covered node saves nothing until its commitment is used elsewhere."
+            "Commitments (read {at}): Reserved Instances apply first (zonal, then regional with size flexibility), then Savings Plans (EC2 Instance before Compute, highest savings percentage first), as AWS bills them. They apply account-wide: other instances of the account may use them, and crossguard sees only this cluster's, so the coverage shown ({}) and the effective costs are the most this cluster can get (\"up to\"). Savings count only the on-demand cost not covered: removing a covered node saves nothing until its commitment is used elsewhere.",
+            count(covered, "node", "nodes")
         ));
         for u in &model.commitments.unavailable {
             notes.push(format!(
@@ -1262,8 +1394,8 @@ pub(crate) fn build(
     }
     if !unpriced.is_empty() {
         notes.push(format!(
-            "{} node(s) have an unknown instance type or price; their cost is unknown and excluded from every total, and nothing is planned onto them (add their prices with a prices file).",
-            unpriced.len()
+            "{} an unknown instance type or price; their cost is unknown and excluded from every total, and nothing is planned onto them (add their prices with a prices file).",
+            count(unpriced.len(), "node has", "nodes have")
         ));
     }
     for (os, region, why) in prices.gaps() {
@@ -1369,6 +1501,26 @@ pub(crate) fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_and_counts_read_as_a_person_writes_them() {
+        for (x, want) in [
+            (0.0, "$0.00"),
+            (-0.004, "$0.00"),
+            (999.999, "$1,000.00"),
+            (1234.5, "$1,234.50"),
+            (1_234_567.891, "$1,234,567.89"),
+            (-1234.0, "-$1,234.00"),
+        ] {
+            assert_eq!(dollars(x), want, "{x}");
+        }
+        assert_eq!(count(0, "node", "nodes"), "0 nodes");
+        assert_eq!(count(1, "node", "nodes"), "1 node");
+        assert_eq!(count(2, "node", "nodes"), "2 nodes");
+        assert_eq!(count(12_345, "pod", "pods"), "12,345 pods");
+        assert_eq!(group_thousands(100), "100");
+        assert_eq!(group_thousands(100_000), "100,000");
+    }
 
     #[test]
     fn money_and_percentages_never_print_a_negative_zero() {

@@ -240,13 +240,13 @@ pub(crate) fn rightsize(
             let to_info = prices.catalog.get(to).expect("priced types have info");
             let mut reasoning = vec![
                 format!(
-                    "After consolidation the group runs {} node(s) of {} costing ${:.4}/h; its workload requests {} CPU and {} of memory in {} pods, the largest pod {} CPU / {}.",
-                    nodes.len(),
+                    "After consolidation the group runs {} of {} costing ${:.4}/h; its workload requests {} CPU and {} of memory in {}, the largest pod {} CPU / {}.",
+                    super::report::count(nodes.len(), "node", "nodes"),
                     from.join(", "),
                     current,
                     fmt_cpu(total.cpu),
                     fmt_mem(total.mem),
-                    work.len(),
+                    super::report::count(work.len(), "pod", "pods"),
                     fmt_cpu(max_cpu),
                     fmt_mem(max_mem)
                 ),
@@ -261,7 +261,8 @@ pub(crate) fn rightsize(
             ];
             if pinned_nodes > 0 {
                 reasoning.push(format!(
-                    "{pinned_nodes} node(s) hold pods that pin them (no controller, local storage or a blocking PDB); replace those in a maintenance window."
+                    "{} pods that pin them (no controller, local storage or a blocking PDB); replace those in a maintenance window.",
+                    super::report::count(pinned_nodes, "node holds", "nodes hold")
                 ));
             }
             out.push(RightSizing {

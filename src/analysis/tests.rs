@@ -1276,7 +1276,7 @@ fn spot_candidates_are_replicated_stateless_and_disruptable() {
         deployment(k, "db", 2, true);
     });
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].summary, "move 1 Deployment(s) to a spot nodegroup");
+    assert_eq!(recs[0].summary, "move 1 Deployment to a spot nodegroup");
 }
 
 // ---------------------------------------------------------------- report, dump, determinism
