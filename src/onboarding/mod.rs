@@ -1031,7 +1031,9 @@ mod tests {
                 let Some(arn) = r["Fn::Sub"].as_str() else {
                     continue;
                 };
-                let arn = arn.replace(PARTITION, "aws").replace(ACCOUNT, "111122223333");
+                let arn = arn
+                    .replace(PARTITION, "aws")
+                    .replace(ACCOUNT, "111122223333");
                 let region = arn.split(':').nth(3).unwrap();
                 if arn.contains(":eks:") || arn.contains(":autoscaling:") {
                     assert!(["eu-west-1", "us-east-1"].contains(&region), "{arn}");
