@@ -399,3 +399,47 @@ pub fn operator_policy(args: &OperatorPolicyArgs) -> anyhow::Result<String> {
     };
     Ok(format!("{}\n", serde_json::to_string_pretty(&value)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arn_gives_account_and_name_but_no_path() {
+        assert_eq!(
+            split_role_arn("arn:aws:iam::111122223333:role/crossguard-access").unwrap(),
+            ("111122223333".to_string(), "crossguard-access".to_string())
+        );
+        let err = split_role_arn("arn:aws:iam::111122223333:role/team/x").unwrap_err();
+        assert!(err.to_string().contains("has a path"), "{err}");
+        let err = split_role_arn("arn:aws:iam::111122223333:user/x").unwrap_err();
+        assert!(err.to_string().contains("is not an IAM role ARN"), "{err}");
+    }
+
+    #[test]
+    fn role_arn_flag_sets_account_and_role_name() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: TemplateArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "t",
+            "--role-arn",
+            "arn:aws:iam::111122223333:role/cg-prod",
+            "--external-id",
+            "abc123",
+            "--operator-principal",
+            "arn:aws:iam::999988887777:role/op",
+        ])
+        .unwrap();
+        let opts = template_options(&cli.args).unwrap();
+        assert_eq!(opts.account_id.as_deref(), Some("111122223333"));
+        assert_eq!(opts.role_name, "cg-prod");
+        assert!(
+            Cli::try_parse_from(["t", "--generic", "--external-id", "abc123"]).is_err(),
+            "--generic takes no per-account values"
+        );
+    }
+}

@@ -251,27 +251,17 @@ pub fn permissions_policy(opts: &OperatorPolicyOptions) -> Value {
         }));
     }
     if let Some(store) = &opts.store {
-        let (objects, mut list) = if store.prefix.is_empty() {
-            (
-                format!("arn:{p}:s3:::{}/*", store.bucket),
-                json!({
-                    "Sid": "ListStore",
-                    "Effect": "Allow",
-                    "Action": ["s3:ListBucket"],
-                    "Resource": format!("arn:{p}:s3:::{}", store.bucket),
-                }),
-            )
+        let objects = if store.prefix.is_empty() {
+            format!("arn:{p}:s3:::{}/*", store.bucket)
         } else {
-            (
-                format!("arn:{p}:s3:::{}/{}/*", store.bucket, store.prefix),
-                json!({
-                    "Sid": "ListStore",
-                    "Effect": "Allow",
-                    "Action": ["s3:ListBucket"],
-                    "Resource": format!("arn:{p}:s3:::{}", store.bucket),
-                }),
-            )
+            format!("arn:{p}:s3:::{}/{}/*", store.bucket, store.prefix)
         };
+        let mut list = json!({
+            "Sid": "ListStore",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": format!("arn:{p}:s3:::{}", store.bucket),
+        });
         if !store.prefix.is_empty() {
             // Listing only under the operator's prefix.
             list["Condition"] =
