@@ -15,7 +15,7 @@ use crossguard::controller::{self, Context};
 use crossguard::credentials::Broker;
 use crossguard::http::{self, HttpState, Readiness};
 use crossguard::metrics::Metrics;
-use crossguard::onboarding::{self, Mode, TemplateOptions};
+use crossguard::onboarding;
 use crossguard::sanitize;
 use crossguard::store::{S3Options, Store};
 
@@ -86,58 +86,20 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Print the RBAC a customer applies in their EKS cluster, with the EKS access-entry
-    /// command: read-only (no Secrets, no ConfigMaps, no writes), plus in automated mode a
-    /// separate role for cordon and eviction only.
-    OnboardingRbac {
-        /// The EKS cluster's name.
-        #[arg(long)]
-        cluster: String,
-        /// ARN of the customer's role crossguard assumes (the CustomerAccount's
-        /// spec.roleArn), the access entry's principal.
-        #[arg(long)]
-        role_arn: String,
-        /// read-only (default), or automated: adds a separate role allowing only cordon
-        /// (patch nodes) and eviction (create pods/eviction). The CRD's spelling
-        /// (ReadOnly, Automated) works too.
-        #[arg(long, value_enum, default_value_t = Mode::ReadOnly)]
-        mode: Mode,
-    },
-    /// Print the CloudFormation template (JSON) creating the IAM role a customer lets
-    /// crossguard assume: read-only, or read-only plus tag-conditioned scale-in; optionally
-    /// with the access-key audit.
-    OnboardingTemplate {
-        /// The customer's AWS account id.
-        #[arg(long)]
-        account_id: String,
-        /// Which permissions the role gets: read-only (default) or automated. The CRD's
-        /// spelling (ReadOnly, Automated) works too.
-        #[arg(long, value_enum, default_value_t = Mode::ReadOnly)]
-        mode: Mode,
-        /// EKS cluster name scoping the EKS permissions (repeatable; required for automated).
-        #[arg(long = "cluster")]
-        clusters: Vec<String>,
-        /// ARN of the operator's IAM role, the only principal the role trusts.
-        #[arg(long)]
-        operator_principal: String,
-        /// The CustomerAccount's status.externalId.
-        #[arg(long)]
-        external_id: String,
-        /// Also require sts:SourceIdentity like `crossguard-*` on every session.
-        #[arg(long)]
-        require_source_identity: bool,
-        /// Name of the IAM role created.
-        #[arg(long, default_value = "crossguard-access")]
-        role_name: String,
-        /// Also let crossguard audit access-key age: list IAM users, their tags, their
-        /// access keys and when each key was last used.
-        #[arg(long)]
-        key_audit: bool,
-        /// Also let crossguard deactivate stale access keys of IAM users tagged
-        /// crossguard.dev/managed=true (implies --key-audit).
-        #[arg(long)]
-        key_audit_enforce: bool,
-    },
+    /// Print the RBAC a customer applies in their EKS cluster, with the commands giving
+    /// crossguard's role access (EKS access entry, or the aws-auth ConfigMap entry):
+    /// read-only (no Secrets, no ConfigMaps, no writes), plus in automated mode a separate
+    /// role for cordon and eviction only. docs/onboarding.md walks through it.
+    OnboardingRbac(onboarding::cli::RbacArgs),
+    /// Print the IAM role a customer lets crossguard assume, as CloudFormation (JSON or
+    /// YAML; ExternalId and OperatorPrincipal are parameters, the flags' values their
+    /// defaults) or Terraform: read-only, or read-only plus tag-conditioned scale-in;
+    /// optionally with the access-key audit. docs/onboarding.md walks through it.
+    OnboardingTemplate(Box<onboarding::cli::TemplateArgs>),
+    /// Print the IAM policy the operator's own role needs (assuming customer roles, the
+    /// Price List API, the S3 store and its KMS key) and its trust policy for IRSA or EKS
+    /// Pod Identity, as JSON.
+    OperatorPolicy(onboarding::cli::OperatorPolicyArgs),
     /// Write the CustomResourceDefinitions to crds/ and the Helm chart.
     Crdgen {
         /// Repository root to write into.
@@ -659,44 +621,9 @@ fn dispatch() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::OnboardingRbac {
-            cluster,
-            role_arn,
-            mode,
-        } => {
-            let automated = mode == Mode::Automated;
-            emit(&crossguard::cluster::rbac::rbac_yaml(
-                &cluster, &role_arn, automated,
-            )?)
-        }
-        Command::OnboardingTemplate {
-            account_id,
-            mode,
-            clusters,
-            operator_principal,
-            external_id,
-            require_source_identity,
-            role_name,
-            key_audit,
-            key_audit_enforce,
-        } => {
-            let opts = TemplateOptions {
-                account_id,
-                mode,
-                clusters,
-                operator_principal,
-                external_id,
-                require_source_identity,
-                role_name,
-                key_audit,
-                key_audit_enforce,
-            };
-            opts.validate().map_err(anyhow::Error::msg)?;
-            emit(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&onboarding::template(&opts))?
-            ))
-        }
+        Command::OnboardingRbac(args) => emit(&onboarding::cli::rbac(&args)?),
+        Command::OnboardingTemplate(args) => emit(&onboarding::cli::template(&args)?),
+        Command::OperatorPolicy(args) => emit(&onboarding::cli::operator_policy(&args)?),
         Command::Sanitize {
             input,
             extra_sensitive_names,

@@ -571,12 +571,15 @@ mod tests {
     const OPERATOR: &str = "arn:aws:iam::999988887777:role/crossguard-operator";
     const EXTERNAL_ID: &str = "cg-ext-0123456789abcdef";
 
-    /// Resolves `Fn::Sub` and `Ref` of the pseudo parameters the template uses, as
-    /// CloudFormation would in the commercial partition.
+    /// Resolves `Fn::Sub` and `Ref` of the pseudo parameters and of the template's
+    /// parameters (deployed with their defaults), as CloudFormation would in the
+    /// commercial partition.
     fn resolve(v: &Value) -> Value {
         let pseudo = |s: &str| {
             s.replace("${AWS::Partition}", "aws")
                 .replace("${AWS::AccountId}", ACCOUNT)
+                .replace("${ExternalId}", EXTERNAL_ID)
+                .replace("${OperatorPrincipal}", OPERATOR)
         };
         match v {
             Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => {
@@ -621,11 +624,13 @@ mod tests {
 
     fn options(mode: Mode, key_audit: bool, enforce: bool, source: bool) -> TemplateOptions {
         TemplateOptions {
-            account_id: ACCOUNT.into(),
+            account_id: Some(ACCOUNT.into()),
             mode,
             clusters: vec!["prod".into(), "staging".into()],
-            operator_principal: OPERATOR.into(),
-            external_id: EXTERNAL_ID.into(),
+            regions: vec![],
+            operator_principal: Some(OPERATOR.into()),
+            external_id: Some(EXTERNAL_ID.into()),
+            generic: false,
             require_source_identity: source,
             role_name: "crossguard-access".into(),
             key_audit,

@@ -35,6 +35,17 @@ pub fn is_role_arn(arn: &str) -> bool {
     ROLE_ARN.is_match(arn)
 }
 
+/// Whether `id` is an AWS account id: exactly 12 decimal digits.
+pub fn is_account_id(id: &str) -> bool {
+    ACCOUNT_ID.is_match(id)
+}
+
+/// Whether `region` looks like an AWS region code (`us-east-1`, `us-gov-west-1`,
+/// `cn-north-1`): the same rule as the CRD's `spec.regions` and `spec.region`.
+pub fn is_region(region: &str) -> bool {
+    REGION.is_match(region)
+}
+
 /// Session lengths STS accepts for role chaining and that we allow.
 pub const MIN_SESSION: Duration = Duration::from_secs(15 * 60);
 /// Sessions never last longer than one hour.

@@ -113,6 +113,9 @@ pub enum RbacError {
         "{0:?} is not an IAM role ARN: expected arn:aws:iam::<12-digit account id>:role/<name> (or the aws-cn / aws-us-gov partition)"
     )]
     RoleArn(String),
+    /// Not an AWS region code; it would end up in a shell command.
+    #[error("invalid AWS region {0:?}: expected a region code like us-east-1")]
+    Region(String),
 }
 
 /// `value` as one POSIX shell word: unchanged when it only holds characters no shell
@@ -134,33 +137,102 @@ pub fn readonly_yaml(cluster: &str, role_arn: &str) -> Result<String, RbacError>
 /// The onboarding document for read-only (`automated` false) or automated mode, which adds
 /// the separate drain role. Refuses a cluster name or role ARN EKS would not accept.
 pub fn rbac_yaml(cluster: &str, role_arn: &str, automated: bool) -> Result<String, RbacError> {
-    if !crate::api::validate::is_cluster_name(cluster) {
-        return Err(RbacError::ClusterName(cluster.to_string()));
+    onboarding_document(&[(cluster.to_string(), None)], role_arn, automated)
+}
+
+/// Kubernetes user name crossguard's sessions get in an `aws-auth` mapRoles entry (access
+/// entries name the session by default); `{{SessionName}}` is the STS session name.
+pub const AWS_AUTH_USERNAME: &str = "crossguard:{{SessionName}}";
+
+/// The onboarding document for `clusters` (name, and region when known): the RBAC as YAML,
+/// preceded by comments with the commands that give crossguard's role access to each
+/// cluster, an EKS access entry (clusters whose authentication mode is `API` or
+/// `API_AND_CONFIG_MAP`, with the command that checks it) or, for clusters still on the
+/// `aws-auth` ConfigMap, the mapRoles entry to add. Every value printed into a command is
+/// validated and shell-quoted.
+pub fn onboarding_document(
+    clusters: &[(String, Option<String>)],
+    role_arn: &str,
+    automated: bool,
+) -> Result<String, RbacError> {
+    for (cluster, region) in clusters {
+        if !crate::api::validate::is_cluster_name(cluster) {
+            return Err(RbacError::ClusterName(cluster.clone()));
+        }
+        if let Some(r) = region
+            .as_ref()
+            .filter(|r| !crate::api::validate::is_region(r))
+        {
+            return Err(RbacError::Region(r.clone()));
+        }
     }
     if !crate::api::validate::is_role_arn(role_arn) {
         return Err(RbacError::RoleArn(role_arn.to_string()));
     }
-    let (cluster_arg, role_arg) = (shell_quote(cluster), shell_quote(role_arn));
+    let role_arg = shell_quote(role_arn);
+    let groups: Vec<&str> = if automated {
+        vec![READONLY_GROUP, DRAIN_GROUP]
+    } else {
+        vec![READONLY_GROUP]
+    };
+    let names: Vec<&str> = clusters.iter().map(|(c, _)| c.as_str()).collect();
     let mut out = if automated {
         format!(
-            "# Access for crossguard in EKS cluster {cluster}, automated mode. Apply with kubectl,\n\
-             # then map crossguard's role to both groups with an EKS access entry:\n\
-             #   aws eks create-access-entry --cluster-name {cluster_arg} --principal-arn {role_arg} \\\n\
-             #     --kubernetes-groups {READONLY_GROUP} {DRAIN_GROUP}\n\
+            "# Access for crossguard in EKS cluster(s) {}, automated mode.\n\
              # {READONLY_NAME}: get/list/watch on nodes, pods, workloads and PodDisruptionBudgets.\n\
              # {DRAIN_NAME}: patch nodes (cordon/uncordon) and create pods/eviction (evictions honour\n\
-             # PodDisruptionBudgets). No Secrets, no ConfigMaps, no other writes.\n"
+             # PodDisruptionBudgets). No Secrets, no ConfigMaps, no other writes.\n",
+            names.join(", ")
         )
     } else {
         format!(
-            "# Read-only access for crossguard in EKS cluster {cluster}. Apply with kubectl, then map\n\
-             # crossguard's role to the group with an EKS access entry:\n\
-             #   aws eks create-access-entry --cluster-name {cluster_arg} --principal-arn {role_arg} \\\n\
-             #     --kubernetes-groups {READONLY_GROUP}\n\
+            "# Read-only access for crossguard in EKS cluster(s) {}.\n\
              # It grants get/list/watch on nodes, pods, workloads and PodDisruptionBudgets only:\n\
-             # no Secrets, no ConfigMaps, no writes.\n"
+             # no Secrets, no ConfigMaps, no writes.\n",
+            names.join(", ")
         )
     };
+    out.push_str(
+        "#\n# 1. Apply this file in each cluster: kubectl apply -f <this file>\n\
+         # 2. Map crossguard's role to the group(s) below. EKS access entries need the cluster's\n\
+         #    authentication mode to be API or API_AND_CONFIG_MAP; check it with the first command\n\
+         #    (CONFIG_MAP means: use the aws-auth entry in 3. instead, or switch the cluster with\n\
+         #    aws eks update-cluster-config --name <cluster> --access-config authenticationMode=API_AND_CONFIG_MAP):\n",
+    );
+    let group_args: Vec<String> = groups.iter().map(|g| shell_quote(g)).collect();
+    for (cluster, region) in clusters {
+        let region_arg = region
+            .as_ref()
+            .map(|r| format!(" --region {}", shell_quote(r)))
+            .unwrap_or_default();
+        let cluster_arg = shell_quote(cluster);
+        out.push_str(&format!(
+            "#   aws eks describe-cluster --name {cluster_arg}{region_arg} --query cluster.accessConfig.authenticationMode --output text\n\
+             #   aws eks create-access-entry --cluster-name {cluster_arg}{region_arg} --principal-arn {role_arg} \\\n\
+             #     --kubernetes-groups {}\n",
+            group_args.join(" ")
+        ));
+    }
+    // aws-auth takes the role ARN without its path (a known limitation of aws-auth).
+    let aws_auth_arn = match role_arn.split_once(":role/") {
+        Some((head, name)) => format!("{head}:role/{}", name.rsplit('/').next().unwrap_or(name)),
+        None => role_arn.to_string(),
+    };
+    out.push_str(&format!(
+        "# 3. Only for a cluster whose authentication mode is CONFIG_MAP: instead of the access entry,\n\
+         #    add this item to data.mapRoles of the aws-auth ConfigMap\n\
+         #    (kubectl edit configmap aws-auth -n kube-system):\n\
+         #    - rolearn: {aws_auth_arn}\n\
+         #      username: \"{AWS_AUTH_USERNAME}\"\n\
+         #      groups:\n"
+    ));
+    for g in &groups {
+        out.push_str(&format!("#        - {g}\n"));
+    }
+    out.push_str(
+        "# To revoke crossguard's access at once: aws eks delete-access-entry --cluster-name <cluster>\n\
+         # --principal-arn <role> (or remove the aws-auth item), or delete the role's stack.\n",
+    );
     let mut objects = vec![readonly()];
     if automated {
         objects.push(drain());
@@ -249,10 +321,12 @@ mod tests {
         assert!(yaml.contains(&format!(
             "--kubernetes-groups {READONLY_GROUP} {DRAIN_GROUP}"
         )));
+        // The objects (after the comments, which mention delete-access-entry for revoking).
+        let (_, objects) = yaml.split_once("\n---\n").unwrap();
         assert!(
-            !yaml.contains("- secrets")
-                && !yaml.contains("- configmaps")
-                && !yaml.contains("delete")
+            !objects.contains("- secrets")
+                && !objects.contains("- configmaps")
+                && !objects.contains("delete")
         );
     }
 

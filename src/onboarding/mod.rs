@@ -1,10 +1,23 @@
-//! CloudFormation templates a customer deploys to let crossguard in: one IAM role, trusted
-//! only by the operator's principal with the account's ExternalId, granting exactly the
-//! calls crossguard makes (read-only, plus reading the role itself for the posture check),
-//! and optionally the access-key audit reads, the tag-conditioned key deactivation, and in
-//! automated mode tag-conditioned scale-in.
+//! What a customer deploys to let crossguard in, and what the operator's own role needs.
+//!
+//! The customer's side is one IAM role, trusted only by the operator's principal with the
+//! account's ExternalId, granting exactly the calls crossguard makes (read-only, plus
+//! reading the role itself for the posture check), and optionally the access-key audit
+//! reads, the tag-conditioned key deactivation, and in automated mode tag-conditioned
+//! scale-in. [`role`] builds that role once as a deployment-neutral model; it is rendered
+//! as a CloudFormation template ([`cloudformation`]) or as Terraform ([`terraform`]), so
+//! both carry the same policy documents. [`operator`] prints the operator's own IAM policy
+//! and trust policy; [`from_cluster`] reads a CustomerAccount to fill in the options.
+
+pub mod cli;
+pub mod cloudformation;
+pub mod from_cluster;
+pub mod operator;
+pub mod terraform;
 
 use serde_json::{Value, json};
+
+pub use cloudformation::template;
 
 /// Every read call crossguard makes in a customer account (`sts:GetCallerIdentity` is always
 /// allowed by AWS and cannot be granted, so it is not listed).
@@ -100,19 +113,76 @@ pub enum Mode {
     Automated,
 }
 
-/// Inputs of [`template`].
+impl Mode {
+    /// The CLI spelling (`read-only`, `automated`), used in descriptions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::ReadOnly => "read-only",
+            Mode::Automated => "automated",
+        }
+    }
+}
+
+impl From<crate::api::Mode> for Mode {
+    fn from(mode: crate::api::Mode) -> Self {
+        match mode {
+            crate::api::Mode::ReadOnly => Mode::ReadOnly,
+            crate::api::Mode::Automated => Mode::Automated,
+        }
+    }
+}
+
+/// Version of the role's template, stamped into every rendering (CloudFormation
+/// `Metadata.crossguard.templateVersion` and `Description`, the Terraform header and role
+/// description). Bumped whenever the role's permissions or the template's parameters
+/// change, so a deployed stack can be compared with what this crossguard prints.
+/// 2: ExternalId and operator principal as parameters, EKS ARNs scoped to regions.
+pub const TEMPLATE_VERSION: u32 = 2;
+
+/// crossguard's own version (Cargo package version), stamped next to [`TEMPLATE_VERSION`].
+pub const CROSSGUARD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Placeholder for the AWS partition (`aws`, `aws-cn`, `aws-us-gov`) in the role model's
+/// strings; CloudFormation resolves it with `Fn::Sub`, Terraform with `aws_partition`.
+pub const PARTITION: &str = "${AWS::Partition}";
+/// Placeholder for the account the role is created in.
+pub const ACCOUNT: &str = "${AWS::AccountId}";
+/// Placeholder for the ExternalId parameter (Terraform: `var.external_id`).
+pub const EXTERNAL_ID: &str = "${ExternalId}";
+/// Placeholder for the operator principal parameter (Terraform: `var.operator_principal`).
+pub const OPERATOR_PRINCIPAL: &str = "${OperatorPrincipal}";
+
+/// Name of the CloudFormation parameter / Terraform variable holding the ExternalId.
+pub const EXTERNAL_ID_PARAMETER: (&str, &str) = ("ExternalId", "external_id");
+/// Name of the CloudFormation parameter / Terraform variable holding the operator principal.
+pub const OPERATOR_PRINCIPAL_PARAMETER: (&str, &str) = ("OperatorPrincipal", "operator_principal");
+
+/// Characters STS accepts in an ExternalId (`[\w+=,.@:/-]`, 2 to 1224 of them; AWS STS
+/// API reference, AssumeRole). crossguard generates 32 letters and digits.
+pub const EXTERNAL_ID_CHARS: &str = "A-Za-z0-9_+=,.@:/-";
+
+/// Inputs of [`role`] and of its renderings.
 #[derive(Clone, Debug)]
 pub struct TemplateOptions {
-    /// The customer's AWS account id (12 digits).
-    pub account_id: String,
+    /// The customer's AWS account id (12 digits); `None` for the generic template
+    /// (StackSets, Launch Stack), which works in any account.
+    pub account_id: Option<String>,
     /// Read-only or automated permissions.
     pub mode: Mode,
     /// EKS cluster names; scopes the EKS permissions (required in automated mode).
     pub clusters: Vec<String>,
-    /// ARN of the operator's IAM role, the only principal trusted.
-    pub operator_principal: String,
-    /// The CustomerAccount's status.externalId.
-    pub external_id: String,
+    /// AWS regions (the CustomerAccount's `spec.regions`) scoping the EKS and Auto Scaling
+    /// ARNs; empty means every region.
+    pub regions: Vec<String>,
+    /// ARN of the operator's IAM role, the only principal trusted: the default of the
+    /// `OperatorPrincipal` parameter; `None` leaves the parameter without a default.
+    pub operator_principal: Option<String>,
+    /// The CustomerAccount's status.externalId: the default of the `ExternalId` parameter;
+    /// `None` (generic template) leaves it to whoever deploys the stack.
+    pub external_id: Option<String>,
+    /// The generic template: no per-account defaults (`account_id` and `external_id` must
+    /// be `None`). Otherwise both, and the operator principal, are required.
+    pub generic: bool,
     /// Also require `sts:SourceIdentity` like `crossguard-*` on every session.
     pub require_source_identity: bool,
     /// Name of the role created.
@@ -131,12 +201,32 @@ pub enum TemplateError {
     /// An AWS account id is exactly 12 decimal digits.
     #[error("account id {0:?} is not 12 digits")]
     AccountId(String),
-    /// The trusted principal must be an IAM ARN (`arn:…`).
-    #[error("operator principal {0:?} is not an ARN")]
+    /// The trusted principal must be an IAM role (or legacy IAM user) ARN.
+    #[error(
+        "operator principal {0:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>, or the aws-cn / aws-us-gov partition)"
+    )]
     OperatorPrincipal(String),
-    /// Without an ExternalId the trust policy would not defend against a confused deputy.
-    #[error("external id is empty")]
-    EmptyExternalId,
+    /// STS accepts 2-1224 characters of `[\w+=,.@:/-]` as ExternalId.
+    #[error("external id {0:?} is not 2-1224 letters, digits or _+=,.@:/-")]
+    ExternalId(String),
+    /// A per-account template needs the account id.
+    #[error(
+        "no account id: pass --account-id (or --from customeraccount/NAME), or --generic for the template without per-account defaults"
+    )]
+    MissingAccountId,
+    /// A per-account template needs the ExternalId.
+    #[error(
+        "no external id: pass --external-id with the CustomerAccount's status.externalId (or --from customeraccount/NAME), or --generic for the template without per-account defaults"
+    )]
+    MissingExternalId,
+    /// A per-account template needs the operator principal.
+    #[error(
+        "no operator principal: pass --operator-principal or set CROSSGUARD_OPERATOR_PRINCIPAL to the operator's IAM role ARN (the chart's operatorPrincipal, or its irsaRoleArn)"
+    )]
+    MissingOperatorPrincipal,
+    /// The generic template carries no per-account values.
+    #[error("--generic takes no account id or external id: they are the stack's parameters")]
+    GenericWithAccountValues,
     /// Automated permissions are scoped to named clusters; there is no "every cluster".
     #[error("automated mode needs at least one --cluster")]
     NoCluster,
@@ -146,43 +236,70 @@ pub enum TemplateError {
         "invalid EKS cluster name {0:?}: 1-100 letters, digits, '-' and '_', starting with a letter or digit"
     )]
     ClusterName(String),
+    /// Region codes like `us-east-1` (they end up inside ARNs).
+    #[error("invalid AWS region {0:?}: expected a region code like us-east-1")]
+    Region(String),
     /// IAM role names are 1-64 of letters, digits and `+=,.@_-` (they end up inside ARNs).
     #[error("invalid role name {0:?}")]
     RoleName(String),
 }
 
+/// Whether `value` is an ExternalId STS accepts (see [`EXTERNAL_ID_CHARS`]).
+pub fn is_external_id(value: &str) -> bool {
+    (2..=1224).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b))
+}
+
+/// Whether `name` is an IAM role name: 1-64 of letters, digits and `+=,.@_-`.
+pub fn is_role_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
 impl TemplateOptions {
     /// Rejects options that would produce a useless or unsafe template.
     pub fn validate(&self) -> Result<(), TemplateError> {
-        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(TemplateError::AccountId(self.account_id.clone()));
+        use crate::api::validate::{is_account_id, is_cluster_name, is_region, is_role_arn};
+        if self.generic {
+            if self.account_id.is_some() || self.external_id.is_some() {
+                return Err(TemplateError::GenericWithAccountValues);
+            }
+        } else {
+            if self.account_id.is_none() {
+                return Err(TemplateError::MissingAccountId);
+            }
+            if self.external_id.is_none() {
+                return Err(TemplateError::MissingExternalId);
+            }
+            if self.operator_principal.is_none() {
+                return Err(TemplateError::MissingOperatorPrincipal);
+            }
         }
-        if !self.operator_principal.starts_with("arn:") {
-            return Err(TemplateError::OperatorPrincipal(
-                self.operator_principal.clone(),
-            ));
+        if let Some(id) = self.account_id.as_ref().filter(|id| !is_account_id(id)) {
+            return Err(TemplateError::AccountId(id.clone()));
         }
-        if self.external_id.trim().is_empty() {
-            return Err(TemplateError::EmptyExternalId);
+        if let Some(p) = self.operator_principal.as_ref().filter(|p| !is_role_arn(p)) {
+            return Err(TemplateError::OperatorPrincipal(p.clone()));
+        }
+        if let Some(e) = self.external_id.as_ref().filter(|e| !is_external_id(e)) {
+            return Err(TemplateError::ExternalId(e.clone()));
         }
         if self.mode == Mode::Automated && self.clusters.is_empty() {
             return Err(TemplateError::NoCluster);
         }
-        if let Some(c) = self
-            .clusters
-            .iter()
-            .find(|c| !crate::api::validate::is_cluster_name(c))
-        {
+        if let Some(c) = self.clusters.iter().find(|c| !is_cluster_name(c)) {
             return Err(TemplateError::ClusterName(c.clone()));
         }
-        let name = &self.role_name;
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
-        {
-            return Err(TemplateError::RoleName(name.clone()));
+        if let Some(r) = self.regions.iter().find(|r| !is_region(r)) {
+            return Err(TemplateError::Region(r.clone()));
+        }
+        if !is_role_name(&self.role_name) {
+            return Err(TemplateError::RoleName(self.role_name.clone()));
         }
         Ok(())
     }
@@ -191,22 +308,105 @@ impl TemplateOptions {
     pub fn key_audit_reads(&self) -> bool {
         self.key_audit || self.key_audit_enforce
     }
+
+    /// One line saying what the template creates, with both version stamps.
+    pub fn description(&self) -> String {
+        let account = match &self.account_id {
+            Some(id) => format!(" for account {id}"),
+            None => String::new(),
+        };
+        format!(
+            "crossguard {} access role{account} (crossguard {CROSSGUARD_VERSION}, template version {TEMPLATE_VERSION})",
+            self.mode.as_str()
+        )
+    }
 }
 
-fn sub(s: String) -> Value {
-    json!({ "Fn::Sub": s })
+/// One inline policy of the role.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolePolicy {
+    /// The policy's name in IAM (`crossguard-read-only`, …).
+    pub name: &'static str,
+    /// The policy document; its strings may hold the placeholders [`PARTITION`] and
+    /// [`ACCOUNT`].
+    pub document: Value,
 }
 
-fn cluster_arn(name: &str) -> Value {
-    sub(format!(
-        "arn:${{AWS::Partition}}:eks:*:${{AWS::AccountId}}:cluster/{name}"
+/// The IAM role a customer creates, independent of how it is deployed: the CloudFormation
+/// and Terraform renderings substitute the placeholders ([`PARTITION`], [`ACCOUNT`],
+/// [`EXTERNAL_ID`], [`OPERATOR_PRINCIPAL`]) with their own syntax and change nothing else.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleModel {
+    /// The role's name.
+    pub name: String,
+    /// The role's IAM description.
+    pub description: String,
+    /// Longest session, in seconds (one hour: crossguard never asks for more).
+    pub max_session_seconds: u32,
+    /// The trust policy (`AssumeRolePolicyDocument`).
+    pub trust: Value,
+    /// The inline policies, in a stable order.
+    pub policies: Vec<RolePolicy>,
+}
+
+/// The role for `opts` (which should have passed [`TemplateOptions::validate`]).
+pub fn role(opts: &TemplateOptions) -> RoleModel {
+    let mut policies = vec![RolePolicy {
+        name: "crossguard-read-only",
+        document: read_only_policy(opts),
+    }];
+    if opts.mode == Mode::Automated {
+        policies.push(RolePolicy {
+            name: "crossguard-automated",
+            document: automated_policy(opts),
+        });
+    }
+    if opts.key_audit_reads() {
+        policies.push(RolePolicy {
+            name: "crossguard-key-audit",
+            document: key_audit_policy(opts),
+        });
+    }
+    RoleModel {
+        name: opts.role_name.clone(),
+        description: format!(
+            "Assumed by crossguard ({}, template version {TEMPLATE_VERSION})",
+            opts.mode.as_str()
+        ),
+        max_session_seconds: 3600,
+        trust: trust_policy(opts),
+        policies,
+    }
+}
+
+/// `arn:<partition>:<service>:<region>:<account>:<resource>` with the placeholders.
+fn arn(service: &str, region: &str, resource: &str) -> Value {
+    Value::String(format!(
+        "arn:{PARTITION}:{service}:{region}:{ACCOUNT}:{resource}"
     ))
 }
 
-fn nodegroup_arn(name: &str) -> Value {
-    sub(format!(
-        "arn:${{AWS::Partition}}:eks:*:${{AWS::AccountId}}:nodegroup/{name}/*"
-    ))
+/// The regions ARNs are scoped to: the given ones, or every region.
+fn regions(opts: &TemplateOptions) -> Vec<&str> {
+    if opts.regions.is_empty() {
+        vec!["*"]
+    } else {
+        opts.regions.iter().map(String::as_str).collect()
+    }
+}
+
+fn cluster_arns(opts: &TemplateOptions, name: &str) -> Vec<Value> {
+    regions(opts)
+        .into_iter()
+        .map(|r| arn("eks", r, &format!("cluster/{name}")))
+        .collect()
+}
+
+fn nodegroup_arns(opts: &TemplateOptions, name: &str) -> Vec<Value> {
+    regions(opts)
+        .into_iter()
+        .map(|r| arn("eks", r, &format!("nodegroup/{name}/*")))
+        .collect()
 }
 
 fn read_only_policy(opts: &TemplateOptions) -> Value {
@@ -221,13 +421,13 @@ fn read_only_policy(opts: &TemplateOptions) -> Value {
             "Sid": "ReadEksClusters",
             "Effect": "Allow",
             "Action": ["eks:DescribeCluster", "eks:ListNodegroups"],
-            "Resource": names.iter().map(|c| cluster_arn(c)).collect::<Vec<_>>(),
+            "Resource": names.iter().flat_map(|c| cluster_arns(opts, c)).collect::<Vec<_>>(),
         }),
         json!({
             "Sid": "ReadEksNodegroups",
             "Effect": "Allow",
             "Action": ["eks:DescribeNodegroup"],
-            "Resource": names.iter().map(|c| nodegroup_arn(c)).collect::<Vec<_>>(),
+            "Resource": names.iter().flat_map(|c| nodegroup_arns(opts, c)).collect::<Vec<_>>(),
         }),
     ];
     // These Describe calls support no resource-level permissions: "*" is the only option.
@@ -253,7 +453,8 @@ fn read_only_policy(opts: &TemplateOptions) -> Value {
         "Resource": "*",
     }));
     // The account's Savings Plans and their rates act on `savingsplan` resources (Service
-    // Authorization Reference, AWS Savings Plans): any plan of this account.
+    // Authorization Reference, AWS Savings Plans): any plan of this account. Savings
+    // Plans are global (no region in the ARN).
     statements.push(json!({
         "Sid": "ReadSavingsPlans",
         "Effect": "Allow",
@@ -261,7 +462,7 @@ fn read_only_policy(opts: &TemplateOptions) -> Value {
             "savingsplans:DescribeSavingsPlans",
             "savingsplans:DescribeSavingsPlanRates",
         ],
-        "Resource": sub("arn:${AWS::Partition}:savingsplans::${AWS::AccountId}:savingsplan/*".into()),
+        "Resource": arn("savingsplans", "", "savingsplan/*"),
     }));
     statements.push(json!({
         "Sid": "ReadOwnRole",
@@ -273,17 +474,14 @@ fn read_only_policy(opts: &TemplateOptions) -> Value {
         "Sid": "ReadManagedPolicies",
         "Effect": "Allow",
         "Action": &ROLE_POSTURE_ACTIONS[4..],
-        "Resource": sub(ROLE_POSTURE_POLICY_RESOURCE.into()),
+        "Resource": ROLE_POSTURE_POLICY_RESOURCE,
     }));
     statements.push(deny_management_tag_changes());
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
 fn role_arn(opts: &TemplateOptions) -> Value {
-    sub(format!(
-        "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{}",
-        opts.role_name
-    ))
+    arn("iam", "", &format!("role/{}", opts.role_name))
 }
 
 fn deny_management_tag_changes() -> Value {
@@ -297,7 +495,7 @@ fn deny_management_tag_changes() -> Value {
 }
 
 fn key_audit_policy(opts: &TemplateOptions) -> Value {
-    let users = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*".into());
+    let users = arn("iam", "", "user/*");
     let mut statements = vec![
         json!({
             "Sid": "ListIamUsers",
@@ -334,14 +532,22 @@ fn automated_policy(opts: &TemplateOptions) -> Value {
     // StringEquals (not ForAnyValue) is the correct operator, and keeping clusters apart
     // makes each grant readable on its own.
     for (i, cluster) in opts.clusters.iter().enumerate() {
+        let mut resources: Vec<Value> = regions(opts)
+            .into_iter()
+            .map(|r| {
+                arn(
+                    "autoscaling",
+                    r,
+                    "autoScalingGroup:*:autoScalingGroupName/*",
+                )
+            })
+            .collect();
+        resources.extend(nodegroup_arns(opts, cluster));
         statements.push(json!({
             "Sid": format!("ScaleInManaged{i}"),
             "Effect": "Allow",
             "Action": AUTOMATED_ACTIONS,
-            "Resource": [
-                sub("arn:${AWS::Partition}:autoscaling:*:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/*".into()),
-                nodegroup_arn(cluster),
-            ],
+            "Resource": resources,
             "Condition": { "StringEquals": {
                 format!("aws:ResourceTag/{MANAGED_TAG}"): "true",
                 format!("aws:ResourceTag/{CLUSTER_TAG}"): cluster,
@@ -351,16 +557,17 @@ fn automated_policy(opts: &TemplateOptions) -> Value {
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
-/// The trust policy: only the operator principal, only with the ExternalId. Setting a
-/// source identity is a separate statement because `sts:ExternalId` is not a condition key
-/// of `sts:SetSourceIdentity`; that statement only constrains the identity's value, and the
-/// session still needs `sts:AssumeRole`, which requires the ExternalId.
+/// The trust policy: only the operator principal, only with the ExternalId (both the
+/// placeholders of the template's parameters). Setting a source identity is a separate
+/// statement because `sts:ExternalId` is not a condition key of `sts:SetSourceIdentity`;
+/// that statement only constrains the identity's value, and the session still needs
+/// `sts:AssumeRole`, which requires the ExternalId.
 pub fn trust_policy(opts: &TemplateOptions) -> Value {
-    let mut assume = json!({ "StringEquals": { "sts:ExternalId": opts.external_id } });
+    let mut assume = json!({ "StringEquals": { "sts:ExternalId": EXTERNAL_ID } });
     if opts.require_source_identity {
         assume["StringLike"] = json!({ "sts:SourceIdentity": SOURCE_IDENTITY_PATTERN });
     }
-    let principal = json!({ "AWS": opts.operator_principal });
+    let principal = json!({ "AWS": OPERATOR_PRINCIPAL });
     json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -382,52 +589,18 @@ pub fn trust_policy(opts: &TemplateOptions) -> Value {
     })
 }
 
-/// The CloudFormation template (JSON) creating the crossguard role in the customer account.
-pub fn template(opts: &TemplateOptions) -> Value {
-    let mut policies = vec![json!({
-        "PolicyName": "crossguard-read-only",
-        "PolicyDocument": read_only_policy(opts),
-    })];
-    if opts.mode == Mode::Automated {
-        policies.push(json!({
-            "PolicyName": "crossguard-automated",
-            "PolicyDocument": automated_policy(opts),
-        }));
-    }
-    if opts.key_audit_reads() {
-        policies.push(json!({
-            "PolicyName": "crossguard-key-audit",
-            "PolicyDocument": key_audit_policy(opts),
-        }));
-    }
-    let mode = match opts.mode {
-        Mode::ReadOnly => "read-only",
-        Mode::Automated => "automated",
-    };
-    json!({
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": format!(
-            "crossguard {mode} access role for account {}", opts.account_id
+/// Every string of `value` with `replace` applied (for rendering the placeholders).
+pub(crate) fn map_strings(value: &Value, replace: &dyn Fn(&str) -> Value) -> Value {
+    match value {
+        Value::String(s) => replace(s),
+        Value::Array(a) => Value::Array(a.iter().map(|v| map_strings(v, replace)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), map_strings(v, replace)))
+                .collect(),
         ),
-        "Resources": {
-            "CrossguardRole": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {
-                    "RoleName": opts.role_name,
-                    "Description": format!("Assumed by crossguard ({mode})"),
-                    "MaxSessionDuration": 3600,
-                    "AssumeRolePolicyDocument": trust_policy(opts),
-                    "Policies": policies,
-                },
-            },
-        },
-        "Outputs": {
-            "RoleArn": {
-                "Description": "Put this ARN in the CustomerAccount's spec.roleArn",
-                "Value": { "Fn::GetAtt": ["CrossguardRole", "Arn"] },
-            },
-        },
-    })
+        other => other.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -436,11 +609,13 @@ mod tests {
 
     fn opts(mode: Mode, clusters: &[&str]) -> TemplateOptions {
         TemplateOptions {
-            account_id: "111122223333".into(),
+            account_id: Some("111122223333".into()),
             mode,
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
-            operator_principal: "arn:aws:iam::999988887777:role/crossguard-operator".into(),
-            external_id: "ext-123".into(),
+            regions: vec![],
+            operator_principal: Some("arn:aws:iam::999988887777:role/crossguard-operator".into()),
+            external_id: Some("ext-123".into()),
+            generic: false,
             require_source_identity: true,
             role_name: "crossguard-access".into(),
             key_audit: false,
@@ -716,7 +891,7 @@ mod tests {
 
     #[test]
     fn trust_policy_is_only_the_operator_with_external_id() {
-        let operator = json!({ "AWS": "arn:aws:iam::999988887777:role/crossguard-operator" });
+        let operator = json!({ "AWS": { "Ref": "OperatorPrincipal" } });
         for require in [true, false] {
             for mode in [Mode::ReadOnly, Mode::Automated] {
                 let mut o = opts(mode, &["prod"]);
@@ -745,7 +920,12 @@ mod tests {
                 assert_eq!(assume["Action"], "sts:AssumeRole");
                 assert_eq!(
                     assume["Condition"]["StringEquals"],
-                    json!({ "sts:ExternalId": "ext-123" })
+                    json!({ "sts:ExternalId": { "Ref": "ExternalId" } })
+                );
+                assert_eq!(t["Parameters"]["ExternalId"]["Default"], "ext-123");
+                assert_eq!(
+                    t["Parameters"]["OperatorPrincipal"]["Default"],
+                    "arn:aws:iam::999988887777:role/crossguard-operator"
                 );
                 assert_eq!(stmts[1]["Action"], "sts:SetSourceIdentity");
             }
@@ -789,18 +969,43 @@ mod tests {
             Ok(())
         );
         let mut o = opts(Mode::ReadOnly, &[]);
-        o.account_id = "123".into();
+        o.account_id = Some("123".into());
         assert_eq!(o.validate(), Err(TemplateError::AccountId("123".into())));
         let mut o = opts(Mode::ReadOnly, &[]);
-        o.operator_principal = "crossguard".into();
+        o.operator_principal = Some("crossguard".into());
         let err = o.validate().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "operator principal \"crossguard\" is not an ARN"
+        assert!(
+            err.to_string()
+                .starts_with("operator principal \"crossguard\" is not an IAM role ARN"),
+            "{err}"
         );
+        for bad in [" ", "x", "a b", "a\"b", &"e".repeat(1225)] {
+            let mut o = opts(Mode::ReadOnly, &[]);
+            o.external_id = Some(bad.into());
+            assert_eq!(o.validate(), Err(TemplateError::ExternalId(bad.into())));
+        }
         let mut o = opts(Mode::ReadOnly, &[]);
-        o.external_id = " ".into();
-        assert_eq!(o.validate(), Err(TemplateError::EmptyExternalId));
+        o.regions = vec!["us-east-1".into(), "us-east-1;id".into()];
+        assert_eq!(
+            o.validate(),
+            Err(TemplateError::Region("us-east-1;id".into()))
+        );
+        // Per-account templates need all three values; the generic one none of the
+        // per-account ones.
+        let mut o = opts(Mode::ReadOnly, &[]);
+        o.external_id = None;
+        assert_eq!(o.validate(), Err(TemplateError::MissingExternalId));
+        o.account_id = None;
+        assert_eq!(o.validate(), Err(TemplateError::MissingAccountId));
+        o.generic = true;
+        assert_eq!(o.validate(), Ok(()));
+        o.operator_principal = None;
+        assert_eq!(o.validate(), Ok(()));
+        o.external_id = Some("ext-123".into());
+        assert_eq!(o.validate(), Err(TemplateError::GenericWithAccountValues));
+        let mut o = opts(Mode::ReadOnly, &[]);
+        o.operator_principal = None;
+        assert_eq!(o.validate(), Err(TemplateError::MissingOperatorPrincipal));
         for bad in ["", "a/b", "${AWS::Region}", &"r".repeat(65)] {
             let mut o = opts(Mode::ReadOnly, &[]);
             o.role_name = bad.into();
@@ -809,6 +1014,71 @@ mod tests {
         let mut o = opts(Mode::ReadOnly, &[]);
         o.role_name = "Crossguard+Access=1,2.x@y_z-".into();
         assert_eq!(o.validate(), Ok(()));
+    }
+
+    #[test]
+    fn regions_scope_every_eks_and_autoscaling_arn() {
+        let mut o = opts(Mode::Automated, &["prod"]);
+        o.regions = vec!["eu-west-1".into(), "us-east-1".into()];
+        let t = template(&o);
+        let mut scoped = 0;
+        for s in statements(&t) {
+            let resources = match &s["Resource"] {
+                Value::Array(a) => a.clone(),
+                other => vec![other.clone()],
+            };
+            for r in resources {
+                let Some(arn) = r["Fn::Sub"].as_str() else {
+                    continue;
+                };
+                let arn = arn
+                    .replace(PARTITION, "aws")
+                    .replace(ACCOUNT, "111122223333");
+                let region = arn.split(':').nth(3).unwrap();
+                if arn.contains(":eks:") || arn.contains(":autoscaling:") {
+                    assert!(["eu-west-1", "us-east-1"].contains(&region), "{arn}");
+                    scoped += 1;
+                }
+            }
+        }
+        // Cluster, nodegroup (read), ASG and nodegroup (scale-in) ARNs, in two regions.
+        assert_eq!(scoped, 8);
+        assert_eq!(
+            t["Metadata"]["crossguard"]["regions"],
+            json!(["eu-west-1", "us-east-1"])
+        );
+    }
+
+    #[test]
+    fn templates_carry_both_version_stamps() {
+        let t = template(&opts(Mode::ReadOnly, &[]));
+        assert_eq!(
+            t["Metadata"]["crossguard"]["templateVersion"],
+            TEMPLATE_VERSION
+        );
+        assert_eq!(t["Metadata"]["crossguard"]["version"], CROSSGUARD_VERSION);
+        let description = t["Description"].as_str().unwrap();
+        assert!(description.contains(&format!("crossguard {CROSSGUARD_VERSION}")));
+        assert!(description.contains(&format!("template version {TEMPLATE_VERSION}")));
+        assert_eq!(
+            t["Outputs"]["RoleArn"]["Value"],
+            json!({ "Fn::GetAtt": ["CrossguardRole", "Arn"] })
+        );
+    }
+
+    #[test]
+    fn generic_template_has_parameters_without_account_defaults() {
+        let mut o = opts(Mode::ReadOnly, &[]);
+        o.generic = true;
+        o.account_id = None;
+        o.external_id = None;
+        let t = template(&o);
+        assert!(t["Parameters"]["ExternalId"].get("Default").is_none());
+        assert!(!t.to_string().contains("111122223333"));
+        assert_eq!(
+            t["Parameters"]["OperatorPrincipal"]["Default"],
+            "arn:aws:iam::999988887777:role/crossguard-operator"
+        );
     }
 
     #[test]
