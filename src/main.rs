@@ -122,6 +122,10 @@ enum Command {
         #[arg(long)]
         key_audit_enforce: bool,
     },
+    /// Set a CustomerAccount's spec.roleArn once the customer deployed the role: from the
+    /// stack's RoleArn output (`--stack-outputs`) or `--role-arn`, checked to be a role in
+    /// the account (uses KUBECONFIG like kubectl).
+    OnboardingComplete(crossguard::onboarding_complete::Args),
     /// Write the CustomResourceDefinitions to crds/ and the Helm chart.
     Crdgen {
         /// Repository root to write into.
@@ -771,6 +775,10 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::OnboardingComplete(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crossguard::onboarding_complete::run(args)),
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
