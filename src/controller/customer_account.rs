@@ -499,6 +499,35 @@ mod tests {
     }
 
     #[test]
+    fn the_awaiting_role_message_gives_this_accounts_commands() {
+        let mut ca = account(&[]);
+        ca.metadata.namespace = Some("tenant-a".into());
+        ca.spec.role_arn = None;
+        let message = awaiting_role_message(&ca, None);
+        for part in [
+            "crossguard onboarding-template --account-id 111122223333 --operator-principal <the operator's IAM role ARN>",
+            "kubectl get customeraccount acme -n tenant-a -o jsonpath='{.status.externalId}'",
+            "crossguard onboarding-complete customeraccount/acme -n tenant-a --stack-outputs outputs.json",
+            r#"kubectl patch customeraccount acme -n tenant-a --type merge -p '{"spec":{"roleArn":"arn:aws:iam::111122223333:role/crossguard-access"}}'"#,
+        ] {
+            assert!(message.contains(part), "{part:?} missing from {message}");
+        }
+        assert!(!message.contains("--mode automated"));
+        ca.spec.mode = Mode::Automated;
+        let principal = "arn:aws:iam::999988887777:role/crossguard-operator";
+        let message = awaiting_role_message(&ca, Some(principal));
+        assert!(
+            message.contains(&format!(
+                "--mode automated --cluster <EKS cluster name> --operator-principal {principal}"
+            )),
+            "{message}"
+        );
+        // The TrustPolicy message of a new ExternalId names no role that does not exist.
+        assert!(!issued_message(&ca).contains("None"));
+        assert!(issued_message(&ca).contains("onboarding-template"));
+    }
+
+    #[test]
     fn an_external_id_status_never_published_is_announced() {
         let plain = account(&[]);
         let rotating = account(&[(external_id::ROTATE_ANNOTATION, "2026-11-30")]);
