@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole crossguard flow on a laptop, with no cluster and no AWS:
 #   fake API server (management cluster) + moto (AWS, one seeded customer account)
-#   -> CRDs and example CRs applied with kubectl -> the operator binary
+#   -> CRDs and example CRs applied with kubectl (the account without a role) -> the
+#   operator binary -> ExternalId and AwaitingCustomerRole -> the customer's template ->
+#   the customer deploys it -> crossguard onboarding-complete from the stack's outputs
 #   -> wait until CustomerAccount and ManagedCluster are Ready -> show them.
 # Everything it starts is stopped on exit; logs and state stay in <repo>/.demo/.
 # Run via `make demo` (builds first), or directly after `make tools build`.
@@ -251,7 +253,45 @@ fi
 operator_pid=$!
 pids+=("$operator_pid")
 echo "$operator_pid" >"$demo/operator.pid"
-say "operator started (log .demo/operator.log); waiting up to ${ready_timeout}s for Ready"
+say "operator started (log .demo/operator.log)"
+
+# --- onboarding, account first (docs/onboarding-flow.md) -------------------------
+# examples/customeraccount.yaml has no roleArn: the account gets its ExternalId and waits
+# for the customer's role (Ready=False, AwaitingCustomerRole) without calling AWS.
+deadline=$((SECONDS + ready_timeout))
+awaiting=
+while ((SECONDS < deadline)); do
+  alive "$operator_pid" || fail "the operator exited"
+  reason=$(kc get customeraccount acme -n "$namespace" -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}' 2>/dev/null || true)
+  external_id=$(kc get customeraccount acme -n "$namespace" -o jsonpath='{.status.externalId}' 2>/dev/null || true)
+  if [[ $reason == AwaitingCustomerRole && -n $external_id ]]; then awaiting=1; break; fi
+  sleep 1
+done
+[[ -n $awaiting ]] || fail "CustomerAccount/acme did not get its ExternalId and AwaitingCustomerRole within ${ready_timeout}s"
+say "onboarding 1/4: CustomerAccount acme applied without a role: ExternalId issued, waiting for the customer's role"
+kc get customeraccounts -n "$namespace"
+"$operator" onboarding-template --account-id 111111111111 --operator-principal "$operator_principal" \
+  --external-id "$(kc get customeraccount acme -n "$namespace" -o jsonpath='{.status.externalId}')" \
+  >"$demo/customer-template.json" || fail "onboarding-template failed"
+say "onboarding 2/4: the customer's template, for this account and ExternalId: .demo/customer-template.json"
+# The customer deploys it: the seeded role now requires this account's ExternalId, and
+# the stack's outputs come back as `aws cloudformation describe-stacks --query
+# 'Stacks[0].Outputs' --output json` prints them.
+if ! "$python" "$repo/tests/harness/seed.py" --endpoint "$moto_url" --external-id "$external_id" \
+  >"$demo/seed-role.json" 2>>"$demo/seed.log"; then
+  tail -n 20 "$demo/seed.log" >&2
+  fail "deploying the customer's role (seed.py --external-id) failed"
+fi
+"$python" - "$demo/seed-role.json" >"$demo/stack-outputs.json" <<'PY' || fail "writing the stack outputs failed"
+import json, sys
+role = json.load(open(sys.argv[1]))["role_arn"]
+print(json.dumps([{"OutputKey": "RoleArn", "OutputValue": role,
+                   "Description": "Put this ARN in the CustomerAccount's spec.roleArn"}], indent=2))
+PY
+say "onboarding 3/4: the customer deployed the role and handed back its outputs: .demo/stack-outputs.json"
+KUBECONFIG=$kubeconfig "$operator" onboarding-complete customeraccount/acme -n "$namespace" \
+  --stack-outputs "$demo/stack-outputs.json" || fail "crossguard onboarding-complete failed"
+say "onboarding 4/4: crossguard onboarding-complete set spec.roleArn; waiting up to ${ready_timeout}s for Ready"
 
 deadline=$((SECONDS + ready_timeout))
 ready=

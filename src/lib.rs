@@ -19,6 +19,7 @@ pub mod keyaudit;
 pub mod leader;
 pub mod metrics;
 pub mod onboarding;
+pub mod onboarding_complete;
 pub mod posture;
 pub mod sanitize;
 pub mod shard;

@@ -100,6 +100,10 @@ enum Command {
     /// Price List API, the S3 store and its KMS key) and its trust policy for IRSA or EKS
     /// Pod Identity, as JSON.
     OperatorPolicy(onboarding::cli::OperatorPolicyArgs),
+    /// Set a CustomerAccount's spec.roleArn once the customer deployed the role: from the
+    /// stack's RoleArn output (`--stack-outputs`) or `--role-arn`, checked to be a role in
+    /// the account (uses KUBECONFIG like kubectl).
+    OnboardingComplete(crossguard::onboarding_complete::Args),
     /// Write the CustomResourceDefinitions to crds/ and the Helm chart.
     Crdgen {
         /// Repository root to write into.
@@ -651,6 +655,10 @@ fn dispatch() -> anyhow::Result<()> {
                 output,
             )
         }
+        Command::OnboardingComplete(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crossguard::onboarding_complete::run(args)),
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -422,6 +422,167 @@ async fn account_happy_path_after_the_customer_trusts_the_external_id() {
     assert!(w.aws.calls().len() >= calls);
 }
 
+/// An account applied before its customer made the role (no spec.roleArn).
+async fn create_awaiting_account(w: &World) -> CustomerAccount {
+    let obj: CustomerAccount = serde_json::from_value(json!({
+        "apiVersion": "crossguard.dev/v1alpha1", "kind": "CustomerAccount",
+        "metadata": {"name": "acme", "namespace": NS},
+        "spec": {"accountId": ACCOUNT_ID, "regions": [REGION]}}))
+    .unwrap();
+    w.accounts()
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap()
+}
+
+/// Set (Some) or remove (None) spec.roleArn of `acme` with a merge patch.
+async fn set_role(w: &World, role: Option<&str>) {
+    w.accounts()
+        .patch(
+            "acme",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"roleArn": role}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_account_without_role_gets_its_external_id_and_waits_without_aws_calls() {
+    let w = world().await;
+    create_awaiting_account(&w).await;
+    let result = w.reconcile_account("acme").await;
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(controller::AWAITING_ROLE_RECHECK)
+    );
+    assert!(controller::AWAITING_ROLE_RECHECK >= Duration::from_secs(60 * 60));
+    let status = w.account_status("acme").await;
+    let (ready_status, reason, message) = condition(&status, "Ready");
+    assert_eq!(
+        (ready_status.as_str(), reason.as_str()),
+        ("False", "AwaitingCustomerRole")
+    );
+    for next in [
+        "crossguard onboarding-template --account-id 111111111111",
+        "kubectl get customeraccount acme -n acme -o jsonpath='{.status.externalId}'",
+        "crossguard onboarding-complete customeraccount/acme -n acme --stack-outputs",
+        "kubectl patch customeraccount acme -n acme --type merge -p '{\"spec\":{\"roleArn\":\"arn:aws:iam::111111111111:role/crossguard-access\"}}'",
+    ] {
+        assert!(message.contains(next), "{next:?} missing from: {message}");
+    }
+    assert_eq!(
+        condition(&status, "CredentialsValid").1,
+        "AwaitingCustomerRole"
+    );
+    assert_eq!(condition(&status, "TrustPolicy").1, "ExternalIdIssued");
+    let external_id = status["externalId"]
+        .as_str()
+        .expect("ExternalId issued")
+        .to_string();
+    assert!(w.aws.calls().is_empty(), "{:?}", w.aws.calls());
+
+    // Looked at again without a change: still no call, no status write.
+    w.reconcile_account("acme").await.unwrap();
+    assert!(w.aws.calls().is_empty());
+    assert_eq!(w.status_writes(), 0);
+
+    // The customer deployed the role; its ARN is set: verified as usual.
+    w.aws.add_role(ROLE, &external_id);
+    set_role(&w, Some(ROLE)).await;
+    w.reconcile_account("acme").await.expect("verified");
+    let status = w.account_status("acme").await;
+    assert_eq!(ready(&status), ("True".into(), "Verified".into()));
+    assert_eq!(condition(&status, "TrustPolicy").1, "ExternalIdAccepted");
+    assert_eq!(
+        status["externalId"],
+        external_id.as_str(),
+        "the same ExternalId"
+    );
+
+    // Removed again: back to waiting, the session dropped, no call with the old role.
+    set_role(&w, None).await;
+    w.aws.clear_calls();
+    w.reconcile_account("acme").await.unwrap();
+    let status = w.account_status("acme").await;
+    assert_eq!(ready(&status).1, "AwaitingCustomerRole");
+    assert!(
+        status.get("verifiedIdentity").is_none_or(|v| v.is_null()),
+        "{status}"
+    );
+    assert_eq!(condition(&status, "TrustPolicy").0, "Unknown");
+    assert!(w.aws.calls().is_empty(), "{:?}", w.aws.calls());
+
+    // Another role (re-onboarding): a fresh AssumeRole of that role, not the cached one.
+    let other = "arn:aws:iam::111111111111:role/crossguard-access-v2";
+    w.aws.add_role(other, &external_id);
+    set_role(&w, Some(other)).await;
+    w.reconcile_account("acme").await.expect("verified");
+    assert_eq!(ready(&w.account_status("acme").await).1, "Verified");
+    let assumed: Vec<String> = w
+        .aws
+        .calls_of("AssumeRole")
+        .into_iter()
+        .map(|c| c.target)
+        .collect();
+    assert_eq!(assumed, [other.to_string()]);
+}
+
+#[tokio::test]
+async fn a_cluster_of_an_account_awaiting_its_role_waits_then_proceeds() {
+    let w = world().await;
+    create_awaiting_account(&w).await;
+    w.reconcile_account("acme").await.unwrap();
+    w.create_cluster("acme-prod", json!({})).await;
+    let result = w.reconcile_cluster("acme-prod").await;
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(controller::AWAITING_ROLE_RECHECK)
+    );
+    let status = w.cluster_status("acme-prod").await;
+    let (s, reason, message) = condition(&status, "Ready");
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("False", "AwaitingCustomerRole")
+    );
+    assert!(
+        message.contains("awaits its customer's IAM role"),
+        "{message}"
+    );
+    assert!(
+        message.contains("onboarding-complete"),
+        "the account's next step: {message}"
+    );
+    assert_eq!(condition(&status, "AccountResolved").0, "False");
+    assert!(w.aws.calls().is_empty(), "{:?}", w.aws.calls());
+
+    // The role is set and verified: the cluster proceeds.
+    let external_id = w.account_status("acme").await["externalId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.aws.add_role(ROLE, &external_id);
+    set_role(&w, Some(ROLE)).await;
+    w.reconcile_account("acme").await.expect("verified");
+    w.reconcile_cluster("acme-prod").await.expect("observed");
+    assert_eq!(
+        ready(&w.cluster_status("acme-prod").await),
+        ("True".into(), "Observed".into())
+    );
+
+    // The role removed while the account's status still says Ready (not reconciled yet):
+    // the cluster makes no call with the old role either.
+    set_role(&w, None).await;
+    w.aws.clear_calls();
+    w.clock.advance(Duration::from_secs(15 * 60 + 1));
+    w.reconcile_cluster("acme-prod").await.unwrap();
+    assert_eq!(
+        ready(&w.cluster_status("acme-prod").await).1,
+        "AwaitingCustomerRole"
+    );
+    assert!(w.aws.calls().is_empty(), "{:?}", w.aws.calls());
+}
+
 #[tokio::test]
 async fn account_with_an_invalid_spec_waits_for_a_fix_without_calling_aws() {
     let w = world().await;

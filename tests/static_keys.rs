@@ -53,6 +53,7 @@ async fn operator_uses_keys_from_the_named_secret() {
                 .unwrap(),
         ],
     );
+    support::set_example_role(&kubeconfig);
     let mut operator = Operator::start(
         dir.path(),
         &kubeconfig,

@@ -11,8 +11,11 @@ use super::{Condition, Mode};
 
 /// A customer's AWS account that crossguard reaches by assuming a cross-account IAM role.
 ///
-/// crossguard generates the ExternalId for the role's trust policy and shows it in
-/// `status.externalId`; the customer creates the role from `crossguard onboarding-template`.
+/// Onboarding order (docs/onboarding-flow.md): apply it with `accountId` and `regions`
+/// only; crossguard generates the ExternalId for the role's trust policy, shows it in
+/// `status.externalId` and waits (`Ready=False`, reason `AwaitingCustomerRole`, no AWS
+/// calls); the customer creates the role from `crossguard onboarding-template`; setting
+/// `spec.roleArn` (`crossguard onboarding-complete` or `kubectl patch`) starts verification.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "crossguard.dev",
@@ -32,6 +35,11 @@ use super::{Condition, Mode};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
         name = "Expires",
         type_ = "string",
         json_path = ".status.credentialsExpireAt"
@@ -45,7 +53,7 @@ use super::{Condition, Mode};
 )]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "self.roleArn.matches('^arn:aws(-cn|-us-gov)?:iam::' + self.accountId + ':role/')",
+        "rule": "!has(self.roleArn) || self.roleArn.matches('^arn:aws(-cn|-us-gov)?:iam::' + self.accountId + ':role/')",
         "message": "roleArn must be an IAM role in the account given by accountId (arn:aws:iam::<accountId>:role/<name>)"
     }
 ]))]
@@ -57,10 +65,18 @@ pub struct CustomerAccountSpec {
 
     /// ARN of the IAM role crossguard assumes in that account, e.g.
     /// arn:aws:iam::111122223333:role/crossguard-access. It must belong to accountId.
+    /// Leave it out until the customer has created the role: the account then gets its
+    /// ExternalId and waits (`Ready=False`, reason `AwaitingCustomerRole`) without calling
+    /// AWS. Set it with `crossguard onboarding-complete` (from the stack's `RoleArn`
+    /// output) or `kubectl patch`; removing it again drops the session and waits again.
+    // Absent rather than null in the schema (`with = "String"`): a null would reach the
+    // CEL rule as a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     #[schemars(pattern(
         r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
     ))]
-    pub role_arn: String,
+    pub role_arn: Option<String>,
 
     /// AWS regions crossguard may call in this account, e.g. [us-east-1, eu-west-1].
     #[schemars(

@@ -150,12 +150,14 @@ pub fn customer_account(ca: &CustomerAccount) -> Result<ValidAccount, Vec<String
             spec.account_id
         ));
     }
-    match ROLE_ARN.captures(&spec.role_arn) {
-        None => errors.push(format!(
-            "spec.roleArn: \"{}\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
-            spec.role_arn
+    // No roleArn yet is valid: the account awaits its customer's role.
+    let role_arn = spec.role_arn.as_deref();
+    match role_arn.map(|arn| (arn, ROLE_ARN.captures(arn))) {
+        None => {}
+        Some((arn, None)) => errors.push(format!(
+            "spec.roleArn: \"{arn}\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
         )),
-        Some(c) if c.get(2).map(|m| m.as_str()) != Some(spec.account_id.as_str()) => errors.push(format!(
+        Some((_, Some(c))) if c.get(2).map(|m| m.as_str()) != Some(spec.account_id.as_str()) => errors.push(format!(
             "spec.roleArn: the role is in account {} but spec.accountId is {}; the role must be in the customer's account",
             c.get(2).map(|m| m.as_str()).unwrap_or_default(),
             spec.account_id
@@ -499,6 +501,29 @@ mod tests {
                 "{field}: {errs:?}"
             );
         }
+    }
+
+    /// An account applied before its customer created the role has no roleArn: valid for
+    /// the reconciler and for the schema's CEL rule, which only binds a roleArn that is set.
+    #[test]
+    fn an_account_without_role_arn_is_valid() {
+        let awaiting = account(|s| {
+            s.as_object_mut().unwrap().remove("roleArn");
+        });
+        assert_eq!(awaiting.spec.role_arn, None);
+        customer_account(&awaiting).expect("no roleArn is valid");
+        assert!(kube::core::cel::validate_cel(&awaiting).is_ok());
+        assert_eq!(
+            cel_messages(&awaiting, &ACCOUNT_RULES),
+            Vec::<String>::new()
+        );
+        // Serialized without the field, so a server-side apply never writes a null.
+        assert!(
+            serde_json::to_value(&awaiting.spec)
+                .unwrap()
+                .get("roleArn")
+                .is_none()
+        );
     }
 
     /// The CEL rules in the generated schema must agree with the reconciler: each rule is

@@ -1,6 +1,7 @@
 //! Reconciles `CustomerAccount`. The pipeline ([`pipeline`]) reads as the flow in
-//! docs/ARCHITECTURE.md: validate → ExternalId → (suspended?) → session (AssumeRole +
-//! GetCallerIdentity) → retention → status. Customer-side problems end the run with a
+//! docs/ARCHITECTURE.md: validate → ExternalId → (suspended?) → (roleArn set? else wait
+//! for the customer's role, no AWS call) → session (AssumeRole + GetCallerIdentity) →
+//! retention → status. Customer-side problems end the run with a
 //! condition that says what to fix; only transient failures back off. The tenant's audit
 //! trail is flushed on every exit.
 
@@ -13,10 +14,10 @@ use kube::{Api, ResourceExt};
 use super::external_id::{self, Issued};
 use super::failure::{Category, Failure, Retry};
 use super::session::{self, uid};
-use super::{Context, Draft, Error, PROBLEM_RETRY};
+use super::{AWAITING_ROLE_RECHECK, Context, Draft, Error, PROBLEM_RETRY};
 use crate::api::{
-    CHECK_REQUESTED_AT, ConditionStatus, CustomerAccount, CustomerAccountStatus, VerifiedIdentity,
-    validate,
+    CHECK_REQUESTED_AT, ConditionStatus, CustomerAccount, CustomerAccountStatus, Mode,
+    VerifiedIdentity, validate,
 };
 use crate::audit::{AuditTrail, CallObserver};
 use crate::credentials::{AccountSession, BrokerError};
@@ -31,6 +32,8 @@ const ISSUED: &str = "ExternalIdIssued";
 const TRUST: &str = "TrustPolicy";
 /// The session condition.
 const CREDENTIALS: &str = "CredentialsValid";
+/// Condition reason while `spec.roleArn` is not set (the same word as the category).
+pub const AWAITING_ROLE: &str = "AwaitingCustomerRole";
 
 /// Entry point for the controller.
 pub async fn reconcile(account: Arc<CustomerAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -63,9 +66,16 @@ async fn pipeline(
     let valid = validate(account, ctx, draft)?;
     let external_id = ensure_external_id(account, ctx, draft).await?;
     not_suspended(account, ctx, draft)?;
+    let Some(role_arn) = account.spec.role_arn.as_deref() else {
+        // Nothing to call AWS with: stored data still ages out, then the account waits.
+        let waiting = awaiting_role(account, ctx, draft);
+        retention(account, ctx).await?;
+        return Err(waiting);
+    };
     let audit = trail.insert(ctx.audit(session::tenant(account, None)));
     let verified = verify(
         account,
+        role_arn,
         external_id,
         valid.session_duration,
         ctx,
@@ -234,24 +244,90 @@ fn not_suspended(
     ))
 }
 
+/// No `spec.roleArn`: the customer has not created the role yet, or it was removed. Any
+/// cached session is dropped (no call is ever made with a role no longer named), status
+/// forgets the verified identity, and `CredentialsValid` and `Ready` say what to do next.
+/// The account is looked at again after [`AWAITING_ROLE_RECHECK`] or when its spec changes.
+fn awaiting_role(
+    account: &CustomerAccount,
+    ctx: &Context,
+    draft: &mut Draft<CustomerAccountStatus>,
+) -> Failure {
+    ctx.broker.evict(&uid(account));
+    clear_session(&mut draft.status);
+    let message = awaiting_role_message(account, ctx.operator_principal.as_deref());
+    draft.set(
+        CREDENTIALS,
+        ConditionStatus::Unknown,
+        AWAITING_ROLE,
+        &message,
+    );
+    // A new ExternalId keeps its own TrustPolicy message; anything else (e.g. "accepted"
+    // by a role since removed) no longer holds.
+    let pending = crate::api::conditions_find(&draft.status.conditions, TRUST)
+        .is_some_and(|c| c.reason == ISSUED || c.reason == ROTATED);
+    if !pending {
+        draft.set(
+            TRUST,
+            ConditionStatus::Unknown,
+            AWAITING_ROLE,
+            "No role to check yet: spec.roleArn is not set",
+        );
+    }
+    Failure::new(
+        Category::AwaitingCustomerRole,
+        message,
+        Retry::After(AWAITING_ROLE_RECHECK),
+    )
+}
+
+/// What the operator user does next for an account without `spec.roleArn`: print the
+/// customer's template with this account's ExternalId, then set the role ARN from the
+/// stack's `RoleArn` output (`crossguard onboarding-complete`) or with `kubectl patch`.
+/// `operator_principal` is the operator's own role (`CROSSGUARD_OPERATOR_PRINCIPAL`), the
+/// template's trusted principal, when known.
+pub fn awaiting_role_message(
+    account: &CustomerAccount,
+    operator_principal: Option<&str>,
+) -> String {
+    let name = account.name_any();
+    let ns = account.namespace().unwrap_or_else(|| "default".into());
+    let id = &account.spec.account_id;
+    let principal = operator_principal.unwrap_or("<the operator's IAM role ARN>");
+    let mode = if account.spec.mode == Mode::Automated {
+        " --mode automated --cluster <EKS cluster name>"
+    } else {
+        ""
+    };
+    format!(
+        "No spec.roleArn yet: crossguard makes no AWS call for this account until the customer's role exists and its ARN is set. \
+         1) Give the customer the role template for this account: \
+         crossguard onboarding-template --account-id {id}{mode} --operator-principal {principal} \
+         --external-id \"$(kubectl get customeraccount {name} -n {ns} -o jsonpath='{{.status.externalId}}')\" > crossguard-role.json \
+         2) When their stack is deployed, set the role from its outputs \
+         (aws cloudformation describe-stacks --stack-name <stack> --query 'Stacks[0].Outputs' --output json > outputs.json, or terraform output -json > outputs.json): \
+         crossguard onboarding-complete customeraccount/{name} -n {ns} --stack-outputs outputs.json \
+         -- or directly: kubectl patch customeraccount {name} -n {ns} --type merge \
+         -p '{{\"spec\":{{\"roleArn\":\"arn:aws:iam::{id}:role/crossguard-access\"}}}}'"
+    )
+}
+
 /// AssumeRole with the ExternalId and GetCallerIdentity, through the broker's cache.
 async fn verify(
     account: &CustomerAccount,
+    role_arn: &str,
     external_id: String,
     duration: Duration,
     ctx: &Context,
     audit: &Arc<AuditTrail>,
     draft: &mut Draft<CustomerAccountStatus>,
 ) -> Result<Arc<AccountSession>, Failure> {
-    let params = session::session_params(account, external_id, duration);
+    let params = session::session_params(account, role_arn, external_id, duration);
     let observer: Arc<dyn CallObserver> = audit.clone();
     match ctx.broker.session(&params, &observer).await {
         Ok(session) => {
             record_session(&mut draft.status, &session);
-            let message = format!(
-                "Assumed {} as {}",
-                account.spec.role_arn, session.identity.arn
-            );
+            let message = format!("Assumed {role_arn} as {}", session.identity.arn);
             draft.ok(CREDENTIALS, "Verified", &message);
             draft.ok(
                 TRUST,
@@ -314,18 +390,29 @@ fn verify_failure(
     }
 }
 
+/// The role the customer's trust policy belongs to, as messages name it.
+fn the_role(account: &CustomerAccount) -> String {
+    match &account.spec.role_arn {
+        Some(arn) => arn.clone(),
+        None => "the role the customer creates from `crossguard onboarding-template`".into(),
+    }
+}
+
 fn rotation_message(account: &CustomerAccount, external_id: &str) -> String {
     format!(
         "The ExternalId was rotated: update the trust policy of {} to require sts:ExternalId = {external_id}; crossguard retries until AssumeRole succeeds with it",
-        account.spec.role_arn
+        the_role(account)
     )
 }
 
 fn issued_message(account: &CustomerAccount) -> String {
-    format!(
-        "crossguard generated a new ExternalId for this account: the trust policy of {} must require sts:ExternalId equal to status.externalId (a role made for an earlier account of the same name trusts the old value and must be updated); crossguard retries until AssumeRole succeeds with it",
-        account.spec.role_arn
-    )
+    match account.spec.role_arn {
+        Some(_) => format!(
+            "crossguard generated a new ExternalId for this account: the trust policy of {} must require sts:ExternalId equal to status.externalId (a role made for an earlier account of the same name trusts the old value and must be updated); crossguard retries until AssumeRole succeeds with it",
+            the_role(account)
+        ),
+        None => "crossguard generated the ExternalId for this account (status.externalId): the trust policy of the role the customer creates from `crossguard onboarding-template` must require sts:ExternalId equal to it".into(),
+    }
 }
 
 /// Reports and logs older than `spec.dataRetentionDays` go.
@@ -409,6 +496,35 @@ mod tests {
             ca.annotations_mut().insert(k.to_string(), v.to_string());
         }
         ca
+    }
+
+    #[test]
+    fn the_awaiting_role_message_gives_this_accounts_commands() {
+        let mut ca = account(&[]);
+        ca.metadata.namespace = Some("tenant-a".into());
+        ca.spec.role_arn = None;
+        let message = awaiting_role_message(&ca, None);
+        for part in [
+            "crossguard onboarding-template --account-id 111122223333 --operator-principal <the operator's IAM role ARN>",
+            "kubectl get customeraccount acme -n tenant-a -o jsonpath='{.status.externalId}'",
+            "crossguard onboarding-complete customeraccount/acme -n tenant-a --stack-outputs outputs.json",
+            r#"kubectl patch customeraccount acme -n tenant-a --type merge -p '{"spec":{"roleArn":"arn:aws:iam::111122223333:role/crossguard-access"}}'"#,
+        ] {
+            assert!(message.contains(part), "{part:?} missing from {message}");
+        }
+        assert!(!message.contains("--mode automated"));
+        ca.spec.mode = Mode::Automated;
+        let principal = "arn:aws:iam::999988887777:role/crossguard-operator";
+        let message = awaiting_role_message(&ca, Some(principal));
+        assert!(
+            message.contains(&format!(
+                "--mode automated --cluster <EKS cluster name> --operator-principal {principal}"
+            )),
+            "{message}"
+        );
+        // The TrustPolicy message of a new ExternalId names no role that does not exist.
+        assert!(!issued_message(&ca).contains("None"));
+        assert!(issued_message(&ca).contains("onboarding-template"));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum Category {
     InvalidObject,
     /// `spec.suspend` is true.
     Suspended,
+    /// `spec.roleArn` is not set yet: the customer has not created the role (or it was
+    /// removed). No AWS call is made; a ManagedCluster of such an account waits too.
+    AwaitingCustomerRole,
     /// The ExternalId Secret exists but was not made for this CustomerAccount.
     ExternalIdSecretConflict,
     /// The ExternalId was rotated and the customer's trust policy has not caught up yet.
@@ -96,6 +99,7 @@ impl Category {
             Category::InvalidSpec => "InvalidSpec",
             Category::InvalidObject => "InvalidObject",
             Category::Suspended => "Suspended",
+            Category::AwaitingCustomerRole => "AwaitingCustomerRole",
             Category::ExternalIdSecretConflict => "ExternalIdSecretConflict",
             Category::ExternalIdRotated => "ExternalIdRotated",
             Category::AssumeRoleDenied => "AssumeRoleDenied",
@@ -137,6 +141,7 @@ impl Category {
         Category::InvalidSpec,
         Category::InvalidObject,
         Category::Suspended,
+        Category::AwaitingCustomerRole,
         Category::ExternalIdSecretConflict,
         Category::ExternalIdRotated,
         Category::AssumeRoleDenied,

@@ -75,7 +75,7 @@ async fn pipeline(
     trail: &mut Option<Arc<AuditTrail>>,
 ) -> Result<Action, Failure> {
     let valid = validate(cluster)?;
-    let account = resolve_account(cluster, ctx).await?;
+    let (account, role_arn) = resolve_account(cluster, ctx).await?;
     // Ownership was decided from the watch cache; the account just read may have moved to
     // another shard since. Then this shard neither calls AWS nor acts for it.
     if !ctx.shard.owns_account(account.metadata.labels.as_ref()) {
@@ -88,7 +88,7 @@ async fn pipeline(
         return Ok(Action::requeue(wait));
     }
     let audit = trail.insert(ctx.audit(session::tenant(&account, Some(cluster.name_any()))));
-    let session = open_session(&account, session_duration, ctx, audit).await?;
+    let session = open_session(&account, &role_arn, session_duration, ctx, audit).await?;
     let observer: Arc<dyn CallObserver> = audit.clone();
     let clients = ctx.broker.clients(&session, &cluster.spec.region, observer);
     let collected = collect(cluster, &account, &clients, mode, draft).await?;
@@ -123,11 +123,14 @@ fn validate(cluster: &ManagedCluster) -> Result<validate::ValidCluster, Failure>
     })
 }
 
-/// `spec.accountRef`, resolved in this namespace only, Ready and not being deleted.
+/// `spec.accountRef`, resolved in this namespace only, Ready, with a role, and not being
+/// deleted; returned with its `spec.roleArn`. An account awaiting its customer's role
+/// (reason `AwaitingCustomerRole`, or a `roleArn` removed since it was last Ready) is
+/// [`AccountRefError::AwaitingRole`]: the cluster waits too, without any AWS call.
 async fn resolve_account(
     cluster: &ManagedCluster,
     ctx: &Context,
-) -> Result<Box<CustomerAccount>, AccountRefError> {
+) -> Result<(Box<CustomerAccount>, String), AccountRefError> {
     let ns = cluster.namespace().unwrap_or_default();
     let name = cluster.spec.account_ref.name.clone();
     if let Some(other) = cluster
@@ -165,8 +168,21 @@ async fn resolve_account(
         .status
         .as_ref()
         .and_then(|s| crate::api::conditions_find(&s.conditions, "Ready"));
+    let awaiting = |message: String| AccountRefError::AwaitingRole {
+        name: name.clone(),
+        message,
+    };
     match ready {
-        Some(c) if c.is_true() => Ok(Box::new(account)),
+        Some(c) if c.is_true() => match account.spec.role_arn.clone() {
+            Some(role_arn) => Ok((Box::new(account), role_arn)),
+            None => Err(awaiting(
+                "Its spec.roleArn was removed; the account's own status says what to do next."
+                    .into(),
+            )),
+        },
+        Some(c) if c.reason == super::customer_account::AWAITING_ROLE => {
+            Err(awaiting(c.message.clone()))
+        }
         Some(c) => Err(AccountRefError::NotReady {
             name,
             reason: c.reason.clone(),
@@ -198,6 +214,10 @@ enum AccountRefError {
     #[error("CustomerAccount {name:?} has not been verified yet")]
     NotVerified { name: String },
     #[error(
+        "CustomerAccount {name:?} awaits its customer's IAM role (no spec.roleArn yet): this cluster waits too and no AWS call is made for it. {message}"
+    )]
+    AwaitingRole { name: String, message: String },
+    #[error(
         "CustomerAccount {name:?} cannot be read by this version of crossguard ({error}); its own status says how to fix it"
     )]
     Unreadable { name: String, error: String },
@@ -222,6 +242,11 @@ impl From<AccountRefError> for Failure {
                 (Category::AccountNotFound, Retry::After(WAIT_RETRY))
             }
             AccountRefError::Deleting { .. } => (Category::AccountDeleting, Retry::AwaitChange),
+            // The account's watch wakes the cluster when the role is set.
+            AccountRefError::AwaitingRole { .. } => (
+                Category::AwaitingCustomerRole,
+                Retry::After(super::AWAITING_ROLE_RECHECK),
+            ),
             AccountRefError::NotReady { .. }
             | AccountRefError::NotVerified { .. }
             | AccountRefError::Unreadable { .. } => {
@@ -303,12 +328,13 @@ fn not_due(
 /// is recorded in `audit`, which is flushed on every exit.
 async fn open_session(
     account: &CustomerAccount,
+    role_arn: &str,
     duration: Duration,
     ctx: &Context,
     audit: &Arc<AuditTrail>,
 ) -> Result<Arc<AccountSession>, Failure> {
     let external_id = external_id::read(account, &ctx.client).await?;
-    let params = session::session_params(account, external_id, duration);
+    let params = session::session_params(account, role_arn, external_id, duration);
     let observer: Arc<dyn CallObserver> = audit.clone();
     ctx.broker.session(&params, &observer).await.map_err(|e| {
         if e.is_transient() {

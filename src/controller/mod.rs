@@ -54,6 +54,10 @@ pub const PROBLEM_RETRY: Duration = Duration::from_secs(2 * 60);
 /// How often a ManagedCluster waiting on its account, or on a customer-side fix (a cluster
 /// not found, a permission missing, its API unreachable), is looked at again.
 pub const WAIT_RETRY: Duration = Duration::from_secs(60);
+/// How long an account awaiting its customer's role (no `spec.roleArn`), and its clusters,
+/// wait before being looked at again without a change: nothing can change on AWS's side
+/// that crossguard would see, and setting the role is a spec change that wakes them at once.
+pub const AWAITING_ROLE_RECHECK: Duration = Duration::from_secs(6 * 60 * 60);
 /// Slack's Web API base URL.
 pub const SLACK_API: &str = "https://slack.com/api";
 /// Reconciles each controller runs at once by default (`--max-concurrent-reconciles`).

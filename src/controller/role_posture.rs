@@ -50,7 +50,9 @@ pub(super) async fn run(
         key_audit_enforce: account.spec.access_key_audit.enabled
             && account.spec.access_key_audit.enforce,
     };
-    match read_role(iam, &account.spec.role_arn).await {
+    // Only run with a session, which needs spec.roleArn.
+    let role_arn = account.spec.role_arn.as_deref().unwrap_or_default();
+    match read_role(iam, role_arn).await {
         Ok(docs) => {
             let findings = posture::check(&docs, &expect);
             draft.status.role_posture = Some(RolePostureStatus {

@@ -25,10 +25,12 @@ pub fn tenant(account: &CustomerAccount, cluster: Option<String>) -> Tenant {
     }
 }
 
-/// What the broker needs for this account. The session's region is the account's first
-/// region (STS is global; the region only picks the regional STS endpoint).
+/// What the broker needs for this account and `role_arn` (its `spec.roleArn`, which the
+/// caller checked is set). The session's region is the account's first region (STS is
+/// global; the region only picks the regional STS endpoint).
 pub fn session_params(
     account: &CustomerAccount,
+    role_arn: &str,
     external_id: String,
     duration: Duration,
 ) -> SessionParams {
@@ -37,7 +39,7 @@ pub fn session_params(
         namespace: account.namespace().unwrap_or_default(),
         name: account.name_any(),
         account_id: account.spec.account_id.clone(),
-        role_arn: account.spec.role_arn.clone(),
+        role_arn: role_arn.to_string(),
         external_id,
         duration,
         region: account
@@ -64,7 +66,11 @@ pub fn category(e: &BrokerError) -> Category {
 
 /// A message a customer's engineer can act on.
 pub fn explain(account: &CustomerAccount, e: &BrokerError) -> String {
-    let role = &account.spec.role_arn;
+    let role = account
+        .spec
+        .role_arn
+        .as_deref()
+        .unwrap_or("(no spec.roleArn)");
     match category(e) {
         Category::AssumeRoleDenied => format!(
             "AWS denied sts:AssumeRole on {role}. Check that the role exists, that its trust policy allows crossguard's principal and requires sts:ExternalId equal to status.externalId, and that sts:SourceIdentity is allowed. ({e})"

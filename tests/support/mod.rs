@@ -657,9 +657,10 @@ impl Env {
         kubectl_ok(&self.kubeconfig, args)
     }
 
-    /// Apply the CRDs, create namespace `acme`, apply `examples/` and point
-    /// ManagedCluster acme-prod at the customer cluster (moto's EKS endpoints are not
-    /// real servers).
+    /// Apply the CRDs, create namespace `acme`, apply `examples/`, set CustomerAccount
+    /// acme's role ARN as onboarding does once the customer's role exists (the example
+    /// has none: [`set_example_role`]) and point ManagedCluster acme-prod at the customer
+    /// cluster (moto's EKS endpoints are not real servers).
     pub fn apply_examples(&self) {
         self.kubectl(&[
             "apply",
@@ -674,6 +675,7 @@ impl Env {
             "-f",
             repo().join("examples").to_str().unwrap(),
         ]);
+        set_example_role(&self.kubeconfig);
         let endpoint = format!(
             r#"{{"spec":{{"apiEndpoint":{{"url":"{}"}}}}}}"#,
             self.customer.url()
@@ -781,6 +783,29 @@ pub fn assert_same_figures(offline: &serde_json::Value, stored: &serde_json::Val
     ] {
         assert_eq!(offline[field], stored[field], "{field}");
     }
+}
+
+/// The role seed.py creates in account 111111111111.
+pub const EXAMPLE_ROLE: &str = "arn:aws:iam::111111111111:role/crossguard-access";
+
+/// Set CustomerAccount acme's `spec.roleArn` to [`EXAMPLE_ROLE`] with `kubectl patch`, the
+/// last onboarding step (examples/customeraccount.yaml is applied without a role).
+pub fn set_example_role(kubeconfig: &Path) {
+    let patch = format!(r#"{{"spec":{{"roleArn":"{EXAMPLE_ROLE}"}}}}"#);
+    kubectl_ok(
+        kubeconfig,
+        &[
+            "patch",
+            "customeraccount",
+            "acme",
+            "-n",
+            "acme",
+            "--type",
+            "merge",
+            "-p",
+            &patch,
+        ],
+    );
 }
 
 /// `kubectl patch --type merge` of ManagedCluster acme-prod in namespace acme with `patch`.
