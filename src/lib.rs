@@ -1,6 +1,6 @@
 //! crossguard: a Kubernetes operator that reaches customers' AWS accounts and EKS clusters
 //! through cross-account IAM roles, reads them read-only by default, and reports what the
-//! clusters cost. See docs/ARCHITECTURE.md for the modules and the flow of a reconcile; each
+//! clusters cost. See docs/architecture.md for the modules and the flow of a reconcile; each
 //! step of it is one module here.
 
 pub mod analysis;

@@ -78,7 +78,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         inventory: Option<PathBuf>,
         /// Whose scale-down rules decide which pods keep their node: cluster-autoscaler
-        /// (its defaults) or karpenter (README "Scale-down profiles").
+        /// (its defaults) or karpenter (docs/analysis.md "Scale-down profiles").
         #[arg(long, default_value = "cluster-autoscaler")]
         scale_down_profile: analysis::ScaleDownProfile,
         /// Output format: text (a summary naming the nodes to remove and the rules keeping the
@@ -136,7 +136,7 @@ struct RunArgs {
     /// This Deployment's shard of a fleet split across several: `N/M`, shard N (counted
     /// from 0) of M. It then reconciles only the CustomerAccounts labelled
     /// `crossguard.dev/shard=N` and their ManagedClusters; shard 0 also reports objects no
-    /// shard owns. Default: unsharded, every account (README "Sharding").
+    /// shard owns. Default: unsharded, every account (docs/operations.md "Sharding").
     #[arg(long, env = "CROSSGUARD_SHARD", default_value = "0/1")]
     shard: crossguard::shard::Shard,
     /// This replica's identity in the Lease (the chart sets the pod name); default: the

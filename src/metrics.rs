@@ -209,7 +209,7 @@ impl Metrics {
         let unowned = Family::<KindLabels, Gauge>::default();
         registry.register(
             "unowned_objects",
-            "CustomerAccounts and ManagedClusters no shard owns, so that nothing reconciles them (exported by shard 0 of a sharded fleet; README \"Sharding\")",
+            "CustomerAccounts and ManagedClusters no shard owns, so that nothing reconciles them (exported by shard 0 of a sharded fleet; docs/operations.md \"Sharding\")",
             unowned.clone(),
         );
         Metrics {

@@ -1,7 +1,7 @@
 //! Label-based shards: which operator Deployment owns which CustomerAccount (and, through
 //! it, which ManagedCluster). Pure: labels in, an owner out.
 //!
-//! The rule (README "Sharding"):
+//! The rule (docs/operations.md "Sharding"):
 //! - `--shard N/M` (N counted from 0, as kube-state-metrics' `--shard`/`--total-shards` and
 //!   StatefulSet ordinals are) makes a replica own exactly the CustomerAccounts whose label
 //!   [`SHARD_LABEL`] is the decimal `N` (no sign, no leading zeros), and the

@@ -1,7 +1,7 @@
 //! Architecture rules that the compiler does not check, read from the source tree: the
 //! module graph has no cycles (at the level of `src/<module>` and of `src/controller/<file>`),
 //! and the two reconcilers' `apply`/`pipeline` functions stay short enough to read as the
-//! flow in docs/ARCHITECTURE.md.
+//! flow in docs/architecture.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

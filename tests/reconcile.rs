@@ -2,7 +2,7 @@
 //! (as the management cluster and as the customer's cluster) and the stateful AWS fake
 //! (`crossguard::testing::aws`), with no operator process and no emulator. Every exit of
 //! both pipelines is driven here, and every reconcile checks two invariants of the
-//! controller design (docs/ARCHITECTURE.md): status is written at most once, and the calls
+//! controller design (docs/architecture.md): status is written at most once, and the calls
 //! it made reach the tenant's audit log whatever the outcome.
 
 use std::sync::Arc;

@@ -132,7 +132,7 @@ pub struct AnalysisSettings {
     /// families. The price table knows many more types (previous generations, GPU,
     /// storage and HPC types) that are not sensible targets for moving a workload.
     pub rightsizing_families: Vec<String>,
-    /// Which autoscaler's rules decide that a pod keeps its node (README "Scale-down
+    /// Which autoscaler's rules decide that a pod keeps its node (docs/analysis.md "Scale-down
     /// profiles").
     pub scale_down_profile: ScaleDownProfile,
 }

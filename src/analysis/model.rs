@@ -964,7 +964,7 @@ pub(crate) fn build<'a>(
         {
             deployments[d as usize].pdb_forbids = true;
         }
-        // The scale-down rules of the profile (README "Scale-down profiles"): cluster-
+        // The scale-down rules of the profile (docs/analysis.md "Scale-down profiles"): cluster-
         // autoscaler's defaults, or Karpenter's, which leave out the CA-only rules.
         let ca = settings.scale_down_profile == ScaleDownProfile::ClusterAutoscaler;
         pod.role = if ca && p.safe_to_evict_false {

@@ -156,7 +156,7 @@ pub enum CapacityType {
 #[serde(rename_all = "camelCase")]
 pub struct KeptBy {
     /// The rule, a stable identifier (`local-storage`, `kube-system-pod-without-pdb`,
-    /// `no-room`…; README "Scale-down profiles" lists them).
+    /// `no-room`…; docs/analysis.md "Scale-down profiles" lists them).
     pub rule: String,
     /// The object and reason, e.g. `jobs/scratchy-rs-1: pod with local storage (…)`.
     pub detail: String,

@@ -75,7 +75,7 @@ pub struct ManagedClusterSpec {
     /// Whose scale-down rules decide which pods keep their node when consolidation is
     /// judged: ClusterAutoscaler (default: cluster-autoscaler's defaults, the stricter
     /// ones) or Karpenter (its consolidation rules). Use the one the cluster runs; the
-    /// report names the rule that kept each node (README "Scale-down profiles").
+    /// report names the rule that kept each node (docs/analysis.md "Scale-down profiles").
     #[serde(default)]
     pub scale_down_profile: ScaleDownProfile,
 

@@ -1,5 +1,5 @@
 //! Reconciles `CustomerAccount`. The pipeline ([`pipeline`]) reads as the flow in
-//! docs/ARCHITECTURE.md: validate → ExternalId → (suspended?) → (roleArn set? else wait
+//! docs/architecture.md: validate → ExternalId → (suspended?) → (roleArn set? else wait
 //! for the customer's role, no AWS call) → session (AssumeRole + GetCallerIdentity) →
 //! retention → status. Customer-side problems end the run with a
 //! condition that says what to fix; only transient failures back off. The tenant's audit

@@ -1,5 +1,5 @@
 //! Reconciles `ManagedCluster`. The pipeline ([`pipeline`]) reads as the flow in
-//! docs/ARCHITECTURE.md: validate → resolve the account (same namespace only) → session
+//! docs/architecture.md: validate → resolve the account (same namespace only) → session
 //! from the broker → inventory of EKS, Auto Scaling and EC2 → snapshot, sanitize, analyse
 //! and store → automate (only in Automated mode) → status. Every stage that cannot go on
 //! returns a [`Failure`]; [`super::conclude`] turns it into status, an Event, the metric

@@ -1,6 +1,6 @@
 //! The two controllers and what they share.
 //!
-//! Each controller's `apply` is a pipeline of stages (see docs/ARCHITECTURE.md). A stage
+//! Each controller's `apply` is a pipeline of stages (see docs/architecture.md). A stage
 //! either adds to the status [`Draft`] or stops the run with a [`Failure`]; [`conclude`]
 //! is the one place that turns the outcome into conditions, an Event, the metric label
 //! and the requeue decision, and writes status once.

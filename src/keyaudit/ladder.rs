@@ -3,7 +3,7 @@
 //! to tell whom, which keys to disable, and what to report, and records in the state which
 //! steps are now notified.
 //!
-//! Rules, as documented in README ("Access-key age monitor"):
+//! Rules, as documented in docs/account-hygiene.md ("The access-key age monitor"):
 //! - A key's age is the whole number of UTC days elapsed since its CreateDate.
 //! - Thresholds come from the user's type tag: `machine` users get `spec.accessKeyAudit.machine`
 //!   when set; everyone else gets the engineers' `warnDays` / `disableDay`.
