@@ -144,7 +144,7 @@ pub async fn read_account(
             .as_ref()
             .and_then(|s| s.external_id.clone())
             .filter(|e| !e.is_empty()),
-        role_arn: Some(spec.role_arn.clone()).filter(|r| !r.is_empty()),
+        role_arn: spec.role_arn.clone().filter(|r| !r.is_empty()),
         key_audit: spec.access_key_audit.enabled,
         key_audit_enforce: spec.access_key_audit.enforce,
         clusters,
