@@ -187,8 +187,8 @@ fn readme_offline_commands_run_and_print_what_readme_says() {
 /// it, so the trial must show that, not just exit 0.
 #[test]
 fn readme_trial_sanitize_redacts_the_sample_secret() {
-    let dump = repo().join("examples/sample-dump.json");
-    let raw = std::fs::read_to_string(&dump).expect("examples/sample-dump.json");
+    let dump = repo().join("examples/dumps/sample-dump.json");
+    let raw = std::fs::read_to_string(&dump).expect("examples/dumps/sample-dump.json");
     assert!(
         raw.contains("hunter2-sample-secret"),
         "the sample dump lost its planted secret"
