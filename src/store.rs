@@ -7,10 +7,23 @@
 //! AWS Price List API, shared by all tenants).
 //! The time in the key (not the store's modification time) drives retention, so the rule is
 //! the same on every backend and testable with a fake clock.
+//!
+//! With [`Store::with_encryption`] (what the operator always does) every tenant object is
+//! sealed client-side under the tenant's data key ([`envelope`]), the wrapped data keys sit
+//! at `keyring/<account-uid>/<key-id>.json`, and erasing a tenant destroys them first and
+//! leaves a deletion record at `erasures/<account-uid>.json` (docs/data-protection.md).
 
+pub mod envelope;
+pub mod keys;
+
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use envelope::{Binding, EnvelopeError, KeyBytes, Sealer};
+use keys::{Kek, KekError};
 
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -67,6 +80,72 @@ pub enum StoreError {
         /// The backend error (part of the message, not the `source()`).
         cause: object_store::Error,
     },
+    /// Client-side encryption failed; see [`CryptoError`].
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// A client-side encryption step of the store failed. Kept apart from [`StoreError`]'s
+/// backend cases so that callers can tell "the data cannot be opened" from "the store is
+/// unavailable".
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// Sealing or opening an object failed (for opening: wrong key, moved or renamed object,
+    /// tampered or truncated data; never returned as garbage).
+    #[error("{operation} object {key} failed: {cause}")]
+    Envelope {
+        /// `sealing` or `opening`.
+        operation: &'static str,
+        /// The object key.
+        key: String,
+        /// What went wrong.
+        cause: EnvelopeError,
+    },
+    /// The key-encryption key (KMS or the local key) could not generate, wrap or unwrap
+    /// the tenant's data key.
+    #[error("{operation} the data key of tenant {tenant} failed: {cause}")]
+    DataKey {
+        /// `generating`, `unwrapping` or `re-wrapping`.
+        operation: &'static str,
+        /// The tenant (CustomerAccount UID).
+        tenant: String,
+        /// The KEK's answer.
+        cause: KekError,
+    },
+    /// The tenant was erased: its data keys were destroyed, so its data cannot be read and
+    /// nothing may be written for it again (no new key is ever made for an erased tenant).
+    #[error(
+        "the data keys of tenant {tenant} were destroyed at {destroyed_at} when its CustomerAccount was erased: its stored data can no longer be read, and nothing is written for it again"
+    )]
+    KeyDestroyed {
+        /// The tenant (CustomerAccount UID).
+        tenant: String,
+        /// When its keys were destroyed.
+        destroyed_at: jiff::Timestamp,
+    },
+    /// The data key an object names is not in the tenant's keyring.
+    #[error("data key {key_id} of tenant {tenant} named by object {key} is not in the keyring")]
+    KeyMissing {
+        /// The tenant (CustomerAccount UID).
+        tenant: String,
+        /// The key id in the object's header.
+        key_id: String,
+        /// The object key.
+        key: String,
+    },
+    /// An encrypted object read through a store opened without encryption.
+    #[error("object {0} is encrypted, and this store was opened without a key-encryption key")]
+    NoKeys(String),
+    /// A keyring entry or deletion record does not parse.
+    #[error("stored {what} {key} is malformed: {reason}")]
+    Record {
+        /// `data key` or `deletion record`.
+        what: &'static str,
+        /// Its key.
+        key: String,
+        /// The parse error.
+        reason: String,
+    },
 }
 
 fn backend(operation: &'static str) -> impl FnOnce(object_store::Error) -> StoreError {
@@ -92,6 +171,75 @@ pub struct Store {
     /// leave staging files that the object store's listing hides
     /// ([`Store::remove_interrupted_writes`]).
     local_root: Option<PathBuf>,
+    /// Client-side encryption; None only for stores opened by tests and tools that read
+    /// plaintext (`Store::open` without [`Store::with_encryption`]).
+    encryption: Option<Arc<Encryption>>,
+}
+
+/// How tenants' data keys are managed.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPolicy {
+    /// How long a plaintext data key stays cached in memory after it was unwrapped.
+    pub cache_for: Duration,
+    /// Age after which new objects get a new data key (old objects keep theirs).
+    pub rotate_after: Duration,
+}
+
+impl Default for KeyPolicy {
+    /// Keys cached for 5 minutes (one KMS Decrypt per tenant per 5 minutes at most),
+    /// rotated every 30 days.
+    fn default() -> Self {
+        KeyPolicy {
+            cache_for: Duration::from_secs(300),
+            rotate_after: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// The key-encryption key, the key policy and the cache of unwrapped data keys.
+struct Encryption {
+    kek: Arc<dyn Kek>,
+    policy: KeyPolicy,
+    cache: Mutex<HashMap<String, TenantKeys>>,
+}
+
+/// Unwrapped data keys of one tenant, each dropped (and wiped) `cache_for` after loading.
+#[derive(Default)]
+struct TenantKeys {
+    /// The key new objects get, and when it was created.
+    current: Option<(String, jiff::Timestamp)>,
+    keys: HashMap<String, (Arc<KeyBytes>, Instant)>,
+}
+
+/// A wrapped data key as stored at `keyring/<tenant>/<key-id>.json`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DataKeyRecord {
+    tenant: String,
+    key_id: String,
+    created_at: jiff::Timestamp,
+    /// The KEK that wrapped it (`kms:<key id>` or `local:<id>`).
+    kek: String,
+    /// The wrapped key, base64.
+    wrapped_key: String,
+}
+
+/// The evidence an erasure leaves at `erasures/<tenant>.json`: who, when, how much, and
+/// which data keys were destroyed; no customer data. Written before the keys are destroyed
+/// (so that no write can make a new key meanwhile) and completed once the objects are gone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasureRecord {
+    /// The tenant (CustomerAccount UID).
+    pub tenant: String,
+    /// When the erasure started; the tenant's data keys were destroyed right after.
+    pub keys_destroyed_at: jiff::Timestamp,
+    /// Ids of the data keys destroyed.
+    pub data_keys_destroyed: Vec<String>,
+    /// Objects deleted (all erasure attempts together); None until completed.
+    pub objects_deleted: Option<usize>,
+    /// When the last object was deleted; None while the erasure is incomplete.
+    pub completed_at: Option<jiff::Timestamp>,
 }
 
 /// How old a `file://` staging file must be to count as left by a write that never
@@ -125,6 +273,7 @@ impl Store {
                 inner: Arc::new(fs),
                 location: url.to_string(),
                 local_root: Some(PathBuf::from(dir)),
+                encryption: None,
             });
         }
         if url == "memory://" {
@@ -132,6 +281,7 @@ impl Store {
                 inner: Arc::new(InMemory::new()),
                 location: url.to_string(),
                 local_root: None,
+                encryption: None,
             });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
@@ -162,6 +312,7 @@ impl Store {
                 inner,
                 location: url.to_string(),
                 local_root: None,
+                encryption: None,
             });
         }
         Err(bad("use file:///path, s3://bucket[/prefix] or memory://"))
@@ -169,6 +320,380 @@ impl Store {
 
     fn tenant_prefix(tenant: &str) -> Path {
         Path::from(format!("tenants/{tenant}"))
+    }
+
+    /// Encrypt everything stored for tenants from now on: data keys per tenant, wrapped by
+    /// `kek`, managed by `policy`. Public list prices (`prices/`) stay plaintext.
+    pub fn with_encryption(mut self, kek: Arc<dyn Kek>, policy: KeyPolicy) -> Store {
+        self.encryption = Some(Arc::new(Encryption {
+            kek,
+            policy,
+            cache: Mutex::new(HashMap::new()),
+        }));
+        self
+    }
+
+    /// Whether objects are sealed client-side.
+    pub fn encrypted(&self) -> bool {
+        self.encryption.is_some()
+    }
+
+    /// Seal `bytes` for the object `key` of `tenant` (unchanged without encryption).
+    async fn seal(
+        &self,
+        tenant: &str,
+        kind: &str,
+        key: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let Some(enc) = &self.encryption else {
+            return Ok(bytes);
+        };
+        let (id, data_key) = self.write_key(enc, tenant).await?;
+        let binding = Binding {
+            tenant,
+            kind,
+            key: key.as_ref(),
+        };
+        let sealed = envelope::seal(&data_key, &id, binding, &bytes);
+        // The plaintext may be customer data: wipe our copy.
+        drop(zeroize::Zeroizing::new(bytes));
+        sealed.map_err(|cause| {
+            CryptoError::Envelope {
+                operation: "sealing",
+                key: key.to_string(),
+                cause,
+            }
+            .into()
+        })
+    }
+
+    /// Open what was read from `key`: sealed objects with the data key their header names;
+    /// plaintext ones (written before encryption, or outside every tenant) as they are.
+    async fn open_object(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        if !envelope::is_sealed(&bytes) {
+            if self.encryption.is_some() && key.starts_with("tenants/") {
+                tracing::debug!(key, "read a plaintext object written before encryption");
+            }
+            return Ok(bytes);
+        }
+        let Some(enc) = &self.encryption else {
+            return Err(CryptoError::NoKeys(key.to_string()).into());
+        };
+        let envelope_error = |cause| CryptoError::Envelope {
+            operation: "opening",
+            key: key.to_string(),
+            cause,
+        };
+        let mut parts = key.splitn(4, '/');
+        let (Some("tenants"), Some(tenant), Some(kind)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(
+                envelope_error(EnvelopeError::Header("sealed object outside a tenant")).into(),
+            );
+        };
+        let id = envelope::key_id(&bytes).map_err(envelope_error)?;
+        let data_key = self.read_key(enc, tenant, id, key).await?;
+        let binding = Binding { tenant, kind, key };
+        Ok(envelope::open(&data_key, binding, &bytes).map_err(envelope_error)?)
+    }
+
+    fn keyring_prefix(tenant: &str) -> Path {
+        Path::from(format!("keyring/{tenant}"))
+    }
+
+    fn erasure_key(tenant: &str) -> Path {
+        Path::from(format!("erasures/{tenant}.json"))
+    }
+
+    /// The deletion record of an erased (or being erased) tenant, None when it was never
+    /// erased.
+    pub async fn erasure_record(&self, tenant: &str) -> Result<Option<ErasureRecord>, StoreError> {
+        let key = Self::erasure_key(tenant);
+        match self.inner.get(&key).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(backend("get"))?;
+                serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                    CryptoError::Record {
+                        what: "deletion record",
+                        key: key.to_string(),
+                        reason: e.to_string(),
+                    }
+                    .into()
+                })
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend("get")(e)),
+        }
+    }
+
+    async fn refuse_if_erased(&self, tenant: &str) -> Result<(), StoreError> {
+        match self.erasure_record(tenant).await? {
+            Some(record) => Err(CryptoError::KeyDestroyed {
+                tenant: tenant.to_string(),
+                destroyed_at: record.keys_destroyed_at,
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    /// The wrapped data keys of `tenant`, oldest first.
+    async fn data_key_records(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(Path, DataKeyRecord)>, StoreError> {
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&Self::keyring_prefix(tenant)))
+            .try_collect()
+            .await
+            .map_err(backend("list"))?;
+        let mut records = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let bytes = match self.inner.get(&meta.location).await {
+                Ok(got) => got.bytes().await.map_err(backend("get"))?,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(backend("get")(e)),
+            };
+            let record: DataKeyRecord =
+                serde_json::from_slice(&bytes).map_err(|e| CryptoError::Record {
+                    what: "data key",
+                    key: meta.location.to_string(),
+                    reason: e.to_string(),
+                })?;
+            records.push((meta.location, record));
+        }
+        records.sort_by(|a, b| (a.1.created_at, &a.1.key_id).cmp(&(b.1.created_at, &b.1.key_id)));
+        Ok(records)
+    }
+
+    async fn unwrap_record(
+        &self,
+        enc: &Encryption,
+        record: &DataKeyRecord,
+    ) -> Result<KeyBytes, StoreError> {
+        let fail = |cause| CryptoError::DataKey {
+            operation: "unwrapping",
+            tenant: record.tenant.clone(),
+            cause,
+        };
+        let wrapped = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(&record.wrapped_key)
+                .map_err(|_| fail(KekError::Malformed("wrapped key is not base64")))?,
+        );
+        Ok(enc
+            .kek
+            .unwrap(&record.tenant, &record.kek, &wrapped)
+            .await
+            .map_err(fail)?)
+    }
+
+    fn cache_key(
+        enc: &Encryption,
+        tenant: &str,
+        id: &str,
+        key: Arc<KeyBytes>,
+        current: Option<jiff::Timestamp>,
+    ) {
+        let mut cache = enc.cache.lock().expect("key cache lock");
+        let entry = cache.entry(tenant.to_string()).or_default();
+        entry.keys.insert(id.to_string(), (key, Instant::now()));
+        if let Some(created) = current {
+            entry.current = Some((id.to_string(), created));
+        }
+    }
+
+    fn cached(enc: &Encryption, tenant: &str, id: Option<&str>) -> Option<(String, Arc<KeyBytes>)> {
+        let mut cache = enc.cache.lock().expect("key cache lock");
+        // Expired keys leave memory (and are wiped) whichever tenant asks.
+        cache.retain(|_, t| {
+            t.keys
+                .retain(|_, (_, at)| at.elapsed() < enc.policy.cache_for);
+            !t.keys.is_empty()
+        });
+        let entry = cache.get(tenant)?;
+        let id = match id {
+            Some(id) => id.to_string(),
+            None => {
+                let (id, created) = entry.current.as_ref()?;
+                let age = jiff::Timestamp::now().duration_since(*created);
+                if age.unsigned_abs() >= enc.policy.rotate_after {
+                    return None;
+                }
+                id.clone()
+            }
+        };
+        entry.keys.get(&id).map(|(k, _)| (id, k.clone()))
+    }
+
+    /// The data key new objects of `tenant` are sealed with: the newest, unless older than
+    /// the rotation age; a new one when there is none. Never for an erased tenant.
+    async fn write_key(
+        &self,
+        enc: &Encryption,
+        tenant: &str,
+    ) -> Result<(String, Arc<KeyBytes>), StoreError> {
+        if let Some(hit) = Self::cached(enc, tenant, None) {
+            return Ok(hit);
+        }
+        self.refuse_if_erased(tenant).await?;
+        let now = jiff::Timestamp::now();
+        if let Some((_, newest)) = self.data_key_records(tenant).await?.pop() {
+            let age = now.duration_since(newest.created_at).unsigned_abs();
+            if age < enc.policy.rotate_after {
+                let key = Arc::new(self.unwrap_record(enc, &newest).await?);
+                Self::cache_key(
+                    enc,
+                    tenant,
+                    &newest.key_id,
+                    key.clone(),
+                    Some(newest.created_at),
+                );
+                return Ok((newest.key_id, key));
+            }
+        }
+        let (key, wrapped) =
+            enc.kek
+                .generate(tenant)
+                .await
+                .map_err(|cause| CryptoError::DataKey {
+                    operation: "generating",
+                    tenant: tenant.to_string(),
+                    cause,
+                })?;
+        let mut suffix = [0u8; 4];
+        aws_lc_rs::rand::fill(&mut suffix).map_err(|_| CryptoError::DataKey {
+            operation: "generating",
+            tenant: tenant.to_string(),
+            cause: KekError::Random,
+        })?;
+        let key_id = format!(
+            "{}-{:08x}",
+            now.strftime("%Y%m%dT%H%M%SZ"),
+            u32::from_be_bytes(suffix)
+        );
+        let record = DataKeyRecord {
+            tenant: tenant.to_string(),
+            key_id: key_id.clone(),
+            created_at: now,
+            kek: enc.kek.current(),
+            wrapped_key: base64::engine::general_purpose::STANDARD.encode(&wrapped),
+        };
+        let path = Path::from(format!("keyring/{tenant}/{key_id}.json"));
+        let body = serde_json::to_vec(&record).expect("data key record serializes");
+        self.inner
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(backend("put"))?;
+        // An erasure that started meanwhile may have listed the keyring before this key
+        // was there: its deletion record is already written, so seeing none now means the
+        // erasure will see (and destroy) the key.
+        if let Err(e) = self.refuse_if_erased(tenant).await {
+            let _ = self.inner.delete(&path).await;
+            return Err(e);
+        }
+        let key = Arc::new(key);
+        Self::cache_key(enc, tenant, &key_id, key.clone(), Some(now));
+        tracing::info!(tenant, key_id, kek = %record.kek, "created a data key");
+        Ok((key_id, key))
+    }
+
+    /// The data key `id` of `tenant` that the object `object` names.
+    async fn read_key(
+        &self,
+        enc: &Encryption,
+        tenant: &str,
+        id: &str,
+        object: &str,
+    ) -> Result<Arc<KeyBytes>, StoreError> {
+        if let Some((_, key)) = Self::cached(enc, tenant, Some(id)) {
+            return Ok(key);
+        }
+        // An erased tenant's keys are never used again, even from a restored old keyring.
+        self.refuse_if_erased(tenant).await?;
+        let path = Path::from(format!("keyring/{tenant}/{id}.json"));
+        let bytes = match self.inner.get(&path).await {
+            Ok(got) => got.bytes().await.map_err(backend("get"))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(CryptoError::KeyMissing {
+                    tenant: tenant.to_string(),
+                    key_id: id.to_string(),
+                    key: object.to_string(),
+                }
+                .into());
+            }
+            Err(e) => return Err(backend("get")(e)),
+        };
+        let record: DataKeyRecord =
+            serde_json::from_slice(&bytes).map_err(|e| CryptoError::Record {
+                what: "data key",
+                key: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        if record.tenant != tenant || record.key_id != id {
+            return Err(CryptoError::Record {
+                what: "data key",
+                key: path.to_string(),
+                reason: "names another tenant or key".into(),
+            }
+            .into());
+        }
+        let key = Arc::new(self.unwrap_record(enc, &record).await?);
+        Self::cache_key(enc, tenant, id, key.clone(), None);
+        Ok(key)
+    }
+
+    /// Re-wrap every data key of `tenant` that another KEK wrapped with the current one
+    /// (KEK rotation: no object is rewritten); returns how many were re-wrapped.
+    pub async fn rewrap_data_keys(&self, tenant: &str) -> Result<usize, StoreError> {
+        let Some(enc) = &self.encryption else {
+            return Ok(0);
+        };
+        let current = enc.kek.current();
+        let mut rewrapped = 0;
+        for (path, mut record) in self.data_key_records(tenant).await? {
+            if record.kek == current {
+                continue;
+            }
+            let key = self.unwrap_record(enc, &record).await?;
+            let wrapped =
+                enc.kek
+                    .wrap(tenant, &key)
+                    .await
+                    .map_err(|cause| CryptoError::DataKey {
+                        operation: "re-wrapping",
+                        tenant: tenant.to_string(),
+                        cause,
+                    })?;
+            record.kek = current.clone();
+            record.wrapped_key = base64::engine::general_purpose::STANDARD.encode(&wrapped);
+            let body = serde_json::to_vec(&record).expect("data key record serializes");
+            self.inner
+                .put(&path, PutPayload::from(body))
+                .await
+                .map_err(backend("put"))?;
+            rewrapped += 1;
+        }
+        Ok(rewrapped)
+    }
+
+    /// The tenants that have data keys (for KEK rotation over all of them).
+    pub async fn tenants_with_keys(&self) -> Result<Vec<String>, StoreError> {
+        let listed = self
+            .inner
+            .list_with_delimiter(Some(&Path::from("keyring")))
+            .await
+            .map_err(backend("list"))?;
+        let mut tenants: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        tenants.sort();
+        Ok(tenants)
     }
 
     /// Store one object for `tenant`/`namespace`/`cluster` stamped with `at`; returns its key.
@@ -182,6 +707,7 @@ impl Store {
         bytes: Vec<u8>,
     ) -> Result<String, StoreError> {
         let key = self.fresh_key(tenant, kind, namespace, cluster, at).await?;
+        let bytes = self.seal(tenant, kind.dir(), &key, bytes).await?;
         self.inner
             .put(&key, PutPayload::from(bytes))
             .await
@@ -204,6 +730,24 @@ impl Store {
         at: jiff::Timestamp,
     ) -> Result<ObjectWriter, StoreError> {
         let key = self.fresh_key(tenant, kind, namespace, cluster, at).await?;
+        let sealer = match &self.encryption {
+            Some(enc) => {
+                let (id, data_key) = self.write_key(enc, tenant).await?;
+                let binding = Binding {
+                    tenant,
+                    kind: kind.dir(),
+                    key: key.as_ref(),
+                };
+                Some(Sealer::new(&data_key, &id, binding).map_err(|cause| {
+                    CryptoError::Envelope {
+                        operation: "sealing",
+                        key: key.to_string(),
+                        cause,
+                    }
+                })?)
+            }
+            None => None,
+        };
         let upload = self
             .inner
             .put_multipart(&key)
@@ -213,6 +757,8 @@ impl Store {
             upload: object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
             key,
             written: 0,
+            sealer,
+            failed: None,
         })
     }
 
@@ -242,14 +788,15 @@ impl Store {
         Ok(key)
     }
 
-    /// Read an object back.
+    /// Read an object back (opened with its tenant's data key when sealed).
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let got = self
             .inner
             .get(&Path::from(key))
             .await
             .map_err(backend("get"))?;
-        Ok(got.bytes().await.map_err(backend("get"))?.to_vec())
+        let bytes = got.bytes().await.map_err(backend("get"))?.to_vec();
+        self.open_object(key, bytes).await
     }
 
     /// Write (replace) the tenant's state object `name`, at
@@ -262,6 +809,7 @@ impl Store {
         bytes: Vec<u8>,
     ) -> Result<String, StoreError> {
         let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
+        let bytes = self.seal(tenant, "state", &key, bytes).await?;
         self.inner
             .put(&key, PutPayload::from(bytes))
             .await
@@ -273,7 +821,10 @@ impl Store {
     pub async fn get_state(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
         match self.inner.get(&key).await {
-            Ok(got) => Ok(Some(got.bytes().await.map_err(backend("get"))?.to_vec())),
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(backend("get"))?.to_vec();
+                Ok(Some(self.open_object(key.as_ref(), bytes).await?))
+            }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(backend("get")(e)),
         }
@@ -351,11 +902,43 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Delete everything under the tenant's prefix, on a `file://` store with the staging
-    /// files of uploads an operator killed mid-write left there (the listing does not show
-    /// those); returns how many objects and staging files were deleted. Safe to repeat: an
-    /// already empty prefix deletes nothing.
+    /// Erase the tenant (crypto-shredding): record the erasure, destroy its wrapped data
+    /// keys (so every copy of its objects, backups included, stays sealed for good), then
+    /// delete everything under its prefix (on a `file://` store with the staging files of
+    /// uploads an operator killed mid-write left there, which the listing does not show),
+    /// and complete the deletion record ([`Store::erasure_record`]). Returns how many
+    /// objects and staging files were deleted. Safe to repeat: an already empty prefix
+    /// deletes nothing. From the first step on, writes for the tenant fail
+    /// ([`CryptoError::KeyDestroyed`]) instead of making a new key.
     pub async fn purge(&self, tenant: &str) -> Result<usize, StoreError> {
+        let record_key = Self::erasure_key(tenant);
+        let keyring = self.data_key_records(tenant).await?;
+        let mut record = match self.erasure_record(tenant).await? {
+            Some(r) => r,
+            None => ErasureRecord {
+                tenant: tenant.to_string(),
+                keys_destroyed_at: jiff::Timestamp::now(),
+                data_keys_destroyed: Vec::new(),
+                objects_deleted: None,
+                completed_at: None,
+            },
+        };
+        for (_, k) in &keyring {
+            if !record.data_keys_destroyed.contains(&k.key_id) {
+                record.data_keys_destroyed.push(k.key_id.clone());
+            }
+        }
+        self.put_erasure_record(&record_key, &record).await?;
+        // A key made after the listing above (a write racing the erasure) is found here.
+        for (path, _) in keyring.iter().chain(&self.data_key_records(tenant).await?) {
+            match self.inner.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend("delete")(e)),
+            }
+        }
+        if let Some(enc) = &self.encryption {
+            enc.cache.lock().expect("key cache lock").remove(tenant);
+        }
         let mut deleted = self
             .remove_interrupted_writes(tenant, Duration::ZERO)
             .await?;
@@ -365,7 +948,23 @@ impl Store {
                 Err(e) => return Err(backend("delete")(e)),
             }
         }
+        record.objects_deleted = Some(record.objects_deleted.unwrap_or(0) + deleted);
+        record.completed_at = Some(jiff::Timestamp::now());
+        self.put_erasure_record(&record_key, &record).await?;
         Ok(deleted)
+    }
+
+    async fn put_erasure_record(
+        &self,
+        key: &Path,
+        record: &ErasureRecord,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_vec_pretty(record).expect("deletion record serializes");
+        self.inner
+            .put(key, PutPayload::from(body))
+            .await
+            .map_err(backend("put"))?;
+        Ok(())
     }
 }
 
@@ -385,6 +984,10 @@ pub struct ObjectWriter {
     upload: object_store::WriteMultipart,
     key: Path,
     written: u64,
+    /// Seals the plaintext chunk by chunk on an encrypted store.
+    sealer: Option<Sealer>,
+    /// A sealing failure, reported by the next `ready` or `finish`.
+    failed: Option<EnvelopeError>,
 }
 
 impl ObjectWriter {
@@ -392,12 +995,31 @@ impl ObjectWriter {
     /// buffered.
     pub fn write(&mut self, bytes: &[u8]) {
         self.written += bytes.len() as u64;
-        self.upload.write(bytes);
+        match &mut self.sealer {
+            None => self.upload.write(bytes),
+            Some(sealer) => match sealer.push(bytes) {
+                Ok(sealed) => self.upload.write(&sealed),
+                Err(e) => self.failed = Some(e),
+            },
+        }
+    }
+
+    fn sealing_failed(&mut self) -> Result<(), StoreError> {
+        match self.failed.take() {
+            Some(cause) => Err(CryptoError::Envelope {
+                operation: "sealing",
+                key: self.key.to_string(),
+                cause,
+            }
+            .into()),
+            None => Ok(()),
+        }
     }
 
     /// Wait until fewer than [`PARTS_IN_FLIGHT`] parts are being uploaded. An error is a
     /// failed part: the object cannot be completed, so [`abort`](Self::abort) it.
     pub async fn ready(&mut self) -> Result<(), StoreError> {
+        self.sealing_failed()?;
         self.upload
             .wait_for_capacity(PARTS_IN_FLIGHT)
             .await
@@ -411,7 +1033,17 @@ impl ObjectWriter {
 
     /// Upload what is left and complete the object; returns its key. On an error the
     /// upload is aborted and nothing is left under the key.
-    pub async fn finish(self) -> Result<String, StoreError> {
+    pub async fn finish(mut self) -> Result<String, StoreError> {
+        if let Some(sealer) = self.sealer.take() {
+            match sealer.finish() {
+                Ok(last) => self.upload.write(&last),
+                Err(e) => self.failed = Some(e),
+            }
+        }
+        if let Err(e) = self.sealing_failed() {
+            self.abort().await;
+            return Err(e);
+        }
         self.upload.finish().await.map_err(backend("put"))?;
         Ok(self.key.to_string())
     }
@@ -693,9 +1325,313 @@ mod tests {
             }
         }
         walk(dir.path(), &mut left);
-        assert!(left.is_empty(), "{left:?}");
+        // Only the deletion record (no customer data) is left.
+        assert_eq!(left, [dir.path().join("erasures/uid-a.json")]);
         assert!(is_staging_name("a.json#12") && !is_staging_name("a.json#x1"));
         assert!(!is_staging_name("a.json") && !is_staging_name("a.json#"));
+    }
+
+    fn local_kek(current: &str, ids: &[(&str, u8)]) -> Arc<dyn Kek> {
+        let keys = ids
+            .iter()
+            .map(|(id, b)| (id.to_string(), zeroize::Zeroizing::new([*b; 32])))
+            .collect();
+        Arc::new(keys::LocalKek::new(current, keys).unwrap())
+    }
+
+    fn encrypted(url: &str, kek: Arc<dyn Kek>) -> Store {
+        Store::open(url, &S3Options::default())
+            .unwrap()
+            .with_encryption(kek, KeyPolicy::default())
+    }
+
+    fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                out.extend(files(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        for file in files(from) {
+            let target = to.join(file.strip_prefix(from).unwrap());
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(&file, &target).unwrap();
+        }
+    }
+
+    const SECRET: &[u8] = b"{\"cluster\":\"prod\",\"note\":\"tenant-secret-marker\"}";
+
+    #[tokio::test]
+    async fn everything_stored_for_a_tenant_is_ciphertext_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = encrypted(&url, local_kek("1", &[("1", 7)]));
+        let at = t("2026-11-23T12:00:00Z");
+        let report = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, SECRET.to_vec())
+            .await
+            .unwrap();
+        store
+            .put_state("uid-a", "key-audit", SECRET.to_vec())
+            .await
+            .unwrap();
+        let mut w = store
+            .put_parts("uid-a", Kind::Snapshot, "ns", "prod", at)
+            .await
+            .unwrap();
+        let big: Vec<u8> = SECRET
+            .iter()
+            .cycle()
+            .take(PART_SIZE + 200_000)
+            .copied()
+            .collect();
+        for part in big.chunks(100_000) {
+            w.write(part);
+            w.ready().await.unwrap();
+        }
+        let snapshot = w.finish().await.unwrap();
+        for file in files(dir.path()) {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes.windows(20).any(|w| w == b"tenant-secret-marker"),
+                "plaintext in {file:?}"
+            );
+        }
+        assert_eq!(store.get(&report).await.unwrap(), SECRET);
+        assert_eq!(store.get(&snapshot).await.unwrap(), big);
+        assert_eq!(
+            store
+                .get_state("uid-a", "key-audit")
+                .await
+                .unwrap()
+                .unwrap(),
+            SECRET
+        );
+        // One data key for the tenant, wrapped, beside its data.
+        assert_eq!(store.data_key_records("uid-a").await.unwrap().len(), 1);
+        // A fresh process (empty cache) with the same KEK reads it; another KEK does not,
+        // and says why instead of returning garbage.
+        let again = encrypted(&url, local_kek("1", &[("1", 7)]));
+        assert_eq!(again.get(&report).await.unwrap(), SECRET);
+        let wrong = encrypted(&url, local_kek("1", &[("1", 8)]));
+        let err = wrong.get(&report).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Crypto(CryptoError::DataKey { .. })),
+            "{err}"
+        );
+        let plain = Store::open(&url, &S3Options::default()).unwrap();
+        let err = plain.get(&report).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Crypto(CryptoError::NoKeys(_))),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_moved_to_another_tenant_or_renamed_does_not_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = encrypted(&url, local_kek("1", &[("1", 7)]));
+        let at = t("2026-11-23T12:00:00Z");
+        let a = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, SECRET.to_vec())
+            .await
+            .unwrap();
+        // uid-b has a key of its own; copy uid-a's object (and key id) under uid-b.
+        store
+            .put("uid-b", Kind::Report, "ns", "prod", at, b"{}".to_vec())
+            .await
+            .unwrap();
+        let moved = a.replace("uid-a", "uid-b").replace(".json", "-9.json");
+        let renamed = a.replace("20261123T120000Z", "20261124T120000Z");
+        for target in [&moved, &renamed] {
+            let to = dir.path().join(target);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(dir.path().join(&a), &to).unwrap();
+        }
+        assert!(store.get(&moved).await.is_err(), "moved to another tenant");
+        // Even uid-a's own key id under uid-b's keyring is not there.
+        let err = store.get(&renamed).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Crypto(CryptoError::Envelope {
+                    operation: "opening",
+                    ..
+                })
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn erasure_destroys_the_keys_so_a_backup_copy_no_longer_opens() {
+        let live = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", live.path().display());
+        let kek = local_kek("1", &[("1", 7)]);
+        let store = encrypted(&url, kek.clone());
+        let at = t("2026-11-23T12:00:00Z");
+        let a = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, SECRET.to_vec())
+            .await
+            .unwrap();
+        let b = store
+            .put("uid-b", Kind::Report, "ns", "prod", at, SECRET.to_vec())
+            .await
+            .unwrap();
+        // A backup of the whole store, as a snapshot or a bucket replica would take it.
+        let backup = tempfile::tempdir().unwrap();
+        copy_tree(live.path(), backup.path());
+
+        assert_eq!(store.purge("uid-a").await.unwrap(), 1);
+        let record = store.erasure_record("uid-a").await.unwrap().unwrap();
+        assert_eq!(record.objects_deleted, Some(1));
+        assert_eq!(record.data_keys_destroyed.len(), 1);
+        assert!(record.completed_at.is_some());
+        let evidence = std::fs::read_to_string(live.path().join("erasures/uid-a.json")).unwrap();
+        assert!(!evidence.contains("tenant-secret-marker") && !evidence.contains("prod"));
+
+        // The operator (same KEK, even a fresh process) pointed at the backup's data but
+        // the live keyring, where the key is gone: the erased tenant's copy does not open,
+        // the other tenant's does.
+        for dir in [live.path(), backup.path()] {
+            std::fs::create_dir_all(dir.join("erasures")).unwrap();
+        }
+        let restored = tempfile::tempdir().unwrap();
+        copy_tree(backup.path(), restored.path());
+        std::fs::remove_dir_all(restored.path().join("keyring")).unwrap();
+        copy_tree(
+            &live.path().join("keyring"),
+            &restored.path().join("keyring"),
+        );
+        copy_tree(
+            &live.path().join("erasures"),
+            &restored.path().join("erasures"),
+        );
+        let operator = encrypted(
+            &format!("file://{}", restored.path().display()),
+            kek.clone(),
+        );
+        let err = operator.get(&a).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Crypto(CryptoError::KeyDestroyed { .. })),
+            "{err}"
+        );
+        assert_eq!(operator.get(&b).await.unwrap(), SECRET);
+        // Without the deletion record it is still unreadable: the key is simply missing.
+        std::fs::remove_dir_all(restored.path().join("erasures")).unwrap();
+        let err = operator.get(&a).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Crypto(CryptoError::KeyMissing { .. })),
+            "{err}"
+        );
+        // The backup's own (old) keyring would still open it: destroying the wrapped key
+        // only shreds copies taken without the keyring, so the keyring is never backed up
+        // with the data (docs/data-protection.md).
+
+        // A write for the erased tenant fails loudly and makes no new key.
+        let err = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, SECRET.to_vec())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Crypto(CryptoError::KeyDestroyed { .. })),
+            "{err}"
+        );
+        assert!(store.data_key_records("uid-a").await.unwrap().is_empty());
+        assert!(store.keys("uid-a").await.unwrap().is_empty());
+        // Erasing again is harmless and keeps the evidence.
+        assert_eq!(store.purge("uid-a").await.unwrap(), 0);
+        let again = store.erasure_record("uid-a").await.unwrap().unwrap();
+        assert_eq!(again.keys_destroyed_at, record.keys_destroyed_at);
+        assert_eq!(again.data_keys_destroyed, record.data_keys_destroyed);
+    }
+
+    #[tokio::test]
+    async fn rotation_keeps_old_objects_readable_and_the_kek_rotates_without_rewriting() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let rotate_each_write = KeyPolicy {
+            rotate_after: Duration::ZERO,
+            ..KeyPolicy::default()
+        };
+        let store = Store::open(&url, &S3Options::default())
+            .unwrap()
+            .with_encryption(local_kek("1", &[("1", 7)]), rotate_each_write);
+        let at = t("2026-11-23T12:00:00Z");
+        let first = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, b"one".to_vec())
+            .await
+            .unwrap();
+        let second = store
+            .put("uid-a", Kind::Report, "ns", "prod", at, b"two".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(store.data_key_records("uid-a").await.unwrap().len(), 2);
+        let header_id = |k: &str| {
+            let bytes = std::fs::read(dir.path().join(k)).unwrap();
+            envelope::key_id(&bytes).unwrap().to_string()
+        };
+        assert_ne!(header_id(&first), header_id(&second));
+        assert_eq!(store.get(&first).await.unwrap(), b"one");
+
+        // KEK rotation: the new KEK joins the Secret as current, keys are re-wrapped, the
+        // old KEK can go; no object is rewritten.
+        let before = std::fs::read(dir.path().join(&first)).unwrap();
+        let rotated = encrypted(&url, local_kek("2", &[("1", 7), ("2", 9)]));
+        assert_eq!(rotated.tenants_with_keys().await.unwrap(), ["uid-a"]);
+        assert_eq!(rotated.rewrap_data_keys("uid-a").await.unwrap(), 2);
+        assert_eq!(rotated.rewrap_data_keys("uid-a").await.unwrap(), 0);
+        let only_new = encrypted(&url, local_kek("2", &[("2", 9)]));
+        assert_eq!(only_new.get(&first).await.unwrap(), b"one");
+        assert_eq!(only_new.get(&second).await.unwrap(), b"two");
+        assert_eq!(std::fs::read(dir.path().join(&first)).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn plaintext_objects_from_before_encryption_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let old = Store::open(&url, &S3Options::default()).unwrap();
+        let at = t("2026-11-23T12:00:00Z");
+        let key = old
+            .put(
+                "uid-a",
+                Kind::Report,
+                "ns",
+                "prod",
+                at,
+                b"{\"old\":1}".to_vec(),
+            )
+            .await
+            .unwrap();
+        old.put_state("uid-a", "key-audit", b"{}".to_vec())
+            .await
+            .unwrap();
+        let store = encrypted(&url, local_kek("1", &[("1", 7)]));
+        assert_eq!(store.get(&key).await.unwrap(), b"{\"old\":1}");
+        // State is re-written sealed at its next update.
+        store
+            .put_state("uid-a", "key-audit", b"{\"n\":2}".to_vec())
+            .await
+            .unwrap();
+        let raw = std::fs::read(dir.path().join("tenants/uid-a/state/key-audit.json")).unwrap();
+        assert!(envelope::is_sealed(&raw));
+        assert_eq!(
+            store
+                .get_state("uid-a", "key-audit")
+                .await
+                .unwrap()
+                .unwrap(),
+            b"{\"n\":2}"
+        );
     }
 
     #[test]
