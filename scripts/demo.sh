@@ -324,6 +324,19 @@ if grep -rq demo-planted-secret "$store_dir"; then
   fail "a planted workload secret reached the store"
 fi
 say "the planted workload secret (demo-planted-secret) appears nowhere in the store"
+# Everything under tenants/ is sealed with the tenant's data key (docs/data-protection.md).
+report_file=$store_dir/${report#"$store_url"/}
+[[ $(head -c 4 "$report_file") == CGSE ]] || fail "the stored report is not encrypted"
+if grep -rqa currentMonthlyCost "$store_dir/tenants"; then
+  fail "a stored object under tenants/ is plaintext"
+fi
+say "stored objects are ciphertext: $(head -c 4 "$report_file") header, no report field readable in the files"
+report_plain=$demo/report.json
+(
+  cd "$demo"
+  KUBECONFIG=$kubeconfig CROSSGUARD_STORE_URL="file://$store_dir" "$operator" store-get "${report#"$store_url"/}"
+) >"$report_plain" || fail "crossguard store-get could not decrypt the stored report"
+say "read through crossguard store-get (decrypted with the tenant's key): $("$python" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"report of {len(r)} fields, \${r[\"currentMonthlyCost\"]:.2f} a month")' "$report_plain")"
 if grep -q '"/api/v1/secrets\|/secrets"\|/configmaps' "$demo/customer-requests.jsonl"; then
   fail "crossguard read Secrets or ConfigMaps of the customer cluster"
 fi
@@ -348,7 +361,7 @@ say "the planted secret (in the dump's env vars) appears nowhere in the offline 
 # The dump alone lacks what only AWS knows (nodegroup minimum sizes above all), so its
 # figures differ from the operator's; the report says so. Given the AWS inventory the
 # operator stored in its report, the same objects give the operator's figures.
-report_file=$store_dir/${report#"$store_url"/}
+report_file=$report_plain
 say "offline with the operator's AWS inventory: crossguard analyze --snapshot .demo/customer-dump.json --inventory <stored report>"
 "$operator" analyze --snapshot "$demo/customer-dump.json" --inventory "$report_file" -o json \
   >"$demo/analyze-inventory.json" 2>"$demo/analyze.log" \

@@ -31,6 +31,10 @@ struct Cli {
 enum Command {
     /// Run the operator (uses KUBECONFIG or in-cluster config, and the standard AWS chain).
     Run(Box<RunArgs>),
+    /// Print one stored object (a ManagedCluster's `status.reportRef`, or a key under
+    /// `tenants/`) decrypted with its tenant's data key, using the operator's identity:
+    /// its KMS key, or the local key Secret it created (docs/data-protection.md).
+    StoreGet(Box<StoreGetArgs>),
     /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from a file or stdin: shows
     /// exactly what crossguard would keep of a workload.
     ///
@@ -113,6 +117,78 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct StoreGetArgs {
+    /// The object: a report reference (`<store URL>/<key>`) or a key.
+    #[arg(value_name = "KEY")]
+    key: String,
+    /// The store, as the operator's --store-url.
+    #[arg(
+        long,
+        env = "CROSSGUARD_STORE_URL",
+        default_value = "file:///var/lib/crossguard"
+    )]
+    store_url: String,
+    /// Endpoint override for an S3-compatible store, as the operator's.
+    #[arg(long, env = "CROSSGUARD_STORE_ENDPOINT")]
+    store_endpoint: Option<String>,
+    /// The KMS key wrapping the data keys, as the operator's --store-kms-key-id.
+    #[arg(long, env = "CROSSGUARD_STORE_KMS_KEY_ID")]
+    store_kms_key_id: Option<String>,
+    /// The local key Secret, as the operator's --store-key-secret.
+    #[arg(
+        long,
+        env = "CROSSGUARD_STORE_KEY_SECRET",
+        default_value = "crossguard-store-kek"
+    )]
+    store_key_secret: String,
+    /// The operator's namespace (where the local key Secret is); default: the kubeconfig's.
+    #[arg(long)]
+    namespace: Option<String>,
+}
+
+async fn store_get(args: StoreGetArgs) -> anyhow::Result<()> {
+    let store = Store::open(
+        &args.store_url,
+        &S3Options {
+            sse_kms_key_id: None,
+            endpoint: args.store_endpoint.clone(),
+        },
+    )?;
+    let kek = if args.store_kms_key_id.is_some() {
+        store_kek_without_kube(args.store_kms_key_id.as_deref()).await
+    } else {
+        let client = kube::Client::try_default()
+            .await
+            .context("reading the Kubernetes client configuration for the key Secret")?;
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        store_kek(&client, None, &namespace, &args.store_key_secret, false).await?
+    };
+    let store = store.with_encryption(kek, crossguard::store::KeyPolicy::default());
+    let key = args
+        .key
+        .strip_prefix(&format!("{}/", args.store_url.trim_end_matches('/')))
+        .unwrap_or(&args.key);
+    let bytes = store
+        .get(key)
+        .await
+        .with_context(|| format!("reading {key}"))?;
+    use std::io::Write as _;
+    std::io::stdout().write_all(&bytes)?;
+    Ok(())
+}
+
+async fn store_kek_without_kube(kms_key_id: Option<&str>) -> Arc<dyn crossguard::store::keys::Kek> {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Arc::new(crossguard::store::keys::KmsKek::new(
+        aws_sdk_kms::Client::new(&config),
+        kms_key_id.unwrap_or_default(),
+    ))
+}
+
+#[derive(clap::Args)]
 struct RunArgs {
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "CROSSGUARD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
@@ -179,6 +255,22 @@ struct RunArgs {
     /// Endpoint override for an S3-compatible store (default: AWS).
     #[arg(long, env = "CROSSGUARD_STORE_ENDPOINT")]
     store_endpoint: Option<String>,
+    /// KMS key (id, ARN or alias) wrapping the tenants' data keys for client-side
+    /// encryption of everything stored (docs/data-protection.md). Without it a local key in
+    /// the Secret --store-key-secret wraps them (less safe).
+    #[arg(long, env = "CROSSGUARD_STORE_KMS_KEY_ID")]
+    store_kms_key_id: Option<String>,
+    /// The Secret (in the operator's namespace) holding the local key-encryption key when
+    /// no KMS key is set; created on the first start.
+    #[arg(
+        long,
+        env = "CROSSGUARD_STORE_KEY_SECRET",
+        default_value = "crossguard-store-kek"
+    )]
+    store_key_secret: String,
+    /// How often new objects get a new data key, e.g. 720h; older objects keep theirs.
+    #[arg(long, env = "CROSSGUARD_STORE_DATA_KEY_ROTATION", default_value = "720h", value_parser = refresh_interval)]
+    store_data_key_rotation: std::time::Duration,
     /// JSON price table overriding the bundled on-demand prices (negotiated rates); the
     /// same flag as `analyze --prices-file`. Checked at start-up.
     #[arg(long, env = "CROSSGUARD_PRICES_FILE", value_name = "FILE")]
@@ -419,6 +511,34 @@ async fn read_static_keys(client: &kube::Client, reference: &str) -> anyhow::Res
     })
 }
 
+/// The key-encryption key of the store: KMS when a key id is given, else the local key in
+/// the Secret `namespace/secret` (created when `create`).
+async fn store_kek(
+    client: &kube::Client,
+    kms_key_id: Option<&str>,
+    namespace: &str,
+    secret: &str,
+    create: bool,
+) -> anyhow::Result<Arc<dyn crossguard::store::keys::Kek>> {
+    use crossguard::store::keys;
+    Ok(match kms_key_id {
+        // The operator's own identity (IRSA / Pod Identity), never a customer's.
+        Some(key_id) => store_kek_without_kube(Some(key_id)).await,
+        None => {
+            tracing::warn!(
+                namespace,
+                secret,
+                "data keys are wrapped by a local key in a Secret; set --store-kms-key-id to use KMS"
+            );
+            Arc::new(
+                keys::local_kek_from_secret(client, namespace, secret, create)
+                    .await
+                    .context("loading the store's local key-encryption key")?,
+            )
+        }
+    })
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     crossguard::telemetry::disable_core_dumps().context("disabling core dumps")?;
@@ -443,7 +563,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             endpoint: args.store_endpoint.clone(),
         },
     )?;
-    tracing::info!(store = %store.location, "report store ready");
     let kube_config = kube::Config::infer()
         .await
         .context("reading the Kubernetes client configuration (KUBECONFIG or in-cluster)")?;
@@ -451,6 +570,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(api_server = %api_server, "Kubernetes API server");
     let client = kube::Client::try_from(kube_config)
         .with_context(|| format!("building a Kubernetes client for {api_server}"))?;
+    let own_namespace = args
+        .leader_election_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let kek = store_kek(
+        &client,
+        args.store_kms_key_id.as_deref(),
+        &own_namespace,
+        &args.store_key_secret,
+        true,
+    )
+    .await?;
+    let store = store.with_encryption(
+        kek,
+        crossguard::store::KeyPolicy {
+            rotate_after: args.store_data_key_rotation,
+            ..Default::default()
+        },
+    );
+    tracing::info!(store = %store.location, "report store ready (client-side encrypted)");
     let static_keys = match &args.static_credentials_secret {
         Some(reference) => {
             tracing::warn!(secret = %reference, "using long-lived AWS keys from a Secret; prefer IRSA or EKS Pod Identity");
@@ -659,6 +798,10 @@ fn dispatch() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(crossguard::onboarding_complete::run(args)),
+        Command::StoreGet(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(store_get(*args)),
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -446,7 +446,28 @@ async fn cleanup(account: Arc<CustomerAccount>, ctx: Arc<Context>) -> Result<Act
         &account.name_any(),
     );
     match ctx.store.purge(&uid(&account)).await {
-        Ok(n) => tracing::info!(objects = n, "erased the tenant's stored data"),
+        Ok(n) => {
+            tracing::info!(objects = n, "erased the tenant's stored data");
+            // Crypto-shredding evidence on the account (docs/data-protection.md).
+            if let Ok(Some(record)) = ctx.store.erasure_record(&uid(&account)).await {
+                let note = format!(
+                    "Destroyed data keys [{}] of this account at {}, then deleted {} stored objects; copies of its data can no longer be decrypted. Deletion record: erasures/{}.json",
+                    record.data_keys_destroyed.join(", "),
+                    record.keys_destroyed_at,
+                    record.objects_deleted.unwrap_or(n),
+                    record.tenant
+                );
+                super::status::publish(
+                    &ctx,
+                    account.as_ref(),
+                    true,
+                    "DataKeysDestroyed",
+                    &note,
+                    "Erase",
+                )
+                .await;
+            }
+        }
         Err(e) => {
             let api: Api<CustomerAccount> =
                 Api::namespaced(ctx.client.clone(), &account.namespace().unwrap_or_default());
