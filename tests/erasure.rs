@@ -1,5 +1,6 @@
 //! Retention and erasure against S3 (the emulator): the operator stores into an S3 bucket
-//! with SSE-KMS; deleting the CustomerAccount erases the tenant's prefix before the
+//! with SSE-KMS and, on top, client-side envelope encryption whose data keys KMS wraps
+//! (docs/data-protection.md); deleting the CustomerAccount erases the tenant's prefix before the
 //! finalizer goes, and when erasure fails the finalizer stays and status says why.
 
 mod support;
@@ -58,6 +59,7 @@ async fn s3_store_is_encrypted_and_erased_with_the_account() {
         ("CROSSGUARD_STORE_URL", store_url.as_str()),
         ("CROSSGUARD_STORE_ENDPOINT", moto.url.as_str()),
         ("CROSSGUARD_STORE_SSE_KMS_KEY_ID", key_id.as_str()),
+        ("CROSSGUARD_STORE_KMS_KEY_ID", key_id.as_str()),
     ]);
     let get = |kind: &str, name: &str, path: &str| {
         support::kubectl(
@@ -84,7 +86,9 @@ async fn s3_store_is_encrypted_and_erased_with_the_account() {
             .then_some(())
     })
     .await;
-    let stored = keys(moto);
+    let (keyring, stored): (Vec<String>, Vec<String>) = keys(moto)
+        .into_iter()
+        .partition(|k| k.starts_with("crossguard/keyring/"));
     assert!(
         stored
             .iter()
@@ -96,6 +100,51 @@ async fn s3_store_is_encrypted_and_erased_with_the_account() {
         report_ref.starts_with(&format!("s3://{BUCKET}/crossguard/tenants/{uid}/reports/")),
         "{report_ref}"
     );
+    // One data key for the tenant, wrapped by KMS, beside its data; every object is sealed
+    // with it (header CGSE) and also SSE-KMS encrypted by S3.
+    assert_eq!(keyring.len(), 1, "{keyring:?}");
+    assert!(keyring[0].starts_with(&format!("crossguard/keyring/{uid}/")));
+    let record: serde_json::Value = serde_json::from_str(
+        boto(
+            moto,
+            &format!(
+                "print(s3.get_object(Bucket='{BUCKET}', Key='{}')['Body'].read().decode())",
+                keyring[0]
+            ),
+        )
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(record["kek"], format!("kms:{key_id}"));
+    assert_eq!(record["tenant"], uid.as_str());
+    for key in &stored {
+        let head = boto(
+            moto,
+            &format!(
+                "print(s3.get_object(Bucket='{BUCKET}', Key='{key}')['Body'].read()[:4].decode('latin-1'))"
+            ),
+        );
+        assert_eq!(head.trim(), "CGSE", "{key} is not sealed");
+    }
+    // The report reads back through crossguard with the operator's identity (KMS Decrypt).
+    let out = Command::new(env!("CARGO_BIN_EXE_crossguard"))
+        .args(["store-get", &report_ref])
+        .env("CROSSGUARD_STORE_URL", &store_url)
+        .env("CROSSGUARD_STORE_ENDPOINT", &moto.url)
+        .env("CROSSGUARD_STORE_KMS_KEY_ID", &key_id)
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["currentMonthlyCost"].is_number(), "{report}");
     let sse = boto(
         moto,
         &format!(
@@ -203,5 +252,17 @@ async fn s3_store_is_encrypted_and_erased_with_the_account() {
         },
     )
     .await;
+    // The deletion record stays as evidence; the tenant's keyring is gone.
+    let left = keys(moto);
+    assert!(
+        left.contains(&format!("crossguard/erasures/{uid}.json")),
+        "{left:?}"
+    );
+    assert!(
+        !left
+            .iter()
+            .any(|k| k.contains("/keyring/") || k.contains("/tenants/")),
+        "{left:?}"
+    );
     operator.stop();
 }
