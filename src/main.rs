@@ -380,6 +380,12 @@ fn load_inventory(path: &std::path::Path) -> anyhow::Result<analysis::AwsInvento
         rest: serde_json::Map<String, serde_json::Value>,
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if crossguard::store::envelope::is_sealed(&bytes) {
+        anyhow::bail!(
+            "{} is an encrypted stored object: decrypt it first with `crossguard store-get <key> > report.json`",
+            path.display()
+        );
+    }
     let holder: Holder = serde_json::from_slice(&bytes)
         .with_context(|| format!("parsing the inventory in {}", path.display()))?;
     if let Some(inventory) = holder.aws_inventory {

@@ -150,10 +150,8 @@ async fn planted_credentials_appear_nowhere() {
         "the store must hold the audit log at least"
     );
     for path in stored {
-        haystacks.push((
-            path.display().to_string(),
-            String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned(),
-        ));
+        // The files hold ciphertext: search what they decrypt to.
+        haystacks.push((path.display().to_string(), support::read_stored(&path)));
     }
     assert!(
         haystacks[0].1.contains("TRACE"),

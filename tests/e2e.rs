@@ -217,8 +217,7 @@ spec:
         .expect("file store")
         .to_string();
     let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report stored"))
-            .unwrap();
+        serde_json::from_str(&support::read_stored(std::path::Path::new(&report_path))).unwrap();
     assert!(
         report_path.contains(&format!(
             "/tenants/{}/reports/acme/acme-prod/",
@@ -336,7 +335,15 @@ spec:
         report["awsInventory"]
     );
     let analyze = |extra: &[&str]| support::analyze_customer_dump(customer, dir, extra);
-    let offline = analyze(&["--inventory", &report_path]);
+    // The stored report is sealed: `analyze` gets its decrypted copy, as a user would
+    // (`crossguard store-get`).
+    let report_copy = dir.join("report.json");
+    std::fs::write(
+        &report_copy,
+        support::read_stored(std::path::Path::new(&report_path)),
+    )
+    .unwrap();
+    let offline = analyze(&["--inventory", report_copy.to_str().unwrap()]);
     support::assert_same_figures(&offline, &report);
     let without = analyze(&[]);
     assert!(without.get("awsInventory").is_none());
@@ -365,7 +372,7 @@ spec:
         "{stored:?}"
     );
     for path in &stored {
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = support::read_stored(path);
         assert!(
             !text.contains(support::WORKLOAD_CANARY),
             "workload secret stored in {}",
@@ -375,7 +382,7 @@ spec:
     let audit: String = stored
         .iter()
         .filter(|p| p.to_string_lossy().contains("/audit/acme/acme-prod/"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
+        .map(|p| support::read_stored(p))
         .collect();
     assert!(
         audit.contains(r#""operation":"DescribeCluster""#)
@@ -516,7 +523,9 @@ spec:
                 .contains("kubectl")
         {
             assert!(
-                r.path.ends_with("/crossguard-externalid-acme") || r.method == "POST",
+                r.path.ends_with("/crossguard-externalid-acme")
+                    || r.path.ends_with("/crossguard-store-kek")
+                    || r.method == "POST",
                 "unexpected secret access: {} {}",
                 r.method,
                 r.path

@@ -117,7 +117,7 @@ fn assert_store_whole(dir: &Path) {
             !path.file_name().unwrap().to_string_lossy().contains('#'),
             "a staging file of an interrupted write was left: {name}"
         );
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = support::read_stored(path);
         if name.ends_with(".jsonl") {
             for line in text.lines() {
                 serde_json::from_str::<Value>(line)
@@ -154,8 +154,7 @@ fn cluster_audit_in(files: &[PathBuf]) -> Vec<Value> {
         .iter()
         .filter(|p| p.to_string_lossy().contains("/audit/acme/acme-prod/"))
         .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap_or_default()
+            support::read_stored(p)
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("audit JSON line"))
                 .collect::<Vec<Value>>()
@@ -198,7 +197,11 @@ fn secret_creations(server: &fake_apiserver::FakeApiServer) -> usize {
     server
         .requests()
         .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/secrets") && r.status == 201)
+        // The ExternalId Secrets in the account's namespace (not the store's key Secret,
+        // which the operator creates once in its own namespace).
+        .filter(|r| {
+            r.method == "POST" && r.path.ends_with("/namespaces/acme/secrets") && r.status == 201
+        })
         .count()
 }
 
@@ -239,7 +242,7 @@ async fn assert_converged_whole(env: &Env, external_id: &str) {
         .as_str()
         .and_then(|r| r.strip_prefix("file://"))
         .expect("status.reportRef");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let report: Value = serde_json::from_str(&support::read_stored(Path::new(report))).unwrap();
     assert!(report["consolidation"].is_object(), "{report}");
     let audit = cluster_audit(env.dir.path());
     assert!(

@@ -499,6 +499,39 @@ pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The content of a file of the operator's file store (`<dir>/store/…`), opened by
+/// `crossguard store-get` with the local key Secret the operator under test created (the
+/// files hold ciphertext); plaintext files (keyring entries, deletion records, prices)
+/// come back as they are.
+pub fn read_stored(path: &Path) -> String {
+    let store = path
+        .ancestors()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("store"))
+        })
+        .expect("a file under <dir>/store");
+    let kubeconfig = store.parent().unwrap().join("kubeconfig");
+    let key = path.strip_prefix(store).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_crossguard"))
+        .arg("store-get")
+        .arg(key)
+        .env("KUBECONFIG", &kubeconfig)
+        .env(
+            "CROSSGUARD_STORE_URL",
+            format!("file://{}", store.display()),
+        )
+        .output()
+        .expect("crossguard store-get");
+    assert!(
+        out.status.success(),
+        "store-get {}: {}",
+        key.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("stored objects are UTF-8")
+}
+
 /// Lines of a reader, for scanning logs.
 pub fn lines(path: &Path) -> Vec<String> {
     std::fs::File::open(path)
