@@ -215,5 +215,9 @@ async fn erasure_removes_the_staging_file_of_an_upload_a_killed_operator_left() 
     // The listing does not show it, so only the directory's removal erases it.
     assert_eq!(store.keys(TENANT).await.unwrap(), Vec::<String>::new());
     store.purge(TENANT).await.unwrap();
-    assert_eq!(files_under(dir.path()), Vec::<String>::new());
+    // Only the deletion record (tenant, time, counts; no customer data) is left.
+    assert_eq!(
+        files_under(dir.path()),
+        [format!("{}/erasures/{TENANT}.json", dir.path().display())]
+    );
 }
