@@ -336,7 +336,9 @@ report_plain=$demo/report.json
   cd "$demo"
   KUBECONFIG=$kubeconfig CROSSGUARD_STORE_URL="file://$store_dir" "$operator" store-get "${report#"$store_url"/}"
 ) >"$report_plain" || fail "crossguard store-get could not decrypt the stored report"
-say "read through crossguard store-get (decrypted with the tenant's key): $("$python" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"report of {len(r)} fields, \${r[\"currentMonthlyCost\"]:.2f} a month")' "$report_plain")"
+summary=$("$python" -c 'import json, sys; r = json.load(open(sys.argv[1])); print("$%.2f a month, $%.2f could be saved" % (r["currentMonthlyCost"], r["savings"]["total"]))' "$report_plain") \
+  || fail "the report crossguard store-get printed is not the report"
+say "read through crossguard store-get (decrypted with the tenant's key): $summary"
 if grep -q '"/api/v1/secrets\|/secrets"\|/configmaps' "$demo/customer-requests.jsonl"; then
   fail "crossguard read Secrets or ConfigMaps of the customer cluster"
 fi
