@@ -349,7 +349,12 @@ async fn dry_run_then_scale_in_refuses_untagged_and_calls_exactly_what_is_grante
     let audit: Vec<Value> = files
         .iter()
         .filter(|f| f.to_string_lossy().contains("/audit/"))
-        .flat_map(|f| support::lines(f))
+        .flat_map(|f| {
+            support::read_stored(f)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .map(|l| serde_json::from_str(&l).unwrap())
         .collect();
     for op in [TERMINATE, SCALE] {

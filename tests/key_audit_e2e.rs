@@ -244,7 +244,8 @@ async fn key_ladder_disable_new_key_and_role_posture_against_moto() {
             support::files_under(&env.dir.path().join("store"), &mut files);
             files
                 .iter()
-                .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+                // Sealed objects: search what they decrypt to.
+                .map(|f| support::read_stored(f))
                 .collect()
         },
     ];
