@@ -282,10 +282,12 @@ fn awaiting_role(
 }
 
 /// What the operator user does next for an account without `spec.roleArn`: print the
-/// customer's template with this account's ExternalId, then set the role ARN from the
-/// stack's `RoleArn` output (`crossguard onboarding-complete`) or with `kubectl patch`.
-/// `operator_principal` is the operator's own role (`CROSSGUARD_OPERATOR_PRINCIPAL`), the
-/// template's trusted principal, when known.
+/// customer's template for this account (`onboarding-template --from`, which reads the
+/// account id, regions, mode and ExternalId from the CustomerAccount; or the same by
+/// `kubectl get -o jsonpath`), then set the role ARN from the stack's `RoleArn` output
+/// (`crossguard onboarding-complete`) or with `kubectl patch`. `operator_principal` is the
+/// operator's own role (`CROSSGUARD_OPERATOR_PRINCIPAL`), the template's trusted
+/// principal, when known.
 pub fn awaiting_role_message(
     account: &CustomerAccount,
     operator_principal: Option<&str>,
@@ -302,8 +304,9 @@ pub fn awaiting_role_message(
     format!(
         "No spec.roleArn yet: crossguard makes no AWS call for this account until the customer's role exists and its ARN is set. \
          1) Give the customer the role template for this account: \
-         crossguard onboarding-template --account-id {id}{mode} --operator-principal {principal} \
-         --external-id \"$(kubectl get customeraccount {name} -n {ns} -o jsonpath='{{.status.externalId}}')\" > crossguard-role.json \
+         crossguard onboarding-template --from customeraccount/{name} -n {ns} --operator-principal {principal} > crossguard-role.json \
+         (without access to this cluster: crossguard onboarding-template --account-id {id}{mode} --operator-principal {principal} \
+         --external-id \"$(kubectl get customeraccount {name} -n {ns} -o jsonpath='{{.status.externalId}}')\") \
          2) When their stack is deployed, set the role from its outputs \
          (aws cloudformation describe-stacks --stack-name <stack> --query 'Stacks[0].Outputs' --output json > outputs.json, or terraform output -json > outputs.json): \
          crossguard onboarding-complete customeraccount/{name} -n {ns} --stack-outputs outputs.json \
@@ -505,6 +508,7 @@ mod tests {
         ca.spec.role_arn = None;
         let message = awaiting_role_message(&ca, None);
         for part in [
+            "crossguard onboarding-template --from customeraccount/acme -n tenant-a --operator-principal <the operator's IAM role ARN> > crossguard-role.json",
             "crossguard onboarding-template --account-id 111122223333 --operator-principal <the operator's IAM role ARN>",
             "kubectl get customeraccount acme -n tenant-a -o jsonpath='{.status.externalId}'",
             "crossguard onboarding-complete customeraccount/acme -n tenant-a --stack-outputs outputs.json",
