@@ -104,6 +104,11 @@ async fn pipeline(
     )
     .await?;
     record_analysis(cluster, &analysed, mode, draft);
+    ctx.metrics.cluster_analysed(
+        &cluster.namespace().unwrap_or_default(),
+        &cluster.name_any(),
+        &analysed.figures,
+    );
     let verify_again = automate(
         cluster, ctx, api, &clients, &collected, &analysed, audit, &valid, mode, draft,
     )

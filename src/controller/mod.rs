@@ -561,7 +561,9 @@ where
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let (name, seen_version) = (obj.name_any(), obj.resource_version());
     let mut applied: Option<&'static str> = None;
+    let mut cleaned = false;
     let slot = &mut applied;
+    let cleaned_slot = &mut cleaned;
     let inner_ctx = ctx.clone();
     let result = finalizer(&api, FINALIZER, obj, move |event| async move {
         match event {
@@ -570,7 +572,11 @@ where
                 *slot = Some(outcome);
                 result
             }
-            Event::Cleanup(obj) => cleanup(obj, inner_ctx).await,
+            Event::Cleanup(obj) => {
+                let result = cleanup(obj, inner_ctx).await;
+                *cleaned_slot = result.is_ok();
+                result
+            }
         }
     })
     .instrument(span)
@@ -589,6 +595,11 @@ where
     };
     if result.is_ok() {
         ctx.succeeded(&key);
+    }
+    if cleaned {
+        ctx.metrics.forget_object(&kind, &ns, &name);
+    } else if let Some(stage) = applied {
+        ctx.metrics.set_ready(&kind, &ns, &name, stage == "ok");
     }
     ctx.metrics.reconcile(&kind, outcome, started.elapsed());
     result
