@@ -112,17 +112,22 @@ async fn pipeline(
     );
     tokio::select! {
         biased;
-        () = erased.cancelled() => Err(Failure::new(
-            Category::AccountDeleting,
-            format!(
-                "CustomerAccount {:?} was deleted and its stored data erased: the run in progress was stopped and nothing more is stored for it",
-                account.name_any()
-            ),
-            Retry::AwaitChange,
-        )
-        .on("AccountResolved")),
+        () = erased.cancelled() => Err(erased_during_run(&account)),
         result = run => result,
     }
+}
+
+/// The failure of a run stopped because its account was deleted and erased meanwhile.
+fn erased_during_run(account: &CustomerAccount) -> Failure {
+    Failure::new(
+        Category::AccountDeleting,
+        format!(
+            "CustomerAccount {:?} was deleted and its stored data erased: the run in progress was stopped and nothing more is stored for it",
+            account.name_any()
+        ),
+        Retry::AwaitChange,
+    )
+    .on("AccountResolved")
 }
 
 /// The stages that call AWS and the customer cluster and store for the tenant.
