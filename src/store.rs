@@ -7,9 +7,16 @@
 //! AWS Price List API, shared by all tenants).
 //! The time in the key (not the store's modification time) drives retention, so the rule is
 //! the same on every backend and testable with a fake clock.
+//!
+//! Erasure first writes a tombstone, `erased/<account-uid>.json` (outside every tenant's
+//! prefix, holding only the UID and the time), and every tenant write checks it before and
+//! after it lands: a write still in flight when the tenant is erased either lands before
+//! the erasure lists the prefix (and is deleted with the rest) or sees the tombstone and
+//! deletes what it wrote. Either way nothing stays under an erased prefix.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -67,6 +74,20 @@ pub enum StoreError {
         /// The backend error (part of the message, not the `source()`).
         cause: object_store::Error,
     },
+    /// The tenant was erased (its CustomerAccount was deleted): nothing is written for it
+    /// any more. A write that raced the erasure was deleted again.
+    #[error("tenant {tenant} was erased: nothing is stored for it any more")]
+    TenantErased {
+        /// The tenant's UID.
+        tenant: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the write was refused because the tenant was erased.
+    pub fn is_tenant_erased(&self) -> bool {
+        matches!(self, StoreError::TenantErased { .. })
+    }
 }
 
 fn backend(operation: &'static str) -> impl FnOnce(object_store::Error) -> StoreError {
@@ -92,6 +113,9 @@ pub struct Store {
     /// leave staging files that the object store's listing hides
     /// ([`Store::remove_interrupted_writes`]).
     local_root: Option<PathBuf>,
+    /// Tenants this process has seen erased (a tombstone never goes away, so a hit here
+    /// spares the store a read on every later write).
+    erased: Arc<Mutex<HashSet<String>>>,
 }
 
 /// How old a `file://` staging file must be to count as left by a write that never
@@ -125,6 +149,7 @@ impl Store {
                 inner: Arc::new(fs),
                 location: url.to_string(),
                 local_root: Some(PathBuf::from(dir)),
+                erased: Arc::default(),
             });
         }
         if url == "memory://" {
@@ -132,6 +157,7 @@ impl Store {
                 inner: Arc::new(InMemory::new()),
                 location: url.to_string(),
                 local_root: None,
+                erased: Arc::default(),
             });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
@@ -162,6 +188,7 @@ impl Store {
                 inner,
                 location: url.to_string(),
                 local_root: None,
+                erased: Arc::default(),
             });
         }
         Err(bad("use file:///path, s3://bucket[/prefix] or memory://"))
@@ -181,11 +208,13 @@ impl Store {
         at: jiff::Timestamp,
         bytes: Vec<u8>,
     ) -> Result<String, StoreError> {
+        self.refuse_erased(tenant).await?;
         let key = self.fresh_key(tenant, kind, namespace, cluster, at).await?;
         self.inner
             .put(&key, PutPayload::from(bytes))
             .await
             .map_err(backend("put"))?;
+        self.undo_if_erased(tenant, &key).await?;
         Ok(key.to_string())
     }
 
@@ -203,6 +232,7 @@ impl Store {
         cluster: &str,
         at: jiff::Timestamp,
     ) -> Result<ObjectWriter, StoreError> {
+        self.refuse_erased(tenant).await?;
         let key = self.fresh_key(tenant, kind, namespace, cluster, at).await?;
         let upload = self
             .inner
@@ -213,6 +243,8 @@ impl Store {
             upload: object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
             key,
             written: 0,
+            tenant: tenant.to_string(),
+            store: self.clone(),
         })
     }
 
@@ -261,11 +293,13 @@ impl Store {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<String, StoreError> {
+        self.refuse_erased(tenant).await?;
         let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
         self.inner
             .put(&key, PutPayload::from(bytes))
             .await
             .map_err(backend("put"))?;
+        self.undo_if_erased(tenant, &key).await?;
         Ok(key.to_string())
     }
 
@@ -385,6 +419,9 @@ pub struct ObjectWriter {
     upload: object_store::WriteMultipart,
     key: Path,
     written: u64,
+    /// Whose object this is, checked against the tombstones when it completes.
+    tenant: String,
+    store: Store,
 }
 
 impl ObjectWriter {
@@ -410,9 +447,15 @@ impl ObjectWriter {
     }
 
     /// Upload what is left and complete the object; returns its key. On an error the
-    /// upload is aborted and nothing is left under the key.
+    /// upload is aborted and nothing is left under the key; a tenant erased meanwhile is
+    /// [`StoreError::TenantErased`], and the object is deleted again.
     pub async fn finish(self) -> Result<String, StoreError> {
+        if let Err(e) = self.store.refuse_erased(&self.tenant).await {
+            self.upload.abort().await.ok();
+            return Err(e);
+        }
         self.upload.finish().await.map_err(backend("put"))?;
+        self.store.undo_if_erased(&self.tenant, &self.key).await?;
         Ok(self.key.to_string())
     }
 
@@ -427,6 +470,84 @@ impl ObjectWriter {
 }
 
 impl Store {
+    fn tombstone_key(tenant: &str) -> Path {
+        Path::from(format!("erased/{tenant}.json"))
+    }
+
+    /// Record that `tenant` is erased, before its objects are deleted: from then on every
+    /// write for it fails with [`StoreError::TenantErased`] (in this process and in any
+    /// other replica sharing the store). The tombstone holds the UID and `at`, no customer
+    /// data, and stays after the erasure as its evidence. Writing it again is fine.
+    pub async fn write_tombstone(
+        &self,
+        tenant: &str,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::json!({ "tenant": tenant, "erasedAt": at.to_string() });
+        self.inner
+            .put(
+                &Self::tombstone_key(tenant),
+                PutPayload::from(body.to_string().into_bytes()),
+            )
+            .await
+            .map_err(backend("write tombstone"))?;
+        self.remember_erased(tenant);
+        Ok(())
+    }
+
+    /// Whether `tenant` was erased (its tombstone exists).
+    pub async fn is_erased(&self, tenant: &str) -> Result<bool, StoreError> {
+        if self
+            .erased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tenant)
+        {
+            return Ok(true);
+        }
+        match self.inner.head(&Self::tombstone_key(tenant)).await {
+            Ok(_) => {
+                self.remember_erased(tenant);
+                Ok(true)
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(backend("read tombstone")(e)),
+        }
+    }
+
+    fn remember_erased(&self, tenant: &str) {
+        self.erased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string());
+    }
+
+    /// The check at the top of every tenant write.
+    async fn refuse_erased(&self, tenant: &str) -> Result<(), StoreError> {
+        if self.is_erased(tenant).await? {
+            return Err(StoreError::TenantErased {
+                tenant: tenant.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The check after a tenant write landed: if the tenant was erased meanwhile, the
+    /// erasure may have listed the prefix before this object was there, so delete it here.
+    async fn undo_if_erased(&self, tenant: &str, key: &Path) -> Result<(), StoreError> {
+        if !self.is_erased(tenant).await? {
+            return Ok(());
+        }
+        match self.inner.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(backend("delete")(e)),
+        }
+        tracing::info!(%key, "deleted an object written while its tenant was erased");
+        Err(StoreError::TenantErased {
+            tenant: tenant.to_string(),
+        })
+    }
+
     /// Remove the tenant's staging files older than `age` from a `file://` store; returns
     /// how many. object_store's LocalFileSystem writes an object to `<key>#<digits>` and
     /// renames it into place, so a process killed mid-write leaves that file behind, and
@@ -696,6 +817,97 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
         assert!(is_staging_name("a.json#12") && !is_staging_name("a.json#x1"));
         assert!(!is_staging_name("a.json") && !is_staging_name("a.json#"));
+    }
+
+    #[tokio::test]
+    async fn an_erased_tenant_is_never_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = Store::open(&url, &S3Options::default()).unwrap();
+        let at = t("2026-11-23T12:00:00Z");
+        // A multipart write begun before the erasure, finished after it.
+        let mut in_flight = store
+            .put_parts("uid-a", Kind::Snapshot, "ns", "prod", at)
+            .await
+            .unwrap();
+        in_flight.write(b"{}");
+        store
+            .put("uid-a", Kind::Report, "ns", "prod", at, b"r".to_vec())
+            .await
+            .unwrap();
+        assert!(!store.is_erased("uid-a").await.unwrap());
+
+        store.write_tombstone("uid-a", at).await.unwrap();
+        // The report and the in-flight write's staging file.
+        assert_eq!(store.purge("uid-a").await.unwrap(), 2);
+        let late = in_flight.finish().await.unwrap_err();
+        assert!(late.is_tenant_erased(), "{late}");
+        let put = store
+            .put("uid-a", Kind::Audit, "ns", "prod", at, b"a".to_vec())
+            .await
+            .unwrap_err();
+        assert!(put.is_tenant_erased());
+        let state = store
+            .put_state("uid-a", "key-audit", b"s".to_vec())
+            .await
+            .unwrap_err();
+        assert!(state.is_tenant_erased());
+        assert!(
+            store
+                .put_parts("uid-a", Kind::Snapshot, "ns", "prod", at)
+                .await
+                .unwrap_err()
+                .is_tenant_erased()
+        );
+        assert!(store.keys("uid-a").await.unwrap().is_empty());
+
+        // Another process sharing the store (a second replica) sees the tombstone too.
+        let other = Store::open(&url, &S3Options::default()).unwrap();
+        assert!(other.is_erased("uid-a").await.unwrap());
+        assert!(!other.is_erased("uid-b").await.unwrap());
+        other
+            .put("uid-b", Kind::Report, "ns", "prod", at, b"r".to_vec())
+            .await
+            .unwrap();
+        let mut files = Vec::new();
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out);
+                } else {
+                    out.push(e.path().display().to_string());
+                }
+            }
+        }
+        walk(&dir.path().join("tenants/uid-a"), &mut files);
+        assert!(files.is_empty(), "{files:?}");
+        // The tombstone stays, and names no customer data.
+        let tomb = std::fs::read_to_string(dir.path().join("erased/uid-a.json")).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&tomb).unwrap(),
+            serde_json::json!({"tenant": "uid-a", "erasedAt": "2026-11-23T12:00:00Z"})
+        );
+    }
+
+    /// A write that lands after the erasure listed the prefix is deleted by the writer: the
+    /// re-check after the write, not only the one before it.
+    #[tokio::test]
+    async fn a_write_that_passed_the_check_before_the_tombstone_deletes_itself() {
+        let store = Store::open("memory://", &S3Options::default()).unwrap();
+        let at = t("2026-11-23T12:00:00Z");
+        store.refuse_erased("uid-a").await.unwrap();
+        // The erasure happens between the check and the write.
+        store.write_tombstone("uid-a", at).await.unwrap();
+        store.purge("uid-a").await.unwrap();
+        let key = Path::from("tenants/uid-a/reports/ns/prod/20261123T120000Z.json");
+        store
+            .inner
+            .put(&key, PutPayload::from(b"late".to_vec()))
+            .await
+            .unwrap();
+        let e = store.undo_if_erased("uid-a", &key).await.unwrap_err();
+        assert!(e.is_tenant_erased());
+        assert!(store.keys("uid-a").await.unwrap().is_empty());
     }
 
     #[test]

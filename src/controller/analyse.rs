@@ -288,6 +288,11 @@ impl From<AnalyseError> for Failure {
                 text,
                 Retry::After(super::WAIT_RETRY),
             ),
+            AnalyseError::StoreSnapshot(s) | AnalyseError::StoreReport(s)
+                if s.is_tenant_erased() =>
+            {
+                (Category::AccountDeleting, text, Retry::AwaitChange)
+            }
             AnalyseError::StoreSnapshot(_) | AnalyseError::StoreReport(_) => {
                 (Category::StoreUnavailable, text, Retry::Backoff)
             }

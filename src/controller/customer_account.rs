@@ -439,16 +439,25 @@ async fn retention(account: &CustomerAccount, ctx: &Context) -> Result<(), Failu
 }
 
 async fn cleanup(account: Arc<CustomerAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // The session is dropped (and wiped); the ExternalId Secret is garbage-collected with
-    // the account through its owner reference; everything stored for the tenant is erased
-    // before the finalizer goes. If erasure fails the finalizer stays and status says why.
-    ctx.broker.evict(&uid(&account));
-    ctx.forget_unwritten_audit(&uid(&account));
+    // The tombstone first: from then on no write for the tenant lands (here or in another
+    // replica), and the tenant's analyses in flight here are stopped. Then the session is
+    // dropped (and wiped); the ExternalId Secret is garbage-collected with the account
+    // through its owner reference; everything stored for the tenant is erased before the
+    // finalizer goes. If erasure fails the finalizer stays and status says why.
+    let tenant = uid(&account);
+    let tombstone = ctx.store.write_tombstone(&tenant, ctx.clock.now()).await;
+    ctx.cancel_tenant(&tenant);
+    let erased = match tombstone {
+        Ok(()) => ctx.store.purge(&tenant).await,
+        Err(e) => Err(e),
+    };
+    ctx.broker.evict(&tenant);
+    ctx.forget_unwritten_audit(&tenant);
     ctx.metrics.forget_key_ages(
         &account.namespace().unwrap_or_default(),
         &account.name_any(),
     );
-    match ctx.store.purge(&uid(&account)).await {
+    match erased {
         Ok(n) => tracing::info!(objects = n, "erased the tenant's stored data"),
         Err(e) => {
             let api: Api<CustomerAccount> =
