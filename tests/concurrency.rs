@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossguard::analysis::PriceTable;
-use crossguard::api::{CustomerAccount, ManagedCluster};
+use crossguard::api::CustomerAccount;
 use crossguard::controller::{self, Context};
 use crossguard::credentials::Broker;
 use crossguard::http::Readiness;
@@ -19,9 +19,8 @@ use crossguard::store::{S3Options, Store};
 use crossguard::testing::ManualClock;
 use crossguard::testing::aws::FakeAws;
 use fake_apiserver::FakeApiServer;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
 use serde_json::json;
 
 const NS: &str = "tenants";

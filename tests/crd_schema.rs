@@ -7,9 +7,8 @@ mod support;
 
 use crossguard::api::{CustomerAccount, ManagedCluster, ManagedClusterStatus};
 use fake_apiserver::FakeApiServer;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
 use serde_json::{Value, json};
 
 const NS: &str = "acme";

@@ -23,9 +23,8 @@ use crossguard::store::{S3Options, Store};
 use crossguard::testing::ManualClock;
 use crossguard::testing::aws::{FakeAws, OPERATOR_ACCOUNT};
 use fake_apiserver::FakeApiServer;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
-use kube::{Api, CustomResourceExt, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const NS: &str = "acme";

@@ -24,10 +24,9 @@ use crossguard::store::{S3Options, Store};
 use crossguard::testing::ManualClock;
 use crossguard::testing::aws::FakeAws;
 use fake_apiserver::FakeApiServer;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::{Api, CustomResourceExt, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const NS: &str = "acme";
