@@ -242,8 +242,13 @@ async fn resolve_account(
                     .into(),
             )),
         },
+        // A pointer to the account's next steps, not its whole message: this one is also
+        // an Event, whose message the API server cuts at 1 KiB (mid-command, as seen).
         Some(c) if c.reason == super::customer_account::AWAITING_ROLE => {
-            Err(awaiting(c.message.clone()))
+            let ns = account.namespace().unwrap_or_default();
+            Err(awaiting(format!(
+                "Next: print the customer's template with `crossguard onboarding-template --from customeraccount/{name} -n {ns}`, then set the role from their stack's outputs with `crossguard onboarding-complete customeraccount/{name} -n {ns} --stack-outputs outputs.json`; `kubectl describe customeraccount {name} -n {ns}` lists every command."
+            )))
         }
         Some(c) => Err(AccountRefError::NotReady {
             name,
