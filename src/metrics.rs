@@ -107,11 +107,9 @@ pub const SAVINGS_CATEGORIES: [&str; 3] = ["consolidation", "rightsizing", "spot
 
 /// Outcomes of finished automation actions counted by
 /// `crossguard_managedcluster_automation_actions_total` (the journal's action results).
-pub const ACTION_OUTCOMES: [&str; 3] = [
-    crate::automation::SUCCEEDED,
-    crate::automation::FAILED,
-    crate::automation::ABANDONED,
-];
+/// Spelled out here (`automation::SUCCEEDED`, `FAILED`, `ABANDONED`) so that metrics
+/// depends on no pipeline module; a test in `controller::automation` keeps them equal.
+pub const ACTION_OUTCOMES: [&str; 3] = ["Succeeded", "Failed", "Abandoned"];
 
 /// What one analysis of a ManagedCluster found, as exported per cluster.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -653,7 +651,7 @@ mod tests {
         };
         m.cluster_analysed("acme", "prod", &figures);
         m.cluster_analysed("acme", "staging", &figures);
-        m.cluster_action("acme", "prod", crate::automation::SUCCEEDED);
+        m.cluster_action("acme", "prod", "Succeeded");
         m.cluster_refusal("acme", "prod");
         m.set_ready("ManagedCluster", "acme", "prod", true);
         let text = m.encode();

@@ -390,6 +390,18 @@ pub(super) fn node_facts(nodes: &[crate::analysis::input::Node]) -> Vec<NodeFact
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_exported_action_outcomes_are_the_journals() {
+        assert_eq!(
+            crate::metrics::ACTION_OUTCOMES,
+            [
+                automation::SUCCEEDED,
+                automation::FAILED,
+                automation::ABANDONED
+            ]
+        );
+    }
+
     fn action(outcome: &str, dry_run: bool, node: &str) -> ActionRecord {
         ActionRecord {
             time: "2026-06-01T12:00:00Z".into(),
