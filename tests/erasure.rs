@@ -59,21 +59,7 @@ async fn s3_store_is_encrypted_and_erased_with_the_account() {
         ("CROSSGUARD_STORE_ENDPOINT", moto.url.as_str()),
         ("CROSSGUARD_STORE_SSE_KMS_KEY_ID", key_id.as_str()),
     ]);
-    let get = |kind: &str, name: &str, path: &str| {
-        support::kubectl(
-            kubeconfig,
-            &[
-                "get",
-                kind,
-                name,
-                "-n",
-                "acme",
-                "-o",
-                &format!("jsonpath={path}"),
-            ],
-        )
-        .1
-    };
+    let get = |kind: &str, name: &str, path: &str| jsonpath(kubeconfig, kind, name, path);
 
     // Reports, snapshots and audit logs land in the bucket under the tenant's prefix, encrypted.
     let uid = get("customeraccount", "acme", "{.metadata.uid}");
@@ -225,21 +211,7 @@ async fn an_analysis_in_flight_writes_nothing_after_its_account_is_erased() {
     env.apply_examples();
     let mut operator = env.operator(&[]);
     let store = env.dir.path().join("store");
-    let get = |kind: &str, name: &str, path: &str| {
-        support::kubectl(
-            kubeconfig,
-            &[
-                "get",
-                kind,
-                name,
-                "-n",
-                "acme",
-                "-o",
-                &format!("jsonpath={path}"),
-            ],
-        )
-        .1
-    };
+    let get = |kind: &str, name: &str, path: &str| jsonpath(kubeconfig, kind, name, path);
     let uid = get("customeraccount", "acme", "{.metadata.uid}");
     let tenant = store.join("tenants").join(&uid);
     wait_for("first report", Duration::from_secs(90), || async {
@@ -307,4 +279,11 @@ async fn an_analysis_in_flight_writes_nothing_after_its_account_is_erased() {
     let log = operator.log_text();
     assert!(!log.contains("panicked"), "operator panicked:\n{log}");
     operator.stop();
+}
+
+/// `kubectl get KIND NAME -n acme -o jsonpath=PATH`: what it printed (empty when the object
+/// or the field is not there).
+fn jsonpath(kubeconfig: &std::path::Path, kind: &str, name: &str, path: &str) -> String {
+    let path = format!("jsonpath={path}");
+    support::kubectl(kubeconfig, &["get", kind, name, "-n", "acme", "-o", &path]).1
 }

@@ -191,6 +191,7 @@ pub async fn analyse(
         }
     };
     drop(reserved);
+    let summary = report.summary();
     let figures = crate::metrics::ClusterFigures {
         monthly_cost: report.current_monthly_cost,
         savings: [
@@ -198,7 +199,7 @@ pub async fn analyse(
             report.savings.rightsizing,
             report.savings.spot,
         ],
-        nodes: report.summary().nodes,
+        nodes: summary.nodes,
         unpriced_nodes: u32::try_from(report.unpriced_nodes).unwrap_or(u32::MAX),
         cpu_requested_ratio: report.utilization.cpu_percent / 100.0,
         memory_requested_ratio: report.utilization.memory_percent / 100.0,
@@ -206,7 +207,7 @@ pub async fn analyse(
     };
     Ok(Analysed {
         figures,
-        summary: report.summary(),
+        summary,
         monthly_cost: crate::api::whole_units(report.current_monthly_cost),
         potential_savings: crate::api::whole_units(report.savings.total),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),
