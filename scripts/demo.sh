@@ -270,10 +270,13 @@ done
 [[ -n $awaiting ]] || fail "CustomerAccount/acme did not get its ExternalId and AwaitingCustomerRole within ${ready_timeout}s"
 say "onboarding 1/4: CustomerAccount acme applied without a role: ExternalId issued, waiting for the customer's role"
 kc get customeraccounts -n "$namespace"
-"$operator" onboarding-template --account-id 111111111111 --operator-principal "$operator_principal" \
-  --external-id "$(kc get customeraccount acme -n "$namespace" -o jsonpath='{.status.externalId}')" \
-  >"$demo/customer-template.json" || fail "onboarding-template failed"
-say "onboarding 2/4: the customer's template, for this account and ExternalId: .demo/customer-template.json"
+# --from reads the account id, regions, mode, clusters and ExternalId from the CustomerAccount.
+KUBECONFIG=$kubeconfig "$operator" onboarding-template --from customeraccount/acme -n "$namespace" \
+  --operator-principal "$operator_principal" >"$demo/customer-template.json" \
+  || fail "onboarding-template --from customeraccount/acme failed"
+grep -q "$external_id" "$demo/customer-template.json" \
+  || fail "the template does not carry the account's ExternalId"
+say "onboarding 2/4: crossguard onboarding-template --from customeraccount/acme -n $namespace: the customer's template, for this account and ExternalId: .demo/customer-template.json"
 # The customer deploys it: the seeded role now requires this account's ExternalId, and
 # the stack's outputs come back as `aws cloudformation describe-stacks --query
 # 'Stacks[0].Outputs' --output json` prints them.
@@ -346,10 +349,10 @@ say "requests to the customer cluster: $(wc -l <"$demo/customer-requests.jsonl")
 
 # --- the same analysis offline, on a kubectl-style dump --------------------------
 echo
-say "offline: the customer dumps their cluster (kubectl get … -A -o json > .demo/customer-dump.json) and runs crossguard analyze --snapshot on it (no AWS inventory)"
+say "offline: the customer dumps their cluster (kubectl get … -A -o json > .demo/customer-dump.json) and runs crossguard analyze on it (no AWS inventory)"
 kubectl --kubeconfig "$demo/customer.kubeconfig" get nodes,pods,deployments,replicasets,statefulsets,daemonsets,jobs,cronjobs,pdb \
   -A -o json >"$demo/customer-dump.json" || fail "kubectl could not dump the customer cluster"
-"$operator" analyze --snapshot "$demo/customer-dump.json" >"$demo/analyze.txt" 2>"$demo/analyze.log" \
+"$operator" analyze "$demo/customer-dump.json" >"$demo/analyze.txt" 2>"$demo/analyze.log" \
   || { cat "$demo/analyze.log" >&2; fail "crossguard analyze failed"; }
 sed 's/^/  /' "$demo/analyze.log"
 cat "$demo/analyze.txt"
@@ -364,8 +367,8 @@ say "the planted secret (in the dump's env vars) appears nowhere in the offline 
 # figures differ from the operator's; the report says so. Given the AWS inventory the
 # operator stored in its report, the same objects give the operator's figures.
 report_file=$report_plain
-say "offline with the operator's AWS inventory: crossguard analyze --snapshot .demo/customer-dump.json --inventory <stored report>"
-"$operator" analyze --snapshot "$demo/customer-dump.json" --inventory "$report_file" -o json \
+say "offline with the operator's AWS inventory: crossguard analyze .demo/customer-dump.json --inventory <stored report>"
+"$operator" analyze "$demo/customer-dump.json" --inventory "$report_file" -o json \
   >"$demo/analyze-inventory.json" 2>"$demo/analyze.log" \
   || { cat "$demo/analyze.log" >&2; fail "crossguard analyze --inventory failed"; }
 agreement=$("$python" - "$report_file" "$demo/analyze-inventory.json" <<'PY'
@@ -453,13 +456,12 @@ print("%s %s: %s" % (c[0]["status"], c[0]["reason"], c[0]["message"]) if c else 
 }
 say "role posture of the seeded role (it trusts the operator's whole account):"
 echo "  RolePosture $(condition_of RolePosture)"
-external_id=$(kc get customeraccount acme -n "$namespace" -o jsonpath='{.status.externalId}')
-"$operator" onboarding-template --account-id 111111111111 --mode automated --cluster prod \
-  --operator-principal "$operator_principal" --external-id "$external_id" --key-audit-enforce \
+KUBECONFIG=$kubeconfig "$operator" onboarding-template --from customeraccount/acme -n "$namespace" \
+  --mode automated --operator-principal "$operator_principal" --key-audit-enforce \
   >"$demo/crossguard-role.json" || fail "onboarding-template failed"
 "$python" "$repo/tests/harness/customer_change.py" --endpoint "$moto_url" deploy-template "$demo/crossguard-role.json" \
   || fail "deploying the template into moto failed"
-say "the customer re-deployed the role from: crossguard onboarding-template --mode automated --cluster prod --key-audit-enforce ..."
+say "the customer re-deployed the role from: crossguard onboarding-template --from customeraccount/acme --mode automated --key-audit-enforce"
 
 cc() { "$python" "$repo/tests/harness/customer_change.py" --endpoint "$moto_url" "$@"; }
 cc iam-user alice type=engineer slack-id=U0ALICE "full-name=Alice Doe" crossguard.dev/managed=true

@@ -3,6 +3,7 @@
 //! clusters cost. See docs/architecture.md for the modules and the flow of a reconcile; each
 //! step of it is one module here.
 
+pub mod alloc;
 pub mod analysis;
 pub mod api;
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod onboarding;
 pub mod onboarding_complete;
 pub mod posture;
 pub mod sanitize;
+pub mod seal;
 pub mod shard;
 pub mod store;
 pub mod telemetry;

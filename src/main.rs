@@ -19,6 +19,11 @@ use crossguard::onboarding;
 use crossguard::sanitize;
 use crossguard::store::{S3Options, Store};
 
+/// Freed memory is zeroed (src/alloc.rs), so what the AWS SDK frees after signing a request
+/// with a customer session (the session token in its header buffers) does not linger.
+#[global_allocator]
+static ALLOCATOR: crossguard::alloc::ZeroOnFree = crossguard::alloc::ZeroOnFree;
+
 /// crossguard: safe cross-account access to customers' AWS accounts and EKS clusters.
 #[derive(Parser)]
 #[command(version, about)]

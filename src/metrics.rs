@@ -1,6 +1,7 @@
 //! Prometheus metrics (`crossguard_*`), served on `/metrics`.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -70,6 +71,65 @@ struct NotificationLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SavingsLabels {
+    namespace: String,
+    name: String,
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    namespace: String,
+    name: String,
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    namespace: String,
+    name: String,
+    outcome: String,
+}
+
+/// A gauge holding a float (dollars, ratios, timestamps).
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Savings categories of [`ClusterFigures::savings`], in the report's order.
+pub const SAVINGS_CATEGORIES: [&str; 3] = ["consolidation", "rightsizing", "spot"];
+
+/// Outcomes of finished automation actions counted by
+/// `crossguard_managedcluster_automation_actions_total` (the journal's action results).
+/// Spelled out here (`automation::SUCCEEDED`, `FAILED`, `ABANDONED`) so that metrics
+/// depends on no pipeline module; a test in `controller::automation` keeps them equal.
+pub const ACTION_OUTCOMES: [&str; 3] = ["Succeeded", "Failed", "Abandoned"];
+
+/// What one analysis of a ManagedCluster found, as exported per cluster.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterFigures {
+    /// Monthly cost of the priced nodes, USD (730 hours at the effective hourly price).
+    pub monthly_cost: f64,
+    /// Monthly savings found, USD, by [`SAVINGS_CATEGORIES`].
+    pub savings: [f64; 3],
+    /// Nodes analysed.
+    pub nodes: u32,
+    /// Nodes of unknown price (in no sum).
+    pub unpriced_nodes: u32,
+    /// Pod CPU requests / allocatable CPU, 0..=1 (can exceed 1 on an overcommitted cluster).
+    pub cpu_requested_ratio: f64,
+    /// Pod memory requests / allocatable memory, 0..=1.
+    pub memory_requested_ratio: f64,
+    /// When the analysis finished, seconds since the Unix epoch.
+    pub analysed_at: i64,
+}
+
 /// Age bands of [`Metrics::key_ages`]: under the first warning, warned, past the deadline.
 pub const KEY_AGE_BANDS: [&str; 3] = ["ok", "expiring", "overdue"];
 
@@ -93,6 +153,15 @@ pub struct Metrics {
     operator_key_age_days: Gauge,
     leader: Gauge,
     unowned: Family<KindLabels, Gauge>,
+    ready: Family<ObjectLabels, Gauge>,
+    cluster_cost: Family<AccountLabels, FloatGauge>,
+    cluster_savings: Family<SavingsLabels, FloatGauge>,
+    cluster_nodes: Family<AccountLabels, Gauge>,
+    cluster_unpriced: Family<AccountLabels, Gauge>,
+    cluster_requested: Family<ResourceLabels, FloatGauge>,
+    cluster_analysed_at: Family<AccountLabels, Gauge>,
+    cluster_actions: Family<ActionLabels, Counter>,
+    cluster_refusals: Family<AccountLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -212,7 +281,72 @@ impl Metrics {
             "CustomerAccounts and ManagedClusters no shard owns, so that nothing reconciles them (exported by shard 0 of a sharded fleet; docs/operations.md \"Sharding\")",
             unowned.clone(),
         );
+        // Per-object series: one set per CustomerAccount / ManagedCluster, removed when the
+        // object is deleted, so their number is bounded by the objects the operator owns.
+        let ready = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "ready",
+            "1 when the last reconcile of the object ended with Ready=True, 0 when it ended on a failing stage (the Ready condition's reason says which), by kind, namespace and name",
+            ready.clone(),
+        );
+        let cluster_cost = Family::<AccountLabels, FloatGauge>::default();
+        registry.register(
+            "managedcluster_monthly_cost_dollars",
+            "Monthly cost of the cluster's priced nodes at the last analysis, USD (730 hours at each node's effective hourly price)",
+            cluster_cost.clone(),
+        );
+        let cluster_savings = Family::<SavingsLabels, FloatGauge>::default();
+        registry.register(
+            "managedcluster_potential_savings_dollars",
+            "Monthly saving the last analysis found, USD, by category (consolidation, rightsizing, spot)",
+            cluster_savings.clone(),
+        );
+        let cluster_nodes = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "managedcluster_nodes",
+            "Nodes the last analysis of the cluster read",
+            cluster_nodes.clone(),
+        );
+        let cluster_unpriced = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "managedcluster_unpriced_nodes",
+            "Nodes of unknown price at the last analysis (in neither cost nor savings)",
+            cluster_unpriced.clone(),
+        );
+        let cluster_requested = Family::<ResourceLabels, FloatGauge>::default();
+        registry.register(
+            "managedcluster_requested_ratio",
+            "Pod requests over allocatable capacity of the cluster's nodes at the last analysis, by resource (cpu, memory)",
+            cluster_requested.clone(),
+        );
+        let cluster_analysed_at = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "managedcluster_last_analysis_timestamp_seconds",
+            "When the last successful analysis of the cluster finished, seconds since the Unix epoch",
+            cluster_analysed_at.clone(),
+        );
+        let cluster_actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "managedcluster_automation_actions",
+            "Automation actions finished on the cluster's nodes, by outcome (Succeeded, Failed, Abandoned)",
+            cluster_actions.clone(),
+        );
+        let cluster_refusals = Family::<AccountLabels, Counter>::default();
+        registry.register(
+            "managedcluster_refusals",
+            "Actions the tag guard refused for the cluster (each also an Event with reason Refused)",
+            cluster_refusals.clone(),
+        );
         Metrics {
+            ready,
+            cluster_cost,
+            cluster_savings,
+            cluster_nodes,
+            cluster_unpriced,
+            cluster_requested,
+            cluster_analysed_at,
+            cluster_actions,
+            cluster_refusals,
             unowned,
             leader,
             operator_key_age_days,
@@ -375,6 +509,114 @@ impl Metrics {
             .set(nearest_expiry_seconds.unwrap_or(0));
     }
 
+    /// Record whether the last reconcile of `kind` `namespace`/`name` ended Ready.
+    pub fn set_ready(&self, kind: &str, namespace: &str, name: &str, ready: bool) {
+        self.ready
+            .get_or_create(&ObjectLabels {
+                kind: kind.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+            .set(i64::from(ready));
+    }
+
+    /// Publish what the latest analysis of ManagedCluster `namespace`/`name` found.
+    pub fn cluster_analysed(&self, namespace: &str, name: &str, f: &ClusterFigures) {
+        let key = object(namespace, name);
+        self.cluster_cost.get_or_create(&key).set(f.monthly_cost);
+        for (category, value) in SAVINGS_CATEGORIES.iter().zip(f.savings) {
+            self.cluster_savings
+                .get_or_create(&SavingsLabels {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    category: category.to_string(),
+                })
+                .set(value);
+        }
+        self.cluster_nodes
+            .get_or_create(&key)
+            .set(i64::from(f.nodes));
+        self.cluster_unpriced
+            .get_or_create(&key)
+            .set(i64::from(f.unpriced_nodes));
+        for (resource, value) in [
+            ("cpu", f.cpu_requested_ratio),
+            ("memory", f.memory_requested_ratio),
+        ] {
+            self.cluster_requested
+                .get_or_create(&ResourceLabels {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    resource: resource.to_string(),
+                })
+                .set(value);
+        }
+        self.cluster_analysed_at
+            .get_or_create(&key)
+            .set(f.analysed_at);
+    }
+
+    /// Count one finished automation action of ManagedCluster `namespace`/`name`;
+    /// `outcome` is one of [`ACTION_OUTCOMES`].
+    pub fn cluster_action(&self, namespace: &str, name: &str, outcome: &str) {
+        self.cluster_actions
+            .get_or_create(&ActionLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one tag-guard refusal for ManagedCluster `namespace`/`name`.
+    pub fn cluster_refusal(&self, namespace: &str, name: &str) {
+        self.cluster_refusals
+            .get_or_create(&object(namespace, name))
+            .inc();
+    }
+
+    /// Drop every per-object series of a deleted object, so the exported series stay
+    /// bounded by the objects that exist.
+    pub fn forget_object(&self, kind: &str, namespace: &str, name: &str) {
+        self.ready.remove(&ObjectLabels {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        });
+        let key = object(namespace, name);
+        if kind == "CustomerAccount" {
+            self.forget_key_ages(namespace, name);
+            self.access_keys_disabled.remove(&key);
+            return;
+        }
+        self.cluster_cost.remove(&key);
+        self.cluster_nodes.remove(&key);
+        self.cluster_unpriced.remove(&key);
+        self.cluster_analysed_at.remove(&key);
+        self.cluster_refusals.remove(&key);
+        for category in SAVINGS_CATEGORIES {
+            self.cluster_savings.remove(&SavingsLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                category: category.to_string(),
+            });
+        }
+        for resource in ["cpu", "memory"] {
+            self.cluster_requested.remove(&ResourceLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                resource: resource.to_string(),
+            });
+        }
+        for outcome in ACTION_OUTCOMES {
+            self.cluster_actions.remove(&ActionLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                outcome: outcome.to_string(),
+            });
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -384,9 +626,56 @@ impl Metrics {
     }
 }
 
+fn object(namespace: &str, name: &str) -> AccountLabels {
+    AccountLabels {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_cluster_series_appear_and_leave_with_the_cluster() {
+        let m = Metrics::new();
+        let figures = ClusterFigures {
+            monthly_cost: 331.72,
+            savings: [280.0, 23.47, 0.0],
+            nodes: 5,
+            unpriced_nodes: 1,
+            cpu_requested_ratio: 0.25,
+            memory_requested_ratio: 0.5,
+            analysed_at: 1_800_000_000,
+        };
+        m.cluster_analysed("acme", "prod", &figures);
+        m.cluster_analysed("acme", "staging", &figures);
+        m.cluster_action("acme", "prod", "Succeeded");
+        m.cluster_refusal("acme", "prod");
+        m.set_ready("ManagedCluster", "acme", "prod", true);
+        let text = m.encode();
+        for line in [
+            r#"crossguard_managedcluster_monthly_cost_dollars{namespace="acme",name="prod"} 331.72"#,
+            r#"crossguard_managedcluster_potential_savings_dollars{namespace="acme",name="prod",category="rightsizing"} 23.47"#,
+            r#"crossguard_managedcluster_nodes{namespace="acme",name="prod"} 5"#,
+            r#"crossguard_managedcluster_unpriced_nodes{namespace="acme",name="prod"} 1"#,
+            r#"crossguard_managedcluster_requested_ratio{namespace="acme",name="prod",resource="memory"} 0.5"#,
+            r#"crossguard_managedcluster_last_analysis_timestamp_seconds{namespace="acme",name="prod"} 1800000000"#,
+            r#"crossguard_managedcluster_automation_actions_total{namespace="acme",name="prod",outcome="Succeeded"} 1"#,
+            r#"crossguard_managedcluster_refusals_total{namespace="acme",name="prod"} 1"#,
+            r#"crossguard_ready{kind="ManagedCluster",namespace="acme",name="prod"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        m.forget_object("ManagedCluster", "acme", "prod");
+        let text = m.encode();
+        assert!(!text.contains(r#"name="prod""#), "{text}");
+        assert!(
+            text.contains(r#"crossguard_managedcluster_nodes{namespace="acme",name="staging"} 5"#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn counts_show_up_with_labels() {

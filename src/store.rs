@@ -8,15 +8,23 @@
 //! The time in the key (not the store's modification time) drives retention, so the rule is
 //! the same on every backend and testable with a fake clock.
 //!
+//! Erasure first writes the tenant's deletion record, `erasures/<account-uid>.json`
+//! (outside every tenant's prefix; UID, times, ids of the destroyed data keys, object
+//! count, no customer data), and every tenant write checks it before and after it lands: a
+//! write still in flight when the tenant is erased either lands before the erasure lists
+//! the prefix (and is deleted with the rest) or sees the record and deletes what it wrote.
+//! Either way nothing stays under an erased prefix.
+//!
 //! With [`Store::with_encryption`] (what the operator always does) every tenant object is
 //! sealed client-side under the tenant's data key ([`envelope`]), the wrapped data keys sit
-//! at `keyring/<account-uid>/<key-id>.json`, and erasing a tenant destroys them first and
-//! leaves a deletion record at `erasures/<account-uid>.json` (docs/data-protection.md).
+//! at `keyring/<account-uid>/<key-id>.json`, and erasing a tenant destroys them right after
+//! the deletion record is written, before its objects are deleted
+//! (docs/data-protection.md).
 
 pub mod envelope;
 pub mod keys;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +91,20 @@ pub enum StoreError {
     /// Client-side encryption failed; see [`CryptoError`].
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The tenant was erased (its CustomerAccount was deleted): nothing is written for it
+    /// any more. A write that raced the erasure was deleted again.
+    #[error("tenant {tenant} was erased: nothing is stored for it any more")]
+    TenantErased {
+        /// The tenant's UID.
+        tenant: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the write was refused because the tenant was erased.
+    pub fn is_tenant_erased(&self) -> bool {
+        matches!(self, StoreError::TenantErased { .. })
+    }
 }
 
 /// A client-side encryption step of the store failed. Kept apart from [`StoreError`]'s
@@ -112,10 +134,10 @@ pub enum CryptoError {
         /// The KEK's answer.
         cause: KekError,
     },
-    /// The tenant was erased: its data keys were destroyed, so its data cannot be read and
-    /// nothing may be written for it again (no new key is ever made for an erased tenant).
+    /// The tenant was erased: its data keys were destroyed, so its data cannot be read
+    /// (writes are refused earlier, with [`StoreError::TenantErased`]).
     #[error(
-        "the data keys of tenant {tenant} were destroyed at {destroyed_at} when its CustomerAccount was erased: its stored data can no longer be read, and nothing is written for it again"
+        "the data keys of tenant {tenant} were destroyed at {destroyed_at} when its CustomerAccount was erased: its stored data can no longer be read"
     )]
     KeyDestroyed {
         /// The tenant (CustomerAccount UID).
@@ -174,6 +196,9 @@ pub struct Store {
     /// Client-side encryption; None only for stores opened by tests and tools that read
     /// plaintext (`Store::open` without [`Store::with_encryption`]).
     encryption: Option<Arc<Encryption>>,
+    /// Tenants this process has seen erased (a deletion record never goes away, so a hit
+    /// here spares the store a read on every later write).
+    erased: Arc<Mutex<HashSet<String>>>,
 }
 
 /// How tenants' data keys are managed.
@@ -225,15 +250,17 @@ struct DataKeyRecord {
 }
 
 /// The evidence an erasure leaves at `erasures/<tenant>.json`: who, when, how much, and
-/// which data keys were destroyed; no customer data. Written before the keys are destroyed
-/// (so that no write can make a new key meanwhile) and completed once the objects are gone.
+/// which data keys were destroyed; no customer data. Written first ([`Store::begin_erasure`]:
+/// from then on nothing is written for the tenant and no key is made for it), completed
+/// once the keys and objects are gone.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErasureRecord {
     /// The tenant (CustomerAccount UID).
     pub tenant: String,
-    /// When the erasure started; the tenant's data keys were destroyed right after.
-    pub keys_destroyed_at: jiff::Timestamp,
+    /// When the erasure started (the record was written); the tenant's data keys were
+    /// destroyed right after.
+    pub erased_at: jiff::Timestamp,
     /// Ids of the data keys destroyed.
     pub data_keys_destroyed: Vec<String>,
     /// Objects deleted (all erasure attempts together); None until completed.
@@ -274,6 +301,7 @@ impl Store {
                 location: url.to_string(),
                 local_root: Some(PathBuf::from(dir)),
                 encryption: None,
+                erased: Arc::default(),
             });
         }
         if url == "memory://" {
@@ -282,6 +310,7 @@ impl Store {
                 location: url.to_string(),
                 local_root: None,
                 encryption: None,
+                erased: Arc::default(),
             });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
@@ -313,6 +342,7 @@ impl Store {
                 location: url.to_string(),
                 local_root: None,
                 encryption: None,
+                erased: Arc::default(),
             });
         }
         Err(bad("use file:///path, s3://bucket[/prefix] or memory://"))
@@ -428,11 +458,12 @@ impl Store {
         }
     }
 
-    async fn refuse_if_erased(&self, tenant: &str) -> Result<(), StoreError> {
+    /// Refuse to use any data key of an erased tenant (even one from a restored keyring).
+    async fn refuse_keys_if_erased(&self, tenant: &str) -> Result<(), StoreError> {
         match self.erasure_record(tenant).await? {
             Some(record) => Err(CryptoError::KeyDestroyed {
                 tenant: tenant.to_string(),
-                destroyed_at: record.keys_destroyed_at,
+                destroyed_at: record.erased_at,
             }
             .into()),
             None => Ok(()),
@@ -539,7 +570,7 @@ impl Store {
         if let Some(hit) = Self::cached(enc, tenant, None) {
             return Ok(hit);
         }
-        self.refuse_if_erased(tenant).await?;
+        self.refuse_erased(tenant).await?;
         let now = jiff::Timestamp::now();
         if let Some((_, newest)) = self.data_key_records(tenant).await?.pop() {
             let age = now.duration_since(newest.created_at).unsigned_abs();
@@ -591,7 +622,7 @@ impl Store {
         // An erasure that started meanwhile may have listed the keyring before this key
         // was there: its deletion record is already written, so seeing none now means the
         // erasure will see (and destroy) the key.
-        if let Err(e) = self.refuse_if_erased(tenant).await {
+        if let Err(e) = self.refuse_erased(tenant).await {
             let _ = self.inner.delete(&path).await;
             return Err(e);
         }
@@ -613,7 +644,7 @@ impl Store {
             return Ok(key);
         }
         // An erased tenant's keys are never used again, even from a restored old keyring.
-        self.refuse_if_erased(tenant).await?;
+        self.refuse_keys_if_erased(tenant).await?;
         let path = Path::from(format!("keyring/{tenant}/{id}.json"));
         let bytes = match self.inner.get(&path).await {
             Ok(got) => got.bytes().await.map_err(backend("get"))?,
@@ -706,12 +737,14 @@ impl Store {
         at: jiff::Timestamp,
         bytes: Vec<u8>,
     ) -> Result<String, StoreError> {
+        self.refuse_erased(tenant).await?;
         let key = self.fresh_key(tenant, kind, namespace, cluster, at).await?;
         let bytes = self.seal(tenant, kind.dir(), &key, bytes).await?;
         self.inner
             .put(&key, PutPayload::from(bytes))
             .await
             .map_err(backend("put"))?;
+        self.undo_if_erased(tenant, &key).await?;
         Ok(key.to_string())
     }
 
@@ -729,6 +762,7 @@ impl Store {
         cluster: &str,
         at: jiff::Timestamp,
     ) -> Result<ObjectWriter, StoreError> {
+        self.refuse_erased(tenant).await?;
         let key = self.fresh_key(tenant, kind, namespace, cluster, at).await?;
         let sealer = match &self.encryption {
             Some(enc) => {
@@ -759,6 +793,8 @@ impl Store {
             written: 0,
             sealer,
             failed: None,
+            tenant: tenant.to_string(),
+            store: self.clone(),
         })
     }
 
@@ -808,12 +844,14 @@ impl Store {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<String, StoreError> {
+        self.refuse_erased(tenant).await?;
         let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
         let bytes = self.seal(tenant, "state", &key, bytes).await?;
         self.inner
             .put(&key, PutPayload::from(bytes))
             .await
             .map_err(backend("put"))?;
+        self.undo_if_erased(tenant, &key).await?;
         Ok(key.to_string())
     }
 
@@ -902,14 +940,16 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Erase the tenant (crypto-shredding): record the erasure, destroy its wrapped data
+    /// Erase the tenant (crypto-shredding): record the erasure ([`Store::begin_erasure`], if
+    /// the caller has not already), destroy its wrapped data
     /// keys (so every copy of its objects, backups included, stays sealed for good), then
     /// delete everything under its prefix (on a `file://` store with the staging files of
     /// uploads an operator killed mid-write left there, which the listing does not show),
     /// and complete the deletion record ([`Store::erasure_record`]). Returns how many
     /// objects and staging files were deleted. Safe to repeat: an already empty prefix
     /// deletes nothing. From the first step on, writes for the tenant fail
-    /// ([`CryptoError::KeyDestroyed`]) instead of making a new key.
+    /// ([`StoreError::TenantErased`]) and reads of its objects fail
+    /// ([`CryptoError::KeyDestroyed`]).
     pub async fn purge(&self, tenant: &str) -> Result<usize, StoreError> {
         let record_key = Self::erasure_key(tenant);
         let keyring = self.data_key_records(tenant).await?;
@@ -917,7 +957,7 @@ impl Store {
             Some(r) => r,
             None => ErasureRecord {
                 tenant: tenant.to_string(),
-                keys_destroyed_at: jiff::Timestamp::now(),
+                erased_at: jiff::Timestamp::now(),
                 data_keys_destroyed: Vec::new(),
                 objects_deleted: None,
                 completed_at: None,
@@ -929,6 +969,7 @@ impl Store {
             }
         }
         self.put_erasure_record(&record_key, &record).await?;
+        self.remember_erased(tenant);
         // A key made after the listing above (a write racing the erasure) is found here.
         for (path, _) in keyring.iter().chain(&self.data_key_records(tenant).await?) {
             match self.inner.delete(path).await {
@@ -988,6 +1029,9 @@ pub struct ObjectWriter {
     sealer: Option<Sealer>,
     /// A sealing failure, reported by the next `ready` or `finish`.
     failed: Option<EnvelopeError>,
+    /// Whose object this is, checked against its deletion record when it completes.
+    tenant: String,
+    store: Store,
 }
 
 impl ObjectWriter {
@@ -1032,7 +1076,8 @@ impl ObjectWriter {
     }
 
     /// Upload what is left and complete the object; returns its key. On an error the
-    /// upload is aborted and nothing is left under the key.
+    /// upload is aborted and nothing is left under the key; a tenant erased meanwhile is
+    /// [`StoreError::TenantErased`], and the object is deleted again.
     pub async fn finish(mut self) -> Result<String, StoreError> {
         if let Some(sealer) = self.sealer.take() {
             match sealer.finish() {
@@ -1040,11 +1085,16 @@ impl ObjectWriter {
                 Err(e) => self.failed = Some(e),
             }
         }
-        if let Err(e) = self.sealing_failed() {
+        let refused = match self.sealing_failed() {
+            Ok(()) => self.store.refuse_erased(&self.tenant).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = refused {
             self.abort().await;
             return Err(e);
         }
         self.upload.finish().await.map_err(backend("put"))?;
+        self.store.undo_if_erased(&self.tenant, &self.key).await?;
         Ok(self.key.to_string())
     }
 
@@ -1059,6 +1109,80 @@ impl ObjectWriter {
 }
 
 impl Store {
+    /// Record that `tenant` is erased, before anything of it is destroyed: writes its
+    /// deletion record ([`ErasureRecord`], no customer data; kept as the evidence) unless
+    /// one exists. From then on every write for the tenant fails with
+    /// [`StoreError::TenantErased`] (in this process and in any other replica sharing the
+    /// store), and no data key is ever made for it again. Repeating it is fine.
+    pub async fn begin_erasure(&self, tenant: &str, at: jiff::Timestamp) -> Result<(), StoreError> {
+        if self.erasure_record(tenant).await?.is_none() {
+            let record = ErasureRecord {
+                tenant: tenant.to_string(),
+                erased_at: at,
+                data_keys_destroyed: Vec::new(),
+                objects_deleted: None,
+                completed_at: None,
+            };
+            self.put_erasure_record(&Self::erasure_key(tenant), &record)
+                .await?;
+        }
+        self.remember_erased(tenant);
+        Ok(())
+    }
+
+    /// Whether `tenant` was erased (its deletion record exists).
+    pub async fn is_erased(&self, tenant: &str) -> Result<bool, StoreError> {
+        if self
+            .erased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tenant)
+        {
+            return Ok(true);
+        }
+        match self.inner.head(&Self::erasure_key(tenant)).await {
+            Ok(_) => {
+                self.remember_erased(tenant);
+                Ok(true)
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(backend("read deletion record")(e)),
+        }
+    }
+
+    fn remember_erased(&self, tenant: &str) {
+        self.erased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string());
+    }
+
+    /// The check at the top of every tenant write.
+    async fn refuse_erased(&self, tenant: &str) -> Result<(), StoreError> {
+        if self.is_erased(tenant).await? {
+            return Err(StoreError::TenantErased {
+                tenant: tenant.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The check after a tenant write landed: if the tenant was erased meanwhile, the
+    /// erasure may have listed the prefix before this object was there, so delete it here.
+    async fn undo_if_erased(&self, tenant: &str, key: &Path) -> Result<(), StoreError> {
+        if !self.is_erased(tenant).await? {
+            return Ok(());
+        }
+        match self.inner.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(backend("delete")(e)),
+        }
+        tracing::info!(%key, "deleted an object written while its tenant was erased");
+        Err(StoreError::TenantErased {
+            tenant: tenant.to_string(),
+        })
+    }
+
     /// Remove the tenant's staging files older than `age` from a `file://` store; returns
     /// how many. object_store's LocalFileSystem writes an object to `<key>#<digits>` and
     /// renames it into place, so a process killed mid-write leaves that file behind, and
@@ -1550,7 +1674,7 @@ mod tests {
         // Erasing again is harmless and keeps the evidence.
         assert_eq!(store.purge("uid-a").await.unwrap(), 0);
         let again = store.erasure_record("uid-a").await.unwrap().unwrap();
-        assert_eq!(again.keys_destroyed_at, record.keys_destroyed_at);
+        assert_eq!(again.erased_at, record.erased_at);
         assert_eq!(again.data_keys_destroyed, record.data_keys_destroyed);
     }
 
@@ -1632,6 +1756,97 @@ mod tests {
                 .unwrap(),
             b"{\"n\":2}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_erased_tenant_is_never_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = Store::open(&url, &S3Options::default()).unwrap();
+        let at = t("2026-11-23T12:00:00Z");
+        // A multipart write begun before the erasure, finished after it.
+        let mut in_flight = store
+            .put_parts("uid-a", Kind::Snapshot, "ns", "prod", at)
+            .await
+            .unwrap();
+        in_flight.write(b"{}");
+        store
+            .put("uid-a", Kind::Report, "ns", "prod", at, b"r".to_vec())
+            .await
+            .unwrap();
+        assert!(!store.is_erased("uid-a").await.unwrap());
+
+        store.begin_erasure("uid-a", at).await.unwrap();
+        // The report and the in-flight write's staging file.
+        assert_eq!(store.purge("uid-a").await.unwrap(), 2);
+        let late = in_flight.finish().await.unwrap_err();
+        assert!(late.is_tenant_erased(), "{late}");
+        let put = store
+            .put("uid-a", Kind::Audit, "ns", "prod", at, b"a".to_vec())
+            .await
+            .unwrap_err();
+        assert!(put.is_tenant_erased());
+        let state = store
+            .put_state("uid-a", "key-audit", b"s".to_vec())
+            .await
+            .unwrap_err();
+        assert!(state.is_tenant_erased());
+        assert!(
+            store
+                .put_parts("uid-a", Kind::Snapshot, "ns", "prod", at)
+                .await
+                .unwrap_err()
+                .is_tenant_erased()
+        );
+        assert!(store.keys("uid-a").await.unwrap().is_empty());
+
+        // Another process sharing the store (a second replica) sees the deletion record too.
+        let other = Store::open(&url, &S3Options::default()).unwrap();
+        assert!(other.is_erased("uid-a").await.unwrap());
+        assert!(!other.is_erased("uid-b").await.unwrap());
+        other
+            .put("uid-b", Kind::Report, "ns", "prod", at, b"r".to_vec())
+            .await
+            .unwrap();
+        let mut files = Vec::new();
+        fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out);
+                } else {
+                    out.push(e.path().display().to_string());
+                }
+            }
+        }
+        walk(&dir.path().join("tenants/uid-a"), &mut files);
+        assert!(files.is_empty(), "{files:?}");
+        // The deletion record stays, and names no customer data.
+        let tomb = std::fs::read_to_string(dir.path().join("erased/uid-a.json")).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&tomb).unwrap(),
+            serde_json::json!({"tenant": "uid-a", "erasedAt": "2026-11-23T12:00:00Z"})
+        );
+    }
+
+    /// A write that lands after the erasure listed the prefix is deleted by the writer: the
+    /// re-check after the write, not only the one before it.
+    #[tokio::test]
+    async fn a_write_that_passed_the_check_before_the_erasure_deletes_itself() {
+        let store = Store::open("memory://", &S3Options::default()).unwrap();
+        let at = t("2026-11-23T12:00:00Z");
+        store.refuse_erased("uid-a").await.unwrap();
+        // The erasure happens between the check and the write.
+        store.begin_erasure("uid-a", at).await.unwrap();
+        store.purge("uid-a").await.unwrap();
+        let key = Path::from("tenants/uid-a/reports/ns/prod/20261123T120000Z.json");
+        store
+            .inner
+            .put(&key, PutPayload::from(b"late".to_vec()))
+            .await
+            .unwrap();
+        let e = store.undo_if_erased("uid-a", &key).await.unwrap_err();
+        assert!(e.is_tenant_erased());
+        assert!(store.keys("uid-a").await.unwrap().is_empty());
     }
 
     #[test]

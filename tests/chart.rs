@@ -852,6 +852,8 @@ const DOCUMENTED_OPTIONS: &[(&str, &str)] = &[
         "monitoring",
         "serviceMonitor: {enabled: true, interval: 15s, scrapeTimeout: 5s, labels: {release: kube-prometheus-stack}}\n\
          service: {port: 9090, prometheusScrape: true, annotations: {team: platform}}\n\
+         grafanaDashboard: {enabled: true, namespace: monitoring, annotations: {grafana_folder: crossguard}}\n\
+         prometheusRule: {enabled: true, labels: {release: kube-prometheus-stack}, analysisStaleAfterSeconds: 7200, notReadyFor: 1h}\n\
          networkPolicy:\n  ingress:\n    namespaceSelectors:\n\
          \x20     - matchLabels: {kubernetes.io/metadata.name: monitoring}\n",
     ),
@@ -947,7 +949,7 @@ fn render_all_documented(dir: &Path) -> Vec<(&'static str, Vec<Value>)> {
 
 /// Kinds that are not part of the Kubernetes API, so kubernetes-validate has no schema for
 /// them (it warns and moves on); their shape is checked by the tests above.
-const KINDS_WITHOUT_KUBERNETES_SCHEMA: &[&str] = &["ServiceMonitor"];
+const KINDS_WITHOUT_KUBERNETES_SCHEMA: &[&str] = &["ServiceMonitor", "PrometheusRule"];
 
 /// The Kubernetes version whose schemas the rendered chart must satisfy.
 const KUBERNETES_VERSION: &str = "1.34";
@@ -1408,4 +1410,207 @@ fn assert_refused(sets: &[&str], says: &str) {
         !out.status.success() && stderr.contains(says),
         "{sets:?}: {stderr}"
     );
+}
+
+// ---------------------------------------------------------------- dashboard and alerts
+
+/// The sample names the operator exports: from each `# TYPE` line of a registry in which
+/// every metric has a series (a family without one is not printed), counters with
+/// `_total`, histograms with `_bucket`, `_sum` and `_count`.
+fn exported_metric_names() -> BTreeSet<String> {
+    let m = crossguard::metrics::Metrics::new();
+    m.aws_call("sts", "AssumeRole", "success");
+    m.rate_limit_wait("ec2", "delayed", std::time::Duration::from_millis(5));
+    m.reconcile("ManagedCluster", "ok", std::time::Duration::from_millis(5));
+    m.assume_role("success");
+    m.audit_record("ec2", "success");
+    m.session_lookup(true);
+    m.session_lookup(false);
+    m.sessions(1, Some(60));
+    m.key_ages("acme", "acme", [1, 0, 0]);
+    m.key_disabled("acme", "acme");
+    m.key_notification("webhook", "sent");
+    m.operator_key_age(3);
+    m.set_leader(true);
+    m.set_unowned("ManagedCluster", 0);
+    m.set_ready("ManagedCluster", "acme", "prod", true);
+    m.cluster_analysed("acme", "prod", &Default::default());
+    m.cluster_action("acme", "prod", "Failed");
+    m.cluster_refusal("acme", "prod");
+    let text = m.encode();
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+        match kind {
+            "counter" => {
+                names.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            }
+            _ => {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Every `crossguard_*` name in a PromQL expression.
+fn metric_names_in(expr: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"crossguard_[a-zA-Z0-9_]+").unwrap();
+    re.find_iter(expr).map(|m| m.as_str().to_string()).collect()
+}
+
+fn monitoring_docs() -> Vec<Value> {
+    render(&[
+        "grafanaDashboard.enabled=true",
+        "prometheusRule.enabled=true",
+    ])
+}
+
+/// The dashboard's and the alerts' expressions name only metrics the operator exports, and
+/// every panel and alert has at least one.
+#[test]
+fn the_dashboard_and_the_alerts_use_only_exported_metrics() {
+    let exported = exported_metric_names();
+    assert!(exported.contains("crossguard_managedcluster_monthly_cost_dollars"));
+    let docs = monitoring_docs();
+    let config_map = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("the dashboard ConfigMap, labelled for the Grafana sidecar");
+    let dashboard: Value =
+        serde_json::from_str(config_map["data"]["crossguard.json"].as_str().unwrap())
+            .expect("the dashboard is JSON");
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            let names = metric_names_in(expr);
+            assert!(!names.is_empty(), "{expr} names no crossguard metric");
+            for name in names {
+                assert!(
+                    exported.contains(&name),
+                    "dashboard panel {}: {name} is not exported",
+                    panel["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    let rule = only(&docs, "PrometheusRule");
+    for r in rule["spec"]["groups"][0]["rules"].as_array().unwrap() {
+        let expr = r["expr"].as_str().unwrap();
+        let names = metric_names_in(expr);
+        assert!(!names.is_empty(), "{expr} names no crossguard metric");
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "alert {}: {name} is not exported",
+                r["alert"]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} metric references checked");
+}
+
+/// The alerts' unit tests, run by promtool against the rendered rules: what fires, when,
+/// and what stays quiet.
+const ALERT_TESTS: &str = r#"rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # analysed at t=0 (Unix 0) and never again: stale once an hour has passed
+      - series: 'crossguard_managedcluster_last_analysis_timestamp_seconds{namespace="acme",name="prod"}'
+        values: '0x120'
+      - series: 'crossguard_ready{kind="CustomerAccount",namespace="acme",name="acme"}'
+        values: '1x10 0x60'
+      - series: 'crossguard_ready{kind="ManagedCluster",namespace="acme",name="prod"}'
+        values: '1x120'
+      - series: 'crossguard_managedcluster_refusals_total{namespace="acme",name="prod"}'
+        values: '0x30 1x60'
+      - series: 'crossguard_managedcluster_automation_actions_total{namespace="acme",name="prod",outcome="Succeeded"}'
+        values: '0x30 3x60'
+      - series: 'crossguard_managedcluster_automation_actions_total{namespace="acme",name="prod",outcome="Failed"}'
+        values: '0x120'
+      - series: 'crossguard_access_keys_disabled_total{namespace="acme",name="acme"}'
+        values: '0x120'
+    alert_rule_test:
+      - eval_time: 65m
+        alertname: CrossguardAnalysisStale
+      - eval_time: 75m
+        alertname: CrossguardAnalysisStale
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: acme, name: prod}
+            exp_annotations:
+              summary: "ManagedCluster acme/prod has not been analysed for 1h 15m 0s"
+              description: "The cluster's last successful analysis is older than 3600s; its cost and savings figures are stale. The Ready and Analysed conditions (kubectl describe managedcluster) say which stage fails."
+      - eval_time: 30m
+        alertname: CrossguardCustomerAccountNotReady
+      - eval_time: 45m
+        alertname: CrossguardCustomerAccountNotReady
+        exp_alerts:
+          - exp_labels: {severity: warning, kind: CustomerAccount, namespace: acme, name: acme}
+            exp_annotations:
+              summary: "CustomerAccount acme/acme is not Ready"
+              description: "crossguard cannot use the customer's role (or is waiting for it: reason AwaitingCustomerRole). kubectl get customeraccount shows the reason; the Ready condition's message says what to do."
+      - eval_time: 90m
+        alertname: CrossguardManagedClusterNotReady
+      - eval_time: 40m
+        alertname: CrossguardRefusalsRising
+        exp_alerts:
+          - exp_labels: {severity: info, namespace: acme, name: prod}
+            exp_annotations:
+              summary: "The tag guard refused actions for ManagedCluster acme/prod"
+              description: "Automation planned actions on resources without the cluster's management tags and refused them. status.refusals and the Refused Events list them."
+      - eval_time: 40m
+        alertname: CrossguardAutomationFailing
+      - eval_time: 40m
+        alertname: CrossguardAccessKeysDisabled
+"#;
+
+/// promtool checks the rendered rules and runs [`ALERT_TESTS`] on them: each alert fires
+/// on what it is for, after its `for`, and not on healthy series (successful actions, a
+/// Ready cluster, no disabled key).
+#[test]
+fn promtool_checks_the_rules_and_their_unit_tests_pass() {
+    let promtool = tool("promtool", "PROMTOOL");
+    let docs = monitoring_docs();
+    let rule = only(&docs, "PrometheusRule");
+    let dir = scratch_dir();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_yaml::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("alerts_test.yaml"), ALERT_TESTS).unwrap();
+    for args in [
+        ["check", "rules", "rules.yaml"],
+        ["test", "rules", "alerts_test.yaml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {}: {e} (run `make tools`)", promtool.display())
+            });
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

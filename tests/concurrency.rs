@@ -4,11 +4,13 @@
 //! reconcile must not wait for it while a slot is free, and with one slot it does, which
 //! shows the first result comes from the concurrency and not from luck.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossguard::analysis::PriceTable;
-use crossguard::api::{CustomerAccount, ManagedCluster};
+use crossguard::api::CustomerAccount;
 use crossguard::controller::{self, Context};
 use crossguard::credentials::Broker;
 use crossguard::http::Readiness;
@@ -17,9 +19,8 @@ use crossguard::store::{S3Options, Store};
 use crossguard::testing::ManualClock;
 use crossguard::testing::aws::FakeAws;
 use fake_apiserver::FakeApiServer;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
 use serde_json::json;
 
 const NS: &str = "tenants";
@@ -49,19 +50,7 @@ impl Running {
     /// The management cluster with the CRDs, the AWS fake with no roles yet, and both
     /// controllers running with `concurrency` slots each.
     async fn start(concurrency: u16) -> Running {
-        crossguard::install_crypto_provider();
-        let server = FakeApiServer::start().await.expect("fake apiserver");
-        let client =
-            kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in [CustomerAccount::crd(), ManagedCluster::crd()] {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("crd");
-        }
-        server
-            .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
-            .expect("namespace");
+        let (server, client) = support::management_server(NS).await;
         let clock = ManualClock::at(1_800_000_000);
         let aws = FakeAws::new(clock.clone());
         let metrics = Arc::new(Metrics::new());

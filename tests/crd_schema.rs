@@ -7,26 +7,14 @@ mod support;
 
 use crossguard::api::{CustomerAccount, ManagedCluster, ManagedClusterStatus};
 use fake_apiserver::FakeApiServer;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
 use serde_json::{Value, json};
 
 const NS: &str = "acme";
 
 async fn server() -> (FakeApiServer, kube::Client) {
-    crossguard::install_crypto_provider();
-    let server = FakeApiServer::start().await.expect("fake apiserver");
-    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [CustomerAccount::crd(), ManagedCluster::crd()] {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("crd");
-    }
-    server
-        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
-        .expect("namespace");
+    let (server, client) = support::management_server(NS).await;
     (server, client)
 }
 

@@ -61,21 +61,7 @@ async fn s3_store_is_encrypted_and_erased_with_the_account() {
         ("CROSSGUARD_STORE_SSE_KMS_KEY_ID", key_id.as_str()),
         ("CROSSGUARD_STORE_KMS_KEY_ID", key_id.as_str()),
     ]);
-    let get = |kind: &str, name: &str, path: &str| {
-        support::kubectl(
-            kubeconfig,
-            &[
-                "get",
-                kind,
-                name,
-                "-n",
-                "acme",
-                "-o",
-                &format!("jsonpath={path}"),
-            ],
-        )
-        .1
-    };
+    let get = |kind: &str, name: &str, path: &str| jsonpath(kubeconfig, kind, name, path);
 
     // Reports, snapshots and audit logs land in the bucket under the tenant's prefix, encrypted.
     let uid = get("customeraccount", "acme", "{.metadata.uid}");
@@ -265,4 +251,100 @@ async fn s3_store_is_encrypted_and_erased_with_the_account() {
         "{left:?}"
     );
     operator.stop();
+}
+
+/// Every file under `dir` (staging files of unfinished writes included).
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    support::files_under(dir, &mut out);
+    out
+}
+
+/// The race found driving the real binary: an analysis in flight when its CustomerAccount
+/// is deleted must not write a snapshot, report or audit log under the erased prefix, and
+/// the ManagedCluster must stop pointing at the erased report. The customer cluster's API
+/// answers each request 2 s late, so the analysis that a spec change starts is still
+/// reading when the account is deleted 4 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_in_flight_writes_nothing_after_its_account_is_erased() {
+    let env = support::Env::start().await;
+    let kubeconfig = &env.kubeconfig;
+    env.apply_examples();
+    let mut operator = env.operator(&[]);
+    let store = env.dir.path().join("store");
+    let get = |kind: &str, name: &str, path: &str| jsonpath(kubeconfig, kind, name, path);
+    let uid = get("customeraccount", "acme", "{.metadata.uid}");
+    let tenant = store.join("tenants").join(&uid);
+    wait_for("first report", Duration::from_secs(90), || async {
+        let r = get("managedcluster", "acme-prod", "{.status.reportRef}");
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+
+    // A slow customer API, then a spec change that starts a new analysis.
+    env.customer.set_latency(Duration::from_secs(2));
+    env.customer.clear_requests();
+    support::patch_acme_prod(
+        kubeconfig,
+        r#"{"spec":{"sanitizer":{"extraSensitiveNames":["RACE_TEST"]}}}"#,
+    );
+    wait_for(
+        "the analysis reads the customer cluster",
+        Duration::from_secs(30),
+        || async { (!env.customer.requests().is_empty()).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    kubectl_ok(
+        kubeconfig,
+        &[
+            "delete",
+            "customeraccount",
+            "acme",
+            "-n",
+            "acme",
+            "--wait=false",
+        ],
+    );
+    wait_for("account erased", Duration::from_secs(60), || async {
+        let (_, out, err) = support::kubectl(
+            kubeconfig,
+            &["get", "customeraccount", "acme", "-n", "acme", "-o", "name"],
+        );
+        (out.trim().is_empty() && err.contains("NotFound")).then_some(())
+    })
+    .await;
+    // Long enough for the uncancelled analysis (about 30 s at 2 s a request) to finish
+    // and write; its writes would land under the erased prefix.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let left = files(&tenant);
+    assert!(left.is_empty(), "written after erasure: {left:?}");
+    assert!(
+        store.join("erasures").join(format!("{uid}.json")).exists(),
+        "the deletion record records the erasure"
+    );
+    let report_ref = get("managedcluster", "acme-prod", "{.status.reportRef}");
+    assert!(
+        report_ref.is_empty(),
+        "reportRef still points at erased data: {report_ref}"
+    );
+    let reason = get(
+        "managedcluster",
+        "acme-prod",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}",
+    );
+    assert!(
+        reason == "AccountDeleting" || reason == "AccountNotFound",
+        "{reason}"
+    );
+    let log = operator.log_text();
+    assert!(!log.contains("panicked"), "operator panicked:\n{log}");
+    operator.stop();
+}
+
+/// `kubectl get KIND NAME -n acme -o jsonpath=PATH`: what it printed (empty when the object
+/// or the field is not there).
+fn jsonpath(kubeconfig: &std::path::Path, kind: &str, name: &str, path: &str) -> String {
+    let path = format!("jsonpath={path}");
+    support::kubectl(kubeconfig, &["get", kind, name, "-n", "acme", "-o", &path]).1
 }

@@ -85,17 +85,12 @@ async fn key_ladder_disable_new_key_and_role_posture_against_moto() {
     let audit = json!({"spec": {"accessKeyAudit": {"enabled": true, "enforce": true,
         "firstScanGraceDays": 0,
         "notifications": {"secretName": "key-audit-delivery", "slackChannel": "C0TEAM"}}}});
-    env.kubectl(&[
-        "patch",
+    support::merge_patch_acme(
+        &env.kubeconfig,
         "customeraccount",
         "acme",
-        "-n",
-        "acme",
-        "--type",
-        "merge",
-        "-p",
         &audit.to_string(),
-    ]);
+    );
     let operator = env.operator(&[
         ("CROSSGUARD_SLACK_API_URL", &format!("{}/api", receiver.url)),
         ("CROSSGUARD_OPERATOR_PRINCIPAL", OPERATOR),

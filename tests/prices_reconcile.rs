@@ -6,6 +6,8 @@
 //! Ready and the next attempt is backed off. Same harness as tests/reconcile.rs: the fake
 //! API server as management and customer cluster, `FakeAws` for AWS.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +23,8 @@ use crossguard::store::{S3Options, Store};
 use crossguard::testing::ManualClock;
 use crossguard::testing::aws::{FakeAws, OPERATOR_ACCOUNT};
 use fake_apiserver::FakeApiServer;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
-use kube::{Api, CustomResourceExt, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const NS: &str = "acme";
@@ -47,16 +48,7 @@ struct World {
 /// cluster `prod` and its instances in the fake; the Price List fake knows eu-west-1's
 /// Linux m5.large and Windows m5.xlarge prices.
 async fn world() -> World {
-    crossguard::install_crypto_provider();
-    let server = FakeApiServer::start().await.expect("fake apiserver");
-    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [CustomerAccount::crd(), ManagedCluster::crd()] {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    server
-        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
-        .unwrap();
+    let (server, client) = support::management_server(NS).await;
     let customer = FakeApiServer::start().await.expect("customer cluster");
     let clock = ManualClock::at(1_800_000_000);
     let aws = FakeAws::new(clock.clone());

@@ -5,6 +5,8 @@
 //! controller design (docs/architecture.md): status is written at most once, and the calls
 //! it made reach the tenant's audit log whatever the outcome.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +24,9 @@ use crossguard::store::{S3Options, Store};
 use crossguard::testing::ManualClock;
 use crossguard::testing::aws::FakeAws;
 use fake_apiserver::FakeApiServer;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::{Api, CustomResourceExt, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const NS: &str = "acme";
@@ -59,18 +60,7 @@ fn error(code: &str, status: u16, operation: &'static str) -> AwsError {
 /// lightly loaded nodes, and an AWS account holding EKS cluster `prod` (one managed
 /// nodegroup, its group and three instances). No crossguard object exists yet.
 async fn world() -> World {
-    crossguard::install_crypto_provider();
-    let server = FakeApiServer::start().await.expect("fake apiserver");
-    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [CustomerAccount::crd(), ManagedCluster::crd()] {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("crd");
-    }
-    server
-        .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
-        .expect("namespace");
+    let (server, client) = support::management_server(NS).await;
 
     let customer = FakeApiServer::start().await.expect("customer cluster");
     let ids: Vec<String> = (0..3).map(|i| format!("i-000000000000000{i}")).collect();
@@ -464,6 +454,7 @@ async fn an_account_without_role_gets_its_external_id_and_waits_without_aws_call
         ("False", "AwaitingCustomerRole")
     );
     for next in [
+        "crossguard onboarding-template --from customeraccount/acme -n acme",
         "crossguard onboarding-template --account-id 111111111111",
         "kubectl get customeraccount acme -n acme -o jsonpath='{.status.externalId}'",
         "crossguard onboarding-complete customeraccount/acme -n acme --stack-outputs",

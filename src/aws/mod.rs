@@ -12,7 +12,6 @@ use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use regex::Regex;
-use secrecy::{ExposeSecret, SecretString};
 
 use approval::{ApprovedKeyDeactivation, ApprovedNodegroupScale, ApprovedTermination};
 
@@ -21,15 +20,16 @@ pub const TAG_MANAGED: &str = "crossguard.dev/managed";
 /// Tag that names the one cluster a managed resource belongs to.
 pub const TAG_CLUSTER: &str = "crossguard.dev/cluster";
 
-/// Temporary credentials of an assumed-role session. The secret parts live in `secrecy`
-/// types: they are zeroed when dropped and never printed by `Debug`.
+/// Temporary credentials of an assumed-role session. The secret parts are sealed
+/// ([`crate::seal`]): AES-256-GCM ciphertext under a per-process key, opened only while a
+/// request is signed, never printed by `Debug`.
 pub struct SessionCredentials {
     /// Access key id (ASIA…); not a secret by itself, but never logged either.
     pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: SecretString,
-    /// The session token.
-    pub session_token: SecretString,
+    /// The secret access key, sealed.
+    pub secret_access_key: crate::seal::Sealed,
+    /// The session token, sealed.
+    pub session_token: crate::seal::Sealed,
     /// When STS says the credentials stop working (AWS's clock).
     pub expiration: jiff::Timestamp,
     /// How long they are valid from the moment they were received. Refresh decisions use
@@ -50,13 +50,13 @@ impl std::fmt::Debug for SessionCredentials {
 }
 
 impl SessionCredentials {
-    /// The secret key, for handing to an SDK credentials provider only.
-    pub fn secret_access_key(&self) -> &str {
-        self.secret_access_key.expose_secret()
+    /// The secret key, opened for one signing (zeroized when dropped).
+    pub fn secret_access_key(&self) -> secrecy::zeroize::Zeroizing<String> {
+        self.secret_access_key.open()
     }
-    /// The session token, for handing to an SDK credentials provider only.
-    pub fn session_token(&self) -> &str {
-        self.session_token.expose_secret()
+    /// The session token, opened for one signing (zeroized when dropped).
+    pub fn session_token(&self) -> secrecy::zeroize::Zeroizing<String> {
+        self.session_token.open()
     }
 }
 
@@ -734,8 +734,8 @@ mod tests {
     fn debug_of_credentials_shows_no_secret() {
         let c = SessionCredentials {
             access_key_id: "ASIACANARYKEYID00000".into(),
-            secret_access_key: SecretString::from("canary-secret".to_string()),
-            session_token: SecretString::from("canary-token".to_string()),
+            secret_access_key: crate::seal::Sealed::from("canary-secret"),
+            session_token: crate::seal::Sealed::from("canary-token"),
             expiration: jiff::Timestamp::UNIX_EPOCH,
             lifetime: std::time::Duration::from_secs(3600),
         };

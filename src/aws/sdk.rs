@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::seal::{Sealed, SealedCredentialsProvider};
 use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
@@ -189,17 +191,19 @@ impl ClientFactory for SdkFactory {
     ) -> CustomerClients {
         let expiry =
             UNIX_EPOCH + Duration::from_secs(credentials.expiration.as_second().max(0) as u64);
-        let provider = SharedCredentialsProvider::new(Credentials::new(
+        // Sealed until each request is signed, and no identity cache: the SDK would keep the
+        // opened credentials in it for their lifetime.
+        let provider = SharedCredentialsProvider::new(SealedCredentialsProvider::new(
             credentials.access_key_id.clone(),
-            credentials.secret_access_key().to_string(),
-            Some(credentials.session_token().to_string()),
+            credentials.secret_access_key.clone(),
+            credentials.session_token.clone(),
             Some(expiry),
-            "crossguard-session",
         ));
         let config = self
             .config
             .to_builder()
             .credentials_provider(provider)
+            .identity_cache(aws_config::identity::IdentityCache::no_cache())
             .region(Region::new(region.to_string()))
             .build();
         let calls = Calls {
@@ -573,8 +577,8 @@ impl Sts for SdkSts {
                     lifetime: Duration::from_secs(remaining.clamp(0, 12 * 3600) as u64),
                     expiration,
                     access_key_id: c.access_key_id,
-                    secret_access_key: SecretString::from(c.secret_access_key),
-                    session_token: SecretString::from(c.session_token),
+                    secret_access_key: Sealed::from(c.secret_access_key),
+                    session_token: Sealed::from(c.session_token),
                 })
             });
         observe_operator(&self.metrics, "sts", "AssumeRole", result)
@@ -1729,8 +1733,8 @@ mod tests {
             .build();
         let session = SessionCredentials {
             access_key_id: "ASIATESTTESTTESTTEST".into(),
-            secret_access_key: SecretString::from("secret"),
-            session_token: SecretString::from("token"),
+            secret_access_key: crate::seal::Sealed::from("secret"),
+            session_token: crate::seal::Sealed::from("token"),
             expiration: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
             lifetime: Duration::from_secs(3600),
         };
@@ -1863,8 +1867,8 @@ mod tests {
     fn session(key: &str) -> SessionCredentials {
         SessionCredentials {
             access_key_id: key.into(),
-            secret_access_key: SecretString::from("secret"),
-            session_token: SecretString::from("token"),
+            secret_access_key: crate::seal::Sealed::from("secret"),
+            session_token: crate::seal::Sealed::from("token"),
             expiration: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
             lifetime: Duration::from_secs(3600),
         }

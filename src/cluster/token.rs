@@ -43,8 +43,9 @@ pub fn eks_token(
 ) -> Result<EksToken, TokenError> {
     let identity = Credentials::new(
         credentials.access_key_id.clone(),
-        credentials.secret_access_key().to_string(),
-        Some(credentials.session_token().to_string()),
+        // Moved out of the opened buffers; Credentials zeroizes them when dropped.
+        std::mem::take(&mut *credentials.secret_access_key()),
+        Some(std::mem::take(&mut *credentials.session_token())),
         None,
         "crossguard-eks-token",
     )
@@ -128,10 +129,10 @@ mod tests {
         let fx = known_good();
         let creds = SessionCredentials {
             access_key_id: fx["access_key_id"].as_str().unwrap().into(),
-            secret_access_key: SecretString::from(
+            secret_access_key: crate::seal::Sealed::from(
                 fx["secret_access_key"].as_str().unwrap().to_string(),
             ),
-            session_token: SecretString::from(fx["session_token"].as_str().unwrap().to_string()),
+            session_token: crate::seal::Sealed::from(fx["session_token"].as_str().unwrap()),
             expiration: jiff::Timestamp::UNIX_EPOCH,
             lifetime: Duration::from_secs(3600),
         };
@@ -167,8 +168,8 @@ mod tests {
     fn signature_depends_on_the_cluster_name() {
         let creds = SessionCredentials {
             access_key_id: "ASIAEXAMPLE".into(),
-            secret_access_key: SecretString::from("s".repeat(40)),
-            session_token: SecretString::from("t".to_string()),
+            secret_access_key: crate::seal::Sealed::from("s".repeat(40)),
+            session_token: crate::seal::Sealed::from("t"),
             expiration: jiff::Timestamp::UNIX_EPOCH,
             lifetime: Duration::from_secs(3600),
         };

@@ -37,6 +37,8 @@ pub struct Analysed {
     pub client: kube::Client,
     /// What the status should say about the prices (a failed or stale Price List fetch).
     pub price_notes: Vec<String>,
+    /// The report's figures as exported per cluster on `/metrics`.
+    pub figures: crate::metrics::ClusterFigures,
 }
 
 /// Snapshot the customer cluster with an EKS token, read the spot prices and commitments
@@ -189,8 +191,23 @@ pub async fn analyse(
         }
     };
     drop(reserved);
+    let summary = report.summary();
+    let figures = crate::metrics::ClusterFigures {
+        monthly_cost: report.current_monthly_cost,
+        savings: [
+            report.savings.consolidation,
+            report.savings.rightsizing,
+            report.savings.spot,
+        ],
+        nodes: summary.nodes,
+        unpriced_nodes: u32::try_from(report.unpriced_nodes).unwrap_or(u32::MAX),
+        cpu_requested_ratio: report.utilization.cpu_percent / 100.0,
+        memory_requested_ratio: report.utilization.memory_percent / 100.0,
+        analysed_at: jiff::Timestamp::now().as_second(),
+    };
     Ok(Analysed {
-        summary: report.summary(),
+        figures,
+        summary,
         monthly_cost: crate::api::whole_units(report.current_monthly_cost),
         potential_savings: crate::api::whole_units(report.savings.total),
         report_ref: format!("{}/{key}", ctx.store.location.trim_end_matches('/')),
@@ -272,6 +289,11 @@ impl From<AnalyseError> for Failure {
                 text,
                 Retry::After(super::WAIT_RETRY),
             ),
+            AnalyseError::StoreSnapshot(s) | AnalyseError::StoreReport(s)
+                if s.is_tenant_erased() =>
+            {
+                (Category::AccountDeleting, text, Retry::AwaitChange)
+            }
             AnalyseError::StoreSnapshot(_) | AnalyseError::StoreReport(_) => {
                 (Category::StoreUnavailable, text, Retry::Backoff)
             }

@@ -3,7 +3,7 @@
 //! decisions that made no call (plans and refusals).
 
 use async_trait::async_trait;
-use kube::Api;
+use kube::{Api, ResourceExt};
 
 use super::Context;
 use super::inventory::Collected;
@@ -187,6 +187,10 @@ pub(super) async fn automate(
         )
         .await;
     }
+    let (ns, name) = (cluster.namespace().unwrap_or_default(), cluster.name_any());
+    for a in &outcome.finished {
+        ctx.metrics.cluster_action(&ns, &name, &a.outcome);
+    }
     for r in &outcome.refusals {
         observer.call(
             "guard",
@@ -208,6 +212,11 @@ pub(super) async fn automate(
         );
     }
     let (new_planned, new_refusals) = merge(status, &outcome, now);
+    // Counted as announced: a refusal repeated by every run while nothing changes is
+    // counted once, like its Event.
+    for _ in &new_refusals {
+        ctx.metrics.cluster_refusal(&ns, &name);
+    }
     for a in &new_planned {
         publish(
             ctx,
@@ -380,6 +389,18 @@ pub(super) fn node_facts(nodes: &[crate::analysis::input::Node]) -> Vec<NodeFact
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exported_action_outcomes_are_the_journals() {
+        assert_eq!(
+            crate::metrics::ACTION_OUTCOMES,
+            [
+                automation::SUCCEEDED,
+                automation::FAILED,
+                automation::ABANDONED
+            ]
+        );
+    }
 
     fn action(outcome: &str, dry_run: bool, node: &str) -> ActionRecord {
         ActionRecord {

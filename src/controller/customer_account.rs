@@ -282,10 +282,12 @@ fn awaiting_role(
 }
 
 /// What the operator user does next for an account without `spec.roleArn`: print the
-/// customer's template with this account's ExternalId, then set the role ARN from the
-/// stack's `RoleArn` output (`crossguard onboarding-complete`) or with `kubectl patch`.
-/// `operator_principal` is the operator's own role (`CROSSGUARD_OPERATOR_PRINCIPAL`), the
-/// template's trusted principal, when known.
+/// customer's template for this account (`onboarding-template --from`, which reads the
+/// account id, regions, mode and ExternalId from the CustomerAccount; or the same by
+/// `kubectl get -o jsonpath`), then set the role ARN from the stack's `RoleArn` output
+/// (`crossguard onboarding-complete`) or with `kubectl patch`. `operator_principal` is the
+/// operator's own role (`CROSSGUARD_OPERATOR_PRINCIPAL`), the template's trusted
+/// principal, when known.
 pub fn awaiting_role_message(
     account: &CustomerAccount,
     operator_principal: Option<&str>,
@@ -302,8 +304,9 @@ pub fn awaiting_role_message(
     format!(
         "No spec.roleArn yet: crossguard makes no AWS call for this account until the customer's role exists and its ARN is set. \
          1) Give the customer the role template for this account: \
-         crossguard onboarding-template --account-id {id}{mode} --operator-principal {principal} \
-         --external-id \"$(kubectl get customeraccount {name} -n {ns} -o jsonpath='{{.status.externalId}}')\" > crossguard-role.json \
+         crossguard onboarding-template --from customeraccount/{name} -n {ns} --operator-principal {principal} > crossguard-role.json \
+         (without access to this cluster: crossguard onboarding-template --account-id {id}{mode} --operator-principal {principal} \
+         --external-id \"$(kubectl get customeraccount {name} -n {ns} -o jsonpath='{{.status.externalId}}')\") \
          2) When their stack is deployed, set the role from its outputs \
          (aws cloudformation describe-stacks --stack-name <stack> --query 'Stacks[0].Outputs' --output json > outputs.json, or terraform output -json > outputs.json): \
          crossguard onboarding-complete customeraccount/{name} -n {ns} --stack-outputs outputs.json \
@@ -436,24 +439,33 @@ async fn retention(account: &CustomerAccount, ctx: &Context) -> Result<(), Failu
 }
 
 async fn cleanup(account: Arc<CustomerAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // The session is dropped (and wiped); the ExternalId Secret is garbage-collected with
-    // the account through its owner reference; everything stored for the tenant is erased
-    // before the finalizer goes. If erasure fails the finalizer stays and status says why.
-    ctx.broker.evict(&uid(&account));
-    ctx.forget_unwritten_audit(&uid(&account));
+    // The deletion record first: from then on no write for the tenant lands (here or in
+    // another replica), and the tenant's analyses in flight here are stopped. Then the session is
+    // dropped (and wiped); the ExternalId Secret is garbage-collected with the account
+    // through its owner reference; everything stored for the tenant is erased before the
+    // finalizer goes. If erasure fails the finalizer stays and status says why.
+    let tenant = uid(&account);
+    let begun = ctx.store.begin_erasure(&tenant, ctx.clock.now()).await;
+    ctx.cancel_tenant(&tenant);
+    let erased = match begun {
+        Ok(()) => ctx.store.purge(&tenant).await,
+        Err(e) => Err(e),
+    };
+    ctx.broker.evict(&tenant);
+    ctx.forget_unwritten_audit(&tenant);
     ctx.metrics.forget_key_ages(
         &account.namespace().unwrap_or_default(),
         &account.name_any(),
     );
-    match ctx.store.purge(&uid(&account)).await {
+    match erased {
         Ok(n) => {
             tracing::info!(objects = n, "erased the tenant's stored data");
             // Crypto-shredding evidence on the account (docs/data-protection.md).
-            if let Ok(Some(record)) = ctx.store.erasure_record(&uid(&account)).await {
+            if let Ok(Some(record)) = ctx.store.erasure_record(&tenant).await {
                 let note = format!(
                     "Destroyed data keys [{}] of this account at {}, then deleted {} stored objects; copies of its data can no longer be decrypted. Deletion record: erasures/{}.json",
                     record.data_keys_destroyed.join(", "),
-                    record.keys_destroyed_at,
+                    record.erased_at,
                     record.objects_deleted.unwrap_or(n),
                     record.tenant
                 );
@@ -526,6 +538,7 @@ mod tests {
         ca.spec.role_arn = None;
         let message = awaiting_role_message(&ca, None);
         for part in [
+            "crossguard onboarding-template --from customeraccount/acme -n tenant-a --operator-principal <the operator's IAM role ARN> > crossguard-role.json",
             "crossguard onboarding-template --account-id 111122223333 --operator-principal <the operator's IAM role ARN>",
             "kubectl get customeraccount acme -n tenant-a -o jsonpath='{.status.externalId}'",
             "crossguard onboarding-complete customeraccount/acme -n tenant-a --stack-outputs outputs.json",

@@ -62,6 +62,15 @@ async fn apply(
     let mut draft = Draft::new(old, generation, ctx.clock.now());
     let mut trail = None;
     let result = pipeline(&cluster, &ctx, &api, &mut draft, &mut trail).await;
+    if result.as_ref().is_err_and(|f| {
+        matches!(
+            f.category,
+            Category::AccountDeleting | Category::AccountNotFound
+        )
+    }) {
+        // The account's data is erased (or being erased): point at nothing there.
+        draft.status.report_ref = None;
+    }
     let result = ctx.flush(trail.as_deref(), result).await;
     super::conclude(&ctx, &api, cluster.as_ref(), draft, result).await
 }
@@ -87,14 +96,62 @@ async fn pipeline(
     if let Some(wait) = not_due(draft, &valid, mode, cluster) {
         return Ok(Action::requeue(wait));
     }
-    let audit = trail.insert(ctx.audit(session::tenant(&account, Some(cluster.name_any()))));
-    let session = open_session(&account, &role_arn, session_duration, ctx, audit).await?;
+    // Erasing the account cancels this: nothing more is read, called or stored for it.
+    let erased = ctx.tenant_work(&session::uid(&account));
+    let run = observe_and_act(
+        cluster,
+        ctx,
+        api,
+        &account,
+        &role_arn,
+        session_duration,
+        mode,
+        &valid,
+        draft,
+        trail,
+    );
+    tokio::select! {
+        biased;
+        () = erased.cancelled() => Err(erased_during_run(&account)),
+        result = run => result,
+    }
+}
+
+/// The failure of a run stopped because its account was deleted and erased meanwhile.
+fn erased_during_run(account: &CustomerAccount) -> Failure {
+    Failure::new(
+        Category::AccountDeleting,
+        format!(
+            "CustomerAccount {:?} was deleted and its stored data erased: the run in progress was stopped and nothing more is stored for it",
+            account.name_any()
+        ),
+        Retry::AwaitChange,
+    )
+    .on("AccountResolved")
+}
+
+/// The stages that call AWS and the customer cluster and store for the tenant.
+#[allow(clippy::too_many_arguments)]
+async fn observe_and_act(
+    cluster: &ManagedCluster,
+    ctx: &Context,
+    api: &Api<ManagedCluster>,
+    account: &CustomerAccount,
+    role_arn: &str,
+    session_duration: Duration,
+    mode: Mode,
+    valid: &validate::ValidCluster,
+    draft: &mut Draft<ManagedClusterStatus>,
+    trail: &mut Option<Arc<AuditTrail>>,
+) -> Result<Action, Failure> {
+    let audit = trail.insert(ctx.audit(session::tenant(account, Some(cluster.name_any()))));
+    let session = open_session(account, role_arn, session_duration, ctx, audit).await?;
     let observer: Arc<dyn CallObserver> = audit.clone();
     let clients = ctx.broker.clients(&session, &cluster.spec.region, observer);
-    let collected = collect(cluster, &account, &clients, mode, draft).await?;
+    let collected = collect(cluster, account, &clients, mode, draft).await?;
     let analysed = analyse::analyse(
         cluster,
-        &account,
+        account,
         ctx,
         &session,
         &collected,
@@ -104,8 +161,13 @@ async fn pipeline(
     )
     .await?;
     record_analysis(cluster, &analysed, mode, draft);
+    ctx.metrics.cluster_analysed(
+        &cluster.namespace().unwrap_or_default(),
+        &cluster.name_any(),
+        &analysed.figures,
+    );
     let verify_again = automate(
-        cluster, ctx, api, &clients, &collected, &analysed, audit, &valid, mode, draft,
+        cluster, ctx, api, &clients, &collected, &analysed, audit, valid, mode, draft,
     )
     .await;
     Ok(Action::requeue(
@@ -180,8 +242,13 @@ async fn resolve_account(
                     .into(),
             )),
         },
+        // A pointer to the account's next steps, not its whole message: this one is also
+        // an Event, whose message the API server cuts at 1 KiB (mid-command, as seen).
         Some(c) if c.reason == super::customer_account::AWAITING_ROLE => {
-            Err(awaiting(c.message.clone()))
+            let ns = account.namespace().unwrap_or_default();
+            Err(awaiting(format!(
+                "Next: print the customer's template with `crossguard onboarding-template --from customeraccount/{name} -n {ns}`, then set the role from their stack's outputs with `crossguard onboarding-complete customeraccount/{name} -n {ns} --stack-outputs outputs.json`; `kubectl describe customeraccount {name} -n {ns}` lists every command."
+            )))
         }
         Some(c) => Err(AccountRefError::NotReady {
             name,

@@ -117,6 +117,10 @@ pub struct Context {
     /// Audit records a reconcile could not write (the store was unavailable), per tenant
     /// and scope, written by the next reconcile of the same scope.
     unwritten_audit: Mutex<HashMap<String, Vec<crate::audit::AuditRecord>>>,
+    /// One cancellation token per tenant (CustomerAccount UID) with work in this process;
+    /// erasing the tenant cancels it ([`Context::cancel_tenant`]), which stops its
+    /// analyses in flight. A cancelled token stays, so work started later stops at once.
+    tenant_work: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
 }
 
 /// Most audit records kept in memory per tenant and scope while the store is unavailable
@@ -169,6 +173,7 @@ impl Context {
             analysis_memory: Arc::new(admission::AnalysisMemory::default()),
             failures: Mutex::new(HashMap::new()),
             unwritten_audit: Mutex::new(HashMap::new()),
+            tenant_work: Mutex::new(HashMap::new()),
         }
     }
 
@@ -284,6 +289,22 @@ impl Context {
         }
     }
 
+    /// The token that is cancelled when the tenant with this UID is erased; work for the
+    /// tenant stops when it is.
+    pub fn tenant_work(&self, uid: &str) -> tokio_util::sync::CancellationToken {
+        self.tenant_work
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(uid.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Stop all work for the tenant with this UID, now and later (it is being erased).
+    pub fn cancel_tenant(&self, uid: &str) {
+        self.tenant_work(uid).cancel();
+    }
+
     /// Forget the unwritten audit records of the tenant with this UID (it was erased).
     pub fn forget_unwritten_audit(&self, uid: &str) {
         let prefix = format!("{uid}/");
@@ -307,6 +328,14 @@ impl Context {
         let Err(e) = trail.flush(&self.store).await else {
             return result;
         };
+        if e.is_tenant_erased() {
+            // Records of calls made for an erased tenant are not kept anywhere.
+            drop(trail.take_unwritten().await);
+            tracing::info!(
+                "the tenant was erased during this reconcile: its audit records are dropped"
+            );
+            return result;
+        }
         // Not lost: the next reconcile of the same scope writes them first.
         self.carry_unwritten(trail).await;
         let lost = Failure::new(
@@ -561,7 +590,9 @@ where
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let (name, seen_version) = (obj.name_any(), obj.resource_version());
     let mut applied: Option<&'static str> = None;
+    let mut cleaned = false;
     let slot = &mut applied;
+    let cleaned_slot = &mut cleaned;
     let inner_ctx = ctx.clone();
     let result = finalizer(&api, FINALIZER, obj, move |event| async move {
         match event {
@@ -570,7 +601,11 @@ where
                 *slot = Some(outcome);
                 result
             }
-            Event::Cleanup(obj) => cleanup(obj, inner_ctx).await,
+            Event::Cleanup(obj) => {
+                let result = cleanup(obj, inner_ctx).await;
+                *cleaned_slot = result.is_ok();
+                result
+            }
         }
     })
     .instrument(span)
@@ -589,6 +624,11 @@ where
     };
     if result.is_ok() {
         ctx.succeeded(&key);
+    }
+    if cleaned {
+        ctx.metrics.forget_object(&kind, &ns, &name);
+    } else if let Some(stage) = applied {
+        ctx.metrics.set_ready(&kind, &ns, &name, stage == "ok");
     }
     ctx.metrics.reconcile(&kind, outcome, started.elapsed());
     result

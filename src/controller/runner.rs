@@ -97,6 +97,7 @@ pub async fn run(
             owned_accounts.clone(),
             accounts_writer,
             account_gone(ctx.clone()),
+            |_| {},
         ),
         accounts_reader,
     );
@@ -123,18 +124,27 @@ pub async fn run(
     );
 
     let (clusters_reader, clusters_writer) = reflector::store();
+    let by_account = Arc::new(ClustersByAccount::default());
     let cluster_controller = Controller::for_stream(
-        trigger(clusters, watcher::Config::default(), clusters_writer, {
-            let ctx = ctx.clone();
-            move |ns: &str, name: &str, _uid: &str| {
-                ctx.forget_failures(&ManagedCluster::kind(&()), ns, name)
-            }
-        }),
+        trigger(
+            clusters,
+            watcher::Config::default(),
+            clusters_writer,
+            {
+                let ctx = ctx.clone();
+                move |ns: &str, name: &str, _uid: &str| {
+                    ctx.forget_failures(&ManagedCluster::kind(&()), ns, name)
+                }
+            },
+            {
+                let by_account = by_account.clone();
+                move |event| by_account.apply(event)
+            },
+        ),
         clusters_reader,
     );
     let clusters_ready = cluster_controller.store();
     let clusters_listed = cluster_controller.store();
-    let clusters_store = cluster_controller.store();
     let clusters_seen = cluster_controller.store();
     let cluster_failures = failures.clone();
     // Shard 0 of a split fleet also watches every account's metadata (cheap: no spec or
@@ -167,8 +177,7 @@ pub async fn run(
         );
         tokio::spawn(report);
         let controller = cluster_controller.watches_stream(all_accounts, move |account| {
-            clusters_referring(
-                &clusters_store,
+            by_account.referring(
                 &account.namespace().unwrap_or_default(),
                 &account.name_any(),
             )
@@ -179,7 +188,7 @@ pub async fn run(
             // A change to an account (it became Ready, was suspended, moved to or from this
             // shard…) re-reconciles its clusters.
             cluster_controller.watches(accounts, owned_accounts, move |account| {
-                clusters_of(&clusters_store, &account)
+                clusters_of(&by_account, &account)
             });
         (AccountIndex::Owned(accounts_owned), controller, None)
     };
@@ -276,13 +285,15 @@ fn account_gone(ctx: Arc<Context>) -> impl Fn(&str, &str, &str) + Send + 'static
 /// change. When an object leaves the watch (deleted, or relabelled out of a shard's label
 /// selector, also while the watch was down) its fingerprint is forgotten, so that it
 /// triggers again if it comes back unchanged (a shard label put back), and `on_gone` is
-/// told its namespace, name and UID. kube-runtime's `predicate_filter` would keep the
+/// told its namespace, name and UID; `observe` sees every event, as the store does.
+/// kube-runtime's `predicate_filter` would keep the
 /// fingerprint for an hour and drop the object's return.
 fn trigger<K>(
     api: Api<Guarded<K>>,
     config: watcher::Config,
     writer: reflector::store::Writer<Guarded<K>>,
     on_gone: impl Fn(&str, &str, &str) + Send + 'static,
+    observe: impl Fn(&watcher::Event<Guarded<K>>) + Send + 'static,
 ) -> impl futures::Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()>
@@ -307,6 +318,9 @@ where
         .default_backoff()
         .reflect(writer)
         .filter_map(move |event| {
+            if let Ok(event) = &event {
+                observe(event);
+            }
             let out = match event {
                 Err(e) => Some(Err(e)),
                 Ok(Event::Init) => {
@@ -381,35 +395,142 @@ where
 
 /// The clusters referring to `account`; none when the account cannot be read.
 fn clusters_of(
-    clusters: &Store<Guarded<ManagedCluster>>,
+    clusters: &ClustersByAccount,
     account: &Guarded<CustomerAccount>,
 ) -> Vec<ObjectRef<Guarded<ManagedCluster>>> {
     let Ok(account) = &account.0 else {
         return Vec::new();
     };
-    clusters_referring(
-        clusters,
+    clusters.referring(
         &account.namespace().unwrap_or_default(),
         &account.name_any(),
     )
 }
 
-/// The readable clusters in `ns` whose `spec.accountRef` names `name`.
-fn clusters_referring(
-    clusters: &Store<Guarded<ManagedCluster>>,
-    ns: &str,
-    name: &str,
-) -> Vec<ObjectRef<Guarded<ManagedCluster>>> {
-    clusters
-        .state()
-        .into_iter()
-        .filter(|guarded| {
-            guarded.0.as_ref().is_ok_and(|mc| {
-                mc.namespace().as_deref() == Some(ns) && mc.spec.account_ref.name == name
+/// The readable ManagedClusters by the CustomerAccount their `spec.accountRef` names,
+/// kept up to date from the cluster watch's events (the same events that fill the cluster
+/// controller's store), so that an account's event finds its clusters in O(its clusters)
+/// instead of copying and scanning the whole cluster cache (O(N) per account event, O(N²)
+/// over a fleet's start). kube-runtime's `Store` has no secondary index, hence this map.
+/// An unreadable cluster is not in it: its account reference cannot be trusted.
+#[derive(Default)]
+struct ClustersByAccount {
+    inner: Mutex<AccountIndexState>,
+}
+
+/// What [`ClustersByAccount`] holds: both directions of the cluster → account mapping,
+/// and the clusters of a relist in progress.
+#[derive(Default)]
+struct AccountIndexState {
+    /// (namespace, account name) → names of the clusters in that namespace naming it.
+    clusters: HashMap<(String, String), HashSet<String>>,
+    /// (namespace, cluster name) → the account name it refers to.
+    account_of: HashMap<(String, String), String>,
+    /// (namespace, cluster name, account name) of the clusters a relist has brought so
+    /// far; replaces everything when the relist is done, as the store does.
+    relisted: Option<Vec<(String, String, String)>>,
+}
+
+impl AccountIndexState {
+    fn insert(&mut self, ns: String, cluster: String, account: String) {
+        if let Some(old) = self
+            .account_of
+            .insert((ns.clone(), cluster.clone()), account.clone())
+        {
+            if old == account {
+                return;
+            }
+            self.unlink(&ns, &cluster, old);
+        }
+        self.clusters
+            .entry((ns, account))
+            .or_default()
+            .insert(cluster);
+    }
+
+    fn remove(&mut self, ns: &str, cluster: &str) {
+        if let Some(old) = self
+            .account_of
+            .remove(&(ns.to_string(), cluster.to_string()))
+        {
+            self.unlink(ns, cluster, old);
+        }
+    }
+
+    /// Drop `cluster` from `account`'s set, and the set when it is left empty.
+    fn unlink(&mut self, ns: &str, cluster: &str, account: String) {
+        let key = (ns.to_string(), account);
+        if let Some(names) = self.clusters.get_mut(&key) {
+            names.remove(cluster);
+            if names.is_empty() {
+                self.clusters.remove(&key);
+            }
+        }
+    }
+}
+
+impl ClustersByAccount {
+    /// Follow one event of the cluster watch.
+    fn apply(&self, event: &watcher::Event<Guarded<ManagedCluster>>) {
+        use watcher::Event;
+        let entry = |obj: &Guarded<ManagedCluster>| {
+            let ns = obj.namespace().unwrap_or_default();
+            let name = obj.name_any();
+            let account = obj
+                .0
+                .as_ref()
+                .ok()
+                .map(|mc| mc.spec.account_ref.name.clone());
+            (ns, name, account)
+        };
+        let mut state = self.lock();
+        match event {
+            Event::Init => state.relisted = Some(Vec::new()),
+            Event::InitApply(obj) => {
+                if let (ns, name, Some(account)) = entry(obj) {
+                    state
+                        .relisted
+                        .get_or_insert_with(Vec::new)
+                        .push((ns, name, account));
+                }
+            }
+            Event::InitDone => {
+                let listed = state.relisted.take().unwrap_or_default();
+                let mut fresh = AccountIndexState::default();
+                for (ns, name, account) in listed {
+                    fresh.insert(ns, name, account);
+                }
+                *state = fresh;
+            }
+            Event::Apply(obj) => match entry(obj) {
+                (ns, name, Some(account)) => state.insert(ns, name, account),
+                (ns, name, None) => state.remove(&ns, &name),
+            },
+            Event::Delete(obj) => {
+                let (ns, name, _) = entry(obj);
+                state.remove(&ns, &name);
+            }
+        }
+    }
+
+    /// The readable clusters in `ns` whose `spec.accountRef` names `account`.
+    fn referring(&self, ns: &str, account: &str) -> Vec<ObjectRef<Guarded<ManagedCluster>>> {
+        let state = self.lock();
+        state
+            .clusters
+            .get(&(ns.to_string(), account.to_string()))
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| ObjectRef::new(name).within(ns))
+                    .collect()
             })
-        })
-        .map(|guarded| ObjectRef::from_obj(guarded.as_ref()))
-        .collect()
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AccountIndexState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// What a shard knows of the accounts, to tell which ManagedClusters it owns.
@@ -933,7 +1054,7 @@ mod tests {
 
     #[test]
     fn an_account_maps_to_its_readable_clusters_and_an_unreadable_one_to_none() {
-        let (store, mut writer) = kube::runtime::reflector::store::<Guarded<ManagedCluster>>();
+        let store = ClustersByAccount::default();
         for obj in [
             cluster("prod", "acme", json!("acme")),
             cluster("dev", "acme", json!("acme")),
@@ -942,7 +1063,7 @@ mod tests {
             // Unreadable: its account reference cannot be trusted, so it maps from nothing.
             cluster("broken", "acme", json!(42)),
         ] {
-            writer.apply_watcher_event(&watcher::Event::Apply(guarded(obj)));
+            store.apply(&watcher::Event::Apply(guarded(obj)));
         }
         let good = account(json!({
             "accountId": "111111111111",
@@ -962,6 +1083,105 @@ mod tests {
         bad.meta_mut().name = Some("acme".into());
         assert!(bad.0.is_err());
         assert!(clusters_of(&store, &bad).is_empty());
+    }
+
+    /// The names of the clusters the index maps `account` in `ns` to, sorted.
+    fn referring(index: &ClustersByAccount, ns: &str, account: &str) -> Vec<String> {
+        let mut names: Vec<String> = index
+            .referring(ns, account)
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.namespace.as_deref(), Some(ns));
+                r.name
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_index_of_clusters_by_account_follows_the_watch() {
+        use watcher::Event;
+        let index = ClustersByAccount::default();
+        let apply = |obj| index.apply(&Event::Apply(guarded::<ManagedCluster>(obj)));
+        apply(cluster("prod", "acme", json!("acme")));
+        apply(cluster("dev", "acme", json!("acme")));
+        assert_eq!(referring(&index, "acme", "acme"), ["dev", "prod"]);
+
+        // Its accountRef changed: it leaves the old account and joins the new one.
+        apply(cluster("dev", "acme", json!("globex")));
+        assert_eq!(referring(&index, "acme", "acme"), ["prod"]);
+        assert_eq!(referring(&index, "acme", "globex"), ["dev"]);
+        // It became unreadable: it maps from nothing.
+        apply(cluster("dev", "acme", json!(42)));
+        assert!(referring(&index, "acme", "globex").is_empty());
+        // Deleted.
+        index.apply(&Event::Delete(guarded(cluster(
+            "prod",
+            "acme",
+            json!("acme"),
+        ))));
+        assert!(referring(&index, "acme", "acme").is_empty());
+
+        // A relist (the watch's resourceVersion expired): what it did not bring is gone
+        // once it is done, and until then the index answers as before, like the store.
+        apply(cluster("old", "acme", json!("acme")));
+        index.apply(&Event::Init);
+        index.apply(&Event::InitApply(guarded(cluster(
+            "new",
+            "acme",
+            json!("acme"),
+        ))));
+        assert_eq!(referring(&index, "acme", "acme"), ["old"]);
+        index.apply(&Event::InitDone);
+        assert_eq!(referring(&index, "acme", "acme"), ["new"]);
+        let state = index.lock();
+        assert_eq!(state.account_of.len(), 1, "nothing stale is kept");
+        assert_eq!(state.clusters.len(), 1, "empty sets are dropped");
+    }
+
+    /// The index gives what a scan of the whole cluster cache gave (the code it replaced),
+    /// for a fleet of random apply and delete events.
+    #[test]
+    fn the_index_agrees_with_a_scan_of_the_cache() {
+        use rand::{Rng, SeedableRng};
+        let (store, mut writer) = kube::runtime::reflector::store::<Guarded<ManagedCluster>>();
+        let index = ClustersByAccount::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        for _ in 0..2_000 {
+            let ns = format!("ns{}", rng.random_range(0..3));
+            let name = format!("c{}", rng.random_range(0..40));
+            let account = match rng.random_range(0..6) {
+                0 => json!(7),
+                n => json!(format!("a{n}")),
+            };
+            let obj = guarded::<ManagedCluster>(cluster(&name, &ns, account));
+            let event = if rng.random_range(0..4) == 0 {
+                watcher::Event::Delete(obj)
+            } else {
+                watcher::Event::Apply(obj)
+            };
+            writer.apply_watcher_event(&event);
+            index.apply(&event);
+        }
+        for ns in ["ns0", "ns1", "ns2"] {
+            for n in 1..6 {
+                let account = format!("a{n}");
+                let mut scanned: Vec<String> = store
+                    .state()
+                    .iter()
+                    .filter(|g| {
+                        g.0.as_ref().is_ok_and(|mc| {
+                            mc.namespace().as_deref() == Some(ns)
+                                && mc.spec.account_ref.name == account
+                        })
+                    })
+                    .map(|g| g.name_any())
+                    .collect();
+                scanned.sort();
+                assert_eq!(referring(&index, ns, &account), scanned, "{ns}/{account}");
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub enum TemplateFormat {
 pub struct FromArgs {
     /// Read the account id, regions, mode, access-key audit settings and status.externalId
     /// from this CustomerAccount, and the cluster names from its ManagedClusters
-    /// (`customeraccount/NAME`; KUBECONFIG as for kubectl). Explicit flags override.
+    /// (`customeraccount/NAME` or the name alone; KUBECONFIG as for kubectl). Explicit flags override.
     #[arg(long, value_name = "customeraccount/NAME")]
     pub from: Option<String>,
     /// Namespace of the `--from` CustomerAccount (default: the kubeconfig context's).

@@ -36,7 +36,7 @@ pub struct AccountFacts {
 pub enum FromError {
     /// Not `customeraccount/<name>`.
     #[error(
-        "--from {0:?}: expected customeraccount/NAME (or ca/NAME, customeraccounts.crossguard.dev/NAME)"
+        "--from {0:?}: expected customeraccount/NAME (or ca/NAME, customeraccounts.crossguard.dev/NAME, or the name alone)"
     )]
     Reference(String),
     /// The account does not exist.
@@ -67,7 +67,10 @@ pub enum FromError {
 /// The name in `customeraccount/<name>` (kubectl's resource/name spellings).
 pub fn parse_reference(reference: &str) -> Result<String, FromError> {
     let bad = || FromError::Reference(reference.to_string());
-    let (kind, name) = reference.split_once('/').ok_or_else(bad)?;
+    // The name alone also works, as `onboarding-complete` takes it.
+    let (kind, name) = reference
+        .split_once('/')
+        .unwrap_or(("customeraccount", reference));
     let kind_ok = [
         "customeraccount",
         "customeraccounts",
@@ -179,10 +182,11 @@ mod tests {
             "ca/acme",
             "CustomerAccount/acme",
             "customeraccounts.crossguard.dev/acme",
+            "acme",
         ] {
             assert_eq!(parse_reference(ok).unwrap(), "acme", "{ok}");
         }
-        for bad in ["acme", "managedcluster/acme", "ca/", "ca/Acme", "ca/a b"] {
+        for bad in ["Acme", "managedcluster/acme", "ca/", "ca/Acme", "ca/a b"] {
             assert!(parse_reference(bad).is_err(), "{bad}");
         }
     }

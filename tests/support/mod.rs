@@ -719,17 +719,12 @@ impl Env {
     /// Put CustomerAccount acme and ManagedCluster acme-prod in Automated mode, the
     /// cluster with the given `spec.automation`.
     pub fn automate(&self, automation: serde_json::Value) {
-        self.kubectl(&[
-            "patch",
+        merge_patch_acme(
+            &self.kubeconfig,
             "customeraccount",
             "acme",
-            "-n",
-            "acme",
-            "--type",
-            "merge",
-            "-p",
             r#"{"spec":{"mode":"Automated"}}"#,
-        ]);
+        );
         self.set_automation(automation);
     }
 
@@ -821,42 +816,27 @@ pub fn assert_same_figures(offline: &serde_json::Value, stored: &serde_json::Val
 /// The role seed.py creates in account 111111111111.
 pub const EXAMPLE_ROLE: &str = "arn:aws:iam::111111111111:role/crossguard-access";
 
-/// Set CustomerAccount acme's `spec.roleArn` to [`EXAMPLE_ROLE`] with `kubectl patch`, the
-/// last onboarding step (examples/customeraccount.yaml is applied without a role).
-pub fn set_example_role(kubeconfig: &Path) {
-    let patch = format!(r#"{{"spec":{{"roleArn":"{EXAMPLE_ROLE}"}}}}"#);
+/// `kubectl patch KIND NAME -n acme --type merge -p PATCH` (KIND `customeraccount` or
+/// `managedcluster`), failing the test if kubectl fails.
+pub fn merge_patch_acme(kubeconfig: &Path, kind: &str, name: &str, patch: &str) {
     kubectl_ok(
         kubeconfig,
         &[
-            "patch",
-            "customeraccount",
-            "acme",
-            "-n",
-            "acme",
-            "--type",
-            "merge",
-            "-p",
-            &patch,
+            "patch", kind, name, "-n", "acme", "--type", "merge", "-p", patch,
         ],
     );
 }
 
+/// Set CustomerAccount acme's `spec.roleArn` to [`EXAMPLE_ROLE`] with `kubectl patch`, the
+/// last onboarding step (examples/customeraccount.yaml is applied without a role).
+pub fn set_example_role(kubeconfig: &Path) {
+    let patch = format!(r#"{{"spec":{{"roleArn":"{EXAMPLE_ROLE}"}}}}"#);
+    merge_patch_acme(kubeconfig, "customeraccount", "acme", &patch);
+}
+
 /// `kubectl patch --type merge` of ManagedCluster acme-prod in namespace acme with `patch`.
 pub fn patch_acme_prod(kubeconfig: &Path, patch: &str) {
-    kubectl_ok(
-        kubeconfig,
-        &[
-            "patch",
-            "managedcluster",
-            "acme-prod",
-            "-n",
-            "acme",
-            "--type",
-            "merge",
-            "-p",
-            patch,
-        ],
-    );
+    merge_patch_acme(kubeconfig, "managedcluster", "acme-prod", patch);
 }
 
 /// What an audit observer heard of one call: service, operation, target, outcome,
@@ -1017,4 +997,28 @@ impl Receiver {
     pub fn messages(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&http_get(&self.url, "/_receiver/messages")).unwrap_or_default()
     }
+}
+
+/// A fake management API server holding crossguard's two CRDs and the namespace
+/// `namespace`, with a kube client for it; the crypto provider is installed first.
+pub async fn management_server(namespace: &str) -> (fake_apiserver::FakeApiServer, kube::Client) {
+    use crossguard::api::{CustomerAccount, ManagedCluster};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+
+    crossguard::install_crypto_provider();
+    let server = fake_apiserver::FakeApiServer::start()
+        .await
+        .expect("fake apiserver");
+    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    for crd in [CustomerAccount::crd(), ManagedCluster::crd()] {
+        crds.create(&kube::api::PostParams::default(), &crd)
+            .await
+            .expect("crd");
+    }
+    server
+        .seed(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}))
+        .expect("namespace");
+    (server, client)
 }

@@ -74,6 +74,10 @@ fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
 
 /// The single axum handler.
 pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let latency = *shared.latency.lock().unwrap_or_else(|p| p.into_inner());
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or_default().to_string();

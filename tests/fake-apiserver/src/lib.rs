@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<store::State>,
     pub(crate) recorder: record::Recorder,
     pub(crate) bookmark_interval: Duration,
+    /// How long every request waits before it is handled ([`FakeApiServer::set_latency`]).
+    pub(crate) latency: Mutex<Duration>,
 }
 
 /// Start-up options beyond the listen address.
@@ -93,6 +95,7 @@ impl FakeApiServer {
             state: Mutex::new(store::State::new()),
             recorder: record::Recorder::new(options.request_log.as_deref())?,
             bookmark_interval: options.bookmark_interval,
+            latency: Mutex::new(Duration::ZERO),
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -220,6 +223,16 @@ impl FakeApiServer {
         self.shared
             .recorder
             .add_fault(method, path_contains, status, times);
+    }
+
+    /// Makes every request from now on wait `latency` before it is handled (a slow or
+    /// distant API server); `Duration::ZERO` turns it off.
+    pub fn set_latency(&self, latency: Duration) {
+        *self
+            .shared
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = latency;
     }
 
     /// Disarms every fault [`inject_failure`](Self::inject_failure) armed.

@@ -1,0 +1,40 @@
+//! The operator's global allocator: the system allocator, with every block zeroed before
+//! it is freed. Customer session credentials are sealed ([`crate::seal`]), but signing a
+//! request needs them in plaintext for a moment, and the AWS SDK and its HTTP stack copy
+//! the session token into buffers of their own (the `x-amz-security-token` header, the
+//! serialized request) that they free without wiping. Zeroing on free is what keeps those
+//! copies from lingering in freed heap memory between requests (`tests/sealed_memory.rs`
+//! fails without it: three copies of the token, one per request). Its run-time cost has
+//! not been benchmarked yet.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+/// [`System`], zeroing each block before freeing it. Reallocation is `GlobalAlloc`'s
+/// default (allocate, copy, free the old block through [`ZeroOnFree::dealloc`]), so a
+/// block that moves is wiped too.
+pub struct ZeroOnFree;
+
+// SAFETY: every call is forwarded to `System` with the caller's layout; the only addition
+// is writing zeros into a block the caller owns and is about to give back.
+unsafe impl GlobalAlloc for ZeroOnFree {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` points at `layout.size()` bytes this allocator handed out and the
+        // caller still owns; black_box keeps the compiler from dropping the writes as dead
+        // stores before free.
+        unsafe {
+            std::ptr::write_bytes(ptr, 0, layout.size());
+            std::hint::black_box(ptr);
+            System.dealloc(ptr, layout)
+        }
+    }
+}
