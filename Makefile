@@ -57,12 +57,12 @@ image: tools
 
 ## bench: every benchmark (release build); figures go to BENCHMARKS.md by hand
 bench: tools bench-scale bench-memory
-	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis
+	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis --bench store
 
 # The AWS SDK clients are linked into the scale benchmark but never run (the in-memory AWS
 # fake stands in for them), and only make a few calls to the emulator in the memory
 # benchmark: building them at opt-level 0 saves most of a release build.
-SCALE_BENCH_CONFIG := $(foreach c,aws-sdk-ec2 aws-sdk-autoscaling aws-sdk-eks aws-sdk-sts aws-sdk-iam aws-sdk-pricing aws-sdk-savingsplans,--config profile.bench.package.$(c).opt-level=0)
+SCALE_BENCH_CONFIG := $(foreach c,aws-sdk-ec2 aws-sdk-autoscaling aws-sdk-eks aws-sdk-sts aws-sdk-iam aws-sdk-pricing aws-sdk-savingsplans aws-sdk-kms,--config profile.bench.package.$(c).opt-level=0)
 ## bench-scale: 100, 300 and 1,000 tenants on one operator (BENCHMARKS.md "Scale");
 ## SCALE_ARGS='--tenants 1000' runs one size
 SCALE_ARGS ?=

@@ -40,6 +40,12 @@ enum Command {
     /// `tenants/`) decrypted with its tenant's data key, using the operator's identity:
     /// its KMS key, or the local key Secret it created (docs/data-protection.md).
     StoreGet(Box<StoreGetArgs>),
+    /// Re-wrap every tenant's data keys with the current key-encryption key, after the
+    /// KEK changed (a new KMS key in --store-kms-key-id, or a new `kek-<id>` made `current`
+    /// in the local key Secret); no stored object is rewritten. Run it with the old KEK
+    /// still available (the old KMS key usable, the old `kek-<id>` still in the Secret);
+    /// afterwards the old KEK can go. Safe to repeat (docs/data-protection.md "Rotation").
+    StoreRewrapKeys(Box<StoreAccessArgs>),
     /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from a file or stdin: shows
     /// exactly what crossguard would keep of a workload.
     ///
@@ -126,6 +132,14 @@ struct StoreGetArgs {
     /// The object: a report reference (`<store URL>/<key>`) or a key.
     #[arg(value_name = "KEY")]
     key: String,
+    #[command(flatten)]
+    store: StoreAccessArgs,
+}
+
+/// How a command-line tool reaches the operator's store and its key-encryption key: the
+/// same flags and environment variables as `crossguard run`.
+#[derive(clap::Args)]
+struct StoreAccessArgs {
     /// The store, as the operator's --store-url.
     #[arg(
         long,
@@ -151,7 +165,9 @@ struct StoreGetArgs {
     namespace: Option<String>,
 }
 
-async fn store_get(args: StoreGetArgs) -> anyhow::Result<()> {
+/// The operator's store, opened with its key-encryption key (never creating the local key
+/// Secret: only the operator does that).
+async fn open_encrypted_store(args: &StoreAccessArgs) -> anyhow::Result<Store> {
     let store = Store::open(
         &args.store_url,
         &S3Options {
@@ -171,10 +187,38 @@ async fn store_get(args: StoreGetArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| client.default_namespace().to_string());
         store_kek(&client, None, &namespace, &args.store_key_secret, false).await?
     };
-    let store = store.with_encryption(kek, crossguard::store::KeyPolicy::default());
+    Ok(store.with_encryption(kek, crossguard::store::KeyPolicy::default()))
+}
+
+async fn store_rewrap_keys(args: StoreAccessArgs) -> anyhow::Result<()> {
+    let store = open_encrypted_store(&args).await?;
+    let tenants = store
+        .tenants_with_keys()
+        .await
+        .context("listing the tenants' keyrings")?;
+    let mut rewrapped = 0;
+    for tenant in &tenants {
+        let n = store
+            .rewrap_data_keys(tenant)
+            .await
+            .with_context(|| format!("re-wrapping the data keys of tenant {tenant}"))?;
+        if n > 0 {
+            println!("tenant {tenant}: {n} data key(s) re-wrapped");
+        }
+        rewrapped += n;
+    }
+    println!(
+        "{rewrapped} data key(s) of {} tenant(s) re-wrapped with the current key-encryption key; no object was rewritten",
+        tenants.len()
+    );
+    Ok(())
+}
+
+async fn store_get(args: StoreGetArgs) -> anyhow::Result<()> {
+    let store = open_encrypted_store(&args.store).await?;
     let key = args
         .key
-        .strip_prefix(&format!("{}/", args.store_url.trim_end_matches('/')))
+        .strip_prefix(&format!("{}/", args.store.store_url.trim_end_matches('/')))
         .unwrap_or(&args.key);
     let bytes = store
         .get(key)
@@ -585,22 +629,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .leader_election_namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let kek = store_kek(
-        &client,
-        args.store_kms_key_id.as_deref(),
-        &own_namespace,
-        &args.store_key_secret,
-        true,
-    )
-    .await?;
-    let store = store.with_encryption(
-        kek,
-        crossguard::store::KeyPolicy {
-            rotate_after: args.store_data_key_rotation,
-            ..Default::default()
-        },
-    );
-    tracing::info!(store = %store.location, "report store ready (client-side encrypted)");
     let static_keys = match &args.static_credentials_secret {
         Some(reference) => {
             tracing::warn!(secret = %reference, "using long-lived AWS keys from a Secret; prefer IRSA or EKS Pod Identity");
@@ -648,6 +676,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         crossguard::leader::Leadership::sole()
     };
+    // Only the leader writes to the store, so only the leader needs its key-encryption
+    // key; loading it waits for the API server (the local key Secret) like everything else.
+    let Some(kek) = load_store_kek(&client, &args, &own_namespace, &mut signalled).await else {
+        tracing::info!("shut down");
+        return Ok(());
+    };
+    let store = store.with_encryption(
+        kek,
+        crossguard::store::KeyPolicy {
+            rotate_after: args.store_data_key_rotation,
+            ..Default::default()
+        },
+    );
+    tracing::info!(store = %store.location, "report store ready (client-side encrypted)");
     readiness.leading();
     metrics.set_leader(true);
     let rate_limits = crossguard::aws::limits::RateLimits {
@@ -738,6 +780,39 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// The leader Lease's name unsharded and for shard 0 ([`crossguard::shard::Shard::lease_name`]).
 const DEFAULT_LEASE: &str = "crossguard-leader";
 
+/// The store's key-encryption key ([`store_kek`]), retried with backoff (1 s doubling to
+/// 30 s) while the API server or KMS cannot be reached or the key Secret is unusable, each
+/// failure logged as an error that says why; None when a shutdown signal came first.
+async fn load_store_kek(
+    client: &kube::Client,
+    args: &RunArgs,
+    namespace: &str,
+    signalled: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Arc<dyn crossguard::store::keys::Kek>> {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        let attempt = store_kek(
+            client,
+            args.store_kms_key_id.as_deref(),
+            namespace,
+            &args.store_key_secret,
+            true,
+        );
+        tokio::select! {
+            loaded = attempt => match loaded {
+                Ok(kek) => return Some(kek),
+                Err(e) => tracing::error!("{e:#}; retrying in {}s", delay.as_secs()),
+            },
+            () = stopped(signalled) => return None,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stopped(signalled) => return None,
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
 /// Resolves once the shutdown signal was seen (now or earlier).
 async fn stopped(signalled: &mut tokio::sync::watch::Receiver<bool>) {
     // An error means the signal task is gone, which only happens after it sent.
@@ -813,6 +888,10 @@ fn dispatch() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(store_get(*args)),
+        Command::StoreRewrapKeys(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(store_rewrap_keys(*args)),
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
