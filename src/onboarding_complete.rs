@@ -77,6 +77,16 @@ pub enum CompleteError {
         /// The file given.
         path: String,
     },
+    /// The outputs are `null` or an empty list: the stack has no outputs (yet).
+    #[error(
+        "the stack outputs {path} are empty ({found}): the stack has no outputs yet. Is it still being created, or did it fail? `aws cloudformation describe-stacks --stack-name <stack> --query 'Stacks[0].StackStatus'` must say CREATE_COMPLETE (or UPDATE_COMPLETE) before its RoleArn output exists; or give the ARN with --role-arn"
+    )]
+    NoOutputs {
+        /// The file given.
+        path: String,
+        /// `null` or `[]`, as found.
+        found: &'static str,
+    },
     /// No `RoleArn` output.
     #[error(
         "the stack outputs {path} have no {ROLE_ARN_OUTPUT} output (found: {found}); was the stack made from `crossguard onboarding-template`? Or give the ARN with --role-arn"
@@ -166,11 +176,21 @@ pub fn role_arn_from_outputs(outputs: &Value, path: &str) -> Result<String, Comp
         },
     };
     // The whole describe-stacks answer: its first stack's outputs.
-    let outputs = outputs
-        .pointer("/Stacks/0/Outputs")
-        .filter(|_| outputs.get("Stacks").is_some())
-        .unwrap_or(outputs);
+    // (A stack without outputs has no `Outputs` key there.)
+    let outputs = if outputs.get("Stacks").is_some() {
+        outputs.pointer("/Stacks/0/Outputs").unwrap_or(&Value::Null)
+    } else {
+        outputs
+    };
     match outputs {
+        Value::Null => Err(CompleteError::NoOutputs {
+            path: path.to_string(),
+            found: "null",
+        }),
+        Value::Array(items) if items.is_empty() => Err(CompleteError::NoOutputs {
+            path: path.to_string(),
+            found: "[]",
+        }),
         Value::Array(items) => {
             let keyed: Option<Vec<(&str, Option<&str>)>> = items
                 .iter()
@@ -364,10 +384,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("found: role_arn"), "{err}");
-        let empty = role_arn_from_outputs(&json!([]), "o.json")
+        let none = role_arn_from_outputs(&json!({}), "o.json")
             .unwrap_err()
             .to_string();
-        assert!(empty.contains("found: none"), "{empty}");
+        assert!(none.contains("found: none"), "{none}");
+    }
+
+    /// `--query 'Stacks[0].Outputs'` prints `null` for a stack still being created (and
+    /// for what moto's `cloudformation deploy` leaves): say that, not "wrong shape".
+    #[test]
+    fn a_stack_without_outputs_is_named_as_such() {
+        for (outputs, found) in [
+            (json!(null), "null"),
+            (json!([]), "[]"),
+            (json!({"Stacks": [{"StackName": "s"}]}), "null"),
+        ] {
+            let err = role_arn_from_outputs(&outputs, "o.json").unwrap_err();
+            assert!(
+                matches!(&err, CompleteError::NoOutputs { found: f, .. } if *f == found),
+                "{outputs}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains("no outputs yet")
+                    && text.contains("StackStatus")
+                    && text.contains("--role-arn"),
+                "{text}"
+            );
+        }
         for shape in [
             json!("arn"),
             json!({"RoleArn": ARN}),

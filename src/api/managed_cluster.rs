@@ -40,9 +40,19 @@ use super::{Condition, Mode};
         json_path = ".status.potentialSavings"
     ),
     printcolumn(
+        name = "Analysed",
+        type_ = "date",
+        json_path = ".status.lastAnalysisAt"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(
         name = "Age",
