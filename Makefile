@@ -12,7 +12,7 @@ TOOLS_BIN := $(REPO)/.tools/bin
 # Extra arguments for cargo test, e.g. `make test CARGO_TEST_ARGS='-- e2e'`.
 CARGO_TEST_ARGS ?=
 
-.PHONY: tools build crds prices test verify demo bench bench-scale bench-memory clean-demo image
+.PHONY: tools build crds prices test verify demo bench bench-scale bench-memory bench-history bench-store clean-demo image
 
 ## tools: python venv with moto (.venv) and kubectl + helm (.tools/bin)
 tools:
@@ -56,8 +56,8 @@ image: tools
 	"$(REPO)/scripts/image.sh" $(IMAGE_ARGS)
 
 ## bench: every benchmark (release build); figures go to BENCHMARKS.md by hand
-bench: tools bench-scale bench-memory
-	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis --bench store
+bench: tools bench-scale bench-memory bench-history bench-store
+	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis
 
 # The AWS SDK clients are linked into the scale benchmark but never run (the in-memory AWS
 # fake stands in for them), and only make a few calls to the emulator in the memory
@@ -68,6 +68,16 @@ SCALE_BENCH_CONFIG := $(foreach c,aws-sdk-ec2 aws-sdk-autoscaling aws-sdk-eks aw
 SCALE_ARGS ?=
 bench-scale:
 	cargo bench $(SCALE_BENCH_CONFIG) --bench scale -- $(SCALE_ARGS)
+
+## bench-store: the store path at 5,000 nodes, plaintext vs encrypted vs encrypted with the
+## zeroing allocator (BENCHMARKS.md "Store encryption")
+bench-store:
+	cargo bench $(SCALE_BENCH_CONFIG) --bench store
+
+## bench-history: a simulated year of one cluster's history in an encrypted file:// store,
+## read back (BENCHMARKS.md "History")
+bench-history:
+	cargo bench $(SCALE_BENCH_CONFIG) --bench history
 
 ## bench-memory: the operator's peak memory analysing 1,000- and 5,000-node clusters
 ## (BENCHMARKS.md "Operator memory per analysis"); CROSSGUARD_BENCH_CLUSTERS=NODESxPODS,…

@@ -46,6 +46,10 @@ enum Command {
     /// still available (the old KMS key usable, the old `kek-<id>` still in the Secret);
     /// afterwards the old KEK can go. Safe to repeat (docs/data-protection.md "Rotation").
     StoreRewrapKeys(Box<StoreAccessArgs>),
+    /// Print a ManagedCluster's cost and savings history (one point per analysis) from the
+    /// store, decrypted with the operator's identity like `store-get`: a table, json or csv
+    /// (docs/history.md).
+    History(Box<HistoryArgs>),
     /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from a file or stdin: shows
     /// exactly what crossguard would keep of a workload.
     ///
@@ -162,12 +166,93 @@ struct StoreAccessArgs {
     store_key_secret: String,
     /// The operator's namespace (where the local key Secret is); default: the kubeconfig's.
     #[arg(long)]
-    namespace: Option<String>,
+    operator_namespace: Option<String>,
 }
 
-/// The operator's store, opened with its key-encryption key (never creating the local key
-/// Secret: only the operator does that).
-async fn open_encrypted_store(args: &StoreAccessArgs) -> anyhow::Result<Store> {
+#[derive(clap::Args)]
+struct HistoryArgs {
+    /// The ManagedCluster's namespace.
+    #[arg(long, short = 'n')]
+    namespace: String,
+    /// The ManagedCluster's name.
+    #[arg(long)]
+    cluster: String,
+    /// From when: a duration back from now (`30d`, `12h`, `1y`) or an RFC 3339 time.
+    #[arg(long, default_value = "30d")]
+    since: String,
+    /// The CustomerAccount's UID (the tenant); default: read from the ManagedCluster's
+    /// account with the Kubernetes API. Needed for a cluster whose objects are gone.
+    #[arg(long)]
+    account_uid: Option<String>,
+    /// Output format: table (for people), json (the points) or csv (one row per point).
+    #[arg(short = 'o', long, default_value = "table", value_parser = crossguard::cli::history::output_parser())]
+    output: OutputFormat,
+    #[command(flatten)]
+    store: StoreAccessArgs,
+}
+
+async fn history(args: HistoryArgs) -> anyhow::Result<()> {
+    use crossguard::api::{CustomerAccount, ManagedCluster};
+    let since = crossguard::cli::history::parse_since(&args.since, jiff::Timestamp::now())?;
+    let (ns, name) = (args.namespace.as_str(), args.cluster.as_str());
+    let needs_kube = args.account_uid.is_none() || args.store.store_kms_key_id.is_none();
+    let client = if needs_kube {
+        Some(
+            kube::Client::try_default()
+                .await
+                .context("reading the Kubernetes client configuration")?,
+        )
+    } else {
+        None
+    };
+    let tenant = match (&args.account_uid, &client) {
+        (Some(uid), _) => uid.clone(),
+        (None, Some(client)) => {
+            let clusters: kube::Api<ManagedCluster> = kube::Api::namespaced(client.clone(), ns);
+            let cluster = clusters
+                .get_opt(name)
+                .await
+                .with_context(|| format!("reading ManagedCluster {ns}/{name}"))?
+                .with_context(|| {
+                    format!("ManagedCluster {ns}/{name} not found (`kubectl get managedclusters -n {ns}` lists them; --account-uid reads the history of a deleted one)")
+                })?;
+            let account = &cluster.spec.account_ref.name;
+            let accounts: kube::Api<CustomerAccount> = kube::Api::namespaced(client.clone(), ns);
+            accounts
+                .get_opt(account)
+                .await
+                .with_context(|| format!("reading CustomerAccount {ns}/{account}"))?
+                .with_context(|| format!("CustomerAccount {ns}/{account} of ManagedCluster {ns}/{name} not found: its history was erased with it, or pass --account-uid"))?
+                .metadata
+                .uid
+                .with_context(|| format!("CustomerAccount {ns}/{account} has no UID"))?
+        }
+        (None, None) => unreachable!("a client is made when no --account-uid is given"),
+    };
+    let store = open_store(client.as_ref(), &args.store).await?;
+    let points = crossguard::history::read(&store, &tenant, ns, name, since).await?;
+    if points.is_empty() {
+        anyhow::bail!(
+            "no history for ManagedCluster {ns}/{name} since {since}: a point is recorded after each successful analysis (status.lastAnalysisAt), and points older than the account's spec.dataRetentionDays are deleted"
+        );
+    }
+    use crossguard::cli::history as render;
+    let bytes = match args.output {
+        OutputFormat::Json => render::to_json(&points),
+        OutputFormat::Csv => render::to_csv(&points).context("writing CSV")?,
+        _ => render::to_table(ns, name, &points).into_bytes(),
+    };
+    crossguard::cli::emit(&bytes).context("writing to stdout")
+}
+
+/// The operator's store with its key-encryption key: KMS when a key id is given (no
+/// Kubernetes access needed), else the local key Secret in `--operator-namespace` (default:
+/// the kubeconfig's namespace), read with `client` or a client made here; never creating
+/// the Secret (only the operator does that).
+async fn open_store(
+    client: Option<&kube::Client>,
+    args: &StoreAccessArgs,
+) -> anyhow::Result<Store> {
     let store = Store::open(
         &args.store_url,
         &S3Options {
@@ -178,11 +263,14 @@ async fn open_encrypted_store(args: &StoreAccessArgs) -> anyhow::Result<Store> {
     let kek = if args.store_kms_key_id.is_some() {
         store_kek_without_kube(args.store_kms_key_id.as_deref()).await
     } else {
-        let client = kube::Client::try_default()
-            .await
-            .context("reading the Kubernetes client configuration for the key Secret")?;
+        let client = match client {
+            Some(c) => c.clone(),
+            None => kube::Client::try_default()
+                .await
+                .context("reading the Kubernetes client configuration for the key Secret")?,
+        };
         let namespace = args
-            .namespace
+            .operator_namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
         store_kek(&client, None, &namespace, &args.store_key_secret, false).await?
@@ -191,7 +279,7 @@ async fn open_encrypted_store(args: &StoreAccessArgs) -> anyhow::Result<Store> {
 }
 
 async fn store_rewrap_keys(args: StoreAccessArgs) -> anyhow::Result<()> {
-    let store = open_encrypted_store(&args).await?;
+    let store = open_store(None, &args).await?;
     let tenants = store
         .tenants_with_keys()
         .await
@@ -215,7 +303,7 @@ async fn store_rewrap_keys(args: StoreAccessArgs) -> anyhow::Result<()> {
 }
 
 async fn store_get(args: StoreGetArgs) -> anyhow::Result<()> {
-    let store = open_encrypted_store(&args.store).await?;
+    let store = open_store(None, &args.store).await?;
     let key = args
         .key
         .strip_prefix(&format!("{}/", args.store.store_url.trim_end_matches('/')))
@@ -892,6 +980,10 @@ fn dispatch() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(store_rewrap_keys(*args)),
+        Command::History(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(history(*args)),
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -21,7 +21,7 @@ const SECRET: &str = "crossguard-store-kek";
 fn crossguard(kubeconfig: &Path, store_url: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_crossguard"))
         .args(args)
-        .args(["--namespace", NS])
+        .args(["--operator-namespace", NS])
         .env("KUBECONFIG", kubeconfig)
         .env("CROSSGUARD_STORE_URL", store_url)
         .output()
