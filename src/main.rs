@@ -195,9 +195,13 @@ async fn store_kek_without_kube(kms_key_id: Option<&str>) -> Arc<dyn crossguard:
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Address for /metrics, /healthz and /readyz.
+    /// Address for /metrics, /healthz, /readyz and the dashboard.
     #[arg(long, env = "CROSSGUARD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    /// Serve the read-only dashboard at /dashboard/ (viewers sign in with a Kubernetes
+    /// bearer token; TokenReview and SubjectAccessReview decide what they see).
+    #[arg(long, env = "CROSSGUARD_DASHBOARD", default_value_t = true, action = clap::ArgAction::Set)]
+    dashboard: bool,
     /// Only watch this namespace (default: all namespaces).
     #[arg(long, env = "CROSSGUARD_NAMESPACE")]
     namespace: Option<String>,
@@ -556,11 +560,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     // Not ready until both kinds' watches completed their initial list (controller::run).
     let readiness = Arc::new(Readiness::default());
+    let dashboard = Arc::new(crossguard::dashboard::Slot::new(args.dashboard));
     let (bound, _server) = http::serve(
         args.http_addr,
         HttpState {
             metrics: metrics.clone(),
             readiness: readiness.clone(),
+            dashboard: dashboard.clone(),
         },
     )
     .await
@@ -601,6 +607,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     );
     tracing::info!(store = %store.location, "report store ready (client-side encrypted)");
+    if dashboard.enabled() {
+        dashboard.fill(crossguard::dashboard::Dashboard::new(
+            client.clone(),
+            store.clone(),
+            args.namespace.clone(),
+        ));
+        tracing::info!(addr = %bound, "serving the dashboard at /dashboard/ (Kubernetes bearer tokens, RBAC per namespace)");
+    }
     let static_keys = match &args.static_credentials_secret {
         Some(reference) => {
             tracing::warn!(secret = %reference, "using long-lived AWS keys from a Secret; prefer IRSA or EKS Pod Identity");
