@@ -1009,6 +1009,92 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The key of the tenant object at `rel` (`<kind>/<…>`), refusing empty components.
+    fn named_key(tenant: &str, rel: &str) -> Result<(Path, String), StoreError> {
+        let kind = rel.split('/').next().unwrap_or_default();
+        if rel.split('/').any(str::is_empty) {
+            return Err(StoreError::Url {
+                url: format!("tenants/{tenant}/{rel}"),
+                reason: "an object key has an empty component".into(),
+            });
+        }
+        Ok((
+            Path::from(format!("tenants/{tenant}/{rel}")),
+            kind.to_string(),
+        ))
+    }
+
+    /// Write (replace) the tenant's object at `tenants/<tenant>/<rel>`, where `rel` is
+    /// `<kind>/<…>` and `<kind>` is bound into the encryption's associated data; returns its
+    /// key. For objects that are rewritten in place (history segments); refused for an
+    /// erased tenant exactly like [`Store::put`]. Retention applies when the file name starts
+    /// with a `YYYYMMDDTHHMMSSZ` stamp.
+    pub async fn put_named(
+        &self,
+        tenant: &str,
+        rel: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, StoreError> {
+        self.refuse_erased(tenant).await?;
+        let (key, kind) = Self::named_key(tenant, rel)?;
+        let bytes = self.seal(tenant, &kind, &key, bytes).await?;
+        self.inner
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map_err(backend("put"))?;
+        self.undo_if_erased(tenant, &key).await?;
+        Ok(key.to_string())
+    }
+
+    /// Read the tenant's object at `tenants/<tenant>/<rel>` (opened with its data key);
+    /// None when there is none.
+    pub async fn get_named(&self, tenant: &str, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let (key, _) = Self::named_key(tenant, rel)?;
+        match self.inner.get(&key).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(backend("get"))?.to_vec();
+                Ok(Some(self.open_object(key.as_ref(), bytes).await?))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend("get")(e)),
+        }
+    }
+
+    /// The keys under `tenants/<tenant>/<rel_prefix>/`, relative to the tenant's prefix
+    /// (`<rel_prefix>/<…>`), sorted. Lists only that prefix, not the whole tenant.
+    pub async fn list_named(
+        &self,
+        tenant: &str,
+        rel_prefix: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let (prefix, _) = Self::named_key(tenant, rel_prefix)?;
+        let metas: Vec<_> = self
+            .inner
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(backend("list"))?;
+        let strip = format!("tenants/{tenant}/");
+        let mut keys: Vec<String> = metas
+            .into_iter()
+            .filter_map(|m| m.location.as_ref().strip_prefix(&strip).map(str::to_string))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Delete the tenant's object at `tenants/<tenant>/<rel>`; one that does not exist is
+    /// fine.
+    pub async fn delete_named(&self, tenant: &str, rel: &str) -> Result<(), StoreError> {
+        let (key, _) = Self::named_key(tenant, rel)?;
+        match self.inner.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend("delete")(e)),
+        }
+    }
+}
+
 /// The size of each part [`ObjectWriter`] uploads: 5 MiB, S3's minimum part size (every
 /// part but the last must be at least that large; AWS S3 `UploadPart` documentation).
 pub const PART_SIZE: usize = 5 * 1024 * 1024;
