@@ -461,7 +461,7 @@ fn bearer_proxy(dir: &Path, upstream: &str, token: &str) -> (String, support::Pr
 }
 
 /// `chromium --headless` on `url`: the rendered DOM, and a screenshot at `png`.
-fn browse(chromium: &Path, profile: &Path, url: &str, png: &Path) -> String {
+fn browse(chromium: &Path, profile: &Path, url: &str, png: &Path, size: &str) -> String {
     let common = [
         "--headless",
         "--no-sandbox",
@@ -469,7 +469,6 @@ fn browse(chromium: &Path, profile: &Path, url: &str, png: &Path) -> String {
         "--disable-dev-shm-usage",
         "--no-first-run",
         "--hide-scrollbars",
-        "--window-size=1280,1400",
     ];
     let dom = Command::new(chromium)
         .args(common)
@@ -485,6 +484,7 @@ fn browse(chromium: &Path, profile: &Path, url: &str, png: &Path) -> String {
     let shot = Command::new(chromium)
         .args(common)
         .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--window-size={size}"))
         .arg(format!("--screenshot={}", png.display()))
         .arg(url)
         .output()
@@ -507,8 +507,21 @@ async fn a_real_browser_renders_the_dashboard() {
     };
     let s = setup().await;
     let store = operator_store(&s.env).await;
-    for (days, cost) in [(60, 950.0), (30, 1000.0), (10, 1050.0), (2, 1100.0)] {
-        history::append(&store, &s.tenant, "acme", "acme-prod", &point(days, cost))
+    // Ninety daily analyses around the figure the operator just computed, rising and
+    // falling a little, so that the screenshots look like a cluster's quarter.
+    let client = s.env.client().await;
+    let status_cost = Api::<ManagedCluster>::namespaced(client, "acme")
+        .get("acme-prod")
+        .await
+        .expect("acme-prod")
+        .status
+        .and_then(|st| st.monthly_cost)
+        .unwrap_or(250) as f64;
+    for day in (1..=90).rev() {
+        let wave = 1.0 + 0.15 * ((day as f64) / 9.0).sin() + 0.002 * day as f64;
+        let mut p = point(day, (status_cost * wave * 100.0).round() / 100.0);
+        p.realised_savings = if day < 30 { 12.5 } else { 0.0 };
+        history::append(&store, &s.tenant, "acme", "acme-prod", &p)
             .await
             .expect("append");
     }
@@ -522,6 +535,7 @@ async fn a_real_browser_renders_the_dashboard() {
         &profile,
         &format!("{proxy}/dashboard/"),
         &overview_png,
+        "1280,520",
     );
     assert!(overview.contains(">acme-prod</a>"), "{overview}");
     assert!(overview.contains("Overview") && overview.contains("alice"));
@@ -536,6 +550,7 @@ async fn a_real_browser_renders_the_dashboard() {
         &profile,
         &format!("{proxy}/dashboard/namespaces/acme/managedclusters/acme-prod?range=90d"),
         &cluster_png,
+        "1280,1500",
     );
     let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 90);
     let stored = history::read(&store, &s.tenant, "acme", "acme-prod", since)
@@ -555,6 +570,7 @@ async fn a_real_browser_renders_the_dashboard() {
         &profile,
         &format!("{proxy}/dashboard/namespaces/globex/managedclusters/globex-secret-project"),
         &denied_png,
+        "800,300",
     );
     assert!(
         denied.contains("403") && !denied.contains("globex-eks"),

@@ -304,7 +304,7 @@ fn report_section(b: &mut String, report: &Result<Option<Report>, String>) {
     };
     let _ = write!(
         b,
-        r#"<p class="muted">From the analysis of the snapshot taken at {}; prices: {}.</p>"#,
+        r#"<p class="muted">From the analysis of the snapshot taken at {}.</p><details><summary>Where the prices come from</summary><p class="muted">{}</p></details>"#,
         Esc(&report.snapshot_taken_at),
         Esc(&report.prices_source)
     );
