@@ -281,6 +281,30 @@ pub async fn read(
     Ok(points)
 }
 
+/// The newest point of `namespace/cluster` of `tenant`, None for an empty history. Reads
+/// only the newest non-empty segment (one GET in the normal case), not the whole history.
+pub async fn latest(
+    store: &Store,
+    tenant: &str,
+    namespace: &str,
+    cluster: &str,
+) -> Result<Option<HistoryPoint>, HistoryError> {
+    let fail = || store_error("reading", namespace, cluster);
+    let segments = store
+        .list_named(tenant, &format!("{KIND}/{namespace}/{cluster}"))
+        .await
+        .map_err(fail())?;
+    for rel in segments.iter().rev().filter(|r| segment_end(r).is_some()) {
+        let Some(bytes) = store.get_named(tenant, rel).await.map_err(fail())? else {
+            continue;
+        };
+        if let Some(newest) = parse_segment(rel, &bytes)?.into_iter().max_by_key(|p| p.at) {
+            return Ok(Some(newest));
+        }
+    }
+    Ok(None)
+}
+
 /// Apply retention to the history of every cluster of `tenant`: segments that end before
 /// `cutoff` are deleted, and the segment that straddles it is rewritten without its points
 /// older than `cutoff`. Returns how many points were dropped from rewritten segments

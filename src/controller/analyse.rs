@@ -39,6 +39,8 @@ pub struct Analysed {
     pub price_notes: Vec<String>,
     /// The report's figures as exported per cluster on `/metrics`.
     pub figures: crate::metrics::ClusterFigures,
+    /// Where the report's prices came from, one line (the report's `pricesSource`).
+    pub price_source: String,
 }
 
 /// Snapshot the customer cluster with an EKS token, read the spot prices and commitments
@@ -207,6 +209,7 @@ pub async fn analyse(
     };
     Ok(Analysed {
         figures,
+        price_source: report.prices_source.clone(),
         summary,
         monthly_cost: crate::api::whole_units(report.current_monthly_cost),
         potential_savings: crate::api::whole_units(report.savings.total),

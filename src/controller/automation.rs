@@ -89,13 +89,23 @@ pub(super) struct Inputs<'a> {
     pub min_node_age: std::time::Duration,
 }
 
+/// What one automation run did, for the cluster's history.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    /// How soon to look again when a possibly-sent call is being verified.
+    pub verify_again: Option<std::time::Duration>,
+    /// Actions confirmed done in this run (outcome Succeeded, not dry runs), oldest first.
+    pub confirmed: Vec<ActionRecord>,
+    /// Refusals announced in this run (a refusal repeated while nothing changes counts
+    /// once, like its Event and metric).
+    pub refusals: u32,
+}
+
 /// Run automation and fold the result into `status`. Returns how soon to look again when a
-/// possibly-sent call is being verified. Never fails the reconcile: a failed run is in the
-/// `Automation` condition, and intents already written stay for the next run to settle.
-pub(super) async fn automate(
-    input: Inputs<'_>,
-    status: &mut ManagedClusterStatus,
-) -> Option<std::time::Duration> {
+/// possibly-sent call is being verified, and what was confirmed and refused. Never fails
+/// the reconcile: a failed run is in the `Automation` condition, and intents already
+/// written stay for the next run to settle.
+pub(super) async fn automate(input: Inputs<'_>, status: &mut ManagedClusterStatus) -> Tally {
     let Inputs {
         cluster,
         api,
@@ -260,7 +270,16 @@ pub(super) async fn automate(
         &mut status.conditions,
         Condition::new("Automation", state, reason, message, generation, now),
     );
-    outcome.verify_again
+    Tally {
+        verify_again: outcome.verify_again,
+        confirmed: outcome
+            .finished
+            .iter()
+            .filter(|a| a.outcome == automation::SUCCEEDED && !a.dry_run)
+            .cloned()
+            .collect(),
+        refusals: u32::try_from(new_refusals.len()).unwrap_or(u32::MAX),
+    }
 }
 
 fn summary(

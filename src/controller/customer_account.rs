@@ -418,7 +418,7 @@ fn issued_message(account: &CustomerAccount) -> String {
     }
 }
 
-/// Reports and logs older than `spec.dataRetentionDays` go.
+/// Reports, logs and history points older than `spec.dataRetentionDays` go.
 async fn retention(account: &CustomerAccount, ctx: &Context) -> Result<(), Failure> {
     let now = ctx.clock.now();
     let cutoff = jiff::Timestamp::from_second(
@@ -434,6 +434,22 @@ async fn retention(account: &CustomerAccount, ctx: &Context) -> Result<(), Failu
     })?;
     if swept > 0 {
         tracing::info!(objects = swept, "retention sweep deleted old reports");
+    }
+    // History segments straddling the cutoff keep their newer points only.
+    let trimmed = crate::history::sweep(&ctx.store, &uid(account), cutoff)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                Category::StoreUnavailable,
+                format!("The retention sweep of this account's cost history failed: {e}"),
+                Retry::Backoff,
+            )
+        })?;
+    if trimmed > 0 {
+        tracing::info!(
+            points = trimmed,
+            "retention sweep dropped old history points"
+        );
     }
     Ok(())
 }

@@ -166,12 +166,13 @@ async fn observe_and_act(
         &cluster.name_any(),
         &analysed.figures,
     );
-    let verify_again = automate(
+    let tally = automate(
         cluster, ctx, api, &clients, &collected, &analysed, audit, valid, mode, draft,
     )
     .await;
+    super::history::record(ctx, cluster, &session::uid(account), &analysed, &tally).await;
     Ok(Action::requeue(
-        verify_again.unwrap_or(valid.analysis_interval),
+        tally.verify_again.unwrap_or(valid.analysis_interval),
     ))
 }
 
@@ -497,7 +498,7 @@ fn record_analysis(
 }
 
 /// Automation (Automated mode only). Returns how soon to look again while a
-/// possibly-sent call is being verified.
+/// possibly-sent call is being verified, and what was confirmed and refused.
 #[allow(clippy::too_many_arguments)]
 async fn automate(
     cluster: &ManagedCluster,
@@ -510,7 +511,7 @@ async fn automate(
     valid: &validate::ValidCluster,
     mode: Mode,
     draft: &mut Draft<ManagedClusterStatus>,
-) -> Option<Duration> {
+) -> super::automation::Tally {
     if mode == Mode::Automated {
         let inputs = super::automation::Inputs {
             cluster,
@@ -542,7 +543,7 @@ async fn automate(
     } else {
         crate::api::remove_condition(&mut draft.status.conditions, "Automation");
     }
-    None
+    super::automation::Tally::default()
 }
 
 async fn cleanup(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -12,6 +12,7 @@ mod billing;
 pub mod customer_account;
 pub mod external_id;
 pub mod failure;
+mod history;
 pub mod inventory;
 pub mod key_audit;
 pub mod managed_cluster;
