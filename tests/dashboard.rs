@@ -350,6 +350,13 @@ async fn the_history_endpoint_and_the_cluster_page_show_what_was_appended() {
     let s = setup().await;
     let http = s.operator.http.as_str();
     let store = operator_store(&s.env).await;
+    let status_cost = Api::<ManagedCluster>::namespaced(s.env.client().await, "acme")
+        .get("acme-prod")
+        .await
+        .expect("acme-prod")
+        .status
+        .and_then(|st| st.monthly_cost)
+        .expect("status.monthlyCost");
     // Older analyses than the operator's own: 40, 20 and 3 days ago.
     for (days, cost) in [(40, 900.0), (20, 1000.0), (3, 1100.0)] {
         history::append(&store, &s.tenant, "acme", "acme-prod", &point(days, cost))
@@ -387,6 +394,13 @@ async fn the_history_endpoint_and_the_cluster_page_show_what_was_appended() {
             "the 40-day-old point, since={since}"
         );
         assert!(served.iter().any(|p| p.monthly_cost == 1100.0));
+        // The operator's own analysis is there too, with the cost its status shows.
+        assert!(
+            served
+                .iter()
+                .any(|p| (p.monthly_cost.round() as i64 - status_cost).abs() <= 1),
+            "no point of the operator's analysis ({status_cost}/month) in {served:?}"
+        );
     }
     let bad = get(
         http,
