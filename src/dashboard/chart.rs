@@ -106,13 +106,17 @@ pub fn line_chart(
                 c = s.colour,
                 n = escape(&s.name),
             );
-        } else if !coords.is_empty() {
+        } else if let Some((t, v)) = drawn.last() {
+            // The line, and a dot on its latest point: a few analyses at the end of a long
+            // range are a line too short to see.
             let _ = write!(
                 svg,
-                r#"<polyline class="series series-{i}" fill="none" stroke="{c}" stroke-width="2" points="{p}"><title>{n}</title></polyline>"#,
+                r#"<polyline class="series series-{i}" fill="none" stroke="{c}" stroke-width="2" points="{p}"><title>{n}</title></polyline><circle class="latest series-{i}" cx="{x:.1}" cy="{y:.1}" r="3" fill="{c}"/>"#,
                 c = s.colour,
                 p = coords.join(" "),
                 n = escape(&s.name),
+                x = x(*t),
+                y = y(*v),
             );
         }
     }
@@ -241,6 +245,19 @@ mod tests {
             }],
         );
         assert!(one.contains("<circle") && !one.contains("<polyline"));
+        // A line ends in a dot on its latest point.
+        let two = line_chart(
+            "cost",
+            ts(0),
+            ts(10),
+            &[Series {
+                name: "cost".into(),
+                colour: "#000",
+                points: vec![(ts(0), 1.0), (ts(10), 2.0)],
+            }],
+        );
+        assert_eq!(two.matches("<circle").count(), 1);
+        assert!(two.contains(&format!(r#"cx="{:.1}""#, WIDTH - RIGHT)));
     }
 
     #[test]

@@ -75,7 +75,7 @@ header a{color:#fff;text-decoration:none;font-weight:600}header form{margin:0}\
 main{padding:1rem 1.2rem;max-width:1100px}h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}\
 table{border-collapse:collapse;background:#fff;width:100%;margin:.4rem 0}\
 th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}\
-th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+th{background:#eef1f4}table#latest th{width:14rem;white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}.unknown{color:#9a6700;font-weight:600}\
 .chart{width:100%;max-width:720px;background:#fff;border:1px solid #d0d7de}\
 .chart .grid{stroke:#e1e4e8}.chart text{font-size:11px;fill:#57606a}\

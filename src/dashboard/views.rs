@@ -146,6 +146,14 @@ pub struct ClusterPage<'a> {
     pub now: jiff::Timestamp,
 }
 
+/// The first `max` characters of `s`, with an ellipsis when it is longer.
+fn short(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// Total potential savings of a history point.
 pub fn potential_total(p: &HistoryPoint) -> f64 {
     p.potential_savings.values().sum()
@@ -222,7 +230,7 @@ fn history_section(b: &mut String, page: &ClusterPage<'_>) {
             .collect();
         let _ = write!(
             b,
-            r#"<h2>Latest analysis</h2><table id="latest"><tr><th>Analysed at</th><td id="latest-at">{at}</td></tr><tr><th>Monthly cost</th><td class="num" id="latest-monthly-cost">{cost}</td></tr><tr><th>Potential savings</th><td class="num" id="latest-potential-savings">{pot}</td></tr><tr><th>by category</th><td>{cats}</td></tr><tr><th>Realised savings</th><td class="num" id="latest-realised-savings">{real}</td></tr><tr><th>Nodes (unpriced)</th><td class="num">{nodes} ({unpriced})</td></tr><tr><th>CPU / memory requested</th><td class="num">{cpu} / {mem}</td></tr><tr><th>Actions / refusals</th><td class="num">{act} / {ref_}</td></tr><tr><th>Prices</th><td>{src}</td></tr></table>"#,
+            r#"<h2>Latest analysis</h2><table id="latest"><tr><th>Analysed at</th><td id="latest-at">{at}</td></tr><tr><th>Monthly cost</th><td class="num" id="latest-monthly-cost">{cost}</td></tr><tr><th>Potential savings</th><td class="num" id="latest-potential-savings">{pot}</td></tr><tr><th>by category</th><td>{cats}</td></tr><tr><th>Realised savings</th><td class="num" id="latest-realised-savings">{real}</td></tr><tr><th>Nodes (unpriced)</th><td class="num">{nodes} ({unpriced})</td></tr><tr><th>CPU / memory requested</th><td class="num">{cpu} / {mem}</td></tr><tr><th>Actions / refusals</th><td class="num">{act} / {ref_}</td></tr><tr><th>Prices</th><td><details><summary>{src_short}</summary>{src}</details></td></tr></table>"#,
             at = Esc(&last.at.to_string()),
             cost = usd(last.monthly_cost, 2),
             pot = usd(potential_total(last), 2),
@@ -235,6 +243,7 @@ fn history_section(b: &mut String, page: &ClusterPage<'_>) {
             act = last.actions,
             ref_ = last.refusals,
             src = Esc(&last.price_source),
+            src_short = Esc(&short(&last.price_source, 60)),
         );
     }
     let cost = Series {
