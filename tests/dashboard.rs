@@ -254,6 +254,13 @@ async fn the_dashboard_shows_each_viewer_only_what_rbac_lets_them_get() {
     );
     assert_eq!(denied_json.status, 403, "{}", denied_json.body);
     // 403 whether or not the object exists: a denied viewer learns nothing.
+    // Names that are not Kubernetes names never reach the operator's API path.
+    let traversal = get(
+        http,
+        "/api/v1/namespaces/acme%2F..%2F..%2Fapi%2Fv1%2Fnamespaces%2Fdefault/managedclusters/x/history",
+        Some(AUDITOR),
+    );
+    assert_eq!(traversal.status, 404, "{}", traversal.body);
     let missing = get(
         http,
         "/dashboard/namespaces/globex/managedclusters/no-such-cluster",

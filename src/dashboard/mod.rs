@@ -486,6 +486,21 @@ async fn overview(State(slot): State<Arc<Slot>>, headers: HeaderMap) -> Response
     )
 }
 
+/// Whether `namespace` is a DNS label and `name` a DNS subdomain (RFC 1123), as
+/// Kubernetes requires: anything else cannot exist, and must not reach a request path the
+/// operator's client builds (`..`, `/` and `?` are refused here).
+pub fn valid_names(namespace: &str, name: &str) -> bool {
+    fn label(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    }
+    label(namespace) && name.len() <= 253 && name.split('.').all(label)
+}
+
 /// The cluster `namespace/name` and its account, for a viewer allowed to get it.
 async fn visible_cluster(
     d: &Dashboard,
@@ -494,6 +509,13 @@ async fn visible_cluster(
     name: &str,
     format: Format,
 ) -> Result<(ManagedCluster, Option<CustomerAccount>), Response> {
+    if !valid_names(namespace, name) {
+        return Err(failure(
+            format,
+            StatusCode::NOT_FOUND,
+            "not a Kubernetes namespace and object name",
+        ));
+    }
     // Authorise before reading, so that a denied viewer cannot tell whether it exists.
     if d.namespace.as_deref().is_some_and(|only| only != namespace) {
         return Err(failure(
@@ -708,6 +730,34 @@ mod tests {
                 "{far:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_kubernetes_names_reach_the_api_path() {
+        assert!(valid_names("acme", "acme-prod"));
+        assert!(valid_names("a", "prod.eu-west-1"));
+        for (ns, name) in [
+            ("", "x"),
+            ("acme", ""),
+            ("Acme", "x"),
+            ("acme", "../secrets"),
+            ("acme/../kube-system", "x"),
+            ("acme", "x/y"),
+            ("acme", "x?watch=1"),
+            ("acme", "a..b"),
+            ("-acme", "x"),
+            ("acme", "x-"),
+            ("acme", "ünï"),
+        ] {
+            assert!(!valid_names(ns, name), "{ns:?} {name:?}");
+        }
+        assert!(!valid_names(&"a".repeat(64), "x"));
+        let label = "a".repeat(63);
+        assert!(valid_names("acme", &[label.as_str(); 3].join(".")));
+        assert!(
+            !valid_names("acme", &[label.as_str(); 4].join(".")),
+            "255 characters"
+        );
     }
 
     #[test]
