@@ -11,7 +11,8 @@ pub const WIDTH: f64 = 720.0;
 /// Height of the chart's viewBox, in SVG user units.
 pub const HEIGHT: f64 = 240.0;
 /// Most points drawn per series: longer series are thinned to every k-th point (keeping
-/// the last), so a year of 15-minute analyses (35,040 points) stays a page of a few KiB.
+/// the last), so a year of 15-minute analyses (35,040 points) draws in under 32 KiB of SVG
+/// (unit test `a_year_of_quarter_hours_is_thinned_and_keeps_the_last_point`).
 pub const MAX_POINTS: usize = 720;
 
 const LEFT: f64 = 72.0;

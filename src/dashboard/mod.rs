@@ -14,7 +14,7 @@
 pub mod access;
 pub mod chart;
 pub mod html;
-mod views;
+pub mod views;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
