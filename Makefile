@@ -12,7 +12,7 @@ TOOLS_BIN := $(REPO)/.tools/bin
 # Extra arguments for cargo test, e.g. `make test CARGO_TEST_ARGS='-- e2e'`.
 CARGO_TEST_ARGS ?=
 
-.PHONY: tools build crds prices test verify demo bench bench-scale bench-memory clean-demo image
+.PHONY: tools build crds prices test verify demo bench bench-scale bench-memory bench-history clean-demo image
 
 ## tools: python venv with moto (.venv) and kubectl + helm (.tools/bin)
 tools:
@@ -56,7 +56,7 @@ image: tools
 	"$(REPO)/scripts/image.sh" $(IMAGE_ARGS)
 
 ## bench: every benchmark (release build); figures go to BENCHMARKS.md by hand
-bench: tools bench-scale bench-memory
+bench: tools bench-scale bench-memory bench-history
 	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis
 
 # The AWS SDK clients are linked into the scale benchmark but never run (the in-memory AWS
@@ -68,6 +68,11 @@ SCALE_BENCH_CONFIG := $(foreach c,aws-sdk-ec2 aws-sdk-autoscaling aws-sdk-eks aw
 SCALE_ARGS ?=
 bench-scale:
 	cargo bench $(SCALE_BENCH_CONFIG) --bench scale -- $(SCALE_ARGS)
+
+## bench-history: a simulated year of one cluster's history in an encrypted file:// store,
+## read back (BENCHMARKS.md "History")
+bench-history:
+	cargo bench $(SCALE_BENCH_CONFIG) --bench history
 
 ## bench-memory: the operator's peak memory analysing 1,000- and 5,000-node clusters
 ## (BENCHMARKS.md "Operator memory per analysis"); CROSSGUARD_BENCH_CLUSTERS=NODESxPODS,…

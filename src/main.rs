@@ -40,6 +40,10 @@ enum Command {
     /// `tenants/`) decrypted with its tenant's data key, using the operator's identity:
     /// its KMS key, or the local key Secret it created (docs/data-protection.md).
     StoreGet(Box<StoreGetArgs>),
+    /// Print a ManagedCluster's cost and savings history (one point per analysis) from the
+    /// store, decrypted with the operator's identity like `store-get`: a table, json or csv
+    /// (docs/history.md).
+    History(Box<HistoryArgs>),
     /// Sanitize Kubernetes objects (kubectl get -o json / YAML) from a file or stdin: shows
     /// exactly what crossguard would keep of a workload.
     ///
@@ -151,27 +155,156 @@ struct StoreGetArgs {
     namespace: Option<String>,
 }
 
-async fn store_get(args: StoreGetArgs) -> anyhow::Result<()> {
-    let store = Store::open(
+#[derive(clap::Args)]
+struct HistoryArgs {
+    /// The ManagedCluster's namespace.
+    #[arg(long, short = 'n')]
+    namespace: String,
+    /// The ManagedCluster's name.
+    #[arg(long)]
+    cluster: String,
+    /// From when: a duration back from now (`30d`, `12h`, `1y`) or an RFC 3339 time.
+    #[arg(long, default_value = "30d")]
+    since: String,
+    /// The CustomerAccount's UID (the tenant); default: read from the ManagedCluster's
+    /// account with the Kubernetes API. Needed for a cluster whose objects are gone.
+    #[arg(long)]
+    account_uid: Option<String>,
+    /// Output format: table (for people), json (the points) or csv (one row per point).
+    #[arg(short = 'o', long, default_value = "table", value_parser = crossguard::cli::history::output_parser())]
+    output: OutputFormat,
+    /// The store, as the operator's --store-url.
+    #[arg(
+        long,
+        env = "CROSSGUARD_STORE_URL",
+        default_value = "file:///var/lib/crossguard"
+    )]
+    store_url: String,
+    /// Endpoint override for an S3-compatible store, as the operator's.
+    #[arg(long, env = "CROSSGUARD_STORE_ENDPOINT")]
+    store_endpoint: Option<String>,
+    /// The KMS key wrapping the data keys, as the operator's --store-kms-key-id.
+    #[arg(long, env = "CROSSGUARD_STORE_KMS_KEY_ID")]
+    store_kms_key_id: Option<String>,
+    /// The local key Secret, as the operator's --store-key-secret.
+    #[arg(
+        long,
+        env = "CROSSGUARD_STORE_KEY_SECRET",
+        default_value = "crossguard-store-kek"
+    )]
+    store_key_secret: String,
+    /// The operator's namespace (where the local key Secret is); default: the kubeconfig's.
+    #[arg(long)]
+    operator_namespace: Option<String>,
+}
+
+async fn history(args: HistoryArgs) -> anyhow::Result<()> {
+    use crossguard::api::{CustomerAccount, ManagedCluster};
+    let since = crossguard::cli::history::parse_since(&args.since, jiff::Timestamp::now())?;
+    let (ns, name) = (args.namespace.as_str(), args.cluster.as_str());
+    let needs_kube = args.account_uid.is_none() || args.store_kms_key_id.is_none();
+    let client = if needs_kube {
+        Some(
+            kube::Client::try_default()
+                .await
+                .context("reading the Kubernetes client configuration")?,
+        )
+    } else {
+        None
+    };
+    let tenant = match (&args.account_uid, &client) {
+        (Some(uid), _) => uid.clone(),
+        (None, Some(client)) => {
+            let clusters: kube::Api<ManagedCluster> = kube::Api::namespaced(client.clone(), ns);
+            let cluster = clusters
+                .get_opt(name)
+                .await
+                .with_context(|| format!("reading ManagedCluster {ns}/{name}"))?
+                .with_context(|| {
+                    format!("ManagedCluster {ns}/{name} not found (`kubectl get managedclusters -n {ns}` lists them; --account-uid reads the history of a deleted one)")
+                })?;
+            let account = &cluster.spec.account_ref.name;
+            let accounts: kube::Api<CustomerAccount> = kube::Api::namespaced(client.clone(), ns);
+            accounts
+                .get_opt(account)
+                .await
+                .with_context(|| format!("reading CustomerAccount {ns}/{account}"))?
+                .with_context(|| format!("CustomerAccount {ns}/{account} of ManagedCluster {ns}/{name} not found: its history was erased with it, or pass --account-uid"))?
+                .metadata
+                .uid
+                .with_context(|| format!("CustomerAccount {ns}/{account} has no UID"))?
+        }
+        (None, None) => unreachable!("a client is made when no --account-uid is given"),
+    };
+    let store = open_store(
+        client.as_ref(),
         &args.store_url,
+        args.store_endpoint.clone(),
+        args.store_kms_key_id.as_deref(),
+        &args.store_key_secret,
+        args.operator_namespace.as_deref(),
+    )
+    .await?;
+    let points = crossguard::history::read(&store, &tenant, ns, name, since).await?;
+    if points.is_empty() {
+        anyhow::bail!(
+            "no history for ManagedCluster {ns}/{name} since {since}: a point is recorded after each successful analysis (status.lastAnalysisAt), and points older than the account's spec.dataRetentionDays are deleted"
+        );
+    }
+    use crossguard::cli::history as render;
+    let bytes = match args.output {
+        OutputFormat::Json => render::to_json(&points),
+        OutputFormat::Csv => render::to_csv(&points).context("writing CSV")?,
+        _ => render::to_table(ns, name, &points).into_bytes(),
+    };
+    crossguard::cli::emit(&bytes).context("writing to stdout")
+}
+
+/// The operator's store with its key-encryption key: KMS when a key id is given (no
+/// Kubernetes access needed), else the local key Secret in `operator_namespace` (default:
+/// the kubeconfig's namespace), read with `client` or a client made here.
+async fn open_store(
+    client: Option<&kube::Client>,
+    store_url: &str,
+    endpoint: Option<String>,
+    kms_key_id: Option<&str>,
+    key_secret: &str,
+    operator_namespace: Option<&str>,
+) -> anyhow::Result<Store> {
+    let store = Store::open(
+        store_url,
         &S3Options {
             sse_kms_key_id: None,
-            endpoint: args.store_endpoint.clone(),
+            endpoint,
         },
     )?;
-    let kek = if args.store_kms_key_id.is_some() {
-        store_kek_without_kube(args.store_kms_key_id.as_deref()).await
+    let kek = if kms_key_id.is_some() {
+        store_kek_without_kube(kms_key_id).await
     } else {
-        let client = kube::Client::try_default()
-            .await
-            .context("reading the Kubernetes client configuration for the key Secret")?;
-        let namespace = args
-            .namespace
-            .clone()
+        let client = match client {
+            Some(c) => c.clone(),
+            None => kube::Client::try_default()
+                .await
+                .context("reading the Kubernetes client configuration for the key Secret")?,
+        };
+        let namespace = operator_namespace
+            .map(str::to_string)
             .unwrap_or_else(|| client.default_namespace().to_string());
-        store_kek(&client, None, &namespace, &args.store_key_secret, false).await?
+        store_kek(&client, None, &namespace, key_secret, false).await?
     };
-    let store = store.with_encryption(kek, crossguard::store::KeyPolicy::default());
+    Ok(store.with_encryption(kek, crossguard::store::KeyPolicy::default()))
+}
+
+async fn store_get(args: StoreGetArgs) -> anyhow::Result<()> {
+    let store = open_store(
+        None,
+        &args.store_url,
+        args.store_endpoint.clone(),
+        args.store_kms_key_id.as_deref(),
+        &args.store_key_secret,
+        args.namespace.as_deref(),
+    )
+    .await?;
     let key = args
         .key
         .strip_prefix(&format!("{}/", args.store_url.trim_end_matches('/')))
@@ -827,6 +960,10 @@ fn dispatch() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(store_get(*args)),
+        Command::History(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(history(*args)),
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

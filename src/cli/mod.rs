@@ -9,10 +9,12 @@
 //!   quietly the way `kubectl` and `jq` end, by SIGPIPE.
 //! - [`error_line`]: an error and its causes on one line, each cause once.
 //! - [`csv`]: the analysis report as one CSV row per node, for spreadsheets.
+//! - [`history`]: `crossguard history`'s `--since` and its table, JSON and CSV.
 //!
 //! docs/cli.md is the user's reference for all of this.
 
 pub mod csv;
+pub mod history;
 
 use std::io::{IsTerminal as _, Read, Write as _};
 use std::path::Path;

@@ -81,25 +81,50 @@ fn point(at: jiff::Timestamp, analysed: &Analysed, tally: &Tally, realised: f64)
 }
 
 /// Monthly savings realised by `confirmed` actions: for each node removed, its hourly price
-/// × 730 (the report's `hoursPerMonth`), i.e. its monthly cost in this run's report. A node the report does
+/// × 730 (the report's `hoursPerMonth`), i.e. its monthly cost in this run's report. A
+/// nodegroup scale-in (`desiredSize A->B`, EKS chooses the node) counts A−B nodes at the
+/// price of the node the analysis found removable in that nodegroup. A node the report does
 /// not price (or no longer lists: an action verified in a later run, after the node left)
 /// adds nothing rather than a guess.
 fn realised(confirmed: &[ActionRecord], removable: &[RemovableNode]) -> f64 {
+    use crate::automation::guard::{SCALE_NODEGROUP_ACTION, TERMINATE_ACTION};
+    let priced = |found: Option<&RemovableNode>, what: &str| {
+        if found.is_none() {
+            tracing::debug!(
+                what,
+                "a removed node has no price in this run's report: not counted as realised"
+            );
+        }
+        found.map(|r| r.monthly_cost)
+    };
     confirmed
         .iter()
-        .filter(|a| a.action == crate::automation::guard::TERMINATE_ACTION)
-        .filter_map(|a| {
-            let node = a.node.as_deref()?;
-            let found = removable.iter().find(|r| r.node == node);
-            if found.is_none() {
-                tracing::debug!(
-                    node,
-                    "a removed node has no price in this run's report: not counted as realised"
-                );
+        .filter_map(|a| match a.action.as_str() {
+            TERMINATE_ACTION => {
+                let node = a.node.as_deref()?;
+                priced(removable.iter().find(|r| r.node == node), node)
             }
-            found.map(|r| r.monthly_cost)
+            SCALE_NODEGROUP_ACTION => {
+                let (nodegroup, removed) = scale_in(&a.target)?;
+                let found = match a.node.as_deref() {
+                    Some(node) => removable.iter().find(|r| r.node == node),
+                    None => removable.iter().find(|r| r.nodegroup == nodegroup),
+                };
+                priced(found, nodegroup).map(|cost| cost * f64::from(removed))
+            }
+            _ => None,
         })
         .sum()
+}
+
+/// The nodegroup and the number of nodes removed of a scale-in target
+/// `nodegroup/<name> desiredSize <from>-><to>`.
+fn scale_in(target: &str) -> Option<(&str, u32)> {
+    let rest = target.strip_prefix("nodegroup/")?;
+    let (nodegroup, sizes) = rest.split_once(" desiredSize ")?;
+    let (from, to) = sizes.split_once("->")?;
+    let (from, to): (u32, u32) = (from.trim().parse().ok()?, to.trim().parse().ok()?);
+    Some((nodegroup, from.checked_sub(to)?))
 }
 
 #[cfg(test)]
@@ -138,5 +163,11 @@ mod tests {
         // An unpriced node, and an action that removes no node, add nothing.
         let other = [action("gone", terminate), action("a", "ec2:Other")];
         assert_eq!(realised(&other, &removable), 0.0);
+        // A nodegroup scale-in of two nodes, EKS choosing them: at the removable node's price.
+        let mut scale = action("x", crate::automation::guard::SCALE_NODEGROUP_ACTION);
+        scale.node = None;
+        scale.target = "nodegroup/ng desiredSize 4->2".into();
+        assert!((realised(&[scale], &removable) - 2.0 * 70.08).abs() < 1e-9);
+        assert_eq!(scale_in("nodegroup/ng desiredSize 2->3"), None);
     }
 }
