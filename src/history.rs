@@ -131,17 +131,18 @@ fn store_error(
     }
 }
 
-fn parse_segment(key: &str, bytes: &[u8]) -> Result<Vec<HistoryPoint>, HistoryError> {
+/// The points of a segment; the error is the parse error's text (see [`malformed`]).
+fn parse_lines(bytes: &[u8]) -> Result<Vec<HistoryPoint>, String> {
     bytes
         .split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())
-        .map(|line| {
-            serde_json::from_slice(line).map_err(|e| HistoryError::Malformed {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })
-        })
+        .map(|line| serde_json::from_slice(line).map_err(|e| e.to_string()))
         .collect()
+}
+
+fn malformed(key: &str) -> impl FnOnce(String) -> HistoryError {
+    let key = key.to_string();
+    move |reason| HistoryError::Malformed { key, reason }
 }
 
 fn write_line(out: &mut Vec<u8>, point: &HistoryPoint) {
@@ -206,7 +207,8 @@ pub async fn append_all(
                     .iter()
                     .rposition(|b| *b == b'\n')
                     .map_or(0, |i| i + 1);
-                let last: HistoryPoint = parse_segment(&rel, &bytes[start..end])?
+                let last: HistoryPoint = parse_lines(&bytes[start..end])
+                    .map_err(malformed(&rel))?
                     .pop()
                     .ok_or_else(|| HistoryError::Malformed {
                         key: rel.clone(),
@@ -221,7 +223,7 @@ pub async fn append_all(
                 write_line(&mut bytes, point);
             }
         } else {
-            let mut all = parse_segment(&rel, &bytes)?;
+            let mut all = parse_lines(&bytes).map_err(malformed(&rel))?;
             all.extend(new.into_iter().cloned());
             all.sort_by_key(|p| p.at);
             bytes.clear();
@@ -270,7 +272,8 @@ pub async fn read(
         // Deleted between the listing and the GET (a retention sweep): nothing to read.
         let Some(bytes) = bytes else { continue };
         points.extend(
-            parse_segment(&rel, &bytes)?
+            parse_lines(&bytes)
+                .map_err(malformed(&rel))?
                 .into_iter()
                 .filter(|p| p.at >= since),
         );
@@ -298,7 +301,11 @@ pub async fn latest(
         let Some(bytes) = store.get_named(tenant, rel).await.map_err(fail())? else {
             continue;
         };
-        if let Some(newest) = parse_segment(rel, &bytes)?.into_iter().max_by_key(|p| p.at) {
+        if let Some(newest) = parse_lines(&bytes)
+            .map_err(malformed(rel))?
+            .into_iter()
+            .max_by_key(|p| p.at)
+        {
             return Ok(Some(newest));
         }
     }
@@ -339,7 +346,7 @@ pub async fn sweep(
         let Some(bytes) = store.get_named(tenant, &rel).await.map_err(fail)? else {
             continue;
         };
-        let points = parse_segment(&rel, &bytes)?;
+        let points = parse_lines(&bytes).map_err(malformed(&rel))?;
         let kept: Vec<_> = points.iter().filter(|p| p.at >= cutoff).collect();
         if kept.len() == points.len() {
             continue;

@@ -2,7 +2,9 @@
 //! directory by default, S3 with SSE-KMS in production) with every key under the tenant's
 //! prefix, so retention and erasure are prefix operations.
 //!
-//! Layout: `tenants/<account-uid>/<kind>/<namespace>/<cluster>/<YYYYMMDDTHHMMSSZ>[-<n>].<ext>`,
+//! Layout: `tenants/<account-uid>/<kind>/<namespace>/<cluster>/<YYYYMMDDTHHMMSSZ>[-<n>].<ext>`
+//! (`history/` segments are rewritten in place through [`Store::put_named`]; see
+//! [`crate::history`]),
 //! and, outside every tenant, `prices/<region>.json` (public list prices fetched from the
 //! AWS Price List API, shared by all tenants).
 //! The time in the key (not the store's modification time) drives retention, so the rule is

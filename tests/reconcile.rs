@@ -1495,3 +1495,57 @@ async fn failed_billing_reads_leave_the_reconcile_ready_and_the_report_says_why(
             .contains("DescribeSavingsPlans")
     );
 }
+
+#[tokio::test]
+async fn a_history_append_that_fails_is_an_event_not_a_failed_analysis() {
+    let w = world().await;
+    let account = w.ready_account().await;
+    let uid = account.uid().unwrap();
+    w.create_cluster("acme-prod", json!({})).await;
+    // A damaged newest segment: the append cannot read the previous point.
+    w.ctx
+        .store
+        .put_named(
+            &uid,
+            "history/acme/acme-prod/29990101T000000Z.jsonl",
+            b"not a point\n".to_vec(),
+        )
+        .await
+        .unwrap();
+    let result = w.reconcile_cluster("acme-prod").await.expect("observed");
+    assert_eq!(result, Action::requeue(Duration::from_secs(15 * 60)));
+    let status = w.cluster_status("acme-prod").await;
+    assert_eq!(ready(&status), ("True".into(), "Observed".into()));
+    assert_eq!(condition(&status, "Analysed").0, "True");
+    let events = w
+        .server
+        .list_objects("events.k8s.io/v1", "events", Some(NS));
+    let event = events
+        .iter()
+        .find(|e| e["reason"] == "HistoryNotRecorded")
+        .unwrap_or_else(|| panic!("no HistoryNotRecorded Event: {events:?}"));
+    assert_eq!(event["type"], "Warning");
+    assert!(
+        event["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("29990101T000000Z.jsonl is malformed")),
+        "{event}"
+    );
+    // Without the damage the next run appends its point (the failed one appended none).
+    w.ctx
+        .store
+        .delete_named(&uid, "history/acme/acme-prod/29990101T000000Z.jsonl")
+        .await
+        .unwrap();
+    w.clock.advance(Duration::from_secs(16 * 60));
+    w.reconcile_cluster("acme-prod").await.expect("observed");
+    let points =
+        crossguard::history::read(&w.ctx.store, &uid, NS, "acme-prod", jiff::Timestamp::MIN)
+            .await
+            .unwrap();
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert_eq!(
+        points[0].at,
+        crossguard::clock::Clock::now(w.clock.as_ref())
+    );
+}
