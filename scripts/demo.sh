@@ -95,7 +95,18 @@ start() {
 alive() { kill -0 "$1" 2>/dev/null; }
 
 # --- fake API server -----------------------------------------------------------
-start fake-apiserver "$fake_apiserver" --listen 127.0.0.1:0 --kubeconfig "$kubeconfig"
+# The dashboard's viewer: the token the fake's TokenReview accepts and what its
+# SubjectAccessReview allows (on a real cluster: a ServiceAccount, a Role, `kubectl create
+# token`; the fake has no TokenRequest API).
+viewer_token=demo-viewer-$RANDOM$RANDOM
+printf '%s\n' "$viewer_token" >"$demo/viewer-token"
+cat >"$demo/reviews.yaml" <<YAML
+tokens:
+  - {token: "$viewer_token", username: "system:serviceaccount:acme:dashboard-viewer", groups: ["system:serviceaccounts", "system:authenticated"]}
+grants:
+  - {subject: "system:serviceaccount:acme:dashboard-viewer", namespace: acme, verbs: [get, list, watch], apiGroup: crossguard.dev, resources: [managedclusters, customeraccounts]}
+YAML
+start fake-apiserver "$fake_apiserver" --listen 127.0.0.1:0 --kubeconfig "$kubeconfig" --reviews "$demo/reviews.yaml"
 api_url=
 for _ in $(seq 300); do
   alive "$fake_apiserver_pid" || fail "fake-apiserver exited early"
@@ -518,6 +529,56 @@ if grep -rq xoxb-demo "$store_dir" "$demo/operator.log" || kc get customeraccoun
   fail "the bot token reached the store, the log or status"
 fi
 say "one key warned, one disabled, one new-key alert; the bot token appears in no status, log or stored object"
+
+# --- the web dashboard (docs/dashboard.md) ---------------------------------------
+echo
+operator_http=$(grep -m1 'serving the dashboard' "$demo/operator.log" | grep -oE '127\.0\.0\.1:[0-9]+' || true)
+[[ -n $operator_http ]] || fail "the operator did not say where it serves the dashboard"
+status_of() { # URL [TOKEN]: the HTTP status of a GET
+  "$python" - "$@" <<'PY'
+import sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1])
+if len(sys.argv) > 2:
+    req.add_header("Authorization", "Bearer " + sys.argv[2])
+try:
+    print(urllib.request.urlopen(req, timeout=10).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+PY
+}
+[[ $(status_of "http://$operator_http/dashboard/") == 401 ]] || fail "the dashboard answered without a token"
+[[ $(status_of "http://$operator_http/dashboard/" "$viewer_token") == 200 ]] \
+  || fail "the dashboard refused the viewer's token"
+say "web dashboard: http://$operator_http/dashboard/ -- 401 without a token; sign in with the token in .demo/viewer-token"
+say "  (a TokenReview says it is system:serviceaccount:acme:dashboard-viewer; a SubjectAccessReview per namespace lets it see acme only)"
+say "  history as JSON: curl -H \"Authorization: Bearer \$(cat .demo/viewer-token)\" http://$operator_http/api/v1/namespaces/acme/managedclusters/acme-prod/history?since=30d"
+say "  on a real cluster: kubectl -n crossguard-system port-forward service/crossguard 8080:8080"
+say "                     kubectl -n acme create token dashboard-viewer    # then open http://localhost:8080/dashboard/"
+if command -v chromium >/dev/null 2>&1; then
+  # Headless Chromium cannot send a header or a cookie: a small proxy adds the token.
+  "$python" "$repo/tests/harness/bearer_proxy.py" --upstream "http://$operator_http" \
+    --token-file "$demo/viewer-token" >"$demo/bearer-proxy.out" 2>"$demo/bearer-proxy.log" &
+  proxy_pid=$!
+  pids+=("$proxy_pid")
+  proxy_url=
+  for _ in $(seq 50); do
+    proxy_url=$(sed -n 's/^listening on //p' "$demo/bearer-proxy.out" 2>/dev/null)
+    [[ -n $proxy_url ]] && break
+    sleep 0.1
+  done
+  [[ -n $proxy_url ]] || fail "the bearer proxy did not start"
+  shoot() { # URL PNG SIZE
+    chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
+      --hide-scrollbars --user-data-dir="$demo/chromium-profile" --window-size="$3" \
+      --screenshot="$2" "$1" >>"$demo/chromium.log" 2>&1 || fail "chromium could not take $2"
+  }
+  shoot "$proxy_url/dashboard/" "$demo/dashboard-overview.png" 1280,520
+  shoot "$proxy_url/dashboard/namespaces/acme/managedclusters/acme-prod?range=30d" "$demo/dashboard-cluster.png" 1280,1500
+  kill "$proxy_pid" 2>/dev/null || true
+  say "screenshots (headless Chromium): .demo/dashboard-overview.png, .demo/dashboard-cluster.png"
+else
+  say "no chromium on PATH: no screenshot (make tools installs it when run as root)"
+fi
 
 if [[ ${DEMO_KEEP:-} == 1 ]]; then
   echo

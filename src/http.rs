@@ -1,4 +1,5 @@
-//! The operator's own HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
+//! The operator's own HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and the
+//! dashboard's ([`crate::dashboard`]) unless it is disabled.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +20,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers.
     pub readiness: Arc<Readiness>,
+    /// The dashboard, once the Kubernetes client and the store exist.
+    pub dashboard: Arc<crate::dashboard::Slot>,
 }
 
 /// The entry [`Readiness::standby`] adds.
@@ -111,11 +114,13 @@ impl Readiness {
 
 /// The router serving the operator's endpoints.
 pub fn router(state: HttpState) -> Router {
+    let dashboard = crate::dashboard::router(state.dashboard.clone());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(state)
+        .merge(dashboard)
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod controller;
 pub mod crdgen;
 pub mod credentials;
+pub mod dashboard;
 pub mod history;
 pub mod http;
 pub mod keyaudit;

@@ -327,9 +327,13 @@ async fn store_kek_without_kube(kms_key_id: Option<&str>) -> Arc<dyn crossguard:
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Address for /metrics, /healthz and /readyz.
+    /// Address for /metrics, /healthz, /readyz and the dashboard.
     #[arg(long, env = "CROSSGUARD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    /// Serve the read-only dashboard at /dashboard/ (viewers sign in with a Kubernetes
+    /// bearer token; TokenReview and SubjectAccessReview decide what they see).
+    #[arg(long, env = "CROSSGUARD_DASHBOARD", default_value_t = true, action = clap::ArgAction::Set)]
+    dashboard: bool,
     /// Only watch this namespace (default: all namespaces).
     #[arg(long, env = "CROSSGUARD_NAMESPACE")]
     namespace: Option<String>,
@@ -688,11 +692,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     // Not ready until both kinds' watches completed their initial list (controller::run).
     let readiness = Arc::new(Readiness::default());
+    let dashboard = Arc::new(crossguard::dashboard::Slot::new(args.dashboard));
     let (bound, _server) = http::serve(
         args.http_addr,
         HttpState {
             metrics: metrics.clone(),
             readiness: readiness.clone(),
+            dashboard: dashboard.clone(),
         },
     )
     .await
@@ -732,6 +738,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller::shutdown_signal().await;
         let _ = signal_tx.send(true);
     });
+    // The key-encryption key before the election: the leader writes the store, and every
+    // replica's dashboard reads it. Loading it waits for the API server (the local key
+    // Secret) or KMS like everything else, and a signal still stops the wait.
+    let Some(kek) =
+        load_store_kek(&client, &args, &own_namespace, &api_server, &mut signalled).await
+    else {
+        tracing::info!("shut down");
+        return Ok(());
+    };
+    let store = store.with_encryption(
+        kek,
+        crossguard::store::KeyPolicy {
+            rotate_after: args.store_data_key_rotation,
+            ..Default::default()
+        },
+    );
+    tracing::info!(store = %store.location, "report store ready (client-side encrypted)");
+    if dashboard.enabled() {
+        dashboard.fill(crossguard::dashboard::Dashboard::new(
+            client.clone(),
+            store.clone(),
+            args.namespace.clone(),
+        ));
+        tracing::info!(addr = %bound, "serving the dashboard at /dashboard/ (Kubernetes bearer tokens, RBAC per namespace)");
+    }
     // Only the leader reconciles and acts; a standby waits here (ready, see /readyz).
     let leadership = if args.leader_elect {
         let config = crossguard::leader::ElectionConfig {
@@ -764,20 +795,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         crossguard::leader::Leadership::sole()
     };
-    // Only the leader writes to the store, so only the leader needs its key-encryption
-    // key; loading it waits for the API server (the local key Secret) like everything else.
-    let Some(kek) = load_store_kek(&client, &args, &own_namespace, &mut signalled).await else {
-        tracing::info!("shut down");
-        return Ok(());
-    };
-    let store = store.with_encryption(
-        kek,
-        crossguard::store::KeyPolicy {
-            rotate_after: args.store_data_key_rotation,
-            ..Default::default()
-        },
-    );
-    tracing::info!(store = %store.location, "report store ready (client-side encrypted)");
     readiness.leading();
     metrics.set_leader(true);
     let rate_limits = crossguard::aws::limits::RateLimits {
@@ -875,6 +892,7 @@ async fn load_store_kek(
     client: &kube::Client,
     args: &RunArgs,
     namespace: &str,
+    api_server: &str,
     signalled: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Option<Arc<dyn crossguard::store::keys::Kek>> {
     let mut delay = std::time::Duration::from_secs(1);
@@ -889,6 +907,10 @@ async fn load_store_kek(
         tokio::select! {
             loaded = attempt => match loaded {
                 Ok(kek) => return Some(kek),
+                Err(e) if unreachable_api_server(&e) => tracing::error!(
+                    "cannot reach the Kubernetes API server {api_server}: {e:#}; retrying in {}s (check KUBECONFIG or the in-cluster service)",
+                    delay.as_secs()
+                ),
                 Err(e) => tracing::error!("{e:#}; retrying in {}s", delay.as_secs()),
             },
             () = stopped(signalled) => return None,
@@ -899,6 +921,21 @@ async fn load_store_kek(
         }
         delay = (delay * 2).min(std::time::Duration::from_secs(30));
     }
+}
+
+/// Whether loading the local key Secret failed because the API server could not be reached
+/// (rather than refusing or the Secret being unusable).
+fn unreachable_api_server(e: &anyhow::Error) -> bool {
+    use crossguard::store::keys::KekSecretError;
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<KekSecretError>(),
+            Some(KekSecretError::Api {
+                cause: kube::Error::Service(_) | kube::Error::HyperError(_),
+                ..
+            })
+        )
+    })
 }
 
 /// Resolves once the shutdown signal was seen (now or earlier).

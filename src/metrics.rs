@@ -160,6 +160,7 @@ pub struct Metrics {
     cluster_unpriced: Family<AccountLabels, Gauge>,
     cluster_requested: Family<ResourceLabels, FloatGauge>,
     cluster_analysed_at: Family<AccountLabels, Gauge>,
+    cluster_realised: Family<AccountLabels, FloatGauge>,
     cluster_actions: Family<ActionLabels, Counter>,
     cluster_refusals: Family<AccountLabels, Counter>,
 }
@@ -325,6 +326,12 @@ impl Metrics {
             "When the last successful analysis of the cluster finished, seconds since the Unix epoch",
             cluster_analysed_at.clone(),
         );
+        let cluster_realised = Family::<AccountLabels, FloatGauge>::default();
+        registry.register(
+            "managedcluster_realised_savings_dollars",
+            "Monthly saving automation realised on the cluster, USD: the monthly cost of every node it removed (confirmed actions), summed since the cluster's history began (docs/history.md)",
+            cluster_realised.clone(),
+        );
         let cluster_actions = Family::<ActionLabels, Counter>::default();
         registry.register(
             "managedcluster_automation_actions",
@@ -345,6 +352,7 @@ impl Metrics {
             cluster_unpriced,
             cluster_requested,
             cluster_analysed_at,
+            cluster_realised,
             cluster_actions,
             cluster_refusals,
             unowned,
@@ -556,6 +564,14 @@ impl Metrics {
             .set(f.analysed_at);
     }
 
+    /// Publish the realised savings of ManagedCluster `namespace`/`name` (USD a month, the
+    /// history's `realisedSavings` after its latest point).
+    pub fn cluster_realised_savings(&self, namespace: &str, name: &str, dollars: f64) {
+        self.cluster_realised
+            .get_or_create(&object(namespace, name))
+            .set(dollars);
+    }
+
     /// Count one finished automation action of ManagedCluster `namespace`/`name`;
     /// `outcome` is one of [`ACTION_OUTCOMES`].
     pub fn cluster_action(&self, namespace: &str, name: &str, outcome: &str) {
@@ -593,6 +609,7 @@ impl Metrics {
         self.cluster_nodes.remove(&key);
         self.cluster_unpriced.remove(&key);
         self.cluster_analysed_at.remove(&key);
+        self.cluster_realised.remove(&key);
         self.cluster_refusals.remove(&key);
         for category in SAVINGS_CATEGORIES {
             self.cluster_savings.remove(&SavingsLabels {
@@ -653,6 +670,7 @@ mod tests {
         m.cluster_analysed("acme", "staging", &figures);
         m.cluster_action("acme", "prod", "Succeeded");
         m.cluster_refusal("acme", "prod");
+        m.cluster_realised_savings("acme", "prod", 70.08);
         m.set_ready("ManagedCluster", "acme", "prod", true);
         let text = m.encode();
         for line in [
@@ -664,6 +682,7 @@ mod tests {
             r#"crossguard_managedcluster_last_analysis_timestamp_seconds{namespace="acme",name="prod"} 1800000000"#,
             r#"crossguard_managedcluster_automation_actions_total{namespace="acme",name="prod",outcome="Succeeded"} 1"#,
             r#"crossguard_managedcluster_refusals_total{namespace="acme",name="prod"} 1"#,
+            r#"crossguard_managedcluster_realised_savings_dollars{namespace="acme",name="prod"} 70.08"#,
             r#"crossguard_ready{kind="ManagedCluster",namespace="acme",name="prod"} 1"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

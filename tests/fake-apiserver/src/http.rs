@@ -170,6 +170,12 @@ fn route(shared: &Arc<Shared>, path: &str, req: Req) -> ApiResult<Response> {
                 .ok_or_else(ApiError::no_route)
         }
         ["api", "v1"] if is_get => discovery_list(shared, "", "v1"),
+        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] => {
+            review(shared, req, crate::reviews::token_review)
+        }
+        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
+            review(shared, req, crate::reviews::subject_access_review)
+        }
         ["apis", group, version] if is_get => discovery_list(shared, group, version),
         ["api", version, rest @ ..] if !rest.is_empty() => resource(shared, "", version, rest, req),
         ["apis", group, version, rest @ ..] if !rest.is_empty() => {
@@ -177,6 +183,24 @@ fn route(shared: &Arc<Shared>, path: &str, req: Req) -> ApiResult<Response> {
         }
         _ => Err(ApiError::no_route()),
     }
+}
+
+/// A review is create-only (POST, 201) and never stored, like kube-apiserver's.
+fn review(
+    shared: &Arc<Shared>,
+    req: Req,
+    answer: fn(&crate::reviews::Reviews, Value) -> ApiResult<Value>,
+) -> ApiResult<Response> {
+    if req.method != Method::POST {
+        return Err(ApiError::method_not_allowed());
+    }
+    let body = decode_body(&req)?;
+    let table = shared
+        .reviews
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Ok(json_response(201, &answer(&table, body)?))
 }
 
 fn discovery_list(shared: &Arc<Shared>, group: &str, version: &str) -> ApiResult<Response> {

@@ -25,6 +25,7 @@ mod patch;
 mod proto;
 mod record;
 mod registry;
+mod reviews;
 mod schema;
 mod selector;
 mod store;
@@ -41,6 +42,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use record::RecordedRequest;
+pub use reviews::{Grant, Reviews, TokenEntry};
 
 /// State shared by the HTTP handlers and watch tasks.
 pub(crate) struct Shared {
@@ -49,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) bookmark_interval: Duration,
     /// How long every request waits before it is handled ([`FakeApiServer::set_latency`]).
     pub(crate) latency: Mutex<Duration>,
+    /// The answers to TokenReviews and SubjectAccessReviews ([`FakeApiServer::set_reviews`]).
+    pub(crate) reviews: Mutex<reviews::Reviews>,
 }
 
 /// Start-up options beyond the listen address.
@@ -96,6 +100,7 @@ impl FakeApiServer {
             recorder: record::Recorder::new(options.request_log.as_deref())?,
             bookmark_interval: options.bookmark_interval,
             latency: Mutex::new(Duration::ZERO),
+            reviews: Mutex::new(reviews::Reviews::default()),
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -233,6 +238,16 @@ impl FakeApiServer {
             .latency
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = latency;
+    }
+
+    /// Sets what TokenReviews and SubjectAccessReviews answer (replacing the table): the
+    /// valid tokens and whom they authenticate, and each user's or group's grants.
+    pub fn set_reviews(&self, table: Reviews) {
+        *self
+            .shared
+            .reviews
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = table;
     }
 
     /// Disarms every fault [`inject_failure`](Self::inject_failure) armed.

@@ -29,6 +29,11 @@ struct Args {
     /// Repeatable.
     #[arg(long)]
     seed: Vec<PathBuf>,
+    /// Answer TokenReviews and SubjectAccessReviews from this YAML or JSON file
+    /// (`tokens: [{token, username, groups}]`, `grants: [{subject, namespace, verbs,
+    /// apiGroup, resources}]`; see README.md). Without it every token is invalid.
+    #[arg(long)]
+    reviews: Option<PathBuf>,
 }
 
 /// Objects of a seed file: a List's items, or every YAML/JSON document.
@@ -65,6 +70,12 @@ async fn main() -> std::io::Result<()> {
         for obj in objects {
             server.seed(obj).map_err(std::io::Error::other)?;
         }
+    }
+    if let Some(path) = &args.reviews {
+        let text = std::fs::read_to_string(path)?;
+        let table: fake_apiserver::Reviews = serde_yaml::from_str(&text)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        server.set_reviews(table);
     }
     if let Some(path) = &args.kubeconfig {
         std::fs::write(path, server.kubeconfig_yaml(&args.namespace))?;

@@ -10,4 +10,5 @@ mod kube_client;
 mod kubectl;
 mod list;
 mod patch;
+mod reviews;
 mod watch;
