@@ -57,7 +57,7 @@ image: tools
 
 ## bench: every benchmark (release build); figures go to BENCHMARKS.md by hand
 bench: tools bench-scale bench-memory bench-history bench-store
-	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis
+	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis --bench dashboard
 
 # The AWS SDK clients are linked into the scale benchmark but never run (the in-memory AWS
 # fake stands in for them), and only make a few calls to the emulator in the memory

@@ -1494,6 +1494,7 @@ fn exported_metric_names() -> BTreeSet<String> {
     m.cluster_analysed("acme", "prod", &Default::default());
     m.cluster_action("acme", "prod", "Failed");
     m.cluster_refusal("acme", "prod");
+    m.cluster_realised_savings("acme", "prod", 0.0);
     let text = m.encode();
     let mut names = BTreeSet::new();
     for line in text.lines() {
