@@ -5,12 +5,12 @@
 //! merge patch through the Kubernetes API (kubeconfig found as kubectl finds it:
 //! `KUBECONFIG`, `~/.kube/config`, or in-cluster). The operator then verifies the role.
 //!
-//! Accepted stack outputs (the output must be named `RoleArn`, as both of
-//! `crossguard onboarding-template`'s CloudFormation and Terraform forms name it):
+//! Accepted stack outputs, under the names `crossguard onboarding-template` gives them:
 //! - `aws cloudformation describe-stacks --stack-name S --query 'Stacks[0].Outputs' --output json`:
 //!   `[{"OutputKey": "RoleArn", "OutputValue": "arn:aws:iam::…:role/…"}, …]`
 //!   (the whole `describe-stacks` answer, `{"Stacks": [{"Outputs": […]}]}`, works too);
-//! - `terraform output -json`: `{"RoleArn": {"value": "arn:aws:iam::…:role/…", …}, …}`.
+//! - `terraform output -json`: `{"role_arn": {"value": "arn:aws:iam::…:role/…", …}, …}`
+//!   (the Terraform form's output name; `RoleArn` is accepted too).
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +21,11 @@ use serde_json::Value;
 use crate::api::CustomerAccount;
 use crate::api::validate::is_role_arn;
 
-/// The name of the stack output holding the role's ARN.
-pub const ROLE_ARN_OUTPUT: &str = "RoleArn";
+/// The name of the CloudFormation stack output holding the role's ARN.
+pub const ROLE_ARN_OUTPUT: &str = crate::onboarding::cloudformation::ROLE_ARN_OUTPUT;
+
+/// The name of the Terraform output holding the role's ARN.
+pub const TERRAFORM_ROLE_ARN_OUTPUT: &str = crate::onboarding::terraform::ROLE_ARN_OUTPUT;
 
 /// Command-line arguments of `crossguard onboarding-complete`.
 #[derive(clap::Args, Debug)]
@@ -78,18 +81,18 @@ pub enum CompleteError {
         path: String,
     },
     /// The outputs are `null` or an empty list: the stack has no outputs (yet).
-    #[error(
-        "the stack outputs {path} are empty ({found}): the stack has no outputs yet. Is it still being created, or did it fail? `aws cloudformation describe-stacks --stack-name <stack> --query 'Stacks[0].StackStatus'` must say CREATE_COMPLETE (or UPDATE_COMPLETE) before its RoleArn output exists; or give the ARN with --role-arn"
-    )]
+    #[error("{}", no_outputs(path, found, status.as_deref()))]
     NoOutputs {
         /// The file given.
         path: String,
         /// `null` or `[]`, as found.
         found: &'static str,
+        /// The stack's `StackStatus`, when the file is a whole describe-stacks answer.
+        status: Option<String>,
     },
-    /// No `RoleArn` output.
+    /// No `RoleArn` output (`role_arn` for Terraform), or one without a value.
     #[error(
-        "the stack outputs {path} have no {ROLE_ARN_OUTPUT} output (found: {found}); was the stack made from `crossguard onboarding-template`? Or give the ARN with --role-arn"
+        "the stack outputs {path} have no {ROLE_ARN_OUTPUT} output (Terraform: {TERRAFORM_ROLE_ARN_OUTPUT}) with a value (found: {found}); was the stack made from `crossguard onboarding-template`? Or give the ARN with --role-arn"
     )]
     MissingOutput {
         /// The file given.
@@ -165,6 +168,20 @@ pub fn parse_target(target: &str) -> Result<String, CompleteError> {
     }
 }
 
+fn no_outputs(path: &str, found: &str, status: Option<&str>) -> String {
+    match status {
+        Some(status) if status.ends_with("_COMPLETE") && !status.contains("ROLLBACK") => format!(
+            "the stack in {path} is {status} but has no outputs ({found}): it was not made from `crossguard onboarding-template` (whose stack has a {ROLE_ARN_OUTPUT} output), or its outputs were removed; give the role's ARN with --role-arn"
+        ),
+        Some(status) => format!(
+            "the stack in {path} is {status} and has no outputs ({found}) yet: wait until it is CREATE_COMPLETE (a *_FAILED or ROLLBACK status means the customer must fix and redeploy it), or give the ARN with --role-arn"
+        ),
+        None => format!(
+            "the stack outputs {path} are empty ({found}): the stack has no outputs yet. Is it still being created, or did it fail? `aws cloudformation describe-stacks --stack-name <stack> --query 'Stacks[0].StackStatus'` must say CREATE_COMPLETE (or UPDATE_COMPLETE) before its {ROLE_ARN_OUTPUT} output exists; or give the ARN with --role-arn"
+        ),
+    }
+}
+
 /// The `RoleArn` output's value from stack outputs (`path` only names them in errors).
 pub fn role_arn_from_outputs(outputs: &Value, path: &str) -> Result<String, CompleteError> {
     let missing = |found: Vec<&str>| CompleteError::MissingOutput {
@@ -177,6 +194,10 @@ pub fn role_arn_from_outputs(outputs: &Value, path: &str) -> Result<String, Comp
     };
     // The whole describe-stacks answer: its first stack's outputs.
     // (A stack without outputs has no `Outputs` key there.)
+    let status = outputs
+        .pointer("/Stacks/0/StackStatus")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let outputs = if outputs.get("Stacks").is_some() {
         outputs.pointer("/Stacks/0/Outputs").unwrap_or(&Value::Null)
     } else {
@@ -186,10 +207,12 @@ pub fn role_arn_from_outputs(outputs: &Value, path: &str) -> Result<String, Comp
         Value::Null => Err(CompleteError::NoOutputs {
             path: path.to_string(),
             found: "null",
+            status,
         }),
         Value::Array(items) if items.is_empty() => Err(CompleteError::NoOutputs {
             path: path.to_string(),
             found: "[]",
+            status,
         }),
         Value::Array(items) => {
             let keyed: Option<Vec<(&str, Option<&str>)>> = items
@@ -204,12 +227,15 @@ pub fn role_arn_from_outputs(outputs: &Value, path: &str) -> Result<String, Comp
             })?;
             match keyed.iter().find(|(k, _)| *k == ROLE_ARN_OUTPUT) {
                 Some((_, Some(value))) => Ok(value.to_string()),
-                Some((_, None)) => Err(missing(vec![])),
+                Some((_, None)) => Err(missing(vec!["RoleArn without a value"])),
                 None => Err(missing(keyed.iter().map(|(k, _)| *k).collect())),
             }
         }
         Value::Object(map) if map.values().all(|v| v.get("value").is_some()) => {
-            match map.get(ROLE_ARN_OUTPUT).and_then(|v| v["value"].as_str()) {
+            let output = map
+                .get(TERRAFORM_ROLE_ARN_OUTPUT)
+                .or_else(|| map.get(ROLE_ARN_OUTPUT));
+            match output.and_then(|v| v["value"].as_str()) {
                 Some(value) => Ok(value.to_string()),
                 None => Err(missing(map.keys().map(String::as_str).collect())),
             }
@@ -367,6 +393,11 @@ mod tests {
             "role_name": {"sensitive": false, "type": "string", "value": "crossguard-access"}
         });
         assert_eq!(role_arn_from_outputs(&tf, "o.json").unwrap(), ARN);
+        // What `terraform output -json` prints for onboarding-template -o terraform.
+        let ours = json!({
+            TERRAFORM_ROLE_ARN_OUTPUT: {"sensitive": false, "type": "string", "value": ARN}
+        });
+        assert_eq!(role_arn_from_outputs(&ours, "o.json").unwrap(), ARN);
     }
 
     #[test]
@@ -379,11 +410,16 @@ mod tests {
             err.contains("no RoleArn output") && err.contains("BucketName"),
             "{err}"
         );
-        let tf = json!({"role_arn": {"value": ARN}});
+        let tf = json!({"roleArn": {"value": ARN}});
         let err = role_arn_from_outputs(&tf, "o.json")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("found: role_arn"), "{err}");
+        assert!(err.contains("found: roleArn"), "{err}");
+        let valueless = json!([{"OutputKey": "RoleArn", "OutputValue": null}]);
+        let err = role_arn_from_outputs(&valueless, "o.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RoleArn without a value"), "{err}");
         let none = role_arn_from_outputs(&json!({}), "o.json")
             .unwrap_err()
             .to_string();
@@ -394,10 +430,19 @@ mod tests {
     /// for what moto's `cloudformation deploy` leaves): say that, not "wrong shape".
     #[test]
     fn a_stack_without_outputs_is_named_as_such() {
-        for (outputs, found) in [
-            (json!(null), "null"),
-            (json!([]), "[]"),
-            (json!({"Stacks": [{"StackName": "s"}]}), "null"),
+        for (outputs, found, says) in [
+            (json!(null), "null", "StackStatus"),
+            (json!([]), "[]", "StackStatus"),
+            (
+                json!({"Stacks": [{"StackName": "s", "StackStatus": "CREATE_IN_PROGRESS"}]}),
+                "null",
+                "is CREATE_IN_PROGRESS",
+            ),
+            (
+                json!({"Stacks": [{"StackName": "s", "StackStatus": "CREATE_COMPLETE"}]}),
+                "null",
+                "not made from `crossguard onboarding-template`",
+            ),
         ] {
             let err = role_arn_from_outputs(&outputs, "o.json").unwrap_err();
             assert!(
@@ -406,9 +451,7 @@ mod tests {
             );
             let text = err.to_string();
             assert!(
-                text.contains("no outputs yet")
-                    && text.contains("StackStatus")
-                    && text.contains("--role-arn"),
+                text.contains("no outputs") && text.contains(says) && text.contains("--role-arn"),
                 "{text}"
             );
         }
