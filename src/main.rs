@@ -253,6 +253,16 @@ async fn open_store(
     client: Option<&kube::Client>,
     args: &StoreAccessArgs,
 ) -> anyhow::Result<Store> {
+    // A tool only reads: a local store that is not there is a wrong --store-url (opening it
+    // would create an empty directory and answer "nothing stored").
+    if let Some(dir) = args.store_url.strip_prefix("file://")
+        && !std::path::Path::new(dir).is_dir()
+    {
+        anyhow::bail!(
+            "the store {} does not exist: give the operator's store with --store-url or CROSSGUARD_STORE_URL (a file:// store is a directory of the operator's pod: run this there, e.g. kubectl exec, or copy the directory)",
+            args.store_url
+        );
+    }
     let store = Store::open(
         &args.store_url,
         &S3Options {
@@ -273,7 +283,11 @@ async fn open_store(
             .operator_namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
-        store_kek(&client, None, &namespace, &args.store_key_secret, false).await?
+        store_kek(&client, None, &namespace, &args.store_key_secret, false)
+            .await
+            .with_context(|| {
+                format!("the key Secret is in the operator's namespace (here {namespace}): is --operator-namespace right?")
+            })?
     };
     Ok(store.with_encryption(kek, crossguard::store::KeyPolicy::default()))
 }
@@ -284,6 +298,12 @@ async fn store_rewrap_keys(args: StoreAccessArgs) -> anyhow::Result<()> {
         .tenants_with_keys()
         .await
         .context("listing the tenants' keyrings")?;
+    if tenants.is_empty() {
+        anyhow::bail!(
+            "no data keys in the store {}: is --store-url the operator's store? (Nothing was re-wrapped; do not remove the old key-encryption key on the strength of this run.)",
+            store.location
+        );
+    }
     let mut rewrapped = 0;
     for tenant in &tenants {
         let n = store

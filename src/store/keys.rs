@@ -32,7 +32,9 @@ pub enum KekError {
         message: String,
     },
     /// The wrapped key names a local KEK this operator does not hold.
-    #[error("the local key-encryption key {0:?} is not in the operator's key Secret")]
+    #[error(
+        "the local key-encryption key {0:?} is not in the key Secret as the operator loaded it at start (the operator reads the Secret once: restart it after changing the Secret, and remove an old key only once `crossguard store-rewrap-keys` has moved every data key off it)"
+    )]
     UnknownLocalKek(String),
     /// The wrapped key did not unwrap (wrong KEK, another tenant's key, tampered).
     #[error("unwrapping the data key with local key-encryption key {0:?} failed authentication")]
