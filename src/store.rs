@@ -157,6 +157,12 @@ pub enum CryptoError {
         /// The object key.
         key: String,
     },
+    /// A plaintext object of a kind that was always stored encrypted: not written by
+    /// crossguard, so refused rather than believed.
+    #[error(
+        "object {0} is plaintext, but objects of its kind were always stored encrypted: it was not written by crossguard and is not read"
+    )]
+    UnexpectedPlaintext(String),
     /// An encrypted object read through a store opened without encryption.
     #[error("object {0} is encrypted, and this store was opened without a key-encryption key")]
     NoKeys(String),
@@ -270,6 +276,11 @@ pub struct ErasureRecord {
     /// When the last object was deleted; None while the erasure is incomplete.
     pub completed_at: Option<jiff::Timestamp>,
 }
+
+/// The kinds (directories under a tenant's prefix) that were stored before client-side
+/// encryption, and so may still hold plaintext objects; every other kind is refused in
+/// plaintext (docs/data-protection.md "Existing plaintext stores").
+const PLAINTEXT_BEFORE_ENCRYPTION: [&str; 4] = ["reports", "snapshots", "audit", "state"];
 
 /// How old a `file://` staging file must be to count as left by a write that never
 /// finished (no write of ours takes anywhere near this long).
@@ -405,6 +416,12 @@ impl Store {
     async fn open_object(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         if !envelope::is_sealed(&bytes) {
             if self.encryption.is_some() && key.starts_with("tenants/") {
+                // Only kinds that existed before encryption can hold plaintext; anything
+                // else in plaintext was planted, not left by an older version.
+                let kind = key.split('/').nth(2).unwrap_or_default();
+                if !PLAINTEXT_BEFORE_ENCRYPTION.contains(&kind) {
+                    return Err(CryptoError::UnexpectedPlaintext(key.to_string()).into());
+                }
                 tracing::debug!(key, "read a plaintext object written before encryption");
             }
             return Ok(bytes);
@@ -1833,6 +1850,21 @@ mod tests {
             .unwrap();
         let raw = std::fs::read(dir.path().join("tenants/uid-a/state/key-audit.json")).unwrap();
         assert!(envelope::is_sealed(&raw));
+        // A kind that never existed in plaintext (history came with encryption) is refused
+        // in plaintext: such an object was planted, not left by an older version.
+        let planted = dir
+            .path()
+            .join("tenants/uid-a/history/ns/prod/20261201T000000Z.jsonl");
+        std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+        std::fs::write(&planted, b"{\"monthlyCost\":99999}\n").unwrap();
+        let err = store
+            .get_named("uid-a", "history/ns/prod/20261201T000000Z.jsonl")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Crypto(CryptoError::UnexpectedPlaintext(_))),
+            "{err}"
+        );
         assert_eq!(
             store
                 .get_state("uid-a", "key-audit")
