@@ -13,17 +13,18 @@ use crate::api::{ActionRecord, ManagedCluster};
 use crate::history::{self, HistoryError, HistoryPoint};
 use crate::metrics::SAVINGS_CATEGORIES;
 
-/// Append this run's point to the cluster's history; failures are logged and published,
-/// not returned.
+/// Append this run's point, stamped `at` (the run's time, which status.lastAnalysisAt
+/// also shows), to the cluster's history; failures are logged and published, not returned.
 pub(super) async fn record(
     ctx: &Context,
     cluster: &ManagedCluster,
     tenant: &str,
+    at: jiff::Timestamp,
     analysed: &Analysed,
     tally: &Tally,
 ) {
     let (ns, name) = (cluster.namespace().unwrap_or_default(), cluster.name_any());
-    if let Err(e) = append(ctx, tenant, &ns, &name, analysed, tally).await {
+    if let Err(e) = append(ctx, tenant, &ns, &name, at, analysed, tally).await {
         tracing::warn!(namespace = %ns, name = %name, error = %e, "the analysis was not recorded in the cluster's history");
         super::status::publish(
             ctx,
@@ -42,6 +43,7 @@ async fn append(
     tenant: &str,
     ns: &str,
     name: &str,
+    at: jiff::Timestamp,
     analysed: &Analysed,
     tally: &Tally,
 ) -> Result<(), HistoryError> {
@@ -50,7 +52,7 @@ async fn append(
         .await?
         .map_or(0.0, |p| p.realised_savings);
     let point = point(
-        ctx.clock.now(),
+        at,
         analysed,
         tally,
         before + realised(&tally.confirmed, &analysed.removable),

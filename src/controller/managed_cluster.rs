@@ -170,7 +170,15 @@ async fn observe_and_act(
         cluster, ctx, api, &clients, &collected, &analysed, audit, valid, mode, draft,
     )
     .await;
-    super::history::record(ctx, cluster, &session::uid(account), &analysed, &tally).await;
+    super::history::record(
+        ctx,
+        cluster,
+        &session::uid(account),
+        draft.now,
+        &analysed,
+        &tally,
+    )
+    .await;
     Ok(Action::requeue(
         tally.verify_again.unwrap_or(valid.analysis_interval),
     ))
