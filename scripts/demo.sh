@@ -353,6 +353,7 @@ report_plain=$demo/report.json
 summary=$("$python" -c 'import json, sys; r = json.load(open(sys.argv[1])); print("$%.2f a month, $%.2f could be saved" % (r["currentMonthlyCost"], r["savings"]["total"]))' "$report_plain") \
   || fail "the report crossguard store-get printed is not the report"
 say "read through crossguard store-get (decrypted with the tenant's key): $summary"
+say "  (KUBECONFIG=.demo/kubeconfig CROSSGUARD_STORE_URL=file://.demo/store crossguard store-get \"\$(kubectl get mc acme-prod -n acme -o jsonpath='{.status.reportRef}')\")"
 if grep -q '"/api/v1/secrets\|/secrets"\|/configmaps' "$demo/customer-requests.jsonl"; then
   fail "crossguard read Secrets or ConfigMaps of the customer cluster"
 fi
@@ -580,8 +581,22 @@ else
   say "no chromium on PATH: no screenshot (make tools installs it when run as root)"
 fi
 
+# The cluster's cost history, as an operator user reads it (docs/history.md).
+if (
+  cd "$demo"
+  KUBECONFIG=$kubeconfig CROSSGUARD_STORE_URL="file://$store_dir" "$operator" history -n acme --cluster acme-prod
+) >"$demo/history.txt" 2>"$demo/history.log"; then
+  say "crossguard history -n acme --cluster acme-prod:"
+  sed 's/^/    /' "$demo/history.txt"
+else
+  cat "$demo/history.log" >&2
+  fail "crossguard history could not read the cluster's history"
+fi
+
 if [[ ${DEMO_KEEP:-} == 1 ]]; then
   echo
   say "still running; try: kubectl --kubeconfig .demo/kubeconfig get managedclusters -A -w   (Ctrl-C to stop)"
   wait "$operator_pid" || true
+else
+  say "DEMO_KEEP=1 make demo keeps all of this running, to open the dashboard and try kubectl and crossguard against it"
 fi
