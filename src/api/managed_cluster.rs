@@ -106,8 +106,9 @@ pub struct ManagedClusterSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountRef {
-    /// Name of the CustomerAccount.
+    /// Name of the CustomerAccount (a Kubernetes object name).
     #[schemars(length(min = 1, max = 253))]
+    #[schemars(pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
     pub name: String,
     /// Must be empty or this ManagedCluster's own namespace; any other value is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]

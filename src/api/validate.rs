@@ -21,6 +21,11 @@ static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
 static REGION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$").expect("static regex")
 });
+/// A Kubernetes object name (DNS-1123 subdomain), as the CRD's `spec.accountRef.name`.
+pub const OBJECT_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+static OBJECT_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(OBJECT_NAME_PATTERN).expect("static regex"));
 static CLUSTER_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$").expect("static regex"));
 
@@ -242,6 +247,11 @@ pub fn managed_cluster(mc: &ManagedCluster) -> Result<ValidCluster, Vec<String>>
     let mut errors = Vec::new();
     if spec.account_ref.name.is_empty() {
         errors.push("spec.accountRef.name: name the CustomerAccount in this namespace".to_string());
+    } else if spec.account_ref.name.len() > 253 || !OBJECT_NAME.is_match(&spec.account_ref.name) {
+        errors.push(format!(
+            "spec.accountRef.name: {:?} is not a Kubernetes object name (lowercase letters, digits, '-' and '.'); name the CustomerAccount in this namespace",
+            spec.account_ref.name
+        ));
     }
     if !REGION.is_match(&spec.region) {
         errors.push(format!(
@@ -489,6 +499,15 @@ mod tests {
                 Box::new(|s| {
                     s.account_ref = AccountRef {
                         name: String::new(),
+                        namespace: None,
+                    }
+                }),
+            ),
+            (
+                "spec.accountRef.name",
+                Box::new(|s| {
+                    s.account_ref = AccountRef {
+                        name: "<b>acme</b>".into(),
                         namespace: None,
                     }
                 }),
