@@ -138,7 +138,7 @@ pub fn to_table(namespace: &str, cluster: &str, points: &[HistoryPoint]) -> Stri
         "History of ManagedCluster {namespace}/{cluster}: {} points; USD per month (730 hours)",
         points.len()
     );
-    let mut header = format!("{:<17}  {:>11}  {:>11}", "TIME (UTC)", "COST", "SAVINGS");
+    let mut header = format!("{:<19}  {:>11}  {:>11}", "TIME (UTC)", "COST", "SAVINGS");
     for c in &cats {
         let _ = write!(header, "  {:>13}", c.to_uppercase());
     }
@@ -150,8 +150,8 @@ pub fn to_table(namespace: &str, cluster: &str, points: &[HistoryPoint]) -> Stri
     let _ = writeln!(out, "{}", header.trim_end());
     for p in points {
         let mut line = format!(
-            "{:<17}  {:>11.2}  {:>11.2}",
-            p.at.strftime("%Y-%m-%d %H:%M").to_string(),
+            "{:<19}  {:>11.2}  {:>11.2}",
+            p.at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
             p.monthly_cost,
             total_savings(p)
         );

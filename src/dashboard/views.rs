@@ -42,6 +42,19 @@ fn cell_ready(conditions: &[Condition]) -> String {
     )
 }
 
+/// A time for people: to the second, in UTC (status keeps nanoseconds).
+fn when(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// [`when`] of an RFC 3339 status field; the text as it is when it does not parse.
+fn when_str(v: Option<&str>) -> String {
+    match v.map(|s| s.parse::<jiff::Timestamp>()) {
+        Some(Ok(t)) => when(t),
+        _ => or_dash(v),
+    }
+}
+
 fn or_dash(v: Option<&str>) -> String {
     v.map(|s| Esc(s).to_string())
         .unwrap_or_else(|| "—".to_string())
@@ -84,7 +97,7 @@ pub fn overview(viewer: &str, accounts: &[CustomerAccount], clusters: &[ManagedC
                     .potential_savings
                     .map(|v| usd(v as f64, 0))
                     .unwrap_or_else(|| "—".into()),
-                last = or_dash(st.last_analysis_at.as_deref()),
+                last = when_str(st.last_analysis_at.as_deref()),
             );
         }
         b.push_str("</table>");
@@ -231,7 +244,7 @@ fn history_section(b: &mut String, page: &ClusterPage<'_>) {
         let _ = write!(
             b,
             r#"<h2>Latest analysis</h2><table id="latest"><tr><th>Analysed at</th><td id="latest-at">{at}</td></tr><tr><th>Monthly cost</th><td class="num" id="latest-monthly-cost">{cost}</td></tr><tr><th>Potential savings</th><td class="num" id="latest-potential-savings">{pot}</td></tr><tr><th>by category</th><td>{cats}</td></tr><tr><th>Realised savings</th><td class="num" id="latest-realised-savings">{real}</td></tr><tr><th>Nodes (unpriced)</th><td class="num">{nodes} ({unpriced})</td></tr><tr><th>CPU / memory requested</th><td class="num">{cpu} / {mem}</td></tr><tr><th>Actions / refusals</th><td class="num">{act} / {ref_}</td></tr><tr><th>Prices</th><td><details><summary>{src_short}</summary>{src}</details></td></tr></table>"#,
-            at = Esc(&last.at.to_string()),
+            at = Esc(&when(last.at)),
             cost = usd(last.monthly_cost, 2),
             pot = usd(potential_total(last), 2),
             cats = Esc(&by_category.join(", ")),
