@@ -135,7 +135,7 @@ async fn account_first_then_role_from_stack_outputs() {
                 "no-role.json",
                 serde_json::json!([{"OutputKey": "BucketName", "OutputValue": "b"}]),
             ),
-            "no RoleArn output (found: BucketName)",
+            "have no RoleArn output (Terraform: role_arn) with a value (found: BucketName)",
         ),
         (
             write(
