@@ -863,28 +863,13 @@ impl Store {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<String, StoreError> {
-        self.refuse_erased(tenant).await?;
-        let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
-        let bytes = self.seal(tenant, "state", &key, bytes).await?;
-        self.inner
-            .put(&key, PutPayload::from(bytes))
+        self.put_named(tenant, &format!("state/{name}.json"), bytes)
             .await
-            .map_err(backend("put"))?;
-        self.undo_if_erased(tenant, &key).await?;
-        Ok(key.to_string())
     }
 
     /// Read the tenant's state object `name`; None when it was never written.
     pub async fn get_state(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
-        match self.inner.get(&key).await {
-            Ok(got) => {
-                let bytes = got.bytes().await.map_err(backend("get"))?.to_vec();
-                Ok(Some(self.open_object(key.as_ref(), bytes).await?))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(backend("get")(e)),
-        }
+        self.get_named(tenant, &format!("state/{name}.json")).await
     }
 
     /// Delete the object at `key` (as [`Store::put`] returned it); deleting one that does
@@ -898,11 +883,8 @@ impl Store {
 
     /// Delete the tenant's state object `name`; deleting one that does not exist is fine.
     pub async fn delete_state(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
-        let key = Path::from(format!("tenants/{tenant}/state/{name}.json"));
-        match self.inner.delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(backend("delete")(e)),
-        }
+        self.delete_named(tenant, &format!("state/{name}.json"))
+            .await
     }
 
     /// Write (replace) the cached list prices of `region` at `prices/<region>.json`, outside
