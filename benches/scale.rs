@@ -392,6 +392,8 @@ fn operator() {
     let api = env("CROSSGUARD_SCALE_API");
     let customer = env("CROSSGUARD_SCALE_CUSTOMER");
     let store_dir = env("CROSSGUARD_SCALE_STORE");
+    // As `crossguard run` does before its runtime starts.
+    crossguard::alloc::limit_malloc_arenas(crossguard::alloc::OPERATOR_MALLOC_ARENAS);
 
     // Logs as `crossguard run` makes them (JSON at info), written nowhere, plus the timing
     // of every reconcile span.
@@ -559,7 +561,21 @@ struct Proc {
 
 impl Proc {
     fn spawn(role: &str, env: &[(&str, String)]) -> Proc {
-        let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+        let exe = std::env::current_exe().expect("current exe");
+        // A profiler for the operator process alone, e.g.
+        // CROSSGUARD_SCALE_OPERATOR_WRAPPER="heaptrack -o /tmp/operator" (split on spaces).
+        let wrapper = std::env::var("CROSSGUARD_SCALE_OPERATOR_WRAPPER")
+            .ok()
+            .filter(|w| role == "operator" && !w.trim().is_empty());
+        let mut cmd = match wrapper {
+            Some(wrapper) => {
+                let mut words = wrapper.split_whitespace();
+                let mut cmd = Command::new(words.next().expect("a wrapper command"));
+                cmd.args(words).arg(&exe);
+                cmd
+            }
+            None => Command::new(&exe),
+        };
         cmd.env(ROLE, role)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -732,7 +748,12 @@ async fn run_size(n: usize) -> Outcome {
             ("RUST_LOG", "info".into()),
         ],
     );
-    assert_eq!(operator.line(), "started");
+    if std::env::var_os("CROSSGUARD_SCALE_OPERATOR_WRAPPER").is_some() {
+        // The wrapper may print about itself first.
+        while operator.line() != "started" {}
+    } else {
+        assert_eq!(operator.line(), "started");
+    }
     let started = Instant::now();
     wait_ready(&mut seen, n, 1, &operator).await;
     let ready_secs = started.elapsed().as_secs_f64();

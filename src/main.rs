@@ -1042,6 +1042,8 @@ fn dispatch() -> anyhow::Result<()> {
             .build()?
             .block_on(history(*args)),
         Command::Run(args) => {
+            // Before the runtime's threads exist (src/alloc.rs: resident size per tenant).
+            crossguard::alloc::limit_malloc_arenas(crossguard::alloc::OPERATOR_MALLOC_ARENAS);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

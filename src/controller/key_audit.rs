@@ -383,8 +383,7 @@ impl Run<'_> {
             return;
         }
         for e in events {
-            // The key in the action keeps Events of different keys apart (kube's recorder
-            // folds Events that differ only in their note into one series).
+            // The action names the key, so that each key's Events read apart.
             let action = format!("KeyAudit/{}", e.access_key_id);
             super::status::publish(self.ctx, self.account, false, e.reason, &e.note, &action).await;
         }

@@ -87,8 +87,8 @@ pub struct Context {
     pub broker: Arc<Broker>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Event publisher.
-    pub recorder: Recorder,
+    /// Who publishes this replica's Events ([`Context::recorder`]).
+    reporter: Reporter,
     /// Time source.
     pub clock: Arc<dyn Clock>,
     /// Report, snapshot and audit store.
@@ -140,6 +140,16 @@ fn audit_scope(tenant: &Tenant) -> String {
 }
 
 impl Context {
+    /// An Event recorder for one publication. kube's [`Recorder`] keeps every Event it
+    /// published in the last 6 minutes (to fold repeats into a series) and is meant to
+    /// be made per reconcile; one shared for the process held the Events of every
+    /// tenant's last transitions, about 6 KiB per tenant after a start or failover
+    /// (BENCHMARKS.md "Scale"). Events are published on transitions only, so a repeat
+    /// within minutes is a new Event rather than a count on the old one.
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
     /// A context publishing Events as `crossguard`.
     pub fn new(
         client: Client,
@@ -156,7 +166,7 @@ impl Context {
                 .or_else(|| std::env::var("HOSTNAME").ok()),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             broker,
             metrics,

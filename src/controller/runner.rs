@@ -316,6 +316,10 @@ where
     let mut relisted: Option<HashSet<(String, String)>> = None;
     watcher(api, config)
         .default_backoff()
+        // The cache holds every object for the process's life; managedFields (who set
+        // which field, one entry per field manager) is often most of an object and
+        // nothing here reads it. Patches never send the cached object back.
+        .modify(|obj| obj.meta_mut().managed_fields = None)
         .reflect(writer)
         .filter_map(move |event| {
             if let Ok(event) = &event {

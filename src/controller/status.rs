@@ -89,7 +89,7 @@ pub(super) async fn publish<K>(
         action: action.to_string(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    if let Err(e) = ctx.recorder().publish(&event, &obj.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "could not publish event");
     }
 }

@@ -200,7 +200,7 @@ where
             resource_version: stored.resource_version(),
             ..ObjectReference::default()
         };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(e) = ctx.recorder().publish(&event, &reference).await {
             tracing::warn!(error = %e, "could not publish the NoShardOwner event");
         }
     }
