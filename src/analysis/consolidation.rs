@@ -329,6 +329,13 @@ pub(crate) fn consolidate_ordered(model: &Model<'_>, headroom: f64, order: Order
     let mut sig_classes: Vec<Option<Vec<u32>>> = vec![None; model.sigs.len()];
 
     let mut members: Vec<Vec<u32>> = model.node_pods.clone();
+    // Per node: how many of its members carry hostname terms. Most pods have none, and a
+    // pod without terms fits beside members without terms with no pairwise check.
+    let has_terms = |p: u32| !model.pods[p as usize].host_terms.is_empty();
+    let mut with_terms: Vec<u32> = members
+        .iter()
+        .map(|m| m.iter().filter(|&&p| has_terms(p)).count() as u32)
+        .collect();
     let mut node_of_pod: Vec<u32> = model.pods.iter().map(|p| p.node).collect();
     let mut is_removed = vec![false; n];
     let mut removed = Vec::new();
@@ -381,10 +388,7 @@ pub(crate) fn consolidate_ordered(model: &Model<'_>, headroom: f64, order: Order
                 };
                 let mut accept = |j: usize| {
                     let dest = nodes_k[j] as usize;
-                    (pod.host_terms.is_empty()
-                        && members[dest]
-                            .iter()
-                            .all(|&q| model.pods[q as usize].host_terms.is_empty()))
+                    (pod.host_terms.is_empty() && with_terms[dest] == 0)
                         || host_terms_ok(&model.pods, pod, &members[dest])
                 };
                 if let Some(j) = trees[k as usize].first_fit(pod.req, limit, &mut accept) {
@@ -400,6 +404,7 @@ pub(crate) fn consolidate_ordered(model: &Model<'_>, headroom: f64, order: Order
             free[d].sub(pod.req);
             trees[model.nodes[d].class as usize].set(leaf[d], Some(free[d]));
             members[d].push(p);
+            with_terms[d] += u32::from(has_terms(p));
             tentative.push((p, dest));
         }
         match failed {
@@ -410,6 +415,7 @@ pub(crate) fn consolidate_ordered(model: &Model<'_>, headroom: f64, order: Order
                     .get_mut(node.nodegroup.as_str())
                     .expect("counted") -= 1;
                 members[c].retain(|&p| model.pods[p as usize].role != Role::Movable);
+                with_terms[c] = members[c].iter().filter(|&&p| has_terms(p)).count() as u32;
                 for &(p, dest) in &tentative {
                     node_of_pod[p as usize] = dest;
                 }
@@ -421,6 +427,7 @@ pub(crate) fn consolidate_ordered(model: &Model<'_>, headroom: f64, order: Order
                     trees[model.nodes[d].class as usize].set(leaf[d], Some(free[d]));
                     let popped = members[d].pop();
                     debug_assert_eq!(popped, Some(q));
+                    with_terms[d] -= u32::from(has_terms(q));
                 }
                 trees[class].set(leaf[c], node.destination_ok.then_some(free[c]));
                 blocked.push((c as u32, Blocker::NoRoom(p)));

@@ -53,6 +53,8 @@ use serde::de::{
 use serde_json::Value;
 
 use crate::cluster::snapshot::{ClusterSnapshot, Object};
+
+mod split;
 use crate::sanitize::{AnnotationRule, REDACTED, Sanitizer};
 
 /// Annotations the analysis reads; every other annotation is skipped unread.
@@ -562,8 +564,11 @@ impl AnalysisInput {
     }
 
     /// [`from_dump`](Self::from_dump) from a stream (a file, stdin), without reading it
-    /// into memory first: JSON is parsed as it arrives through a 1 MiB buffer, so the
-    /// memory needed is what the analysis keeps, not the dump's size. Gives the same
+    /// into memory first: JSON is read through a window of a few MiB, and the `items` of
+    /// a top-level List are cut out of it and decoded by serde_json's slice reader on
+    /// every core, in batches of about 4 MiB merged back in document order (`split`); the
+    /// memory needed is what the analysis keeps plus the batches in flight, not the
+    /// dump's size. Gives the same
     /// result and the same errors as `from_dump` on the same bytes, with two exceptions:
     /// YAML is read whole first (serde_yaml parses from memory), and input that starts
     /// with `{` but is no JSON is only retried as YAML flow syntax while its syntax error
@@ -604,7 +609,7 @@ impl AnalysisInput {
         let mut out = match first {
             None => AnalysisInput::default(),
             Some(b'{' | b'[') => {
-                let json = read_json(serde_json::Deserializer::from_reader(input));
+                let json = split::read_json_stream(input, &lead);
                 match json {
                     Err(json_err) if json_err.is_json_syntax() => match source.into_whole()? {
                         Some(all) => {
@@ -771,22 +776,34 @@ impl AnalysisInput {
 
 /// Read a JSON document or stream of documents, from a slice or a reader.
 fn read_json<'de, R: serde_json::de::Read<'de>>(
-    mut de: serde_json::Deserializer<R>,
+    de: serde_json::Deserializer<R>,
 ) -> Result<AnalysisInput, InputError> {
     let mut out = AnalysisInput::default();
-    let mut index = 0;
+    read_json_into(de, 0, &mut out)?;
+    Ok(out)
+}
+
+/// [`read_json`] into `out`, the first document being document `index` of the input.
+fn read_json_into<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    mut index: usize,
+    out: &mut AnalysisInput,
+) -> Result<(), InputError> {
     loop {
-        let mut sink = Sink::new(&mut out);
-        let outcome = TopSeed { sink: &mut sink }
-            .deserialize(&mut de)
-            .map_err(|source| InputError::from_json(index, sink.failed_at(), source))?;
+        let mut sink = Sink::new(out);
+        let outcome = TopSeed {
+            sink: &mut sink,
+            injected: None,
+        }
+        .deserialize(&mut de)
+        .map_err(|source| InputError::from_json(index, sink.failed_at(), source))?;
         if let Top::Scalar(found) = outcome {
             return Err(InputError::NotAnObject { index, found });
         }
         index += 1;
         // Only whitespace left: done. Otherwise another document of the stream follows.
         match de.end() {
-            Ok(()) => return Ok(out),
+            Ok(()) => return Ok(()),
             Err(e) if e.classify() == serde_json::error::Category::Io => {
                 return Err(InputError::Read { source: e.into() });
             }
@@ -799,13 +816,16 @@ fn read_yaml(input: &[u8]) -> Result<AnalysisInput, InputError> {
     let mut out = AnalysisInput::default();
     for (index, doc) in serde_yaml::Deserializer::from_slice(input).enumerate() {
         let mut sink = Sink::new(&mut out);
-        let outcome = TopSeed { sink: &mut sink }
-            .deserialize(doc)
-            .map_err(|source| InputError::Yaml {
-                index,
-                at: sink.failed_at(),
-                source,
-            })?;
+        let outcome = TopSeed {
+            sink: &mut sink,
+            injected: None,
+        }
+        .deserialize(doc)
+        .map_err(|source| InputError::Yaml {
+            index,
+            at: sink.failed_at(),
+            source,
+        })?;
         if let Top::Scalar(found) = outcome {
             return Err(InputError::NotAnObject { index, found });
         }
@@ -924,6 +944,20 @@ impl<'o> Sink<'o> {
 /// A top-level document: an object, or an array of objects.
 struct TopSeed<'s, 'o> {
     sink: &'s mut Sink<'o>,
+    /// The items of this document's List, when they were read apart (see [`Injected`]).
+    injected: Option<Injected>,
+}
+
+/// The `items` of a top-level List that the parallel reader ([`split`]) has already
+/// decoded into the output: the List's own visit takes these in place of its `items`
+/// value (which it then only skips), so that everything else about the List — its kind,
+/// items without a kind resolved by it, object numbering — stays the code above.
+#[derive(Debug, Clone)]
+struct Injected {
+    /// Items that did not say their kind, by their object index in the document.
+    orphans: Vec<Unresolved>,
+    /// How many objects the items held (Lists among them count their own items).
+    objects: usize,
 }
 
 /// What a top-level document was.
@@ -950,6 +984,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, '_> {
         let seed = ObjectSeed {
             sink: &mut *sink,
             hint: None,
+            injected: self.injected,
         };
         if seed.visit_map(map)?.is_some() {
             sink.out.skipped += 1;
@@ -960,6 +995,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, '_> {
         while let Some(unresolved) = seq.next_element_seed(ObjectSeed {
             sink: &mut *self.sink,
             hint: None,
+            injected: None,
         })? {
             if unresolved.is_some() {
                 self.sink.out.skipped += 1;
@@ -1000,6 +1036,8 @@ struct ObjectSeed<'s, 'o> {
     sink: &'s mut Sink<'o>,
     /// The item kind of the typed List around it, if known.
     hint: Option<Kind>,
+    /// Its List's items, already read (only for a top-level document).
+    injected: Option<Injected>,
 }
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_, '_> {
@@ -1018,6 +1056,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let sink = self.sink;
+        let mut injected = self.injected;
         let index = sink.objects;
         sink.objects += 1;
         let mut said = Said::Nothing;
@@ -1034,6 +1073,12 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, '_> {
                 }
                 // Only a List has items (or an object that has not said its kind yet).
                 Some("items") if matches!(said, Said::List(_) | Said::Nothing) => {
+                    if let Some(read) = injected.take() {
+                        map.next_value::<IgnoredAny>()?;
+                        sink.objects += read.objects;
+                        orphans.extend(read.orphans);
+                        continue;
+                    }
                     let hint = match &said {
                         Said::List(Some(item)) => Kind::of(item),
                         _ => None,
@@ -1166,6 +1211,7 @@ impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
         while let Some(o) = seq.next_element_seed(ObjectSeed {
             sink: &mut *self.sink,
             hint: self.hint,
+            injected: None,
         })? {
             orphans.extend(o);
         }
@@ -1928,6 +1974,137 @@ mod tests {
             e.starts_with("reading JSON document 0 failed: key must be a string at line 1 column"),
             "{e}"
         );
+    }
+
+    /// The splitter finds where a value ends whatever its strings hold (braces,
+    /// brackets, escaped quotes and backslashes) and however its bytes arrive.
+    #[test]
+    fn the_splitter_ends_values_where_json_does() {
+        use super::split::ValueEnd;
+        let cases: &[&[u8]] = &[
+            br#"{"a":"}{]["}"#,
+            br#"{"a":"say \"}\" and \\","b":{"c":[1,{"d":"\""}]}}"#,
+            br#"{"nested":{"deeper":{"deepest":[[],{}]}},"s":"}"}"#,
+            br#""a string with } and \" inside""#,
+            br#"[{"x":"]"},"}\\"]"#,
+            br#"{"k\"}":"\\\\\"]","v":[]}"#,
+        ];
+        for &value in cases {
+            let tail = b" , {\"next\":1}";
+            let bytes = [value, tail].concat();
+            // The same end as serde_json's own, in one piece or byte by byte.
+            let mut values =
+                serde_json::Deserializer::from_slice(&bytes).into_iter::<serde::de::IgnoredAny>();
+            values.next().expect("a value").expect("valid JSON");
+            assert_eq!(
+                values.byte_offset(),
+                value.len(),
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+            assert_eq!(ValueEnd::default().scan(&bytes), Some(value.len()));
+            let mut scan = ValueEnd::default();
+            let ends: Vec<usize> = (0..bytes.len())
+                .filter_map(|i| scan.scan(&bytes[i..i + 1]).map(|n| i + n))
+                .take(1)
+                .collect();
+            assert_eq!(ends, [value.len()], "{}", String::from_utf8_lossy(value));
+            // Cut short, it has no end.
+            assert_eq!(ValueEnd::default().scan(&value[..value.len() - 1]), None);
+        }
+    }
+
+    /// A List cut anywhere (inside an item, between items, after them) gives the
+    /// sequential reader's error, and an item that is not a valid object gives its error,
+    /// whatever the reads' sizes; items cross the splitter's buffers and batches.
+    #[test]
+    fn a_cut_or_broken_list_reads_as_the_whole_buffer() {
+        let c = generate(&SyntheticSpec {
+            nodes: 3,
+            pods: 40,
+            seed: 9,
+            ..Default::default()
+        });
+        let list = dump::snapshot_to_list(&c.snapshot);
+        let pretty = serde_json::to_vec_pretty(&list).unwrap();
+        let mut compact = Vec::new();
+        dump::write_snapshot_list(&c.snapshot, &mut compact).unwrap();
+        for bytes in [&pretty, &compact] {
+            let step = (bytes.len() / 150).max(1);
+            for cut in (1..bytes.len())
+                .step_by(step)
+                .chain(bytes.len() - 3..bytes.len())
+            {
+                assert_streams_alike(&format!("cut at {cut}"), &bytes[..cut], &[4096, usize::MAX]);
+            }
+        }
+        let broken: &[&[u8]] = &[
+            br#"{"kind":"List","items":[{"kind":"Node"},]}"#,
+            br#"{"kind":"List","items":[{"kind":"Node"} {"kind":"Pod"}]}"#,
+            br#"{"kind":"List","items":[{"kind":"Node"},"text"]}"#,
+            br#"{"kind":"List","items":[{"kind":"Node"},tru]}"#,
+            br#"{"kind":"List","items":[{"kind":"Node"},[1]]}"#,
+            br#"{"kind":"List","items":[{"kind":"Node","metadata":{"name":"a"}"}}]"#,
+            br#"{"kind":"List","items":[{"kind":"Node"}],"metadata":{}"#,
+            br#"{"kind":"List","items":[{"kind":"Node"}],"kind":5}"#,
+            br#"{"kind":"List","items":[{"kind":"Node"}]} x"#,
+            br#"{"items":[{"metadata":{"name":"o"},"spec":{"containers":7}}],"kind":"PodList"}"#,
+            br#"{"items":[{"metadata":{"name":"o"}}],"kind":"PodList"}{"kind":"List","items":[{"kind":"Pod","spec":5}]}"#,
+            br#"{"kind":"PodList","items":[{"metadata":{"name":"o","labels":{"a":1}}}]}"#,
+            b"{\"kind\":\"List\",\n\"items\":[\n{\"kind\":\"Node\"},\n  {\"kind\":\"Pod\",\"spec\":{\"nodeName\":3}}]}",
+        ];
+        for bytes in broken {
+            assert_streams_alike(&String::from_utf8_lossy(bytes), bytes, &[1, 3, 4096]);
+        }
+    }
+
+    /// Items whose kind a List names only after them, across many batches: the same
+    /// objects in the same order as the sequential reader.
+    #[test]
+    fn items_read_apart_keep_their_order_and_kind() {
+        let mut bytes = br#"{"apiVersion":"v1","items":["#.to_vec();
+        for i in 0..5000 {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            bytes.extend_from_slice(
+                format!(r#"{{"metadata":{{"name":"p{i}","labels":{{"app":"a{}"}}}},"spec":{{"nodeName":"n{}"}}}}"#, i % 7, i % 3)
+                    .as_bytes(),
+            );
+        }
+        bytes.extend_from_slice(br#"],"kind":"PodList","metadata":{}}"#);
+        let stream = streamed(&bytes, 4096).unwrap();
+        assert_eq!(stream.pods.len(), 5000);
+        assert_eq!(stream.pods[4321].metadata.name.as_deref(), Some("p4321"));
+        assert_streams_alike("late kind", &bytes, &[7, 4096, usize::MAX]);
+    }
+
+    /// Items whose strings hold brackets, braces, escaped quotes and backslashes, across
+    /// many of the splitter's batches: the same objects as the whole buffer.
+    #[test]
+    fn items_with_brackets_and_escapes_in_strings_read_alike() {
+        let mut bytes = br#"{"kind":"List","items":["#.to_vec();
+        for i in 0..3000 {
+            if i > 0 {
+                bytes.extend_from_slice(b",\n ");
+            }
+            bytes.extend_from_slice(
+                format!(
+                    r#"{{"kind":"Pod","metadata":{{"name":"p{i}","namespace":"n]}}{{[","labels":{{"a\"]}}":"v\\\"}}{i}","b":"[{{\u0022"}}}},"spec":{{"nodeName":"n{}","containers":[{{"name":"c","args":["}}]","\\","{{\"x\":[1]}}"]}}]}}}}"#,
+                    i % 3
+                )
+                .as_bytes(),
+            );
+        }
+        bytes.extend_from_slice(br#"]}"#);
+        let whole = AnalysisInput::from_dump(&bytes, &Sanitizer::default()).unwrap();
+        assert_eq!(whole.pods.len(), 3000);
+        let label = |i: usize| {
+            let labels = whole.pods[i].metadata.labels.as_ref().unwrap();
+            labels.get("a\"]}").map(|v| v.to_string())
+        };
+        assert_eq!(label(1234).as_deref(), Some("v\\\"}1234"));
+        assert_streams_alike("escapes", &bytes, &[7, 4096, usize::MAX]);
     }
 
     /// An I/O error while reading is reported as one, wherever it happens.

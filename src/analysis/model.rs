@@ -752,7 +752,33 @@ pub(crate) fn build<'a>(
     let mut pods: Vec<PodM<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pending: Vec<Pending<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pdb_matching = vec![0i64; snap.pod_disruption_budgets.len()];
-    let mut pdb_cache: HashMap<(&str, &SmallMap<CompactString>), Vec<u32>> = HashMap::new();
+    // A pod's PDBs depend only on its values for the label keys its namespace's PDB
+    // selectors read: pods are grouped by those values (most labels, like
+    // `pod-template-hash` or a pod's own name, are read by no selector), and each group's
+    // PDBs are matched once.
+    let pdb_keys: HashMap<&str, Vec<&str>> = pdbs_by_ns
+        .iter()
+        .map(|(&ns, candidates)| {
+            let mut keys: Vec<&str> = candidates
+                .iter()
+                .filter_map(|&i| {
+                    snap.pod_disruption_budgets[i as usize]
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.selector.as_ref())
+                })
+                .flat_map(|sel| {
+                    let labels = sel.match_labels.iter().flatten().map(|(k, _)| k.as_str());
+                    let exprs = sel.match_expressions.iter().flatten();
+                    labels.chain(exprs.map(|e| e.key.as_str()))
+                })
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            (ns, keys)
+        })
+        .collect();
+    let mut pdb_cache: HashMap<(&str, Vec<Option<&str>>), Vec<u32>> = HashMap::new();
     let mut domain_terms: Vec<DomainTerm<'a>> = Vec::new();
     let mut domain_owner: Vec<(u32, &'a str)> = Vec::new();
     let mut unbound_pods = 0;
@@ -830,7 +856,11 @@ pub(crate) fn build<'a>(
         let mut host_terms = Vec::new();
         if role == Role::Movable {
             if let Some(candidates) = pdbs_by_ns.get(namespace) {
-                let matched = pdb_cache.entry((namespace, labels)).or_insert_with(|| {
+                let seen: Vec<Option<&str>> = pdb_keys[namespace]
+                    .iter()
+                    .map(|&k| labels.get(k).map(CompactString::as_str))
+                    .collect();
+                let matched = pdb_cache.entry((namespace, seen)).or_insert_with(|| {
                     candidates
                         .iter()
                         .copied()

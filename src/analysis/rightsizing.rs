@@ -91,10 +91,12 @@ pub(crate) fn rightsize(
         }
     }
     let keep = 1.0 - settings.headroom.clamp(0.0, 0.95);
-    let mut out = Vec::new();
-    for (group, nodes) in groups {
+    // Groups are independent: each is sized on its own thread (inline when none can be
+    // started), and the findings are collected in group order, so the report does not
+    // depend on which finishes first.
+    let one = |group: &str, nodes: Vec<u32>| -> Option<RightSizing> {
         if group == super::model::NO_NODEGROUP {
-            continue;
+            return None;
         }
         let first = &model.nodes[nodes[0] as usize];
         let types: BTreeSet<&str> = nodes
@@ -116,7 +118,7 @@ pub(crate) fn rightsize(
             .map(|i| i.architecture.as_str())
             .collect();
         if !all_priced || archs.len() != 1 {
-            continue;
+            return None;
         }
         let arch = *archs.iter().next().expect("one arch");
         let burstable_now = types.iter().any(|t| family(t).starts_with('t'));
@@ -265,7 +267,7 @@ pub(crate) fn rightsize(
                     super::report::count(pinned_nodes, "node holds", "nodes hold")
                 ));
             }
-            out.push(RightSizing {
+            return Some(RightSizing {
                 nodegroup: group.to_string(),
                 from_types: from,
                 from_nodes: nodes.len(),
@@ -276,8 +278,32 @@ pub(crate) fn rightsize(
                 reasoning,
             });
         }
-    }
-    out
+        None
+    };
+    std::thread::scope(|s| {
+        let one = &one;
+        let running: Vec<_> = groups
+            .into_iter()
+            .map(|(group, nodes)| {
+                std::thread::Builder::new()
+                    .name("rightsizing".into())
+                    .spawn_scoped(s, {
+                        let nodes = nodes.clone();
+                        move || one(group, nodes)
+                    })
+                    .map_err(|_| (group, nodes))
+            })
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|r| match r {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err((group, nodes)) => one(group, nodes),
+            })
+            .collect()
+    })
 }
 
 /// Number of identical bins of capacity `cap` first-fit-decreasing needs for `work`.
