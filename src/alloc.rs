@@ -45,8 +45,10 @@ unsafe impl GlobalAlloc for ZeroOnFree {
 /// workers and the blocking pool (file store, analyses) spread the transient memory of
 /// reconciles over up to 16 heaps on 2 cores and the resident size drifts upward in
 /// arena-sized steps. Two arenas bound that drift: in the scale benchmark (BENCHMARKS.md
-/// "Scale", 2026-12-01) the operator's resident size per tenant fell from 38–73 KiB to
-/// 26–44 KiB with the same live heap.
+/// "Memory per tenant", 2026-12-01, two runs each, same code otherwise) the resident size
+/// per tenant (less the AWS fake) from 100 to 300 tenants fell from 59 KiB to 26–32 KiB;
+/// from 300 to 1,000 it stayed at 38–44 KiB. Its effect on a large analysis's time is
+/// not measured.
 pub const OPERATOR_MALLOC_ARENAS: i32 = 2;
 
 /// Limit glibc's malloc to `arenas` arenas; call it before the runtime starts its
