@@ -911,10 +911,14 @@ impl Store {
 
     /// Every key under the tenant's prefix.
     pub async fn keys(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
-        let prefix = Self::tenant_prefix(tenant);
+        self.sorted_keys(&Self::tenant_prefix(tenant)).await
+    }
+
+    /// Every key under `prefix`, whole, in ascending order.
+    async fn sorted_keys(&self, prefix: &Path) -> Result<Vec<String>, StoreError> {
         let metas: Vec<_> = self
             .inner
-            .list(Some(&prefix))
+            .list(Some(prefix))
             .try_collect()
             .await
             .map_err(backend("list"))?;
@@ -1070,19 +1074,13 @@ impl Store {
         rel_prefix: &str,
     ) -> Result<Vec<String>, StoreError> {
         let (prefix, _) = Self::named_key(tenant, rel_prefix)?;
-        let metas: Vec<_> = self
-            .inner
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(backend("list"))?;
         let strip = format!("tenants/{tenant}/");
-        let mut keys: Vec<String> = metas
+        Ok(self
+            .sorted_keys(&prefix)
+            .await?
             .into_iter()
-            .filter_map(|m| m.location.as_ref().strip_prefix(&strip).map(str::to_string))
-            .collect();
-        keys.sort();
-        Ok(keys)
+            .filter_map(|k| k.strip_prefix(&strip).map(str::to_string))
+            .collect())
     }
 
     /// Delete the tenant's object at `tenants/<tenant>/<rel>`; one that does not exist is
