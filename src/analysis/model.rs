@@ -507,6 +507,54 @@ fn namespaces<'a>(
     }
 }
 
+/// The PodDisruptionBudgets of one namespace, indexed so that a pod's are found without
+/// testing every selector of the namespace against it (a namespace can hold hundreds, one
+/// per workload). A selector with `matchLabels` is filed under one of its pairs: any pod it
+/// selects carries that pair. The others are tested against every pod.
+#[derive(Default)]
+struct NamespacePdbs<'a> {
+    /// (label key, value) -> PDB indices whose `matchLabels` holds the pair.
+    by_label: HashMap<(&'a str, &'a str), Vec<u32>>,
+    /// PDBs whose selector has no `matchLabels` (only expressions, or empty).
+    unindexed: Vec<u32>,
+}
+
+impl<'a> NamespacePdbs<'a> {
+    fn add(&mut self, index: u32, pdb: &'a PodDisruptionBudget) {
+        // A PDB without a selector selects no pod (policy/v1), so it is filed nowhere.
+        let Some(selector) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+            return;
+        };
+        match selector.match_labels.as_ref().and_then(|m| m.iter().next()) {
+            Some((k, v)) => self
+                .by_label
+                .entry((k.as_str(), v.as_str()))
+                .or_default()
+                .push(index),
+            None => self.unindexed.push(index),
+        }
+    }
+
+    /// Indices (ascending, as listed in the snapshot) of the PDBs selecting `labels`.
+    fn selecting(&self, all: &[PodDisruptionBudget], labels: &SmallMap<CompactString>) -> Vec<u32> {
+        let mut found: Vec<u32> = self.unindexed.clone();
+        for (k, v) in labels.iter() {
+            if let Some(filed) = self.by_label.get(&(k.as_str(), v.as_str())) {
+                found.extend_from_slice(filed);
+            }
+        }
+        found.retain(|&i| {
+            let selector = all[i as usize]
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref());
+            label_selector_matches(selector, labels)
+        });
+        found.sort_unstable();
+        found
+    }
+}
+
 /// A required constraint on a non-hostname topology domain (zone…): every pod it
 /// selects, and its owner, is kept inside its current domain, which leaves the
 /// per-domain counts it constrains unchanged.
@@ -729,13 +777,13 @@ pub(crate) fn build<'a>(
         }
     }
 
-    // PDBs by namespace.
-    let mut pdbs_by_ns: HashMap<&str, Vec<u32>> = HashMap::new();
+    // PDBs by namespace, indexed by their selectors' matchLabels.
+    let mut pdbs_by_ns: HashMap<&str, NamespacePdbs<'a>> = HashMap::new();
     for (i, p) in snap.pod_disruption_budgets.iter().enumerate() {
         pdbs_by_ns
             .entry(p.metadata.namespace.as_deref().unwrap_or("default"))
             .or_default()
-            .push(i as u32);
+            .add(i as u32, p);
     }
 
     // Pass 1 over pods: requests, role, PDB membership, host terms, domain terms.
@@ -752,33 +800,6 @@ pub(crate) fn build<'a>(
     let mut pods: Vec<PodM<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pending: Vec<Pending<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pdb_matching = vec![0i64; snap.pod_disruption_budgets.len()];
-    // A pod's PDBs depend only on its values for the label keys its namespace's PDB
-    // selectors read: pods are grouped by those values (most labels, like
-    // `pod-template-hash` or a pod's own name, are read by no selector), and each group's
-    // PDBs are matched once.
-    let pdb_keys: HashMap<&str, Vec<&str>> = pdbs_by_ns
-        .iter()
-        .map(|(&ns, candidates)| {
-            let mut keys: Vec<&str> = candidates
-                .iter()
-                .filter_map(|&i| {
-                    snap.pod_disruption_budgets[i as usize]
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.selector.as_ref())
-                })
-                .flat_map(|sel| {
-                    let labels = sel.match_labels.iter().flatten().map(|(k, _)| k.as_str());
-                    let exprs = sel.match_expressions.iter().flatten();
-                    labels.chain(exprs.map(|e| e.key.as_str()))
-                })
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            (ns, keys)
-        })
-        .collect();
-    let mut pdb_cache: HashMap<(&str, Vec<Option<&str>>), Vec<u32>> = HashMap::new();
     let mut domain_terms: Vec<DomainTerm<'a>> = Vec::new();
     let mut domain_owner: Vec<(u32, &'a str)> = Vec::new();
     let mut unbound_pods = 0;
@@ -855,28 +876,11 @@ pub(crate) fn build<'a>(
         }
         let mut host_terms = Vec::new();
         if role == Role::Movable {
-            if let Some(candidates) = pdbs_by_ns.get(namespace) {
-                let seen: Vec<Option<&str>> = pdb_keys[namespace]
-                    .iter()
-                    .map(|&k| labels.get(k).map(CompactString::as_str))
-                    .collect();
-                let matched = pdb_cache.entry((namespace, seen)).or_insert_with(|| {
-                    candidates
-                        .iter()
-                        .copied()
-                        .filter(|&i| {
-                            let sel = snap.pod_disruption_budgets[i as usize]
-                                .spec
-                                .as_ref()
-                                .and_then(|s| s.selector.as_ref());
-                            label_selector_matches(sel, labels)
-                        })
-                        .collect()
-                });
-                for &i in matched.iter() {
+            if let Some(ns_pdbs) = pdbs_by_ns.get(namespace) {
+                p.pdbs = ns_pdbs.selecting(&snap.pod_disruption_budgets, labels);
+                for &i in &p.pdbs {
                     pdb_matching[i as usize] += 1;
                 }
-                p.pdbs = matched.clone();
             }
             let affinity = spec.affinity.as_ref();
             for term in affinity
@@ -1026,17 +1030,11 @@ pub(crate) fn build<'a>(
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.labels.as_ref());
         if let Some(labels) = template_labels
-            && let Some(cands) = pdbs_by_ns.get(dep.namespace)
-            && cands.iter().any(|&i| {
-                pdbs[i as usize].forbids
-                    && label_selector_matches(
-                        snap.pod_disruption_budgets[i as usize]
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.selector.as_ref()),
-                        labels,
-                    )
-            })
+            && let Some(ns_pdbs) = pdbs_by_ns.get(dep.namespace)
+            && ns_pdbs
+                .selecting(&snap.pod_disruption_budgets, labels)
+                .iter()
+                .any(|&i| pdbs[i as usize].forbids)
         {
             dep.pdb_forbids = true;
         }
@@ -1259,5 +1257,90 @@ pub(crate) fn build<'a>(
         unbound_pods,
         spot_prices: &aws.spot_prices,
         commitments: &aws.commitments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::analysis::input::PdbSpec;
+
+    const KEYS: [&str; 3] = ["app", "tier", "team"];
+    const VALUES: [&str; 2] = ["a", "b"];
+
+    fn pairs() -> impl Strategy<Value = Vec<(usize, usize)>> {
+        proptest::collection::vec((0..KEYS.len(), 0..VALUES.len()), 0..3)
+    }
+
+    /// A selector as clusters write them: none, empty, matchLabels and/or one expression
+    /// (valid or not: an `In` without values selects nothing).
+    fn selector() -> impl Strategy<Value = Option<LabelSelector>> {
+        let expression =
+            (0..KEYS.len(), 0..5usize, 0..3usize).prop_map(|(k, op, n)| LabelSelectorRequirement {
+                key: KEYS[k].into(),
+                operator: ["In", "NotIn", "Exists", "DoesNotExist", "Bogus"][op].into(),
+                values: (n > 0).then(|| VALUES[..n.min(2)].iter().map(|v| v.to_string()).collect()),
+            });
+        (
+            any::<bool>(),
+            proptest::option::of(pairs()),
+            proptest::option::of(expression),
+        )
+            .prop_map(|(present, labels, expression)| {
+                present.then(|| LabelSelector {
+                    match_labels: labels.map(|l| {
+                        l.into_iter()
+                            .map(|(k, v)| (KEYS[k].to_string(), VALUES[v].to_string()))
+                            .collect::<BTreeMap<_, _>>()
+                    }),
+                    match_expressions: expression.map(|e| vec![e]),
+                })
+            })
+    }
+
+    proptest! {
+        /// The index finds exactly the PDBs whose selector matches, in snapshot order, as
+        /// testing every selector of the namespace would.
+        #[test]
+        fn pdb_index_selects_what_every_selector_would(
+            selectors in proptest::collection::vec(selector(), 0..12),
+            pods in proptest::collection::vec(pairs(), 1..8),
+        ) {
+            let all: Vec<PodDisruptionBudget> = selectors
+                .into_iter()
+                .map(|selector| PodDisruptionBudget {
+                    spec: Some(PdbSpec {
+                        selector,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect();
+            let mut index = NamespacePdbs::default();
+            for (i, pdb) in all.iter().enumerate() {
+                index.add(i as u32, pdb);
+            }
+            for pod in pods {
+                let labels: SmallMap<CompactString> = pod
+                    .into_iter()
+                    .map(|(k, v)| (CompactString::from(KEYS[k]), CompactString::from(VALUES[v])))
+                    .collect();
+                let expected: Vec<u32> = (0..all.len() as u32)
+                    .filter(|&i| {
+                        let pdb = &all[i as usize];
+                        label_selector_matches(
+                            pdb.spec.as_ref().and_then(|s| s.selector.as_ref()),
+                            &labels,
+                        )
+                    })
+                    .collect();
+                prop_assert_eq!(index.selecting(&all, &labels), expected);
+            }
+        }
     }
 }
