@@ -159,7 +159,8 @@ fi
 # libraries), so it is apt-installed when we may; otherwise the browser test says it
 # skipped and why. (Without chromium, `chromium --version` fails with 127, which
 # pipefail and set -e would turn into the script's exit: hence the `|| true`.)
-chromium_note="chromium $({ chromium --version 2>/dev/null || true; } | sed -n 's/^Chromium \([^ ]*\).*/\1/p')"
+chromium_version() { { chromium --version 2>/dev/null || true; } | sed -n 's/^Chromium \([^ ]*\).*/\1/p'; }
+chromium_note="chromium $(chromium_version)"
 if ! command -v chromium >/dev/null 2>&1; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     say "installing Debian's chromium (headless browser for the dashboard test)"
@@ -167,7 +168,7 @@ if ! command -v chromium >/dev/null 2>&1; then
       run_logged "apt-get update" apt-get update -qq
       DEBIAN_FRONTEND=noninteractive run_logged "apt-get install chromium" apt-get install -y -qq --no-install-recommends chromium
     fi
-    chromium_note="chromium $({ chromium --version 2>/dev/null || true; } | sed -n 's/^Chromium \([^ ]*\).*/\1/p')"
+    chromium_note="chromium $(chromium_version)"
   else
     chromium_note="no chromium (apt-get install chromium as root; the dashboard's browser test skips without it)"
   fi
