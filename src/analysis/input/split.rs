@@ -80,47 +80,75 @@ pub(super) struct ValueEnd {
 impl ValueEnd {
     /// Scan the next bytes of the value (the first call starts at its first byte).
     /// `Some(n)`: the value ends after the first `n` bytes of `bytes`; `None`: it goes on.
+    ///
+    /// Eight bytes at a time: a word without a byte that can change the state (inside a
+    /// string `"` and `\`, outside one `"` and the four brackets) is passed over whole,
+    /// so the loop stops only where [`ValueEnd::step`] has something to do.
     pub(super) fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
         let mut i = 0;
         while i < bytes.len() {
-            if self.escaped {
-                self.escaped = false;
-                i += 1;
-                continue;
-            }
-            if self.in_string {
-                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
-                    None => return None,
-                    Some(j) => {
-                        i += j;
-                        if bytes[i] == b'\\' {
-                            self.escaped = true;
-                        } else {
-                            self.in_string = false;
-                            if self.depth == 0 {
-                                return Some(i + 1);
-                            }
-                        }
-                        i += 1;
-                        continue;
-                    }
+            if !self.escaped
+                && let Some(word) = bytes.get(i..i + 8)
+            {
+                let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+                let stops = if self.in_string {
+                    bytes_equal(word, b'"') | bytes_equal(word, b'\\')
+                } else {
+                    // Clearing bit 5 maps `{` onto `[` and `}` onto `]`, and no other
+                    // byte onto either.
+                    let folded = word & u64::from_le_bytes([0xDF; 8]);
+                    bytes_equal(word, b'"') | bytes_equal(folded, b'[') | bytes_equal(folded, b']')
+                };
+                if stops == 0 {
+                    i += 8;
+                    continue;
                 }
+                i += stops.trailing_zeros() as usize / 8;
             }
-            match bytes[i] {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' => {
-                    self.depth = self.depth.saturating_sub(1);
-                    if self.depth == 0 {
-                        return Some(i + 1);
-                    }
-                }
-                _ => {}
+            if self.step(bytes[i]) {
+                return Some(i + 1);
             }
             i += 1;
         }
         None
     }
+
+    /// Take one byte; `true` when it ends the value.
+    fn step(&mut self, b: u8) -> bool {
+        if self.escaped {
+            self.escaped = false;
+            return false;
+        }
+        if self.in_string {
+            match b {
+                b'\\' => self.escaped = true,
+                b'"' => {
+                    self.in_string = false;
+                    return self.depth == 0;
+                }
+                _ => {}
+            }
+            return false;
+        }
+        match b {
+            b'"' => self.in_string = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' => {
+                self.depth = self.depth.saturating_sub(1);
+                return self.depth == 0;
+            }
+            _ => {}
+        }
+        false
+    }
+}
+
+/// The high bit set in each byte of `word` that equals `b`, and no other bit. Exact: the
+/// sum below cannot carry from one byte into the next.
+fn bytes_equal(word: u64, b: u8) -> u64 {
+    const LOW7: u64 = u64::from_le_bytes([0x7F; 8]);
+    let x = word ^ u64::from_le_bytes([b; 8]);
+    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 /// A reader over pieces of bytes and runs of one byte: a document's parts behind the
@@ -287,8 +315,9 @@ impl<R: Read> Window<R> {
         // A buffer a merged batch gave back, if any: the same few buffers go round instead
         // of a fresh allocation per batch, which would leave the heap fragmented between
         // the objects kept.
+        // Its old bytes are left in place, not zeroed again: only `..end` is ever read,
+        // and everything there is written first (the copy below, then `fill`).
         let mut rest = self.spare.pop().unwrap_or_default();
-        rest.clear();
         rest.resize((self.end - upto + CHUNK).max(BATCH + CHUNK), 0);
         rest[..self.end - upto].copy_from_slice(&self.buf[upto..self.end]);
         let mut batch = std::mem::replace(&mut self.buf, rest);
@@ -903,5 +932,79 @@ fn empty(hint: Option<Kind>) -> Batch {
         bytes: Vec::new(),
         items: Vec::new(),
         hint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ValueEnd;
+    use proptest::prelude::*;
+
+    /// Where the value ends, one byte at a time: depth, strings, escapes (the rule
+    /// [`ValueEnd`] implements, written out plainly).
+    fn value_end_bytewise(bytes: &[u8]) -> Option<usize> {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for (i, &b) in bytes.iter().enumerate() {
+            if escaped {
+                escaped = false;
+            } else if in_string {
+                if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+            } else if b == b'"' {
+                in_string = true;
+            } else if b == b'{' || b == b'[' {
+                depth += 1;
+            } else if b == b'}' || b == b']' {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+        }
+        None
+    }
+
+    proptest! {
+        /// Eight bytes at a time or one, in one piece or cut anywhere: the same end, on
+        /// any bytes (the scanner never validates). The alphabet is mostly the bytes that
+        /// matter, plus the ones that differ from them in one bit (`;` `{`/`[` `}`/`]`
+        /// `|`, 0xDB, 0xFD, `\x02`, `\x7B` ...) so the word test meets its near misses.
+        #[test]
+        fn words_end_values_where_bytes_do(
+            bytes in proptest::collection::vec(
+                prop_oneof![
+                    4 => Just(b'"'), 4 => Just(b'\\'), 3 => Just(b'{'), 3 => Just(b'}'),
+                    3 => Just(b'['), 3 => Just(b']'), 6 => Just(b'a'), 2 => Just(b' '),
+                    1 => Just(b';'), 1 => Just(b'|'), 1 => Just(0xDB), 1 => Just(0xFB),
+                    1 => Just(0xDD), 1 => Just(0xA2), 1 => Just(0xDC), 1 => Just(0x02),
+                    2 => any::<u8>(),
+                ],
+                0..200,
+            ),
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+        ) {
+            let want = value_end_bytewise(&bytes);
+            prop_assert_eq!(ValueEnd::default().scan(&bytes), want);
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= bytes.len()).collect();
+            cuts.push(bytes.len());
+            cuts.sort_unstable();
+            let mut scan = ValueEnd::default();
+            let mut from = 0;
+            let mut got = None;
+            for cut in cuts {
+                if let Some(n) = scan.scan(&bytes[from..cut]) {
+                    got = Some(from + n);
+                    break;
+                }
+                from = cut;
+            }
+            prop_assert_eq!(got, want);
+        }
     }
 }
