@@ -46,13 +46,19 @@
 use super::model::{Model, NodeM, PodM, Res, Role};
 
 /// A segment tree over leaves holding free (cpu, mem, pods); internal nodes hold the
-/// component-wise maximum of their subtree.
+/// component-wise maximum of their subtree. The three figures of a tree node sit
+/// together, so a step of the descent reads one cache line, not three.
 pub(crate) struct FitTree {
     size: usize,
-    cpu: Vec<i64>,
-    mem: Vec<i64>,
-    pods: Vec<i64>,
+    max: Vec<Res>,
 }
+
+/// What a leaf that may not receive pods holds: below any need.
+const NO_ROOM: Res = Res {
+    cpu: i64::MIN,
+    mem: i64::MIN,
+    pods: i64::MIN,
+};
 
 impl FitTree {
     /// A tree with `n` leaves, all unavailable.
@@ -60,26 +66,27 @@ impl FitTree {
         let size = n.max(1).next_power_of_two();
         FitTree {
             size,
-            cpu: vec![i64::MIN; 2 * size],
-            mem: vec![i64::MIN; 2 * size],
-            pods: vec![i64::MIN; 2 * size],
+            max: vec![NO_ROOM; 2 * size],
         }
     }
 
     /// Set a leaf's free capacity (`None`: may not receive pods).
     pub fn set(&mut self, leaf: usize, free: Option<Res>) {
         let mut i = leaf + self.size;
-        let f = free.unwrap_or(Res {
-            cpu: i64::MIN,
-            mem: i64::MIN,
-            pods: i64::MIN,
-        });
-        (self.cpu[i], self.mem[i], self.pods[i]) = (f.cpu, f.mem, f.pods);
+        self.max[i] = free.unwrap_or(NO_ROOM);
         while i > 1 {
             i /= 2;
-            self.cpu[i] = self.cpu[2 * i].max(self.cpu[2 * i + 1]);
-            self.mem[i] = self.mem[2 * i].max(self.mem[2 * i + 1]);
-            self.pods[i] = self.pods[2 * i].max(self.pods[2 * i + 1]);
+            let (l, r) = (self.max[2 * i], self.max[2 * i + 1]);
+            let m = Res {
+                cpu: l.cpu.max(r.cpu),
+                mem: l.mem.max(r.mem),
+                pods: l.pods.max(r.pods),
+            };
+            if self.max[i] == m {
+                // Every node above already holds what it would be recomputed to.
+                break;
+            }
+            self.max[i] = m;
         }
     }
 
@@ -102,11 +109,8 @@ impl FitTree {
         limit: usize,
         accept: &mut impl FnMut(usize) -> bool,
     ) -> Option<usize> {
-        if lo >= limit
-            || self.cpu[i] < need.cpu
-            || self.mem[i] < need.mem
-            || self.pods[i] < need.pods
-        {
+        let have = self.max[i];
+        if lo >= limit || have.cpu < need.cpu || have.mem < need.mem || have.pods < need.pods {
             return None;
         }
         if hi - lo == 1 {
@@ -452,6 +456,38 @@ pub(crate) fn consolidate_ordered(model: &Model<'_>, headroom: f64, order: Order
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// After any sequence of updates, `first_fit` answers what a scan of the leaves
+        /// in order answers (the early stop in `set` included).
+        #[test]
+        fn fit_tree_answers_as_a_scan_does(
+            n in 1usize..40,
+            updates in proptest::collection::vec(
+                (0usize..40, proptest::option::of((0i64..8, 0i64..8, 0i64..3))),
+                0..120,
+            ),
+            queries in proptest::collection::vec(((0i64..8, 0i64..8, 0i64..3), 0usize..45, 0usize..40), 1..20),
+        ) {
+            let mut tree = FitTree::new(n);
+            let mut leaves: Vec<Option<Res>> = vec![None; n];
+            for (leaf, free) in updates {
+                let leaf = leaf % n;
+                let free = free.map(|(cpu, mem, pods)| Res { cpu, mem, pods });
+                tree.set(leaf, free);
+                leaves[leaf] = free;
+            }
+            for ((cpu, mem, pods), limit, refused) in queries {
+                let need = Res { cpu, mem, pods };
+                let fits = |j: usize| {
+                    leaves[j].is_some_and(|f| f.cpu >= cpu && f.mem >= mem && f.pods >= pods)
+                };
+                let want = (0..limit.min(n)).find(|&j| fits(j) && j != refused);
+                prop_assert_eq!(tree.first_fit(need, limit, &mut |j| j != refused), want);
+            }
+        }
+    }
 
     #[test]
     fn fit_tree_finds_first_fitting_leaf_before_limit() {
