@@ -7,7 +7,7 @@
 //! values for every label key some signature mentions, equal hard taints), so the
 //! label/taint predicates are evaluated once per (signature, class), not per (pod, node).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use compact_str::CompactString;
 
