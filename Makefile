@@ -12,7 +12,7 @@ TOOLS_BIN := $(REPO)/.tools/bin
 # Extra arguments for cargo test, e.g. `make test CARGO_TEST_ARGS='-- e2e'`.
 CARGO_TEST_ARGS ?=
 
-.PHONY: tools build crds prices test verify demo bench bench-scale bench-memory bench-history bench-store clean-demo image
+.PHONY: tools build crds prices test verify demo bench bench-scale bench-memory bench-history bench-store bench-cli clean-demo image
 
 ## tools: python venv with moto (.venv) and kubectl + helm (.tools/bin)
 tools:
@@ -56,7 +56,7 @@ image: tools
 	"$(REPO)/scripts/image.sh" $(IMAGE_ARGS)
 
 ## bench: every benchmark (release build); figures go to BENCHMARKS.md by hand
-bench: tools bench-scale bench-memory bench-history bench-store
+bench: tools bench-scale bench-memory bench-history bench-store bench-cli
 	CROSSGUARD_VENV="$(VENV)" cargo bench --bench broker --bench sanitize --bench analysis --bench dashboard
 
 # The AWS SDK clients are linked into the scale benchmark but never run (the in-memory AWS
@@ -84,6 +84,14 @@ bench-history:
 ## picks sizes, CROSSGUARD_BENCH_OPERATOR=/path/to/crossguard measures another build
 bench-memory: tools
 	CROSSGUARD_VENV="$(VENV)" PATH="$(TOOLS_BIN):$$PATH" cargo bench $(SCALE_BENCH_CONFIG) --bench operator_memory
+
+## bench-cli: `crossguard analyze` on a 5,000-node / 150,000-pod dump against a plain
+## parse of it, fresh processes run alternately (BENCHMARKS.md "Analysis");
+## CLI_BENCH_ARGS='NODES PODS SEED ROUNDS' picks another dump
+CLI_BENCH_ARGS ?=
+bench-cli:
+	cargo build $(SCALE_BENCH_CONFIG) --profile bench --bin crossguard --example synthetic-dump --example parse-baseline
+	"$(REPO)/benches/analyze-cli.sh" $(CLI_BENCH_ARGS)
 
 ## clean-demo: stop anything a demo left running and remove .demo/
 clean-demo:
