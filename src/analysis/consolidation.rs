@@ -47,7 +47,7 @@ use super::model::{Model, NodeM, PodM, Res, Role};
 
 /// A segment tree over leaves holding free (cpu, mem, pods); internal nodes hold the
 /// component-wise maximum of their subtree. The three figures of a tree node sit
-/// together, so a step of the descent reads one cache line, not three.
+/// together (24 bytes), so a step of the descent mostly reads one cache line, not three.
 pub(crate) struct FitTree {
     size: usize,
     max: Vec<Res>,
