@@ -315,6 +315,14 @@ pub struct PodDisruptionBudget {
     pub status: Option<PdbStatus>,
 }
 
+impl PodDisruptionBudget {
+    /// `spec.selector`, if the PDB has a spec and a selector. Without one it selects no
+    /// pod (policy/v1), and the analysis's selector matching answers `false` for `None`.
+    pub fn selector(&self) -> Option<&LabelSelector> {
+        self.spec.as_ref().and_then(|s| s.selector.as_ref())
+    }
+}
+
 /// The budget of a PodDisruptionBudget.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]

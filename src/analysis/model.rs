@@ -527,12 +527,7 @@ impl<'a> NamespacePdbs<'a> {
     /// Index the PDBs `indices` (ascending) of one namespace; `all` is the snapshot's list.
     fn new(all: &'a [PodDisruptionBudget], indices: &[u32]) -> Self {
         // A PDB without a selector selects no pod (policy/v1), so it is filed nowhere.
-        let selector = |i: u32| {
-            all[i as usize]
-                .spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-        };
+        let selector = |i: u32| all[i as usize].selector();
         let pairs = |i: u32| {
             selector(i)
                 .and_then(|s| s.match_labels.as_ref())
@@ -568,13 +563,7 @@ impl<'a> NamespacePdbs<'a> {
                 found.extend_from_slice(filed);
             }
         }
-        found.retain(|&i| {
-            let selector = all[i as usize]
-                .spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref());
-            label_selector_matches(selector, labels)
-        });
+        found.retain(|&i| label_selector_matches(all[i as usize].selector(), labels));
         found.sort_unstable();
         found
     }
@@ -1364,13 +1353,7 @@ mod tests {
                     .map(|(k, v)| (CompactString::from(KEYS[k]), CompactString::from(VALUES[v])))
                     .collect();
                 let expected: Vec<u32> = (0..all.len() as u32)
-                    .filter(|&i| {
-                        let pdb = &all[i as usize];
-                        label_selector_matches(
-                            pdb.spec.as_ref().and_then(|s| s.selector.as_ref()),
-                            &labels,
-                        )
-                    })
+                    .filter(|&i| label_selector_matches(all[i as usize].selector(), &labels))
                     .collect();
                 prop_assert_eq!(index.selecting(&all, &labels), expected);
             }
