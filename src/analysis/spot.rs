@@ -120,7 +120,9 @@ pub(crate) fn spot_candidates(
         eligible: f64,
         workload_pods: usize,
         eligible_pods: usize,
-        deployments: BTreeSet<String>,
+        /// Indices into `model.deployments`: named once per group at the end, not once
+        /// per pod (tens of thousands of pods share a few thousand Deployments).
+        deployments: BTreeSet<u32>,
         family: Option<String>,
         instance_type: Option<String>,
         os: String,
@@ -161,11 +163,9 @@ pub(crate) fn spot_candidates(
             && let Some(d) = pod.deployment
             && model.deployments[d as usize].spot_eligible()
         {
-            let dep = &model.deployments[d as usize];
             acc.eligible += weight;
             acc.eligible_pods += 1;
-            acc.deployments
-                .insert(format!("{}/{}", dep.namespace, dep.name));
+            acc.deployments.insert(d);
         }
     }
     groups
@@ -174,9 +174,20 @@ pub(crate) fn spot_candidates(
         .map(|(g, a)| {
             let whole_group = a.eligible_pods == a.workload_pods;
             let fam = a.family.unwrap_or_default();
+            let mut deployments: Vec<String> = a
+                .deployments
+                .into_iter()
+                .map(|d| {
+                    let dep = &model.deployments[d as usize];
+                    format!("{}/{}", dep.namespace, dep.name)
+                })
+                .collect();
+            // In the order of the names, as the report has always listed them.
+            deployments.sort_unstable();
+            deployments.dedup();
             SpotCandidate {
                 nodegroup: g.to_string(),
-                deployments: a.deployments.into_iter().collect(),
+                deployments,
                 eligible_pods: a.eligible_pods,
                 share: if whole_group {
                     1.0
