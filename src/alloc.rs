@@ -47,8 +47,11 @@ unsafe impl GlobalAlloc for ZeroOnFree {
 /// arena-sized steps. Two arenas bound that drift: in the scale benchmark (BENCHMARKS.md
 /// "Memory per tenant", 2026-12-01, two runs each, same code otherwise) the resident size
 /// per tenant (less the AWS fake) from 100 to 300 tenants fell from 59 KiB to 26–32 KiB;
-/// from 300 to 1,000 it stayed at 38–44 KiB. Its effect on a large analysis's time is
-/// not measured.
+/// from 300 to 1,000 it stayed at 38–44 KiB. `crossguard analyze` sets the same limit
+/// before its reader starts worker threads: on the 203 MB dump of BENCHMARKS.md
+/// "Analysis" its peak RSS went from 287,540–289,620 KiB to 281,304–283,236 KiB, and its
+/// wall time stayed within the noise (1.15–1.37 s before, 1.17–1.36 s after; five
+/// alternating runs each, 2026-12-01).
 pub const OPERATOR_MALLOC_ARENAS: i32 = 2;
 
 /// Limit glibc's malloc to `arenas` arenas; call it before the runtime starts its

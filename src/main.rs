@@ -1012,6 +1012,10 @@ fn dispatch() -> anyhow::Result<()> {
             scale_down_profile,
             output,
         } => {
+            // Before the reader starts its worker threads: freed batches and merged
+            // per-worker results then land in two heaps, not one per thread (peak RSS on
+            // the 203 MB dump, BENCHMARKS.md "Analysis").
+            crossguard::alloc::limit_malloc_arenas(crossguard::alloc::OPERATOR_MALLOC_ARENAS);
             let input = input.or(snapshot).unwrap_or_else(|| PathBuf::from("-"));
             analyze_command(
                 &input,
