@@ -40,23 +40,25 @@ unsafe impl GlobalAlloc for ZeroOnFree {
     }
 }
 
-/// Arenas the operator lets glibc's malloc keep (`M_ARENA_MAX`). glibc gives threads up to
-/// 8 arenas per core (mallopt(3)); each keeps the memory freed into it, so the tokio
-/// workers and the blocking pool (file store, analyses) spread the transient memory of
-/// reconciles over up to 16 heaps on 2 cores and the resident size drifts upward in
-/// arena-sized steps. Two arenas bound that drift: in the scale benchmark (BENCHMARKS.md
-/// "Memory per tenant", 2026-12-01, two runs each, same code otherwise) the resident size
-/// per tenant (less the AWS fake) from 100 to 300 tenants fell from 59 KiB to 26–32 KiB;
-/// from 300 to 1,000 it stayed at 38–44 KiB. `crossguard analyze` sets the same limit
+/// Arenas `crossguard run` and `crossguard analyze` let glibc's malloc keep
+/// (`M_ARENA_MAX`). glibc gives threads up to 8 arenas per core (mallopt(3)); each keeps
+/// the memory freed into it, so the tokio workers and the blocking pool (file store,
+/// analyses) spread the transient memory of reconciles over up to 16 heaps on 2 cores and
+/// the resident size drifts upward in arena-sized steps. Two arenas bound that drift: in
+/// the scale benchmark (BENCHMARKS.md "Memory per tenant", 2026-12-01, two runs each, same
+/// code otherwise) the resident size per tenant (less the AWS fake) from 100 to 300
+/// tenants fell from 59 KiB to 26–32 KiB; from 300 to 1,000 it stayed at 38–44 KiB.
+/// (Sixteen later runs of the 100 -> 300 step spread over 18.6–61.1 KiB, median 45.4:
+/// BENCHMARKS.md "The 100->300 step, again".) `crossguard analyze` sets the same limit
 /// before its reader starts worker threads: on the 203 MB dump of BENCHMARKS.md
 /// "Analysis" its peak RSS went from 287,540–289,620 KiB to 281,304–283,236 KiB, and its
 /// wall time stayed within the noise (1.15–1.37 s before, 1.17–1.36 s after; five
 /// alternating runs each, 2026-12-01).
 pub const OPERATOR_MALLOC_ARENAS: i32 = 2;
 
-/// Limit glibc's malloc to `arenas` arenas; call it before the runtime starts its
-/// threads. Returns whether the limit was set: false on other C libraries (musl has no
-/// arenas) or when glibc refused the value.
+/// Limit glibc's malloc to `arenas` arenas; call it before the process starts threads
+/// (the tokio runtime's, the dump reader's workers). Returns whether the limit was set:
+/// false on other C libraries (musl has no arenas) or when glibc refused the value.
 pub fn limit_malloc_arenas(arenas: i32) -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
