@@ -8,7 +8,10 @@
 //! ("Scale: 1,000 tenants").
 //!
 //! Run: `make bench-scale` (or `cargo bench --bench scale`; `-- --tenants 1000` for one
-//! size). It is not a test: `make test` does not build or run it.
+//! size, `-- --repeat 1` for one run of each instead of [`DEFAULT_REPEAT`]). Each run of a
+//! size starts a fresh operator process; the runs go in rounds (every size once, then
+//! again), and the summary takes growth per tenant between the sizes' medians, with each
+//! round's own figure beside it. It is not a test: `make test` does not build or run it.
 //!
 //! Four processes, so that the operator's memory is measured alone:
 //! - this one, the orchestrator: seeds the management cluster, watches for Ready, makes the
@@ -85,6 +88,12 @@ static ALLOC: Counting = Counting;
 const ROLE: &str = "CROSSGUARD_SCALE_ROLE";
 /// The sizes run by default.
 const SIZES: [usize; 3] = [100, 300, 1000];
+
+/// How many times each size runs unless `--repeat` says otherwise. A single run's peak
+/// RSS moves by several MiB with the allocator's timing (BENCHMARKS.md, "Memory per
+/// tenant"), which over 200 tenants is tens of KiB per tenant; the summary's growth per
+/// tenant is taken between the sizes' medians.
+const DEFAULT_REPEAT: usize = 5;
 /// The namespace of every tenant.
 const NS: &str = "tenants";
 const REGION: &str = "us-east-1";
@@ -647,26 +656,40 @@ impl Drop for Proc {
 
 fn orchestrate() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let sizes: Vec<usize> = match args.iter().position(|a| a == "--tenants") {
-        Some(i) => args
-            .get(i + 1)
-            .expect("--tenants N[,N...]")
+    let value = |flag: &str| {
+        args.iter().position(|a| a == flag).map(|i| {
+            args.get(i + 1)
+                .unwrap_or_else(|| panic!("{flag} takes a value"))
+        })
+    };
+    let sizes: Vec<usize> = match value("--tenants") {
+        Some(list) => list
             .split(',')
-            .map(|n| n.parse().expect("--tenants takes numbers"))
+            .map(|n| n.parse().expect("--tenants takes numbers: N[,N...]"))
             .collect(),
         None => SIZES.to_vec(),
     };
+    let repeat: usize = value("--repeat").map_or(DEFAULT_REPEAT, |r| {
+        r.parse()
+            .ok()
+            .filter(|&r| r > 0)
+            .expect("--repeat takes a positive number")
+    });
     println!(
         "scale benchmark: N CustomerAccounts + N ManagedClusters, one operator \
-         (--max-concurrent-reconciles {}), {} cores",
+         (--max-concurrent-reconciles {}), {} cores, each size {repeat} time(s)",
         controller::DEFAULT_MAX_CONCURRENT_RECONCILES,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let mut results = Vec::new();
-    for n in sizes {
-        let result = runtime().block_on(run_size(n));
-        print_result(&result);
-        results.push(result);
+    // Rounds, not one size after another: a change in the machine's load then falls on
+    // every size alike instead of on one.
+    let mut results: Vec<Vec<Outcome>> = sizes.iter().map(|_| Vec::new()).collect();
+    for round in 1..=repeat {
+        for (i, &n) in sizes.iter().enumerate() {
+            let result = runtime().block_on(run_size(n));
+            print_result(&result, round, repeat);
+            results[i].push(result);
+        }
     }
     print_summary(&results);
 }
@@ -1082,10 +1105,10 @@ fn kib(report: &Value, field: &str) -> f64 {
     report[field].as_f64().unwrap_or(0.0)
 }
 
-fn print_result(o: &Outcome) {
+fn print_result(o: &Outcome, round: usize, rounds: usize) {
     let n = o.tenants;
     let r = &o.final_report;
-    println!("\n== {n} CustomerAccounts + {n} ManagedClusters");
+    println!("\n== {n} CustomerAccounts + {n} ManagedClusters (run {round} of {rounds})");
     println!(
         "  all {} Ready after                 {:.1}s (from the operator's start)",
         2 * n,
@@ -1149,51 +1172,93 @@ fn print_result(o: &Outcome) {
     println!("  reconciles by kind and outcome     {}", r["reconciles"]);
 }
 
-fn print_summary(results: &[Outcome]) {
-    if results.len() < 2 {
+/// The median of `values` (the mean of the middle two when their number is even); NaN
+/// when there are none.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// `runs` per size (each size's runs in round order): a table of each size's medians, then
+/// the growth per tenant between consecutive sizes, from the medians and round by round.
+fn print_summary(runs: &[Vec<Outcome>]) {
+    if runs.len() < 2 && runs.first().is_none_or(|r| r.len() < 2) {
         return;
     }
-    println!("\n== per tenant (growth between sizes; a tenant = one account + one cluster)");
+    let med = |size: &[Outcome], f: &dyn Fn(&Outcome) -> f64| median(size.iter().map(f).collect());
+    let hwm = |o: &Outcome| kib(&o.final_report, "vm_hwm_kib");
+    let rss = |o: &Outcome| kib(&o.final_report, "vm_rss_kib");
+    let heap = |o: &Outcome| kib(&o.final_report, "live_heap_bytes") / 1024.0;
+    let fake = |o: &Outcome| {
+        (kib(&o.final_report, "fake_aws_seeded_bytes")
+            + kib(&o.final_report, "fake_aws_records_bytes"))
+            / 1024.0
+    };
     println!(
-        "  {:>6} {:>10} {:>12} {:>14} {:>16} {:>14}",
-        "N", "Ready (s)", "HWM (MiB)", "steady rec/s", "API req/rec", "Ready s/tenant"
+        "\n== per size: medians of {} run(s) each (peak RSS: min-max of the runs too)",
+        runs.iter().map(Vec::len).max().unwrap_or(0)
     );
-    for o in results {
+    println!(
+        "  {:>6} {:>10} {:>12} {:>15} {:>14} {:>16} {:>14}",
+        "N", "Ready (s)", "HWM (MiB)", "HWM range", "steady rec/s", "API req/rec", "Ready s/tenant"
+    );
+    for size in runs {
+        let Some(first) = size.first() else { continue };
+        let (lo, hi) = size
+            .iter()
+            .map(hwm)
+            .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let ready = med(size, &|o| o.ready_secs);
         println!(
-            "  {:>6} {:>10.1} {:>12.1} {:>14.1} {:>16.2} {:>14.4}",
-            o.tenants,
-            o.ready_secs,
-            kib(&o.final_report, "vm_hwm_kib") / 1024.0,
-            o.steady_reconciles / o.steady_secs,
-            o.steady_requests.total as f64 / o.steady_reconciles,
-            o.ready_secs / o.tenants as f64
+            "  {:>6} {:>10.1} {:>12.1} {:>15} {:>14.1} {:>16.2} {:>14.4}",
+            first.tenants,
+            ready,
+            med(size, &hwm) / 1024.0,
+            format!("{:.1}-{:.1}", lo / 1024.0, hi / 1024.0),
+            med(size, &|o| o.steady_reconciles / o.steady_secs),
+            med(size, &|o| o.steady_requests.total as f64
+                / o.steady_reconciles),
+            ready / first.tenants as f64
         );
     }
-    for pair in results.windows(2) {
+    println!("\n== per tenant: growth between sizes (a tenant = one account + one cluster)");
+    for pair in runs.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
-        let dn = (b.tenants - a.tenants) as f64;
-        let per = |field: &str| {
-            (kib(&b.final_report, field) - kib(&a.final_report, field)) * 1024.0 / dn / 1024.0
+        let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
+            continue;
         };
-        let heap = (kib(&b.final_report, "live_heap_bytes")
-            - kib(&a.final_report, "live_heap_bytes"))
-            / dn
-            / 1024.0;
-        let fake_bytes =
-            |r: &Value| kib(r, "fake_aws_seeded_bytes") + kib(r, "fake_aws_records_bytes");
-        let fake = (fake_bytes(&b.final_report) - fake_bytes(&a.final_report)) / dn / 1024.0;
+        let dn = b0.tenants as f64 - a0.tenants as f64;
+        // KiB per tenant from size a to size b of `f` (KiB).
+        let step = |fa: f64, fb: f64| (fb - fa) / dn;
+        let of_medians = |f: &dyn Fn(&Outcome) -> f64| step(med(a, f), med(b, f));
+        let less_fake = |x: &Outcome, y: &Outcome| step(hwm(x), hwm(y)) - step(fake(x), fake(y));
+        let by_round: Vec<String> = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| format!("{:.1}", less_fake(x, y)))
+            .collect();
         println!(
-            "  {} -> {}: peak RSS {:.1} KiB/tenant, RSS at the end {:.1} KiB/tenant, live heap {:.1} KiB/tenant, \
-             of which the AWS fake's world and call records {:.1} KiB: operator peak RSS less the fake {:.1} KiB/tenant; \
+            "  {} -> {}, between the medians: peak RSS {:.1} KiB/tenant, RSS at the end {:.1}, live heap {:.1}, \
+             of which the AWS fake's world and call records {:.1}: operator peak RSS less the fake {:.1} KiB/tenant; \
              Ready time {:.1} ms/tenant",
-            a.tenants,
-            b.tenants,
-            per("vm_hwm_kib"),
-            per("vm_rss_kib"),
-            heap,
-            fake,
-            per("vm_hwm_kib") - fake,
-            (b.ready_secs - a.ready_secs) * 1000.0 / dn
+            a0.tenants,
+            b0.tenants,
+            of_medians(&hwm),
+            of_medians(&rss),
+            of_medians(&heap),
+            of_medians(&fake),
+            of_medians(&hwm) - of_medians(&fake),
+            of_medians(&|o| o.ready_secs) * 1000.0,
+        );
+        println!(
+            "  {} -> {}, round by round: operator peak RSS less the fake {} KiB/tenant",
+            a0.tenants,
+            b0.tenants,
+            by_round.join(", ")
         );
     }
 }
