@@ -43,7 +43,7 @@
 //! their zone rather than by recomputing skew; local PersistentVolumes cannot be told
 //! from EBS ones without PV objects in the snapshot, so they are treated as zonal.
 
-use super::model::{Model, NodeM, PodM, Res, Role};
+use super::model::{HostTerms, Model, NodeM, PodM, Res, Role};
 
 /// A segment tree over leaves holding free (cpu, mem, pods); internal nodes hold the
 /// component-wise maximum of their subtree. The three figures of a tree node sit
@@ -186,11 +186,16 @@ fn pinned_pod(model: &Model<'_>, node: usize) -> Option<u32> {
         .find(|&p| matches!(model.pods[p as usize].role, Role::Pinned(_)))
 }
 
-/// Would placing `pod` on a node holding `members` break hostname anti-affinity (either way)?
-fn host_terms_ok(pods: &[PodM<'_>], pod: &PodM<'_>, members: &[u32]) -> bool {
+/// Would placing pod `p` on a node holding `members` break hostname anti-affinity (either
+/// way)?
+fn host_terms_ok(pods: &[PodM<'_>], terms: &HostTerms, p: u32, members: &[u32]) -> bool {
+    let pod = &pods[p as usize];
     members.iter().all(|&q| {
-        let q = &pods[q as usize];
-        !pod.host_terms.iter().any(|t| t.matches(q)) && !q.host_terms.iter().any(|t| t.matches(pod))
+        !pod.host_terms.iter().any(|&t| terms.selects(t, q))
+            && !pods[q as usize]
+                .host_terms
+                .iter()
+                .any(|&t| terms.selects(t, p))
     })
 }
 
@@ -393,7 +398,7 @@ pub(crate) fn consolidate_ordered(model: &Model<'_>, headroom: f64, order: Order
                 let mut accept = |j: usize| {
                     let dest = nodes_k[j] as usize;
                     (pod.host_terms.is_empty() && with_terms[dest] == 0)
-                        || host_terms_ok(&model.pods, pod, &members[dest])
+                        || host_terms_ok(&model.pods, &model.host_terms, p, &members[dest])
                 };
                 if let Some(j) = trees[k as usize].first_fit(pod.req, limit, &mut accept) {
                     let dest = nodes_k[j];

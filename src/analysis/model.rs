@@ -115,7 +115,7 @@ pub(crate) enum Role {
 }
 
 /// Namespaces a pod-affinity term looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Namespaces<'a> {
     List(Vec<&'a str>),
     All,
@@ -130,12 +130,162 @@ pub(crate) struct HostTerm<'a> {
 }
 
 impl HostTerm<'_> {
+    #[cfg(test)]
     pub fn matches(&self, pod: &PodM<'_>) -> bool {
+        self.selects(pod.namespace, pod.labels)
+    }
+
+    /// Does the term select a pod of `namespace` with `labels`?
+    pub fn selects(&self, namespace: &str, labels: &SmallMap<CompactString>) -> bool {
         let ns_ok = match &self.namespaces {
             Namespaces::All => true,
-            Namespaces::List(l) => l.contains(&pod.namespace),
+            Namespaces::List(l) => l.contains(&namespace),
         };
-        ns_ok && label_selector_matches(self.selector, pod.labels)
+        ns_ok && label_selector_matches(self.selector, labels)
+    }
+}
+
+// Equal namespaces and an equal selector (by value) are the same term, so the replicas of
+// one Deployment share one entry in [`HostTerms::terms`].
+impl PartialEq for HostTerm<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.namespaces == other.namespaces && self.selector == other.selector
+    }
+}
+
+impl Eq for HostTerm<'_> {}
+
+impl std::hash::Hash for HostTerm<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.namespaces.hash(state);
+        // LabelSelector has no Hash; its fields do, but for the requirements' operator
+        // and values, which are hashed one by one.
+        let Some(selector) = self.selector else {
+            state.write_u8(0);
+            return;
+        };
+        state.write_u8(1);
+        selector.match_labels.hash(state);
+        for e in selector.match_expressions.iter().flatten() {
+            (&e.key, &e.operator, &e.values).hash(state);
+        }
+    }
+}
+
+/// The cluster's hostname terms, interned, with the label sets each selects: consolidation
+/// asks "does term `t` select the pods of label set `l`" with a search in a short sorted
+/// list instead of comparing a namespace and labels for every pod on every node it tries.
+#[derive(Debug, Default)]
+pub(crate) struct HostTerms {
+    /// Per pod (as [`Model::pods`]), its label set; empty when there are no terms.
+    label_set: Vec<u32>,
+    /// Per term, the label sets ([`PodM::label_set`]) it selects, ascending.
+    selected: Vec<Vec<u32>>,
+}
+
+impl HostTerms {
+    /// Interns the label sets of `pods` (each pod's namespace and labels, as
+    /// [`Model::pods`]) and finds the sets each of `terms` (distinct; [`PodM::host_terms`]
+    /// index them) selects. A term's verdict on a pod depends on the pod's
+    /// namespace and the values of the label keys the term's selector names, nothing else,
+    /// so pods equal in those share a set however their other labels differ (a
+    /// StatefulSet's pod-name label). Without terms nothing is done.
+    fn new(terms: &[HostTerm<'_>], pods: &[(&str, &SmallMap<CompactString>)]) -> HostTerms {
+        if terms.is_empty() {
+            return HostTerms::default();
+        }
+        let mut keys: Vec<&str> = terms
+            .iter()
+            .filter_map(|t| t.selector)
+            .flat_map(|s| {
+                let labels = s.match_labels.iter().flatten().map(|(k, _)| k.as_str());
+                let exprs = s.match_expressions.iter().flatten().map(|e| e.key.as_str());
+                labels.chain(exprs)
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        // A set's first pod stands for it.
+        let mut sets: Vec<(&str, &SmallMap<CompactString>)> = Vec::new();
+        let mut label_set = Vec::with_capacity(pods.len());
+        // [namespace, the value of each key] -> set
+        let mut index: HashMap<Vec<Option<&str>>, u32> = HashMap::new();
+        let mut seen: Vec<Option<&str>> = Vec::with_capacity(keys.len() + 1);
+        for &(namespace, labels) in pods {
+            seen.clear();
+            seen.push(Some(namespace));
+            seen.extend(
+                keys.iter()
+                    .map(|k| labels.get(*k).map(CompactString::as_str)),
+            );
+            label_set.push(match index.get(seen.as_slice()) {
+                Some(&set) => set,
+                None => {
+                    let set = sets.len() as u32;
+                    sets.push((namespace, labels));
+                    index.insert(seen.clone(), set);
+                    set
+                }
+            });
+        }
+        // Sets by (key, value), so that a term is tried only on sets that can match it.
+        let mut by_value: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
+        for (set, (_, labels)) in sets.iter().enumerate() {
+            for &k in &keys {
+                if let Some(v) = labels.get(k) {
+                    by_value
+                        .entry((k, v.as_str()))
+                        .or_default()
+                        .push(set as u32);
+                }
+            }
+        }
+        let all: Vec<u32> = (0..sets.len() as u32).collect();
+        let selected = terms
+            .iter()
+            .map(|t| {
+                // A matchLabels pair, or an In requirement, that every selected set must
+                // have: its sets (ascending, as pushed); else every set.
+                let required = t.selector.and_then(|s| {
+                    let pair = s.match_labels.iter().flatten().next();
+                    pair.map(|(k, v)| vec![(k.as_str(), v.as_str())])
+                        .or_else(|| {
+                            s.match_expressions
+                                .iter()
+                                .flatten()
+                                .find(|e| e.operator == "In")
+                                .map(|e| {
+                                    let values = e.values.iter().flatten();
+                                    values.map(|v| (e.key.as_str(), v.as_str())).collect()
+                                })
+                        })
+                });
+                let mut candidates: Vec<u32> = match required {
+                    Some(pairs) => pairs
+                        .iter()
+                        .flat_map(|p| by_value.get(p).into_iter().flatten().copied())
+                        .collect(),
+                    None => all.clone(),
+                };
+                candidates.sort_unstable();
+                candidates.dedup();
+                candidates.retain(|&set| {
+                    let (namespace, labels) = sets[set as usize];
+                    t.selects(namespace, labels)
+                });
+                candidates
+            })
+            .collect();
+        HostTerms {
+            label_set,
+            selected,
+        }
+    }
+
+    /// Does term `term` select pod `pod` (an index into [`Model::pods`])?
+    pub fn selects(&self, term: u32, pod: u32) -> bool {
+        let set = self.label_set[pod as usize];
+        self.selected[term as usize].binary_search(&set).is_ok()
     }
 }
 
@@ -266,7 +416,9 @@ pub(crate) struct PodM<'a> {
     pub req: Res,
     pub role: Role,
     pub sig: u32,
-    pub host_terms: Vec<HostTerm<'a>>,
+    /// Its required hostname anti-affinity terms (and hostname spread constraints), as
+    /// indices into [`HostTerms::terms`].
+    pub host_terms: Vec<u32>,
     /// Index into [`Model::deployments`] when a Deployment owns it (via its ReplicaSet).
     pub deployment: Option<u32>,
 }
@@ -304,6 +456,11 @@ pub(crate) struct Model<'a> {
     pub pods: Vec<PodM<'a>>,
     pub node_pods: Vec<Vec<u32>>,
     pub sigs: Vec<Sig>,
+    pub host_terms: HostTerms,
+    /// The distinct hostname terms ([`PodM::host_terms`] index them), for the tests, which
+    /// check placements against the terms themselves.
+    #[cfg(test)]
+    pub host_term_list: Vec<HostTerm<'a>>,
     pub n_classes: usize,
     /// `allowed[sig * n_classes + class]`.
     allowed: Vec<bool>,
@@ -823,6 +980,15 @@ pub(crate) fn build<'a>(
     let mut pods: Vec<PodM<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pending: Vec<Pending<'a>> = Vec::with_capacity(snap.pods.len());
     let mut pdb_matching = vec![0i64; snap.pod_disruption_budgets.len()];
+    let mut host_term_list: Vec<HostTerm<'a>> = Vec::new();
+    let mut host_term_index: HashMap<HostTerm<'a>, u32> = HashMap::new();
+    let mut intern_host_term = |term: HostTerm<'a>| -> u32 {
+        let next = host_term_list.len() as u32;
+        *host_term_index.entry(term).or_insert_with_key(|t| {
+            host_term_list.push(t.clone());
+            next
+        })
+    };
     let mut domain_terms: Vec<DomainTerm<'a>> = Vec::new();
     let mut domain_owner: Vec<(u32, &'a str)> = Vec::new();
     let mut unbound_pods = 0;
@@ -921,10 +1087,10 @@ pub(crate) fn build<'a>(
                     term.namespace_selector.as_ref(),
                 );
                 if term.topology_key == LABEL_HOSTNAME {
-                    host_terms.push(HostTerm {
+                    host_terms.push(intern_host_term(HostTerm {
                         namespaces: ns,
                         selector: term.label_selector.as_ref(),
-                    });
+                    }));
                 } else {
                     domain_terms.push(DomainTerm {
                         key: &term.topology_key,
@@ -956,10 +1122,10 @@ pub(crate) fn build<'a>(
                 let ns = Namespaces::List(vec![namespace]);
                 if c.topology_key == LABEL_HOSTNAME {
                     // One matching pod per host keeps any hostname skew ≤ 1 ≤ maxSkew.
-                    host_terms.push(HostTerm {
+                    host_terms.push(intern_host_term(HostTerm {
                         namespaces: ns,
                         selector: c.label_selector.as_ref(),
-                    });
+                    }));
                 } else {
                     domain_terms.push(DomainTerm {
                         key: &c.topology_key,
@@ -986,87 +1152,103 @@ pub(crate) fn build<'a>(
         });
         pending.push(p);
     }
+    // The hostname terms' label sets are found beside the rest of the model, on another
+    // thread (inline when none can be started): they need only the pods' namespaces and
+    // labels, which are final here.
+    let labelled: Vec<(&str, &SmallMap<CompactString>)> = if host_term_list.is_empty() {
+        Vec::new()
+    } else {
+        pods.iter().map(|p| (p.namespace, p.labels)).collect()
+    };
+    std::thread::scope(|scope| {
+        let host_terms = std::thread::Builder::new()
+            .name("host-terms".into())
+            .spawn_scoped(scope, || HostTerms::new(&host_term_list, &labelled));
 
-    // Fargate nodes cost what their pods are provisioned with.
-    for nd in nodes.iter_mut().filter(|n| n.fargate) {
-        let rates = prices.fargate_rates(&nd.region);
-        nd.hourly = match (rates, &nd.unpriced) {
-            (Some(r), None) => Some(r.hourly(nd.fargate_capacity.0, nd.fargate_capacity.1)),
-            _ => None,
-        };
-        nd.on_demand_hourly = nd.hourly;
-    }
-    for nd in nodes.iter_mut().filter(|n| n.hourly.is_none()) {
-        nd.destination_ok = false;
-    }
+        // Fargate nodes cost what their pods are provisioned with.
+        for nd in nodes.iter_mut().filter(|n| n.fargate) {
+            let rates = prices.fargate_rates(&nd.region);
+            nd.hourly = match (rates, &nd.unpriced) {
+                (Some(r), None) => Some(r.hourly(nd.fargate_capacity.0, nd.fargate_capacity.1)),
+                _ => None,
+            };
+            nd.on_demand_hourly = nd.hourly;
+        }
+        for nd in nodes.iter_mut().filter(|n| n.hourly.is_none()) {
+            nd.destination_ok = false;
+        }
 
-    // PDB verdicts, then pod pins.
-    let pdbs: Vec<PdbM<'a>> = snap
-        .pod_disruption_budgets
-        .iter()
-        .zip(&pdb_matching)
-        .map(|(p, &m)| PdbM {
-            namespace: p.metadata.namespace.as_deref().unwrap_or("default"),
-            name: p.metadata.name.as_deref().unwrap_or(""),
-            forbids: pdb_forbids(p, m),
-        })
-        .collect();
-    for (pod, p) in pods.iter_mut().zip(&pending) {
-        if pod.role != Role::Movable {
-            continue;
+        // PDB verdicts, then pod pins.
+        let pdbs: Vec<PdbM<'a>> = snap
+            .pod_disruption_budgets
+            .iter()
+            .zip(&pdb_matching)
+            .map(|(p, &m)| PdbM {
+                namespace: p.metadata.namespace.as_deref().unwrap_or("default"),
+                name: p.metadata.name.as_deref().unwrap_or(""),
+                forbids: pdb_forbids(p, m),
+            })
+            .collect();
+        for (pod, p) in pods.iter_mut().zip(&pending) {
+            if pod.role != Role::Movable {
+                continue;
+            }
+            let forbidding = p.pdbs.iter().copied().find(|&i| pdbs[i as usize].forbids);
+            if let Some(d) = pod.deployment
+                && forbidding.is_some()
+            {
+                deployments[d as usize].pdb_forbids = true;
+            }
+            // The scale-down rules of the profile (docs/analysis.md "Scale-down profiles"): cluster-
+            // autoscaler's defaults, or Karpenter's, which leave out the CA-only rules.
+            let ca = settings.scale_down_profile == ScaleDownProfile::ClusterAutoscaler;
+            pod.role = if ca && p.safe_to_evict_false {
+                Role::Pinned(PinReason::DoNotEvict(
+                    "cluster-autoscaler.kubernetes.io/safe-to-evict=false",
+                ))
+            } else if p.do_not_disrupt {
+                Role::Pinned(PinReason::DoNotEvict("karpenter.sh/do-not-disrupt=true"))
+            } else if p.no_controller && !p.safe_to_evict {
+                Role::Pinned(PinReason::NoController)
+            } else if let (true, Some((name, kind)), false) = (ca, p.local, p.safe_to_evict) {
+                Role::Pinned(PinReason::LocalStorage(format!("{kind} volume {name}")))
+            } else if ca && !p.safe_to_evict && pod.namespace == "kube-system" && p.pdbs.is_empty()
+            {
+                Role::Pinned(PinReason::KubeSystemNoPdb)
+            } else if p.host_affinity {
+                Role::Pinned(PinReason::HostAffinity)
+            } else if let Some(i) = forbidding {
+                Role::Pinned(PinReason::Pdb(i))
+            } else {
+                Role::Movable
+            };
         }
-        let forbidding = p.pdbs.iter().copied().find(|&i| pdbs[i as usize].forbids);
-        if let Some(d) = pod.deployment
-            && forbidding.is_some()
-        {
-            deployments[d as usize].pdb_forbids = true;
+        // A Deployment whose template a forbidding PDB selects is not spot-eligible even
+        // when none of its pods is running right now.
+        for (d, dep) in snap.deployments.iter().zip(deployments.iter_mut()) {
+            let template_labels = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref());
+            if let Some(labels) = template_labels
+                && let Some(ns_pdbs) = pdbs_by_ns.get(dep.namespace)
+                && ns_pdbs
+                    .selecting(&snap.pod_disruption_budgets, labels)
+                    .iter()
+                    .any(|&i| pdbs[i as usize].forbids)
+            {
+                dep.pdb_forbids = true;
+            }
         }
-        // The scale-down rules of the profile (docs/analysis.md "Scale-down profiles"): cluster-
-        // autoscaler's defaults, or Karpenter's, which leave out the CA-only rules.
-        let ca = settings.scale_down_profile == ScaleDownProfile::ClusterAutoscaler;
-        pod.role = if ca && p.safe_to_evict_false {
-            Role::Pinned(PinReason::DoNotEvict(
-                "cluster-autoscaler.kubernetes.io/safe-to-evict=false",
-            ))
-        } else if p.do_not_disrupt {
-            Role::Pinned(PinReason::DoNotEvict("karpenter.sh/do-not-disrupt=true"))
-        } else if p.no_controller && !p.safe_to_evict {
-            Role::Pinned(PinReason::NoController)
-        } else if let (true, Some((name, kind)), false) = (ca, p.local, p.safe_to_evict) {
-            Role::Pinned(PinReason::LocalStorage(format!("{kind} volume {name}")))
-        } else if ca && !p.safe_to_evict && pod.namespace == "kube-system" && p.pdbs.is_empty() {
-            Role::Pinned(PinReason::KubeSystemNoPdb)
-        } else if p.host_affinity {
-            Role::Pinned(PinReason::HostAffinity)
-        } else if let Some(i) = forbidding {
-            Role::Pinned(PinReason::Pdb(i))
-        } else {
-            Role::Movable
-        };
-    }
-    // A Deployment whose template a forbidding PDB selects is not spot-eligible even
-    // when none of its pods is running right now.
-    for (d, dep) in snap.deployments.iter().zip(deployments.iter_mut()) {
-        let template_labels = d
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.labels.as_ref());
-        if let Some(labels) = template_labels
-            && let Some(ns_pdbs) = pdbs_by_ns.get(dep.namespace)
-            && ns_pdbs
-                .selecting(&snap.pod_disruption_budgets, labels)
-                .iter()
-                .any(|&i| pdbs[i as usize].forbids)
-        {
-            dep.pdb_forbids = true;
-        }
-    }
 
-    // Domain locks: pods selected by a domain term, and the term owners, stay in their domain.
-    let mut extra: Vec<Vec<Req>> = vec![Vec::new(); pods.len()];
-    let lock =
-        |extra: &mut Vec<Vec<Req>>, pods: &[PodM<'_>], nodes: &[NodeM<'_>], i: usize, key: &str| {
+        // Domain locks: pods selected by a domain term, and the term owners, stay in their domain.
+        let mut extra: Vec<Vec<Req>> = vec![Vec::new(); pods.len()];
+        let lock = |extra: &mut Vec<Vec<Req>>,
+                    pods: &[PodM<'_>],
+                    nodes: &[NodeM<'_>],
+                    i: usize,
+                    key: &str| {
             let value = nodes[pods[i].node as usize].label(key);
             let r = match value {
                 Some(v) => Req {
@@ -1084,203 +1266,218 @@ pub(crate) fn build<'a>(
                 extra[i].push(r);
             }
         };
-    for &(i, key) in &domain_owner {
-        lock(&mut extra, &pods, &nodes, i as usize, key);
-    }
-    if !domain_terms.is_empty() {
-        let mut seen: HashMap<(String, String, String), ()> = HashMap::new();
-        for t in &domain_terms {
-            let id = (
-                t.key.to_string(),
-                format!("{:?}", t.namespaces),
-                t.selector
-                    .map(|s| serde_json::to_string(s).unwrap_or_default())
-                    .unwrap_or_default(),
-            );
-            if seen.insert(id, ()).is_some() {
-                continue;
-            }
-            for i in 0..pods.len() {
-                let p = &pods[i];
-                let ns_ok = match &t.namespaces {
-                    Namespaces::All => true,
-                    Namespaces::List(l) => l.contains(&p.namespace),
-                };
-                if p.role == Role::Movable && ns_ok && label_selector_matches(t.selector, p.labels)
-                {
-                    lock(&mut extra, &pods, &nodes, i, t.key);
+        for &(i, key) in &domain_owner {
+            lock(&mut extra, &pods, &nodes, i as usize, key);
+        }
+        if !domain_terms.is_empty() {
+            let mut seen: HashMap<(String, String, String), ()> = HashMap::new();
+            for t in &domain_terms {
+                let id = (
+                    t.key.to_string(),
+                    format!("{:?}", t.namespaces),
+                    t.selector
+                        .map(|s| serde_json::to_string(s).unwrap_or_default())
+                        .unwrap_or_default(),
+                );
+                if seen.insert(id, ()).is_some() {
+                    continue;
+                }
+                for i in 0..pods.len() {
+                    let p = &pods[i];
+                    let ns_ok = match &t.namespaces {
+                        Namespaces::All => true,
+                        Namespaces::List(l) => l.contains(&p.namespace),
+                    };
+                    if p.role == Role::Movable
+                        && ns_ok
+                        && label_selector_matches(t.selector, p.labels)
+                    {
+                        lock(&mut extra, &pods, &nodes, i, t.key);
+                    }
                 }
             }
         }
-    }
 
-    // Operating system: a pod runs the one its nodeSelector names, else its node's (linux
-    // unless labelled), and is never planned onto a node of another. Only needed when the
-    // cluster mixes systems.
-    if nodes.iter().any(|n| n.os != nodes[0].os) {
-        for (i, (pod, p)) in pods.iter().zip(&pending).enumerate() {
-            if pod.role != Role::Movable {
-                continue;
-            }
-            let os = p
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_selector.as_ref())
-                .and_then(|s| s.get(LABEL_OS))
-                .map(CompactString::as_str)
-                .unwrap_or(nodes[pod.node as usize].os);
-            let r = Req {
-                key: LABEL_OS.to_string(),
-                op: super::selectors::Op::In,
-                values: vec![os.to_string()],
-            };
-            if !extra[i].contains(&r) {
-                extra[i].push(r);
+        // Operating system: a pod runs the one its nodeSelector names, else its node's (linux
+        // unless labelled), and is never planned onto a node of another. Only needed when the
+        // cluster mixes systems.
+        if nodes.iter().any(|n| n.os != nodes[0].os) {
+            for (i, (pod, p)) in pods.iter().zip(&pending).enumerate() {
+                if pod.role != Role::Movable {
+                    continue;
+                }
+                let os = p
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_selector.as_ref())
+                    .and_then(|s| s.get(LABEL_OS))
+                    .map(CompactString::as_str)
+                    .unwrap_or(nodes[pod.node as usize].os);
+                let r = Req {
+                    key: LABEL_OS.to_string(),
+                    op: super::selectors::Op::In,
+                    values: vec![os.to_string()],
+                };
+                if !extra[i].contains(&r) {
+                    extra[i].push(r);
+                }
             }
         }
-    }
 
-    // Pass 2: intern signatures.
-    let mut sigs: Vec<Sig> = Vec::new();
-    let mut sig_index: HashMap<Sig, u32> = HashMap::new();
-    for ((pod, p), mut extra) in pods.iter_mut().zip(&pending).zip(extra) {
-        if matches!(pod.role, Role::DaemonSet | Role::Static) {
-            // They never move; real DaemonSet pods carry a per-node matchFields affinity
-            // that would otherwise split every node into its own class.
+        // Pass 2: intern signatures.
+        let mut sigs: Vec<Sig> = Vec::new();
+        let mut sig_index: HashMap<Sig, u32> = HashMap::new();
+        for ((pod, p), mut extra) in pods.iter_mut().zip(&pending).zip(extra) {
+            if matches!(pod.role, Role::DaemonSet | Role::Static) {
+                // They never move; real DaemonSet pods carry a per-node matchFields affinity
+                // that would otherwise split every node into its own class.
+                let next = sigs.len() as u32;
+                pod.sig = *sig_index.entry(Sig::default()).or_insert_with_key(|s| {
+                    sigs.push(s.clone());
+                    next
+                });
+                continue;
+            }
+            let spec = p.pod.spec.as_ref().expect("pods without spec were skipped");
+            let mut node_selector: Vec<(String, String)> = spec
+                .node_selector
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            node_selector.sort();
+            let terms = spec
+                .affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
+                .map(|sel| {
+                    sel.node_selector_terms
+                        .iter()
+                        .filter_map(|t| {
+                            // An empty term matches nothing; a term with a bad operator too.
+                            let exprs = t
+                                .match_expressions
+                                .iter()
+                                .flatten()
+                                .map(|r| Req::from_api(r, false));
+                            let fields = t
+                                .match_fields
+                                .iter()
+                                .flatten()
+                                .map(|r| Req::from_api(r, true));
+                            let reqs: Option<Vec<Req>> = exprs.chain(fields).collect();
+                            reqs.filter(|r| !r.is_empty())
+                        })
+                        .collect::<Vec<_>>()
+                });
+            let mut tolerations: Vec<Tol> = spec
+                .tolerations
+                .iter()
+                .flatten()
+                .map(Tol::from_api)
+                .collect();
+            tolerations.sort();
+            tolerations.dedup();
+            extra.sort();
+            let sig = Sig {
+                node_selector,
+                terms,
+                extra,
+                tolerations,
+            };
+            if pod.role == Role::Movable
+                && sig.keys().any(|k| k == LABEL_HOSTNAME || k == NAME_FIELD)
+            {
+                // Selecting one node by name: it can only run where it is.
+                pod.role = Role::Pinned(PinReason::NodeName);
+            }
             let next = sigs.len() as u32;
-            pod.sig = *sig_index.entry(Sig::default()).or_insert_with_key(|s| {
+            pod.sig = *sig_index.entry(sig).or_insert_with_key(|s| {
                 sigs.push(s.clone());
                 next
             });
-            continue;
         }
-        let spec = p.pod.spec.as_ref().expect("pods without spec were skipped");
-        let mut node_selector: Vec<(String, String)> = spec
-            .node_selector
+
+        // Node classes over the label keys any movable pod's signature mentions, plus hard
+        // taints. (Pods that do not move never query classes.)
+        let mut used = vec![false; sigs.len()];
+        for p in &pods {
+            if p.role == Role::Movable {
+                used[p.sig as usize] = true;
+            }
+        }
+        let mut keys: Vec<&str> = sigs
             .iter()
-            .flatten()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .zip(&used)
+            .filter(|(_, u)| **u)
+            .flat_map(|(s, _)| s.keys())
             .collect();
-        node_selector.sort();
-        let terms = spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| {
-                a.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .map(|sel| {
-                sel.node_selector_terms
-                    .iter()
-                    .filter_map(|t| {
-                        // An empty term matches nothing; a term with a bad operator too.
-                        let exprs = t
-                            .match_expressions
-                            .iter()
-                            .flatten()
-                            .map(|r| Req::from_api(r, false));
-                        let fields = t
-                            .match_fields
-                            .iter()
-                            .flatten()
-                            .map(|r| Req::from_api(r, true));
-                        let reqs: Option<Vec<Req>> = exprs.chain(fields).collect();
-                        reqs.filter(|r| !r.is_empty())
-                    })
-                    .collect::<Vec<_>>()
+        keys.sort_unstable();
+        keys.dedup();
+        // (label values for `keys`, hard taints as (key, value, effect)) -> class id.
+        type ClassKey<'k> = (
+            Vec<Option<&'k str>>,
+            Vec<(&'k str, Option<&'k str>, &'k str)>,
+        );
+        let mut class_index: HashMap<ClassKey<'_>, u32> = HashMap::new();
+        let mut representatives: Vec<u32> = Vec::new();
+        for (i, node) in nodes.iter_mut().enumerate() {
+            let values: Vec<Option<&str>> = keys.iter().map(|k| node.label(k)).collect();
+            let taints: Vec<(&str, Option<&str>, &str)> = node
+                .taints
+                .iter()
+                .filter(|t| is_hard_taint(t))
+                .map(|t| (t.key.as_str(), t.value.as_deref(), t.effect.as_str()))
+                .collect();
+            let next = representatives.len() as u32;
+            node.class = *class_index.entry((values, taints)).or_insert_with(|| {
+                representatives.push(i as u32);
+                next
             });
-        let mut tolerations: Vec<Tol> = spec
-            .tolerations
-            .iter()
-            .flatten()
-            .map(Tol::from_api)
-            .collect();
-        tolerations.sort();
-        tolerations.dedup();
-        extra.sort();
-        let sig = Sig {
-            node_selector,
-            terms,
-            extra,
-            tolerations,
+        }
+        let n_classes = representatives.len().max(1);
+        let mut allowed = vec![false; sigs.len() * n_classes];
+        for (s, sig) in sigs.iter().enumerate() {
+            for (c, &rep) in representatives.iter().enumerate() {
+                let node = &nodes[rep as usize];
+                allowed[s * n_classes + c] = sig.allows(|k| node.label(k), node.taints);
+            }
+        }
+
+        let mut node_pods = vec![Vec::new(); nodes.len()];
+        for (i, p) in pods.iter().enumerate() {
+            node_pods[p.node as usize].push(i as u32);
+        }
+
+        let host_terms = match host_terms {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => HostTerms::new(&host_term_list, &labelled),
         };
-        if pod.role == Role::Movable && sig.keys().any(|k| k == LABEL_HOSTNAME || k == NAME_FIELD) {
-            // Selecting one node by name: it can only run where it is.
-            pod.role = Role::Pinned(PinReason::NodeName);
+        Model {
+            nodes,
+            pods,
+            node_pods,
+            sigs,
+            host_terms,
+            #[cfg(test)]
+            host_term_list: host_term_list.clone(),
+            n_classes,
+            allowed,
+            deployments,
+            pdbs,
+            min_size,
+            unbound_pods,
+            spot_prices: &aws.spot_prices,
+            commitments: &aws.commitments,
         }
-        let next = sigs.len() as u32;
-        pod.sig = *sig_index.entry(sig).or_insert_with_key(|s| {
-            sigs.push(s.clone());
-            next
-        });
-    }
-
-    // Node classes over the label keys any movable pod's signature mentions, plus hard
-    // taints. (Pods that do not move never query classes.)
-    let mut used = vec![false; sigs.len()];
-    for p in &pods {
-        if p.role == Role::Movable {
-            used[p.sig as usize] = true;
-        }
-    }
-    let mut keys: Vec<&str> = sigs
-        .iter()
-        .zip(&used)
-        .filter(|(_, u)| **u)
-        .flat_map(|(s, _)| s.keys())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    // (label values for `keys`, hard taints as (key, value, effect)) -> class id.
-    type ClassKey<'k> = (
-        Vec<Option<&'k str>>,
-        Vec<(&'k str, Option<&'k str>, &'k str)>,
-    );
-    let mut class_index: HashMap<ClassKey<'_>, u32> = HashMap::new();
-    let mut representatives: Vec<u32> = Vec::new();
-    for (i, node) in nodes.iter_mut().enumerate() {
-        let values: Vec<Option<&str>> = keys.iter().map(|k| node.label(k)).collect();
-        let taints: Vec<(&str, Option<&str>, &str)> = node
-            .taints
-            .iter()
-            .filter(|t| is_hard_taint(t))
-            .map(|t| (t.key.as_str(), t.value.as_deref(), t.effect.as_str()))
-            .collect();
-        let next = representatives.len() as u32;
-        node.class = *class_index.entry((values, taints)).or_insert_with(|| {
-            representatives.push(i as u32);
-            next
-        });
-    }
-    let n_classes = representatives.len().max(1);
-    let mut allowed = vec![false; sigs.len() * n_classes];
-    for (s, sig) in sigs.iter().enumerate() {
-        for (c, &rep) in representatives.iter().enumerate() {
-            let node = &nodes[rep as usize];
-            allowed[s * n_classes + c] = sig.allows(|k| node.label(k), node.taints);
-        }
-    }
-
-    let mut node_pods = vec![Vec::new(); nodes.len()];
-    for (i, p) in pods.iter().enumerate() {
-        node_pods[p.node as usize].push(i as u32);
-    }
-    Model {
-        nodes,
-        pods,
-        node_pods,
-        sigs,
-        n_classes,
-        allowed,
-        deployments,
-        pdbs,
-        min_size,
-        unbound_pods,
-        spot_prices: &aws.spot_prices,
-        commitments: &aws.commitments,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -1356,6 +1553,68 @@ mod tests {
                     .filter(|&i| label_selector_matches(all[i as usize].selector(), &labels))
                     .collect();
                 prop_assert_eq!(index.selecting(&all, &labels), expected);
+            }
+        }
+
+        /// The interned hostname terms answer, for every term and pod, what the term
+        /// itself answers: equal terms share an entry, and pods that differ only in labels
+        /// no term names share a label set without changing a verdict.
+        #[test]
+        fn host_terms_select_what_each_term_would(
+            terms in proptest::collection::vec(
+                (selector(), proptest::option::of(proptest::collection::vec(0..3usize, 0..3))),
+                0..10,
+            ),
+            pods in proptest::collection::vec((0..3usize, pairs(), any::<bool>()), 1..12),
+        ) {
+            const NAMESPACES: [&str; 3] = ["default", "team-a", "team-b"];
+            let selectors: Vec<Option<LabelSelector>> =
+                terms.iter().map(|(s, _)| s.clone()).collect();
+            let mut list: Vec<HostTerm<'_>> = Vec::new();
+            let mut index: HashMap<HostTerm<'_>, u32> = HashMap::new();
+            let mut ids = Vec::new();
+            for (selector, (_, namespaces)) in selectors.iter().zip(&terms) {
+                let term = HostTerm {
+                    namespaces: match namespaces {
+                        Some(l) => Namespaces::List(l.iter().map(|&n| NAMESPACES[n]).collect()),
+                        None => Namespaces::All,
+                    },
+                    selector: selector.as_ref(),
+                };
+                let next = list.len() as u32;
+                ids.push(*index.entry(term.clone()).or_insert_with(|| {
+                    list.push(term.clone());
+                    next
+                }));
+                // Equal terms, and only those, share an id.
+                prop_assert_eq!(&list[*ids.last().unwrap() as usize], &term);
+            }
+            let labels: Vec<(usize, SmallMap<CompactString>)> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, (ns, pairs, unique))| {
+                    let mut l: SmallMap<CompactString> = pairs
+                        .iter()
+                        .map(|&(k, v)| (CompactString::from(KEYS[k]), CompactString::from(VALUES[v])))
+                        .collect();
+                    if *unique {
+                        // A label no term names, different on every pod.
+                        l.insert("pod-name".into(), format!("pod-{i}").into());
+                    }
+                    (*ns, l)
+                })
+                .collect();
+            let labelled: Vec<(&str, &SmallMap<CompactString>)> =
+                labels.iter().map(|(ns, l)| (NAMESPACES[*ns], l)).collect();
+            let host = HostTerms::new(&list, &labelled);
+            for (t, term) in list.iter().enumerate() {
+                for (p, &(namespace, l)) in labelled.iter().enumerate() {
+                    prop_assert_eq!(
+                        host.selects(t as u32, p as u32),
+                        term.selects(namespace, l),
+                        "term {:?} on pod {} in {} with {:?}", term, p, namespace, l
+                    );
+                }
             }
         }
     }

@@ -1485,7 +1485,7 @@ fn violations(model: &Model<'_>, out: &Outcome, headroom: f64) -> Vec<String> {
                     && model.pods[a]
                         .host_terms
                         .iter()
-                        .any(|t| t.matches(&model.pods[b]))
+                        .any(|&t| model.host_term_list[t as usize].matches(&model.pods[b]))
                 {
                     v.push(format!(
                         "{} and {} share a host despite anti-affinity",
