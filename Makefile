@@ -63,7 +63,7 @@ bench: tools bench-scale bench-memory bench-history bench-store bench-cli
 # fake stands in for them), and only make a few calls to the emulator in the memory
 # benchmark: building them at opt-level 0 saves most of a release build.
 SCALE_BENCH_CONFIG := $(foreach c,aws-sdk-ec2 aws-sdk-autoscaling aws-sdk-eks aws-sdk-sts aws-sdk-iam aws-sdk-pricing aws-sdk-savingsplans aws-sdk-kms,--config profile.bench.package.$(c).opt-level=0)
-## bench-scale: 100, 300 and 1,000 tenants on one operator, five runs of each (BENCHMARKS.md
+## bench-scale: 100, 300 and 1,000 tenants, five runs of each, a fresh operator per run (BENCHMARKS.md
 ## "Scale"); SCALE_ARGS='--tenants 1000 --repeat 1' runs one size once
 SCALE_ARGS ?=
 bench-scale:

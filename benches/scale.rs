@@ -11,7 +11,7 @@
 //! size, `-- --repeat 1` for one run of each instead of [`DEFAULT_REPEAT`]). Each run of a
 //! size starts a fresh operator process; the runs go in rounds (every size once, then
 //! again), and the summary takes growth per tenant between the sizes' medians, with each
-//! round's own figure beside it. It is not a test: `make test` does not build or run it.
+//! round's own peak RSS less the AWS fake beside it. It is not a test: `make test` does not build or run it.
 //!
 //! Four processes, so that the operator's memory is measured alone:
 //! - this one, the orchestrator: seeds the management cluster, watches for Ready, makes the
@@ -669,6 +669,10 @@ fn orchestrate() {
             .collect(),
         None => SIZES.to_vec(),
     };
+    assert!(
+        sizes.windows(2).all(|w| w[0] < w[1]),
+        "--tenants takes ascending sizes, each once: growth per tenant is taken between them"
+    );
     let repeat: usize = value("--repeat").map_or(DEFAULT_REPEAT, |r| {
         r.parse()
             .ok()
@@ -1224,6 +1228,9 @@ fn print_summary(runs: &[Vec<Outcome>]) {
                 / o.steady_reconciles),
             ready / first.tenants as f64
         );
+    }
+    if runs.len() < 2 {
+        return;
     }
     println!("\n== per tenant: growth between sizes (a tenant = one account + one cluster)");
     for pair in runs.windows(2) {

@@ -146,7 +146,7 @@ impl HostTerm<'_> {
 }
 
 // Equal namespaces and an equal selector (by value) are the same term, so the replicas of
-// one Deployment share one entry in [`HostTerms::terms`].
+// one Deployment share one interned term.
 impl PartialEq for HostTerm<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.namespaces == other.namespaces && self.selector == other.selector
@@ -179,7 +179,7 @@ impl std::hash::Hash for HostTerm<'_> {
 pub(crate) struct HostTerms {
     /// Per pod (as [`Model::pods`]), its label set; empty when there are no terms.
     label_set: Vec<u32>,
-    /// Per term, the label sets ([`PodM::label_set`]) it selects, ascending.
+    /// Per term, the label sets (indices as in `label_set`) it selects, ascending.
     selected: Vec<Vec<u32>>,
 }
 
@@ -417,7 +417,7 @@ pub(crate) struct PodM<'a> {
     pub role: Role,
     pub sig: u32,
     /// Its required hostname anti-affinity terms (and hostname spread constraints), as
-    /// indices into [`HostTerms::terms`].
+    /// indices of the cluster's distinct terms ([`HostTerms`] answers for them).
     pub host_terms: Vec<u32>,
     /// Index into [`Model::deployments`] when a Deployment owns it (via its ReplicaSet).
     pub deployment: Option<u32>,
@@ -1497,8 +1497,8 @@ mod tests {
         proptest::collection::vec((0..KEYS.len(), 0..VALUES.len()), 0..3)
     }
 
-    /// A selector as clusters write them: none, empty, matchLabels and/or one expression
-    /// (valid or not: an `In` without values selects nothing).
+    /// A selector as clusters write them: none, empty, matchLabels and/or up to three
+    /// expressions (valid or not: an `In` without values selects nothing).
     fn selector() -> impl Strategy<Value = Option<LabelSelector>> {
         let expression =
             (0..KEYS.len(), 0..5usize, 0..3usize).prop_map(|(k, op, n)| LabelSelectorRequirement {
@@ -1509,16 +1509,16 @@ mod tests {
         (
             any::<bool>(),
             proptest::option::of(pairs()),
-            proptest::option::of(expression),
+            proptest::option::of(proptest::collection::vec(expression, 0..4)),
         )
-            .prop_map(|(present, labels, expression)| {
+            .prop_map(|(present, labels, expressions)| {
                 present.then(|| LabelSelector {
                     match_labels: labels.map(|l| {
                         l.into_iter()
                             .map(|(k, v)| (KEYS[k].to_string(), VALUES[v].to_string()))
                             .collect::<BTreeMap<_, _>>()
                     }),
-                    match_expressions: expression.map(|e| vec![e]),
+                    match_expressions: expressions,
                 })
             })
     }
@@ -1586,8 +1586,13 @@ mod tests {
                     list.push(term.clone());
                     next
                 }));
-                // Equal terms, and only those, share an id.
                 prop_assert_eq!(&list[*ids.last().unwrap() as usize], &term);
+            }
+            // Equal terms, and only those, share an entry.
+            for (i, a) in list.iter().enumerate() {
+                for b in &list[i + 1..] {
+                    prop_assert_ne!(a, b);
+                }
             }
             let labels: Vec<(usize, SmallMap<CompactString>)> = pods
                 .iter()
