@@ -87,7 +87,7 @@ static ALLOC: Counting = Counting;
 /// Which process this is (unset: the orchestrator).
 const ROLE: &str = "CROSSGUARD_SCALE_ROLE";
 /// The sizes run by default.
-const SIZES: [usize; 3] = [100, 300, 1000];
+const SIZES: [u64; 3] = [100, 300, 1000];
 
 /// How many times each size runs unless `--repeat` says otherwise. A single run's peak
 /// RSS moves by several MiB with the allocator's timing (BENCHMARKS.md, "Memory per
@@ -654,31 +654,40 @@ impl Drop for Proc {
     }
 }
 
+/// The orchestrator's command line (clap: unknown or repeated flags and bad values are
+/// refused with a usage message instead of silently running the defaults).
+#[derive(clap::Parser)]
+#[command(
+    name = "scale",
+    about = "One operator, many tenants: see BENCHMARKS.md \"Scale\""
+)]
+struct Args {
+    /// Numbers of tenants to run, ascending, each once (growth per tenant is taken
+    /// between consecutive sizes).
+    #[arg(long, value_delimiter = ',', default_values_t = SIZES, value_parser = clap::value_parser!(u64).range(1..))]
+    tenants: Vec<u64>,
+    /// How many times each size runs (a fresh operator each time; medians in the summary).
+    #[arg(long, default_value_t = DEFAULT_REPEAT as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    repeat: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn orchestrate() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| {
-        args.iter().position(|a| a == flag).map(|i| {
-            args.get(i + 1)
-                .unwrap_or_else(|| panic!("{flag} takes a value"))
-        })
-    };
-    let sizes: Vec<usize> = match value("--tenants") {
-        Some(list) => list
-            .split(',')
-            .map(|n| n.parse().expect("--tenants takes numbers: N[,N...]"))
-            .collect(),
-        None => SIZES.to_vec(),
-    };
-    assert!(
-        sizes.windows(2).all(|w| w[0] < w[1]),
-        "--tenants takes ascending sizes, each once: growth per tenant is taken between them"
-    );
-    let repeat: usize = value("--repeat").map_or(DEFAULT_REPEAT, |r| {
-        r.parse()
-            .ok()
-            .filter(|&r| r > 0)
-            .expect("--repeat takes a positive number")
-    });
+    use clap::Parser;
+    let args = Args::parse();
+    let sizes: Vec<usize> = args.tenants.iter().map(|&n| n as usize).collect();
+    if !sizes.windows(2).all(|w| w[0] < w[1]) {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                "--tenants takes ascending sizes, each once: growth per tenant is taken between them",
+            )
+            .exit();
+    }
+    let repeat = args.repeat as usize;
     println!(
         "scale benchmark: N CustomerAccounts + N ManagedClusters, one operator \
          (--max-concurrent-reconciles {}), {} cores, each size {repeat} time(s)",
