@@ -553,7 +553,7 @@ impl AnalysisInput {
     /// [`skipped`](Self::skipped); what is kept is redacted by `sanitizer`'s value rules.
     pub fn from_dump(input: &[u8], sanitizer: &Sanitizer) -> Result<Self, InputError> {
         let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-        let mut out = match input.iter().find(|b| !b.is_ascii_whitespace()) {
+        let out = match input.iter().find(|b| !b.is_ascii_whitespace()) {
             None => AnalysisInput::default(),
             Some(b'{' | b'[') => match read_json(serde_json::Deserializer::from_slice(input)) {
                 // `{a: 1}` is YAML flow syntax, not JSON; report the JSON error if it is
@@ -566,17 +566,15 @@ impl AnalysisInput {
             },
             Some(_) => read_yaml(input)?,
         };
-        out.check_quantities()?;
-        out.redact(sanitizer);
-        Ok(out)
+        out.settle_all(sanitizer)
     }
 
     /// [`from_dump`](Self::from_dump) from a stream (a file, stdin), without reading it
     /// into memory first: JSON is read through a window of a few MiB, and the `items` of
-    /// a top-level List are cut out of it and decoded by serde_json's slice reader on
-    /// every core, in batches of about 4 MiB merged back in document order (`split`); the
-    /// memory needed is what the analysis keeps plus the batches in flight, not the
-    /// dump's size. Gives the same
+    /// a top-level List are cut out of it, decoded, checked and redacted on every core,
+    /// in batches of about 4 MiB merged back in document order (`split`); the memory
+    /// needed is what the analysis keeps plus the batches in flight, not the dump's size.
+    /// Gives the same
     /// result and the same errors as `from_dump` on the same bytes, with two exceptions:
     /// YAML is read whole first (serde_yaml parses from memory), and input that starts
     /// with `{` but is no JSON is only retried as YAML flow syntax while its syntax error
@@ -614,107 +612,126 @@ impl AnalysisInput {
                 }
             }
         };
-        let mut out = match first {
-            None => AnalysisInput::default(),
+        match first {
+            None => Ok(AnalysisInput::default()),
             Some(b'{' | b'[') => {
-                let json = split::read_json_stream(input, &lead);
+                // Checked and redacted as it is read, batch by batch on the workers.
+                let json = split::read_json_stream(input, &lead, sanitizer);
                 match json {
                     Err(json_err) if json_err.is_json_syntax() => match source.into_whole()? {
                         Some(all) => {
                             let all = all.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&all);
-                            read_yaml(all).map_err(|_| json_err)?
+                            read_yaml(all).map_err(|_| json_err)?.settle_all(sanitizer)
                         }
-                        None => return Err(json_err),
+                        None => Err(json_err),
                     },
-                    result => result?,
+                    result => result,
                 }
             }
             Some(_) => {
                 let mut all = lead;
                 input.read_to_end(&mut all).map_err(io)?;
-                read_yaml(&all)?
+                read_yaml(&all)?.settle_all(sanitizer)
             }
-        };
-        out.check_quantities()?;
-        out.redact(sanitizer);
-        Ok(out)
+        }
+    }
+
+    /// Check and redact everything read ([`settle`](Self::settle) from the start); the
+    /// first bad quantity is the error.
+    fn settle_all(mut self, sanitizer: &Sanitizer) -> Result<Self, InputError> {
+        let mut bad = BadQuantities::default();
+        self.settle(
+            Settled::default(),
+            sanitizer,
+            &mut Verdicts::new(),
+            &mut bad,
+        );
+        bad.into_result().map(|()| self)
+    }
+
+    /// Check the quantities of the objects after those `from` counts (recording in `bad`
+    /// the first bad node and pod, unless it holds earlier ones) and redact them; returns
+    /// the counts after. Read in pieces, a dump is settled piece by piece in document
+    /// order, which finds the same first bad node and pod as one pass over the whole.
+    fn settle(
+        &mut self,
+        from: Settled,
+        sanitizer: &Sanitizer,
+        verdicts: &mut Verdicts,
+        bad: &mut BadQuantities,
+    ) -> Settled {
+        self.check_quantities(from, bad);
+        self.redact(from, sanitizer, verdicts);
+        Settled::of(self)
     }
 
     /// Every CPU and memory quantity the analysis reads must parse: node allocatable and
-    /// capacity, and pod, container and init-container requests and overhead.
-    fn check_quantities(&self) -> Result<(), InputError> {
-        fn check(
-            kind: &'static str,
-            name: &dyn Fn() -> String,
-            field: &dyn Fn(&str) -> String,
-            map: Option<&SmallMap<CompactString>>,
-        ) -> Result<(), InputError> {
-            for (resource, q) in map.into_iter().flatten() {
-                let ok = match resource.as_str() {
-                    "cpu" => super::quantity::parse_cpu_millis(q).is_some(),
-                    "memory" => super::quantity::parse_memory_bytes(q).is_some(),
-                    _ => true,
-                };
-                if !ok {
-                    return Err(InputError::Quantity {
-                        kind,
-                        name: name(),
-                        field: field(resource),
-                        value: q.to_string(),
-                    });
-                }
-            }
-            Ok(())
+    /// capacity, and pod, container and init-container requests and overhead. Looks at
+    /// the nodes and pods after `from`, and only for a kind `bad` holds no error of yet.
+    fn check_quantities(&self, from: Settled, bad: &mut BadQuantities) {
+        if bad.node.is_none() {
+            bad.node = self.nodes[from.nodes..]
+                .iter()
+                .find_map(|n| Self::check_node(n).err());
         }
-        for n in &self.nodes {
-            let name = || n.metadata.name.as_deref().unwrap_or_default().to_string();
-            let status = n.status.as_ref();
-            check(
-                "Node",
-                &name,
-                &|r| format!("status.allocatable.{r}"),
-                status.and_then(|s| s.allocatable.as_ref()),
-            )?;
-            check(
-                "Node",
-                &name,
-                &|r| format!("status.capacity.{r}"),
-                status.and_then(|s| s.capacity.as_ref()),
-            )?;
+        if bad.pod.is_none() {
+            bad.pod = self.pods[from.pods..]
+                .iter()
+                .find_map(|p| Self::check_pod(p).err());
         }
-        for p in &self.pods {
-            let name = || {
-                format!(
-                    "{}/{}",
-                    p.metadata.namespace.as_deref().unwrap_or_default(),
-                    p.metadata.name.as_deref().unwrap_or_default()
-                )
-            };
-            let Some(spec) = &p.spec else { continue };
-            check(
-                "Pod",
-                &name,
-                &|r| format!("spec.overhead.{r}"),
-                spec.overhead.as_ref(),
-            )?;
-            check(
-                "Pod",
-                &name,
-                &|r| format!("spec.resources.requests.{r}"),
-                spec.resources.as_ref().and_then(|r| r.requests.as_ref()),
-            )?;
-            for (list, containers) in [
-                ("containers", Some(&spec.containers)),
-                ("initContainers", spec.init_containers.as_ref()),
-            ] {
-                for (i, c) in containers.into_iter().flatten().enumerate() {
-                    check(
-                        "Pod",
-                        &name,
-                        &|r| format!("spec.{list}[{i}].resources.requests.{r}"),
-                        c.resources.as_ref().and_then(|r| r.requests.as_ref()),
-                    )?;
-                }
+    }
+
+    /// The quantities of one node: its first bad one is the error.
+    fn check_node(n: &Node) -> Result<(), InputError> {
+        let name = || n.metadata.name.as_deref().unwrap_or_default().to_string();
+        let status = n.status.as_ref();
+        check_quantity_map(
+            "Node",
+            &name,
+            &|r| format!("status.allocatable.{r}"),
+            status.and_then(|s| s.allocatable.as_ref()),
+        )?;
+        check_quantity_map(
+            "Node",
+            &name,
+            &|r| format!("status.capacity.{r}"),
+            status.and_then(|s| s.capacity.as_ref()),
+        )
+    }
+
+    /// The quantities of one pod: its first bad one is the error.
+    fn check_pod(p: &Pod) -> Result<(), InputError> {
+        let name = || {
+            format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default()
+            )
+        };
+        let Some(spec) = &p.spec else { return Ok(()) };
+        check_quantity_map(
+            "Pod",
+            &name,
+            &|r| format!("spec.overhead.{r}"),
+            spec.overhead.as_ref(),
+        )?;
+        check_quantity_map(
+            "Pod",
+            &name,
+            &|r| format!("spec.resources.requests.{r}"),
+            spec.resources.as_ref().and_then(|r| r.requests.as_ref()),
+        )?;
+        for (list, containers) in [
+            ("containers", Some(&spec.containers)),
+            ("initContainers", spec.init_containers.as_ref()),
+        ] {
+            for (i, c) in containers.into_iter().flatten().enumerate() {
+                check_quantity_map(
+                    "Pod",
+                    &name,
+                    &|r| format!("spec.{list}[{i}].resources.requests.{r}"),
+                    c.resources.as_ref().and_then(|r| r.requests.as_ref()),
+                )?;
             }
         }
         Ok(())
@@ -723,9 +740,9 @@ impl AnalysisInput {
     /// Apply the sanitizer's rules to what the analysis keeps that the sanitizer would
     /// change: label values of objects and templates, `spec.selector` of
     /// PodDisruptionBudgets, and the kept annotations. Label values repeat across
-    /// replicas, so each distinct value is judged once.
-    fn redact(&mut self, sanitizer: &Sanitizer) {
-        let mut verdicts: HashMap<String, bool> = HashMap::new();
+    /// replicas, so each distinct value is judged once (`verdicts` remembers them).
+    /// Redacts the objects after those `from` counts.
+    fn redact(&mut self, from: Settled, sanitizer: &Sanitizer, verdicts: &mut Verdicts) {
         let mut judge = |v: &str| match verdicts.get(v) {
             Some(&secret) => secret,
             None => {
@@ -752,22 +769,22 @@ impl AnalysisInput {
                 *annotations = kept.collect();
             }
         };
-        for n in &mut self.nodes {
+        for n in &mut self.nodes[from.nodes..] {
             meta(&mut n.metadata, &mut judge);
         }
-        for p in &mut self.pods {
+        for p in &mut self.pods[from.pods..] {
             meta(&mut p.metadata, &mut judge);
         }
-        for d in &mut self.deployments {
+        for d in &mut self.deployments[from.deployments..] {
             meta(&mut d.metadata, &mut judge);
             if let Some(m) = d.spec.as_mut().and_then(|s| s.template.metadata.as_mut()) {
                 meta(m, &mut judge);
             }
         }
-        for r in &mut self.replica_sets {
+        for r in &mut self.replica_sets[from.replica_sets..] {
             meta(&mut r.metadata, &mut judge);
         }
-        for p in &mut self.pod_disruption_budgets {
+        for p in &mut self.pod_disruption_budgets[from.pod_disruption_budgets..] {
             meta(&mut p.metadata, &mut judge);
             if let Some(sel) = p.spec.as_mut().and_then(|s| s.selector.as_mut()) {
                 let values = sel.match_labels.iter_mut().flatten().map(|(_, v)| v);
@@ -778,6 +795,87 @@ impl AnalysisInput {
                     }
                 }
             }
+        }
+    }
+}
+
+/// One quantity map of an object (`requests`, `allocatable`, ...): its first CPU or
+/// memory quantity that does not parse is the error, named by `kind`, `name()` and
+/// `field(resource)`.
+fn check_quantity_map(
+    kind: &'static str,
+    name: &dyn Fn() -> String,
+    field: &dyn Fn(&str) -> String,
+    map: Option<&SmallMap<CompactString>>,
+) -> Result<(), InputError> {
+    for (resource, q) in map.into_iter().flatten() {
+        let ok = match resource.as_str() {
+            "cpu" => super::quantity::parse_cpu_millis(q).is_some(),
+            "memory" => super::quantity::parse_memory_bytes(q).is_some(),
+            _ => true,
+        };
+        if !ok {
+            return Err(InputError::Quantity {
+                kind,
+                name: name(),
+                field: field(resource),
+                value: q.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The sanitizer's verdict on each distinct label value met (`true`: looks like a secret).
+type Verdicts = HashMap<String, bool>;
+
+/// How many objects of each kind, from the front of an [`AnalysisInput`], are settled:
+/// their quantities checked and their labels and annotations redacted.
+#[derive(Debug, Default, Clone, Copy)]
+struct Settled {
+    nodes: usize,
+    pods: usize,
+    deployments: usize,
+    replica_sets: usize,
+    pod_disruption_budgets: usize,
+}
+
+impl Settled {
+    /// Everything `input` holds.
+    fn of(input: &AnalysisInput) -> Settled {
+        Settled {
+            nodes: input.nodes.len(),
+            pods: input.pods.len(),
+            deployments: input.deployments.len(),
+            replica_sets: input.replica_sets.len(),
+            pod_disruption_budgets: input.pod_disruption_budgets.len(),
+        }
+    }
+}
+
+/// The first node and the first pod (in document order) with a CPU or memory quantity
+/// that does not parse. A bad node is reported before a bad pod, wherever each is.
+#[derive(Debug, Default)]
+struct BadQuantities {
+    node: Option<InputError>,
+    pod: Option<InputError>,
+}
+
+impl BadQuantities {
+    /// Add what a later part of the document found.
+    fn then(&mut self, later: BadQuantities) {
+        if self.node.is_none() {
+            self.node = later.node;
+        }
+        if self.pod.is_none() {
+            self.pod = later.pod;
+        }
+    }
+
+    fn into_result(self) -> Result<(), InputError> {
+        match self.node.or(self.pod) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 }
@@ -1959,6 +2057,89 @@ mod tests {
         ];
         for bytes in small {
             assert_streams_alike(&String::from_utf8_lossy(bytes), bytes, &[1, 2, 5, 4096]);
+        }
+    }
+
+    /// Items are checked and redacted on the workers, batch by batch, and what the
+    /// reading thread reads itself as it merges: the first bad node still wins over any
+    /// bad pod, the first bad pod in document order over later ones, and a secret label
+    /// value in any batch is redacted, as when the whole buffer is read in one piece.
+    #[test]
+    fn batches_are_checked_and_redacted_as_the_whole_buffer_is() {
+        const CANARY: &str = "cAnArY-7f3a9c2e41d84b6b";
+        let token = format!("ghp_{CANARY}0000000000000");
+        let pod = |i: usize, cpu: &str, build: &str| {
+            json!({"kind": "Pod", "metadata": {"name": format!("p{i}"), "namespace": "default",
+                "labels": {"app": "web", "build": build}},
+             "spec": {"nodeName": "n", "containers": [{"name": "app",
+                "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]}})
+        };
+        let node = |cpu: &str| {
+            json!({"kind": "Node", "metadata": {"name": "n"},
+             "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "29"}}})
+        };
+        // A List of ~1,500 pods: about 40 batches of the tests' 64 KiB. `bad` and
+        // `secret` place a bad CPU request and the canary at item indices.
+        let list = |bad: &[usize], secret: usize, node_cpu: &str| {
+            let mut items: Vec<Value> = (0..1500)
+                .map(|i| {
+                    let cpu = if bad.contains(&i) {
+                        format!("lots-{i}")
+                    } else {
+                        "100m".into()
+                    };
+                    let build = if i == secret { token.as_str() } else { "v1" };
+                    pod(i, &cpu, build)
+                })
+                .collect();
+            items.push(node(node_cpu));
+            serde_json::to_vec(&json!({"kind": "List", "items": items})).unwrap()
+        };
+        let lone = |cpu: &str| serde_json::to_vec(&pod(9999, cpu, "v1")).unwrap();
+        let stream = |docs: &[Vec<u8>]| docs.join(&b"\n"[..]);
+        let err = |bytes: &[u8]| {
+            let whole = AnalysisInput::from_dump(bytes, &Sanitizer::default()).unwrap_err();
+            let streamed = streamed(bytes, 1 << 16).unwrap_err();
+            assert_eq!(chain(&streamed), chain(&whole));
+            streamed.to_string()
+        };
+        let cases: &[(Vec<u8>, &str)] = &[
+            // A bad node after bad pods in earlier batches: the node is named.
+            (
+                list(&[3, 700], 1400, "many"),
+                "Node n: status.allocatable.cpu \"many\"",
+            ),
+            // The first bad pod in document order, not the batch that finished first.
+            (list(&[40, 1300], 5, "2"), "Pod default/p40:"),
+            // Read on the merging thread, before and after the List's batches.
+            (
+                stream(&[lone("x"), list(&[10], 0, "2")]),
+                "Pod default/p9999:",
+            ),
+            (
+                stream(&[list(&[1200], 0, "2"), lone("x")]),
+                "Pod default/p1200:",
+            ),
+            (
+                stream(&[list(&[], 0, "2"), lone("x"), list(&[0], 0, "bad")]),
+                "Node n:",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let got = err(bytes);
+            assert!(got.starts_with(want), "{got} (wanted {want})");
+        }
+        for secret in [0, 700, 1499] {
+            let bytes = stream(&[lone("1"), list(&[], secret, "2")]);
+            let input = streamed(&bytes, 1 << 16).unwrap();
+            assert_same(
+                &input,
+                &AnalysisInput::from_dump(&bytes, &Sanitizer::default()).unwrap(),
+            );
+            let everything = format!("{input:?}");
+            assert!(!everything.contains(CANARY), "canary at item {secret}");
+            let labels = input.pods[secret + 1].metadata.labels.as_ref().unwrap();
+            assert_eq!(labels.get("build").unwrap(), REDACTED);
         }
     }
 
