@@ -853,8 +853,10 @@ impl Settled {
     }
 }
 
-/// The first node and the first pod (in document order) with a CPU or memory quantity
-/// that does not parse. A bad node is reported before a bad pod, wherever each is.
+/// The first node and the first pod with a CPU or memory quantity that does not parse,
+/// in the order the objects are kept (document order, except that items without a kind
+/// follow the other items of their List, as in every reading). A bad node is reported
+/// before a bad pod, wherever each is.
 #[derive(Debug, Default)]
 struct BadQuantities {
     node: Option<InputError>,
@@ -2140,6 +2142,73 @@ mod tests {
             assert!(!everything.contains(CANARY), "canary at item {secret}");
             let labels = input.pods[secret + 1].metadata.labels.as_ref().unwrap();
             assert_eq!(labels.get("build").unwrap(), REDACTED);
+        }
+    }
+
+    /// A streamed read redacts what a read of the whole buffer redacts, wherever an
+    /// object is read: on the workers (List items), or on the reading thread (lone
+    /// documents, a top-level array handed to the sequential reader, and items without a
+    /// kind, which a typed List names only after its items).
+    #[test]
+    fn secrets_never_survive_a_streamed_read() {
+        const CANARY: &str = "cAnArY-5d1e8b3f90a24c67";
+        let token = format!("ghp_{CANARY}0000000000000");
+        let meta = |name: &str| {
+            json!({"name": name, "namespace": "default",
+                "labels": {"app": "web", "build": token},
+                "annotations": {"vault.hashicorp.com/agent-inject-token": CANARY}})
+        };
+        let pod = |name: &str| {
+            json!({"kind": "Pod", "metadata": meta(name),
+                "spec": {"nodeName": "n", "containers": [{"name": "app",
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}})
+        };
+        let mut objects = vec![
+            json!({"kind": "Node", "metadata": meta("n"),
+                "status": {"allocatable": {"cpu": "2", "memory": "8Gi", "pods": "29"}}}),
+            json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": meta("d"),
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": meta("t"), "spec": {"containers": []}}}}),
+            json!({"kind": "PodDisruptionBudget", "metadata": meta("pdb"),
+                "spec": {"selector": {"matchLabels": {"build": token}, "matchExpressions":
+                    [{"key": "build", "operator": "In", "values": [token]}]},
+                    "maxUnavailable": 1}}),
+        ];
+        // Enough pods for several of the tests' 64 KiB batches.
+        objects.extend((0..400).map(|i| pod(&format!("p{i}"))));
+        let json = |v: &Value| serde_json::to_vec(v).unwrap();
+        let kindless: Vec<Value> = (0..400)
+            .map(|i| {
+                let mut p = pod(&format!("k{i}"));
+                p.as_object_mut().unwrap().remove("kind");
+                p
+            })
+            .collect();
+        let shapes: Vec<(&str, Vec<u8>)> = vec![
+            ("a List", json(&json!({"kind": "List", "items": objects}))),
+            (
+                "lone documents",
+                objects
+                    .iter()
+                    .map(json)
+                    .collect::<Vec<_>>()
+                    .join(&b"\n"[..]),
+            ),
+            ("a top-level array", json(&Value::Array(objects.clone()))),
+            (
+                "a PodList named after its items",
+                json(&json!({"items": kindless, "kind": "PodList"})),
+            ),
+        ];
+        for (shape, bytes) in &shapes {
+            let input = streamed(bytes, 1 << 16).unwrap();
+            assert!(!input.pods.is_empty(), "{shape}");
+            let everything = format!("{input:?}");
+            assert!(!everything.contains(CANARY), "a secret survived {shape}");
+            assert_same(
+                &input,
+                &AnalysisInput::from_dump(bytes, &Sanitizer::default()).unwrap(),
+            );
         }
     }
 
