@@ -575,10 +575,14 @@ impl AnalysisInput {
     /// in batches of about 4 MiB merged back in document order (`split`); the memory
     /// needed is what the analysis keeps plus the batches in flight, not the dump's size.
     /// Gives the same
-    /// result and the same errors as `from_dump` on the same bytes, with two exceptions:
-    /// YAML is read whole first (serde_yaml parses from memory), and input that starts
-    /// with `{` but is no JSON is only retried as YAML flow syntax while its syntax error
-    /// lies in the first MiB. An I/O error is [`InputError::Read`].
+    /// result and the same errors as `from_dump` on the same bytes, with these exceptions:
+    /// YAML is read whole first (serde_yaml parses from memory); input that starts with
+    /// `{` but is no JSON is only retried as YAML flow syntax when no more than its first
+    /// MiB had been read as the error was found (the List reader reads ahead a few MiB,
+    /// and how a pipe hands the bytes out can matter); a comma after a List's last item is reported
+    /// as `expected value` where the whole buffer says `trailing comma`; and serde_json's
+    /// nesting limit counts from each List item rather than from the document, so items
+    /// may nest two levels deeper. An I/O error is [`InputError::Read`].
     pub fn from_reader(
         reader: impl std::io::Read,
         sanitizer: &Sanitizer,
@@ -586,10 +590,12 @@ impl AnalysisInput {
         use std::io::{BufRead, Read};
         let io = |source| InputError::Read { source };
         let mut source = Replay::new(reader, YAML_RETRY_LIMIT);
-        let mut input = std::io::BufReader::with_capacity(READ_BUFFER, &mut source);
-        if input.fill_buf().map_err(io)?.starts_with(b"\xEF\xBB\xBF") {
-            input.consume(3);
-        }
+        // A byte-order mark is dropped even when the first reads hand out fewer than its
+        // three bytes (a pipe may).
+        let mut head = Vec::with_capacity(3);
+        (&mut source).take(3).read_to_end(&mut head).map_err(io)?;
+        let rest = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+        let mut input = std::io::BufReader::with_capacity(READ_BUFFER, rest.chain(&mut source));
         // The first byte that is not whitespace says JSON or YAML; the whitespace before
         // it is kept for YAML, where indentation matters.
         let mut lead = Vec::new();
@@ -2039,6 +2045,9 @@ mod tests {
             b"",
             b"  \n\t ",
             b"\xEF\xBB\xBF{\"kind\":\"Node\",\"metadata\":{\"name\":\"bom\"}}",
+            // JSON that YAML cannot read (a surrogate pair): the mark split across reads
+            // must not send it down the YAML path.
+            b"\xEF\xBB\xBF{\"kind\":\"Node\",\"metadata\":{\"name\":\"bom\",\"labels\":{\"x\":\"\\ud83d\\ude00\"}}}",
             b"\n\n  {\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}} [{\"kind\":\"Node\"}]\n",
             br#"{"apiVersion":"v1","items":[{"metadata":{"name":"p2"},"spec":{"nodeName":"n"}}],"kind":"PodList"}"#,
             br#"{"spec":{"nodeName":"n"},"metadata":{"name":"p3"},"kind":"Pod"}"#,

@@ -32,7 +32,10 @@
 //! same bytes the sequential reader would have read, at the same line and column: the
 //! failing item (or the document's remaining parts) is read again behind whitespace
 //! that puts it where it was in the dump (see [`Pieces`]), after every earlier item was
-//! merged, so the first error in document order wins as it does sequentially.
+//! merged, so the first error in document order wins as it does sequentially. Known
+//! exceptions (found by trying to break it; documented on `from_reader`): a comma after
+//! the last item, which the splitter takes for a missing item (`expected value` instead
+//! of `trailing comma`), and serde_json's nesting limit, which counts from each item.
 
 use std::collections::BTreeMap;
 use std::io::Read;
