@@ -574,15 +574,15 @@ impl AnalysisInput {
     /// a top-level List are cut out of it, decoded, checked and redacted on every core,
     /// in batches of about 4 MiB merged back in document order (`split`); the memory
     /// needed is what the analysis keeps plus the batches in flight, not the dump's size.
-    /// Gives the same
-    /// result and the same errors as `from_dump` on the same bytes, with these exceptions:
-    /// YAML is read whole first (serde_yaml parses from memory); input that starts with
-    /// `{` but is no JSON is only retried as YAML flow syntax when no more than its first
-    /// MiB had been read as the error was found (the List reader reads ahead a few MiB,
-    /// and how a pipe hands the bytes out can matter); a comma after a List's last item is reported
-    /// as `expected value` where the whole buffer says `trailing comma`; and serde_json's
-    /// nesting limit counts from each List item rather than from the document, so items
-    /// may nest two levels deeper. An I/O error is [`InputError::Read`].
+    /// Gives the same result and the same errors as `from_dump` on the same bytes, with
+    /// these exceptions: YAML is read whole first (serde_yaml parses from memory); input
+    /// that starts with `{` but is no JSON is only retried as YAML flow syntax when no
+    /// more than its first MiB had been read as the error was found (the List reader
+    /// reads ahead a few MiB, and how a pipe hands the bytes out can matter); a comma
+    /// after a List's last item is reported as `expected value` where the whole buffer
+    /// says `trailing comma`; and serde_json's nesting limit counts from each List item
+    /// rather than from the document, so items may nest two levels deeper. An I/O error
+    /// is [`InputError::Read`].
     pub fn from_reader(
         reader: impl std::io::Read,
         sanitizer: &Sanitizer,
